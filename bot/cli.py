@@ -1,0 +1,116 @@
+"""`supportbot` — the console script that ties the packages together.
+
+Each subcommand parses its flags here and hands off to one async function; user errors print
+one clear line on stderr and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from storage.engine import Store
+from storage.importer import ImportError_, import_records, load_file, seed
+from storage.migrate import upgrade
+from storage.settings import Settings
+from storage.types import SystemClock, format_cents
+
+log = logging.getLogger("supportbot")
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def _progress(label: str) -> Callable[[int, int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        pct = 100 * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        print(f"\r{label}: {done:,}/{total:,} rows ({pct}%)", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
+    store = Store.from_settings(settings)
+    try:
+        return await fn(store)
+    finally:
+        await store.dispose()
+
+
+async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    async def run(store: Store) -> int:
+        await upgrade(store)
+        if args.db_command == "upgrade":
+            print("database is at the latest schema")
+        elif args.db_command == "seed":
+            counts = await seed(store, SystemClock())
+            print(f"seeded {counts['customers']} customers and {counts['orders']} orders")
+        elif args.db_command == "import":
+            try:
+                customers, orders = await asyncio.to_thread(load_file, Path(args.file))
+                counts = await import_records(store, customers, orders, progress=_progress("importing"))
+            except ImportError_ as exc:
+                print(f"import failed, nothing was imported. {exc}", file=sys.stderr)
+                return 1
+            print(f"imported {counts['customers']} customers, {counts['orders']} orders, {counts['items']} items")
+        elif args.db_command == "orders":
+            await _list_orders(store)
+        return 0
+
+    return await _with_store(settings, run)
+
+
+async def _list_orders(store: Store) -> None:
+    from sqlalchemy import select
+
+    from storage.models import Customer, Order
+
+    async with store.read() as s:
+        rows = (await s.execute(select(Order, Customer).join(Customer).order_by(Customer.id, Order.id))).all()
+    print(f"{'order':<10} {'customer':<22} {'status':<10} {'total':>10}  delivered")
+    for order, cust in rows:
+        delivered = order.delivered_at.date().isoformat() if order.delivered_at else "-"
+        print(f"{order.id:<10} {cust.email:<22} {order.status:<10} {format_cents(order.total_cents):>10}  {delivered}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supportbot", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="schema migrations and data")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    dbsub.add_parser("upgrade", help="migrate the database to the latest schema")
+    dbsub.add_parser("seed", help="load the demo company (idempotent)")
+    imp = dbsub.add_parser("import", help="import customers and orders from a JSON file")
+    imp.add_argument("file")
+    dbsub.add_parser("orders", help="list every order")
+    db.set_defaults(handler=cmd_db)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic's message names the setting; no traceback for a config typo
+        print(f"supportbot: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return asyncio.run(args.handler(args, settings))
+    except UsageError as exc:
+        print(f"supportbot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

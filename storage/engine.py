@@ -1,0 +1,105 @@
+"""One async engine and session factory per process.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on and a short busy timeout.
+SQLAlchemy, not the sqlite3 driver, emits BEGIN (the documented aiosqlite recipe): write
+transactions start with `BEGIN IMMEDIATE`, so a writer takes the lock up front and waits for it
+within the busy timeout instead of failing with "database is locked" when a deferred read lock
+is upgraded. Read transactions stay deferred, so WAL readers never wait for writers.
+PostgreSQL goes through asyncpg with a pool sized by settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from storage.settings import Settings
+
+_IMMEDIATE = "supportbot_begin_immediate"
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(
+    url: str, *, pool_size: int = 5, max_overflow: int = 5, busy_timeout_ms: int = 1000
+) -> AsyncEngine:
+    if not is_sqlite(url):
+        return create_async_engine(
+            url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_recycle=1800
+        )
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Store:
+    """The process's engine plus two session factories: `write()` and `read()`.
+
+    Each context manager yields a session inside a transaction that commits on success and rolls
+    back on error. On SQLite `write()` begins IMMEDIATE; on PostgreSQL both are the same.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        writer = engine.execution_options(**{_IMMEDIATE: True}) if self.dialect == "sqlite" else engine
+        self._write = async_sessionmaker(writer, expire_on_commit=False)
+        self._read = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, url: str | None = None) -> Store:
+        return cls(
+            make_engine(
+                url or settings.database_url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            )
+        )
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        async with self._write() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self._read() as session, session.begin():
+            yield session
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:  # any failure means "not reachable" for a health check
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,154 @@
+"""The store behaves the same on SQLite and PostgreSQL: aware UTC times, exact cents,
+constraints enforced by the database itself, migrations equal to the ORM."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
+from storage.engine import Store
+from storage.migrate import current_revision, schema_diff
+from storage.models import Customer, Order
+from storage.settings import Settings
+from storage.types import format_cents, to_cents
+
+
+async def test_migrations_produce_exactly_the_orm_schema(store: Store) -> None:
+    assert await current_revision(store) is not None
+    assert await schema_diff(store) == []
+
+
+async def test_times_come_back_aware_utc(store: Store) -> None:
+    placed = datetime(2026, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
+    async with store.write() as s:
+        s.add(Customer(id="C1", name="A", email="a@x.io"))
+        s.add(Order(id="O1", customer_id="C1", status="pending", total_cents=1, currency="USD", placed_at=placed))
+    async with store.read() as s:
+        order = await s.get(Order, "O1")
+    assert order is not None
+    assert order.placed_at.tzinfo is not None
+    assert order.placed_at.utcoffset() == timedelta(0)
+    assert order.placed_at == placed
+
+
+async def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(Exception, match="naive datetime"):
+        async with store.write() as s:
+            s.add(Customer(id="C1", name="A", email="a@x.io"))
+            s.add(Order(id="O1", customer_id="C1", status="pending", total_cents=1, currency="USD",
+                        placed_at=datetime(2026, 1, 1)))  # noqa: DTZ001 - the point of the test
+
+
+async def test_sqlite_pragmas(store: Store) -> None:
+    if store.dialect != "sqlite":
+        assert store.dialect == "postgresql"
+        return
+    async with store.engine.connect() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+        assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+        timeout = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+        assert 0 < timeout < 3000
+
+
+async def test_concurrent_read_then_write_transactions_never_lock(settings: Settings) -> None:
+    """Two engines (as two processes would have) run 2 x 25 read-modify-write transactions at once.
+
+    With deferred BEGIN, SQLite fails some of these with "database is locked" when the read lock
+    is upgraded; BEGIN IMMEDIATE makes each writer wait its turn instead.
+    """
+    stores = [Store.from_settings(settings) for _ in range(2)]
+    async with stores[0].write() as s:
+        s.add(Customer(id="C1", name="0", email="c@x.io"))
+
+    async def bump(store: Store) -> None:
+        async with store.write() as s:
+            cust = await s.get(Customer, "C1", with_for_update=True)  # a row lock on PostgreSQL
+            assert cust is not None
+            await asyncio.sleep(0)  # yield inside the transaction so the others pile up
+            cust.name = str(int(cust.name) + 1)
+
+    await asyncio.gather(*(bump(stores[i % 2]) for i in range(50)))
+    async with stores[0].read() as s:
+        assert (await s.get(Customer, "C1")).name == "50"  # type: ignore[union-attr]
+    for st_ in stores:
+        await st_.dispose()
+
+
+RAW_REFUSED = {
+    "duplicate email": "INSERT INTO customers (id, name, email) VALUES ('C2', 'B', 'a@x.io')",
+    "unknown customer": "INSERT INTO orders (id, customer_id, status, total_cents, currency, placed_at) "
+    "VALUES ('O9', 'NOPE', 'pending', 100, 'USD', '2026-01-01 00:00:00')",
+    "bad status": "INSERT INTO orders (id, customer_id, status, total_cents, currency, placed_at) "
+    "VALUES ('O9', 'C1', 'lost', 100, 'USD', '2026-01-01 00:00:00')",
+    "negative total": "INSERT INTO orders (id, customer_id, status, total_cents, currency, placed_at) "
+    "VALUES ('O9', 'C1', 'pending', -1, 'USD', '2026-01-01 00:00:00')",
+    "delivered without time": "INSERT INTO orders (id, customer_id, status, total_cents, currency, placed_at) "
+    "VALUES ('O9', 'C1', 'delivered', 100, 'USD', '2026-01-01 00:00:00')",
+    "delivered_at on pending": "INSERT INTO orders "
+    "(id, customer_id, status, total_cents, currency, placed_at, delivered_at) "
+    "VALUES ('O9', 'C1', 'pending', 100, 'USD', '2026-01-01 00:00:00', '2026-01-02 00:00:00')",
+    "zero quantity": "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price_cents) "
+    "VALUES ('O1', 1, 'S', 'n', 0, 100)",
+    "item of unknown order": "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price_cents) "
+    "VALUES ('NOPE', 1, 'S', 'n', 1, 100)",
+}
+
+
+@pytest.mark.parametrize("case", sorted(RAW_REFUSED))
+async def test_the_database_itself_refuses(store: Store, case: str) -> None:
+    async with store.write() as s:
+        await s.execute(text("INSERT INTO customers (id, name, email) VALUES ('C1', 'A', 'a@x.io')"))
+        await s.execute(text(
+            "INSERT INTO orders (id, customer_id, status, total_cents, currency, placed_at) "
+            "VALUES ('O1', 'C1', 'pending', 100, 'USD', '2026-01-01 00:00:00')"
+        ))
+    with pytest.raises(IntegrityError):
+        async with store.write() as s:
+            await s.execute(text(RAW_REFUSED[case]))
+    async with store.read() as s:
+        assert (await s.scalar(text("SELECT count(*) FROM orders"))) == 1
+        assert (await s.scalar(text("SELECT count(*) FROM customers"))) == 1
+
+
+@given(st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False, allow_infinity=False))
+def test_to_cents_is_exact(amount: Decimal) -> None:
+    cents = to_cents(amount)
+    assert Decimal(cents) / 100 == amount
+    assert to_cents(str(amount)) == cents
+
+
+@pytest.mark.parametrize("bad", ["1.234", "0.001", "nan", "inf", "abc"])
+def test_to_cents_refuses_more_than_two_places_and_junk(bad: str) -> None:
+    with pytest.raises(ValueError):
+        to_cents(bad)
+
+
+def test_float_amounts_convert_through_their_repr() -> None:
+    assert to_cents(89.99) == 8999
+    assert format_cents(8999) == "$89.99"
+    assert format_cents(123456789, "JPY") == "1,234,567.89 JPY"
+
+
+async def test_health_ping(store: Store) -> None:
+    assert await store.ping() is True
+    broken = Store.from_settings(
+        Settings(_env_file=None, database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none")  # type: ignore[call-arg]
+    )
+    assert await broken.ping() is False
+    await broken.dispose()
+
+
+async def test_now_is_aware() -> None:
+    from storage.types import FrozenClock, SystemClock
+
+    assert SystemClock().now().tzinfo is UTC
+    clock = FrozenClock()
+    before = clock.now()
+    assert clock.advance(days=31) - before == timedelta(days=31)
