@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supportbot: invalid settings: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         return asyncio.run(args.handler(args, settings))

@@ -28,9 +28,7 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(
-    url: str, *, pool_size: int = 5, max_overflow: int = 5, busy_timeout_ms: int = 1000
-) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, busy_timeout_ms: int = 1000) -> AsyncEngine:
     if not is_sqlite(url):
         return create_async_engine(
             url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_recycle=1800

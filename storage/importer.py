@@ -172,9 +172,7 @@ def load_file(path: Path) -> tuple[list[CustomerIn], list[OrderIn]]:
     try:
         data = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
-        raise ImportError_(
-            [f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
-        ) from exc
+        raise ImportError_([f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from exc
     return parse(data)
 
 
@@ -204,9 +202,7 @@ async def _upsert(
         tick(len(chunk))
 
 
-async def _check_against_store(
-    session: AsyncSession, customers: list[CustomerIn], orders: list[OrderIn]
-) -> None:
+async def _check_against_store(session: AsyncSession, customers: list[CustomerIn], orders: list[OrderIn]) -> None:
     problems: list[str] = []
     file_ids = {c.id for c in customers}
     emails = {c.email: c.id for c in customers}
@@ -319,9 +315,7 @@ def seed_document(clock: Clock) -> dict[str, Any]:
             {"id": "CUST-1003", "name": "Priya Raman", "email": "priya@example.com"},
         ],
         "orders": [
-            order(
-                "ORD-8842", "CUST-1001", "delivered", [("BLND-500", "ProBlend 500 blender", 1, "89.99")], 9, 5
-            ),
+            order("ORD-8842", "CUST-1001", "delivered", [("BLND-500", "ProBlend 500 blender", 1, "89.99")], 9, 5),
             order(
                 "ORD-8901",
                 "CUST-1001",

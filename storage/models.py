@@ -44,8 +44,7 @@ class Order(Base):
         CheckConstraint("status IN ('pending','shipped','delivered','cancelled')", name="status"),
         CheckConstraint("total_cents >= 0", name="total_nonneg"),
         CheckConstraint(
-            "(status = 'delivered' AND delivered_at IS NOT NULL) "
-            "OR (status <> 'delivered' AND delivered_at IS NULL)",
+            "(status = 'delivered' AND delivered_at IS NOT NULL) OR (status <> 'delivered' AND delivered_at IS NULL)",
             name="delivered_at",
         ),
     )
@@ -59,9 +58,7 @@ class Order(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     customer: Mapped[Customer] = relationship(back_populates="orders", lazy="raise")
-    items: Mapped[list[OrderItem]] = relationship(
-        back_populates="order", lazy="raise", order_by="OrderItem.line_no"
-    )
+    items: Mapped[list[OrderItem]] = relationship(back_populates="order", lazy="raise", order_by="OrderItem.line_no")
 
 
 class OrderItem(Base):

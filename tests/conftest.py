@@ -45,7 +45,11 @@ class NetworkBlocked(RuntimeError):
 
 @pytest.fixture(autouse=True)
 def _only_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_connect, real_connect_ex, real_gai = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+    real_connect, real_connect_ex, real_gai = (
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
 
     def check(sock: socket.socket, address: Any) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
@@ -180,5 +184,5 @@ def pg_url() -> str:
     if not url:
         if IN_CI:
             pytest.fail("this test needs PostgreSQL: set TEST_PG_URL (.ci/run starts one)")
-        pytest.skip("needs PostgreSQL: eval \"$(.ci/start-postgres)\" sets TEST_PG_URL")
+        pytest.skip('needs PostgreSQL: eval "$(.ci/start-postgres)" sets TEST_PG_URL')
     return url

@@ -22,12 +22,26 @@ GOOD: dict[str, Any] = {
         {"id": "CUST-2", "name": "Bo", "email": "bo@example.com"},
     ],
     "orders": [
-        {"id": "ORD-1", "customer_id": "CUST-1", "status": "delivered", "total": 89.99, "currency": "USD",
-         "placed_at": "2026-11-01T10:00:00Z", "delivered_at": "2026-11-03T10:00:00+02:00",
-         "items": [{"sku": "B1", "name": "Blender", "quantity": 1, "unit_price": 89.99}]},
-        {"id": "ORD-2", "customer_id": "CUST-2", "status": "pending", "total": 0.1, "currency": "EUR",
-         "placed_at": "2026-11-05T10:00:00Z", "delivered_at": None,
-         "items": [{"sku": "X", "name": "Thing", "quantity": 2, "unit_price": 0.05}]},
+        {
+            "id": "ORD-1",
+            "customer_id": "CUST-1",
+            "status": "delivered",
+            "total": 89.99,
+            "currency": "USD",
+            "placed_at": "2026-11-01T10:00:00Z",
+            "delivered_at": "2026-11-03T10:00:00+02:00",
+            "items": [{"sku": "B1", "name": "Blender", "quantity": 1, "unit_price": 89.99}],
+        },
+        {
+            "id": "ORD-2",
+            "customer_id": "CUST-2",
+            "status": "pending",
+            "total": 0.1,
+            "currency": "EUR",
+            "placed_at": "2026-11-05T10:00:00Z",
+            "delivered_at": None,
+            "items": [{"sku": "X", "name": "Thing", "quantity": 2, "unit_price": 0.05}],
+        },
     ],
 }
 
@@ -76,7 +90,13 @@ BAD_CASES = [
     ("orders", 0, "placed_at", "yesterday", "orders[0] (ORD-1): placed_at:"),
     ("orders", 0, "currency", "usd", "orders[0] (ORD-1): currency:"),
     ("customers", 1, "email", "not-an-email", "customers[1] (CUST-2): email:"),
-    ("customers", 1, "email", "ada@example.com", "customers[1] (CUST-2): email: ada@example.com is also used"),
+    (
+        "customers",
+        1,
+        "email",
+        "ada@example.com",
+        "customers[1] (CUST-2): email: ada@example.com is also used",
+    ),
     ("customers", 1, "id", "CUST-1", "customers[1] (CUST-1): id: appears more than once"),
 ]
 
@@ -118,8 +138,12 @@ async def test_email_taken_by_another_customer_in_the_store(store: Store) -> Non
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{not json", "not valid JSON at line 1"), ("[]", "top level: must be an object"),
-     ('{"customers": {}}', "customers: must be a list"), ('{"people": []}', "unknown key 'people'")],
+    [
+        ("{not json", "not valid JSON at line 1"),
+        ("[]", "top level: must be an object"),
+        ('{"customers": {}}', "customers: must be a list"),
+        ('{"people": []}', "unknown key 'people'"),
+    ],
 )
 def test_malformed_files(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "f.json"
@@ -140,17 +164,42 @@ async def test_seed_has_the_demo_cases(store: Store, clock: FrozenClock) -> None
 
 
 def test_cli_import_error_exits_nonzero_without_traceback(tmp_path: Path) -> None:
-    bad = write(tmp_path, {"customers": [{"id": "C", "name": "x", "email": "x@y.io"}], "orders": [
-        {"id": "O", "customer_id": "C", "status": "shipped", "total": "1.5.5", "currency": "USD",
-         "placed_at": "2026-01-01T00:00:00Z"}]})
+    bad = write(
+        tmp_path,
+        {
+            "customers": [{"id": "C", "name": "x", "email": "x@y.io"}],
+            "orders": [
+                {
+                    "id": "O",
+                    "customer_id": "C",
+                    "status": "shipped",
+                    "total": "1.5.5",
+                    "currency": "USD",
+                    "placed_at": "2026-01-01T00:00:00Z",
+                }
+            ],
+        },
+    )
     env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "bot", "db", "import", str(bad)], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "db", "import", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "orders[0] (O): total:" in proc.stderr
     assert "Traceback" not in proc.stderr
     ok = write(tmp_path, GOOD)
-    proc = subprocess.run([sys.executable, "-m", "bot", "db", "import", str(ok)], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "db", "import", str(ok)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "imported 2 customers, 2 orders, 2 items" in proc.stdout

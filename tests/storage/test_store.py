@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from storage.engine import Store
@@ -42,8 +42,16 @@ async def test_naive_datetimes_are_refused(store: Store) -> None:
     with pytest.raises(Exception, match="naive datetime"):
         async with store.write() as s:
             s.add(Customer(id="C1", name="A", email="a@x.io"))
-            s.add(Order(id="O1", customer_id="C1", status="pending", total_cents=1, currency="USD",
-                        placed_at=datetime(2026, 1, 1)))  # noqa: DTZ001 - the point of the test
+            s.add(
+                Order(
+                    id="O1",
+                    customer_id="C1",
+                    status="pending",
+                    total_cents=1,
+                    currency="USD",
+                    placed_at=datetime(2026, 1, 1),  # noqa: DTZ001 - the point of the test
+                )
+            )
 
 
 async def test_sqlite_pragmas(store: Store) -> None:
@@ -105,10 +113,12 @@ RAW_REFUSED = {
 async def test_the_database_itself_refuses(store: Store, case: str) -> None:
     async with store.write() as s:
         await s.execute(text("INSERT INTO customers (id, name, email) VALUES ('C1', 'A', 'a@x.io')"))
-        await s.execute(text(
-            "INSERT INTO orders (id, customer_id, status, total_cents, currency, placed_at) "
-            "VALUES ('O1', 'C1', 'pending', 100, 'USD', '2026-01-01 00:00:00')"
-        ))
+        await s.execute(
+            text(
+                "INSERT INTO orders (id, customer_id, status, total_cents, currency, placed_at) "
+                "VALUES ('O1', 'C1', 'pending', 100, 'USD', '2026-01-01 00:00:00')"
+            )
+        )
     with pytest.raises(IntegrityError):
         async with store.write() as s:
             await s.execute(text(RAW_REFUSED[case]))

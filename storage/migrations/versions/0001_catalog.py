@@ -41,13 +41,9 @@ def upgrade() -> None:
             "(status = 'delivered' AND delivered_at IS NOT NULL) OR (status <> 'delivered' AND delivered_at IS NULL)",
             name=op.f("ck_orders_delivered_at"),
         ),
-        sa.CheckConstraint(
-            "status IN ('pending','shipped','delivered','cancelled')", name=op.f("ck_orders_status")
-        ),
+        sa.CheckConstraint("status IN ('pending','shipped','delivered','cancelled')", name=op.f("ck_orders_status")),
         sa.CheckConstraint("total_cents >= 0", name=op.f("ck_orders_total_nonneg")),
-        sa.ForeignKeyConstraint(
-            ["customer_id"], ["customers.id"], name=op.f("fk_orders_customer_id_customers")
-        ),
+        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], name=op.f("fk_orders_customer_id_customers")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_orders")),
     )
     with op.batch_alter_table("orders", schema=None) as batch_op:
