@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Text
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.types import UTCDateTime
@@ -22,6 +24,24 @@ NAMING = {
 }
 
 ORDER_STATUSES = ("pending", "shipped", "delivered", "cancelled")
+REFUND_STATUSES = (
+    "awaiting_confirmation",
+    "pending_approval",
+    "processing",
+    "processed",
+    "failed",
+    "cancelled",
+    "expired",
+    "denied",
+)
+# At most one refund per order in these states (a partial unique index, enforced by the database).
+LIVE_REFUND_STATUSES = ("awaiting_confirmation", "pending_approval", "processing", "processed")
+TICKET_STATUSES = ("open", "claimed", "resolved")
+PRIORITIES = ("P1", "P2", "P3")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Base(DeclarativeBase):
@@ -78,4 +98,129 @@ class OrderItem(Base):
     order: Mapped[Order] = relationship(back_populates="items", lazy="raise")
 
 
-__all__ = ["ORDER_STATUSES", "Base", "Customer", "Index", "Order", "OrderItem"]
+class ChatSession(Base):
+    """One support conversation: a Slack thread, a shell run, an MCP connection, a web chat.
+
+    The actor is fixed by the channel that opened it, never by anything typed into it.
+    """
+
+    __tablename__ = "sessions"
+    __table_args__ = (CheckConstraint(_in("actor_kind", ("customer", "unverified", "staff")), name="actor_kind"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    external_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    staff_id: Mapped[str | None] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SessionOrder(Base):
+    """Orders looked up in a session: `process_refund` only acts on these."""
+
+    __tablename__ = "session_orders"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    looked_up_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint(_in("status", REFUND_STATUSES), name="status"),
+        CheckConstraint("amount_cents > 0", name="amount_pos"),
+        Index(
+            "uq_refunds_one_live_per_order",
+            "order_id",
+            unique=True,
+            sqlite_where=text(_in("status", LIVE_REFUND_STATUSES)),
+            postgresql_where=text(_in("status", LIVE_REFUND_STATUSES)),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(120))
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("sessions.id"), index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(120))
+    gateway_ref: Mapped[str | None] = mapped_column(String(120))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Payout(Base):
+    """The default payment gateway's ledger: one row per idempotency key (the refund id)."""
+
+    __tablename__ = "payouts"
+
+    idempotency_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        CheckConstraint(_in("status", TICKET_STATUSES), name="status"),
+        CheckConstraint(_in("priority", PRIORITIES), name="priority"),
+        CheckConstraint("status <> 'claimed' OR claimed_by IS NOT NULL", name="claimed_by"),
+        # a session has at most one unresolved ticket; escalating again updates it
+        Index(
+            "uq_tickets_one_unresolved_per_session",
+            "session_id",
+            unique=True,
+            sqlite_where=text("status <> 'resolved'"),
+            postgresql_where=text("status <> 'resolved'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    priority: Mapped[str] = mapped_column(String(2))
+    reason: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    order_id: Mapped[str | None] = mapped_column(String(32))
+    refund_id: Mapped[str | None] = mapped_column(ForeignKey("refunds.id"))
+    summary: Mapped[str] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("sessions.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CustomerLink(Base):
+    """A channel identity (e.g. Slack team + user) bound to a customer: identity comes from here."""
+
+    __tablename__ = "customer_links"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    linked_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(64))
+    input: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outcome: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,47 @@
+"""escalate_to_human: hand the conversation to a person. Always allowed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from tools.codes import Code, ToolResult
+from tools.context import CallContext, Deps, Tool
+from tools.tickets import open_or_update
+
+
+class EscalateToHumanInput(BaseModel):
+    """Hand this conversation to a human support agent by opening (or updating) its ticket.
+
+    Use P1 for legal threats, fraud, security concerns or when the customer asks for a person;
+    P2 for problems you cannot fix (system errors, approvals); P3 when you cannot work out what
+    the customer needs. Tell the customer a person will follow up, without promising an outcome.
+    """
+
+    reason: Literal["legal", "fraud", "human_request", "security", "refund_approval", "clarification", "other"] = Field(
+        description="Why a person is needed."
+    )
+    priority: Literal["P1", "P2", "P3"] = Field(description="P1 urgent, P2 needs a person soon, P3 routine.")
+    summary: str = Field(description="One or two sentences for the support agent.", max_length=1000)
+
+
+async def escalate_to_human(args: EscalateToHumanInput, ctx: CallContext, deps: Deps) -> ToolResult:
+    async with deps.store.write() as s:
+        ticket, created = await open_or_update(
+            s,
+            deps,
+            session_id=ctx.session_id,
+            priority=args.priority,
+            reason=args.reason,
+            summary=args.summary,
+            customer_id=ctx.actor.customer_id,
+        )
+    return ToolResult(
+        Code.TICKET_OPENED if created else Code.TICKET_UPDATED,
+        "A person will follow up in this conversation.",
+        {"ticket_id": ticket.id, "priority": ticket.priority},
+    )
+
+
+TOOL = Tool("escalate_to_human", EscalateToHumanInput, escalate_to_human, "Bringing in a member of our team")

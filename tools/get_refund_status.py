@@ -1,0 +1,60 @@
+"""get_refund_status: the verified customer's refunds, or one order's."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from storage.models import Order, Refund
+from storage.types import format_cents
+from tools.codes import Code, ToolResult
+from tools.context import CallContext, Deps, Tool
+from tools.lookup_order import not_found
+
+
+class GetRefundStatusInput(BaseModel):
+    """Check the status of the verified customer's refunds: of one order, or their recent ones."""
+
+    order_id: str | None = Field(
+        default=None, description="An order number, or omit for recent refunds.", max_length=32
+    )
+
+
+async def refund_status(deps: Deps, ctx: CallContext, order_id: str | None, *, limit: int = 10) -> ToolResult:
+    """Shared by the tool and the /refund-status command: one rule for who sees which refunds."""
+    actor = ctx.actor
+    if actor.kind == "unverified":
+        return ToolResult(Code.IDENTITY_UNVERIFIED, "No verified customer: refunds cannot be looked up.")
+    stmt = select(Refund, Order).join(Order, Order.id == Refund.order_id).options(selectinload(Order.items))
+    async with deps.store.read() as s:
+        if order_id:
+            order_id = order_id.strip().upper()
+            order = await s.get(Order, order_id)
+            if order is None:
+                return not_found(order_id)
+            if actor.kind == "customer" and order.customer_id != actor.customer_id:
+                return not_found(order_id, Code.OWNERSHIP_MISMATCH)
+            stmt = stmt.where(Refund.order_id == order_id)
+        elif actor.kind == "customer":
+            stmt = stmt.where(Order.customer_id == actor.customer_id)
+        rows = (await s.execute(stmt.order_by(Refund.created_at.desc()).limit(limit))).all()
+    refunds = [
+        {
+            "refund_id": r.id,
+            "order_id": o.id,
+            "item": o.items[0].name if o.items else "your order",
+            "amount": format_cents(r.amount_cents, r.currency),
+            "status": r.status,
+            "requested_on": r.created_at.date().isoformat(),
+        }
+        for r, o in rows
+    ]
+    return ToolResult(Code.OK, "" if refunds else "No refunds found.", {"refunds": refunds})
+
+
+async def get_refund_status(args: GetRefundStatusInput, ctx: CallContext, deps: Deps) -> ToolResult:
+    return await refund_status(deps, ctx, args.order_id)
+
+
+TOOL = Tool("get_refund_status", GetRefundStatusInput, get_refund_status, "Checking your refund")

@@ -1,0 +1,91 @@
+"""lookup_order: an order of the verified customer, with its refund eligibility now."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import selectinload
+
+from storage.models import LIVE_REFUND_STATUSES, Order, Refund, SessionOrder
+from storage.types import format_cents
+from tools.codes import Code, ToolResult
+from tools.context import CallContext, Deps, Tool
+from tools.refunds import eligibility
+
+
+class LookupOrderInput(BaseModel):
+    """Look up one of the verified customer's orders by its order number (for example ORD-8842).
+
+    Returns the items, total, status, delivery date, whether it can be refunded right now under
+    the return policy, and any refund it already has. Required before process_refund.
+    """
+
+    order_id: str = Field(description="The order number, e.g. ORD-8842.", min_length=1, max_length=32)
+
+
+def not_found(order_id: str, code: Code = Code.ORDER_NOT_FOUND) -> ToolResult:
+    # the same note and data for an unknown order and another customer's: nothing tells them apart
+    return ToolResult(code, "No order with that number was found on this customer's account.", {"order_id": order_id})
+
+
+async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> ToolResult:
+    actor = ctx.actor
+    order_id = args.order_id.strip().upper()
+    if actor.kind == "unverified":
+        return ToolResult(Code.IDENTITY_UNVERIFIED, "No verified customer: orders cannot be looked up.")
+    async with deps.store.read() as s:
+        order = (
+            await s.scalars(select(Order).where(Order.id == order_id).options(selectinload(Order.items)))
+        ).one_or_none()
+        if order is None:
+            return not_found(order_id)
+        if actor.kind == "customer" and order.customer_id != actor.customer_id:
+            return not_found(order_id, Code.OWNERSHIP_MISMATCH)
+        refund = (
+            await s.scalars(
+                select(Refund).where(Refund.order_id == order.id).order_by(Refund.created_at.desc()).limit(1)
+            )
+        ).one_or_none()
+    now = deps.clock.now()
+    insert = postgresql.insert if deps.store.dialect == "postgresql" else sqlite.insert
+    async with deps.store.write() as s:
+        await s.execute(
+            insert(SessionOrder)
+            .values(session_id=ctx.session_id, order_id=order.id, looked_up_at=now)
+            .on_conflict_do_nothing(index_elements=["session_id", "order_id"])
+        )
+    elig = eligibility(order, now=now, window_days=deps.settings.return_window_days)
+    live = refund is not None and refund.status in LIVE_REFUND_STATUSES
+    data: dict[str, object] = {
+        "order_id": order.id,
+        "status": order.status,
+        "items": [
+            {"name": i.name, "quantity": i.quantity, "unit_price": format_cents(i.unit_price_cents, order.currency)}
+            for i in order.items
+        ],
+        "total": format_cents(order.total_cents, order.currency),
+        "total_amount": order.total_cents / 100,
+        "placed_on": order.placed_at.date().isoformat(),
+        "delivered_on": order.delivered_at.date().isoformat() if order.delivered_at else None,
+        "refund_eligible": elig.eligible and not live,
+        "eligibility": {
+            "in_window": "delivered and inside the return window",
+            "not_delivered": "not delivered yet, so it cannot be refunded",
+            "window_closed": f"delivered over {deps.settings.return_window_days} days ago: outside the return window",
+        }[elig.reason],
+        "return_deadline": elig.deadline.date().isoformat() if elig.deadline else None,
+        "existing_refund": (
+            {
+                "refund_id": refund.id,
+                "status": refund.status,
+                "amount": format_cents(refund.amount_cents, refund.currency),
+            }
+            if refund
+            else None
+        ),
+    }
+    return ToolResult(Code.OK, data=data)
+
+
+TOOL = Tool("lookup_order", LookupOrderInput, lookup_order, "Looking up your order")

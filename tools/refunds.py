@@ -1,0 +1,372 @@
+"""The refund state machine: the only code that moves money.
+
+    awaiting_confirmation ──confirm──▶ processing ──gateway──▶ processed
+            │ cancel / expire                 └──declined──▶ failed
+            ▼
+    cancelled | expired
+    pending_approval ──approve──▶ processing        pending_approval ──deny──▶ denied
+
+Every transition is one conditional UPDATE (`WHERE id = :id AND status = :from`), so a second
+click, a replayed payload or a racing replica finds nothing to update and changes nothing. Each
+one re-checks the rules at that moment (`refund_guard`). A partial unique index allows at most
+one refund per order in awaiting_confirmation | pending_approval | processing | processed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import LIVE_REFUND_STATUSES, Order, Refund
+from tools.codes import Code, GatewayError, ToolResult
+from tools.context import Actor, CallContext, Deps, audit, new_id
+from tools.tickets import open_or_update
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    eligible: bool
+    reason: str  # in_window | not_delivered | window_closed
+    deadline: datetime | None = None
+
+
+def eligibility(order: Order, *, now: datetime, window_days: int) -> Eligibility:
+    if order.status != "delivered" or order.delivered_at is None:
+        return Eligibility(False, "not_delivered")
+    deadline = order.delivered_at + timedelta(days=window_days)
+    if now > deadline:
+        return Eligibility(False, "window_closed", deadline)
+    return Eligibility(True, "in_window", deadline)
+
+
+def refund_guard(order: Order | None, *, owner_customer_id: str | None, amount_cents: int, deps: Deps) -> Code | None:
+    """Ownership, eligibility now, and 0 < amount <= total: the rules every money step re-checks."""
+    if order is None:
+        return Code.ORDER_NOT_FOUND
+    if owner_customer_id is None or order.customer_id != owner_customer_id:
+        return Code.OWNERSHIP_MISMATCH
+    if not eligibility(order, now=deps.clock.now(), window_days=deps.settings.return_window_days).eligible:
+        return Code.NOT_ELIGIBLE
+    if not 0 < amount_cents <= order.total_cents:
+        return Code.INVALID_AMOUNT
+    return None
+
+
+def describe(refund: Refund) -> dict[str, object]:
+    return {
+        "refund_id": refund.id,
+        "order_id": refund.order_id,
+        "amount_cents": refund.amount_cents,
+        "currency": refund.currency,
+        "status": refund.status,
+    }
+
+
+def _owner(refund: Refund) -> str | None:
+    kind, _, ident = refund.actor.partition(":")
+    return ident if kind == "customer" else None
+
+
+async def _move(s: AsyncSession, deps: Deps, refund_id: str, frm: str, to: str, **values: object) -> Refund | None:
+    row = await s.scalars(
+        update(Refund)
+        .where(Refund.id == refund_id, Refund.status == frm)
+        .values(status=to, updated_at=deps.clock.now(), **values)
+        .returning(Refund)
+        .execution_options(synchronize_session=False)
+    )
+    return row.one_or_none()
+
+
+async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int, reason: str) -> ToolResult:
+    """Create the order's refund (or return its live one). Guards have been checked by the caller."""
+    now = deps.clock.now()
+    over_limit = amount_cents > deps.settings.refund_limit_cents
+    if over_limit:
+        status = "pending_approval"
+    elif deps.settings.refund_confirmation:
+        status = "awaiting_confirmation"
+    else:
+        status = "processing"
+    refund = Refund(
+        id=new_id("RF"),
+        order_id=order.id,
+        amount_cents=amount_cents,
+        currency=order.currency,
+        status=status,
+        reason=reason[:2000],
+        actor=ctx.actor.ref,
+        session_id=ctx.session_id,
+        expires_at=now + timedelta(minutes=deps.settings.refund_confirmation_ttl_minutes)
+        if status == "awaiting_confirmation"
+        else None,
+        created_at=now,
+        updated_at=now,
+    )
+    ticket_id = None
+    try:
+        async with deps.store.write() as s:
+            existing = await _live_refund(s, order.id)
+            if existing is not None:
+                return _existing(existing)
+            s.add(refund)
+            await s.flush()
+            if over_limit:
+                ticket, _ = await open_or_update(
+                    s,
+                    deps,
+                    session_id=ctx.session_id,
+                    priority="P2",
+                    reason="refund_approval",
+                    summary=f"Refund request over the autonomous limit for order {order.id}: {reason[:300]}",
+                    customer_id=order.customer_id,
+                    order_id=order.id,
+                    refund_id=refund.id,
+                )
+                ticket_id = ticket.id
+    except IntegrityError:
+        # another request created this order's live refund between our check and our insert
+        async with deps.store.read() as s:
+            existing = await _live_refund(s, order.id)
+        if existing is None:
+            raise
+        return _existing(existing)
+    if over_limit:
+        return ToolResult(
+            Code.LIMIT_EXCEEDED,
+            "This refund needs a supervisor's approval. A ticket was opened; tell the customer a person will review "
+            "it and follow up. Do not promise an outcome.",
+            {**describe(refund), "ticket_id": ticket_id},
+        )
+    if status == "awaiting_confirmation":
+        return ToolResult(
+            Code.AWAITING_CONFIRMATION,
+            "The refund is prepared but not sent. The customer must confirm it with the Confirm button; tell them "
+            "so briefly. Do not say it has been refunded.",
+            describe(refund),
+        )
+    return await pay(deps, refund.id)
+
+
+async def _live_refund(s: AsyncSession, order_id: str) -> Refund | None:
+    return (
+        await s.scalars(select(Refund).where(Refund.order_id == order_id, Refund.status.in_(LIVE_REFUND_STATUSES)))
+    ).one_or_none()
+
+
+def _existing(refund: Refund) -> ToolResult:
+    return ToolResult(
+        Code.REFUND_EXISTS,
+        "This order already has a refund; no new refund was created. Tell the customer its status.",
+        describe(refund),
+    )
+
+
+async def pay(deps: Deps, refund_id: str) -> ToolResult:
+    """Send a `processing` refund through the gateway (idempotency key = refund id) and record it."""
+    async with deps.store.read() as s:
+        refund = await s.get(Refund, refund_id)
+        order = await s.get(Order, refund.order_id) if refund else None
+    if refund is None or order is None or refund.status != "processing":
+        return ToolResult(Code.INVALID_STATE, "Nothing to pay.", describe(refund) if refund else {})
+    try:
+        payout = await deps.gateway.refund(order, refund.amount_cents, refund.id)
+    except GatewayError as exc:
+        async with deps.store.write() as s:
+            failed = await _move(s, deps, refund.id, "processing", "failed")
+            audit(
+                s,
+                deps,
+                actor=Actor.staff("gateway"),
+                action="refund_failed",
+                outcome=Code.PAYMENT_FAILED,
+                input={"refund_id": refund.id},
+                session_id=refund.session_id,
+            )
+            await open_or_update(
+                s,
+                deps,
+                session_id=refund.session_id,
+                priority="P2",
+                reason="payment_failed",
+                summary=f"The payment gateway declined refund {refund.id}: {exc.detail[:200]}",
+                customer_id=order.customer_id,
+                order_id=order.id,
+                refund_id=refund.id,
+            )
+        return ToolResult(
+            Code.PAYMENT_FAILED,
+            "The payment gateway declined the refund; a ticket was opened.",
+            describe(failed or refund),
+        )
+    except Exception:  # outcome unknown: stays `processing`, resent with the same key on recovery
+        log.exception("payment gateway call for refund %s did not complete", refund.id)
+        return ToolResult(Code.OK, "The refund is being processed.", describe(refund))
+    async with deps.store.write() as s:
+        done = await _move(s, deps, refund.id, "processing", "processed", gateway_ref=payout.reference)
+        current = done or await s.get(Refund, refund.id)
+    return ToolResult(Code.REFUND_PROCESSED, "The refund has been issued.", describe(current or refund))
+
+
+async def _load(s: AsyncSession, refund_id: str) -> tuple[Refund | None, Order | None]:
+    refund = await s.get(Refund, refund_id)
+    order = await s.get(Order, refund.order_id) if refund else None
+    return refund, order
+
+
+async def confirm(deps: Deps, *, refund_id: str, actor: Actor, session_id: str | None = None) -> ToolResult:
+    """The customer pressed Confirm. Only the refund's own verified customer may; rules re-checked now."""
+    async with deps.store.write() as s:
+        refund, order = await _load(s, refund_id)
+        result = _confirm_checks(deps, refund, order, actor)
+        if result is None and refund is not None:
+            if refund.expires_at is not None and deps.clock.now() > refund.expires_at:
+                moved = await _move(s, deps, refund.id, "awaiting_confirmation", "expired")
+                result = ToolResult(Code.EXPIRED, "The confirmation expired.", describe(moved or refund))
+            elif (
+                code := refund_guard(
+                    order, owner_customer_id=actor.customer_id, amount_cents=refund.amount_cents, deps=deps
+                )
+            ) is not None:
+                moved = await _move(s, deps, refund.id, "awaiting_confirmation", "expired")
+                result = ToolResult(code, "The order can no longer be refunded.", describe(moved or refund))
+            else:
+                moved = await _move(s, deps, refund.id, "awaiting_confirmation", "processing", decided_by=actor.ref)
+                if moved is None:  # someone else moved it first: nothing to do
+                    result = ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+        audit(
+            s,
+            deps,
+            actor=actor,
+            action="confirm_refund",
+            input={"refund_id": refund_id},
+            outcome=result.code if result else "processing",
+            session_id=session_id,
+        )
+    if result is not None:
+        return result
+    return await pay(deps, refund_id)
+
+
+def _confirm_checks(deps: Deps, refund: Refund | None, order: Order | None, actor: Actor) -> ToolResult | None:
+    if refund is None or order is None:
+        return ToolResult(Code.NOT_FOUND, "No such refund.")
+    if actor.kind != "customer" or _owner(refund) != actor.customer_id or order.customer_id != actor.customer_id:
+        return ToolResult(Code.NOT_ALLOWED, "Only the customer who asked for this refund can confirm it.")
+    if refund.status != "awaiting_confirmation":
+        return ToolResult(Code.INVALID_STATE, "This refund is no longer awaiting confirmation.", describe(refund))
+    return None
+
+
+async def cancel(deps: Deps, *, refund_id: str, actor: Actor, session_id: str | None = None) -> ToolResult:
+    async with deps.store.write() as s:
+        refund, order = await _load(s, refund_id)
+        result = _confirm_checks(deps, refund, order, actor)
+        if result is None and refund is not None:
+            moved = await _move(s, deps, refund.id, "awaiting_confirmation", "cancelled", decided_by=actor.ref)
+            result = (
+                ToolResult(Code.OK, "Cancelled.", describe(moved))
+                if moved
+                else ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+            )
+        assert result is not None
+        audit(
+            s,
+            deps,
+            actor=actor,
+            action="cancel_refund",
+            input={"refund_id": refund_id},
+            outcome=result.code,
+            session_id=session_id,
+        )
+    return result
+
+
+async def approve(deps: Deps, *, refund_id: str, staff: Actor) -> ToolResult:
+    """A staff member approves an over-limit refund; the rules (but not the limit) are re-checked now."""
+    async with deps.store.write() as s:
+        refund, order = await _load(s, refund_id)
+        result = _staff_checks(refund, order, staff)
+        if result is None and refund is not None:
+            code = refund_guard(order, owner_customer_id=_owner(refund), amount_cents=refund.amount_cents, deps=deps)
+            if code is not None:
+                result = ToolResult(code, "The refund breaks a rule now and cannot be approved.", describe(refund))
+            elif await _move(s, deps, refund.id, "pending_approval", "processing", decided_by=staff.ref) is None:
+                result = ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+        audit(
+            s,
+            deps,
+            actor=staff,
+            action="approve_refund",
+            input={"refund_id": refund_id},
+            outcome=result.code if result else "processing",
+            session_id=refund.session_id if refund else None,
+        )
+    if result is not None:
+        return result
+    return await pay(deps, refund_id)
+
+
+async def deny(deps: Deps, *, refund_id: str, staff: Actor) -> ToolResult:
+    async with deps.store.write() as s:
+        refund, order = await _load(s, refund_id)
+        result = _staff_checks(refund, order, staff)
+        if result is None and refund is not None:
+            moved = await _move(s, deps, refund.id, "pending_approval", "denied", decided_by=staff.ref)
+            result = (
+                ToolResult(Code.OK, "Denied.", describe(moved))
+                if moved
+                else ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+            )
+        assert result is not None
+        audit(
+            s,
+            deps,
+            actor=staff,
+            action="deny_refund",
+            input={"refund_id": refund_id},
+            outcome=result.code,
+            session_id=refund.session_id if refund else None,
+        )
+    return result
+
+
+def _staff_checks(refund: Refund | None, order: Order | None, staff: Actor) -> ToolResult | None:
+    if staff.kind != "staff":
+        return ToolResult(Code.NOT_ALLOWED, "Only staff can decide on refunds awaiting approval.")
+    if refund is None or order is None:
+        return ToolResult(Code.NOT_FOUND, "No such refund.")
+    if refund.status != "pending_approval":
+        return ToolResult(Code.INVALID_STATE, "This refund is not awaiting approval.", describe(refund))
+    return None
+
+
+async def expire_due(deps: Deps) -> list[Refund]:
+    """Confirmations past their time become `expired`; returns the refunds that just expired."""
+    async with deps.store.write() as s:
+        rows = await s.scalars(
+            update(Refund)
+            .where(Refund.status == "awaiting_confirmation", Refund.expires_at < deps.clock.now())
+            .values(status="expired", updated_at=deps.clock.now())
+            .returning(Refund)
+            .execution_options(synchronize_session=False)
+        )
+        return list(rows.all())
+
+
+async def recover(deps: Deps) -> list[ToolResult]:
+    """At start: refunds left `processing` by a crash are sent again with the same idempotency key."""
+    async with deps.store.read() as s:
+        ids = list((await s.scalars(select(Refund.id).where(Refund.status == "processing"))).all())
+    results = []
+    for refund_id in ids:
+        log.info("recovering refund %s left processing", refund_id)
+        results.append(await pay(deps, refund_id))
+    return results

@@ -1,0 +1,87 @@
+"""The five model tools, listed once, and the one door every tool call goes through.
+
+`Toolbox.call` validates the input against the tool's pydantic model, runs it with the
+session's context, audit-logs the call and its outcome, and turns an unexpected exception into
+`ToolFailure` (which the agent loop retries). Refusals come back as `ToolResult`s.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from storage.models import AuditLog
+from tools import escalate_to_human, get_customer, get_refund_status, lookup_order, process_refund
+from tools.codes import Code, ToolFailure, ToolResult
+from tools.context import CallContext, Deps, Tool
+
+log = logging.getLogger(__name__)
+
+TOOLS: tuple[Tool, ...] = (
+    get_customer.TOOL,
+    lookup_order.TOOL,
+    process_refund.TOOL,
+    escalate_to_human.TOOL,
+    get_refund_status.TOOL,
+)
+
+
+def _validation_note(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:5]:
+        loc = ".".join(str(p) for p in e["loc"]) or "input"
+        parts.append(f"{loc}: {e['msg']}")
+    return "Invalid input. " + "; ".join(parts)
+
+
+class Toolbox:
+    def __init__(self, deps: Deps, tools: tuple[Tool, ...] = TOOLS) -> None:
+        self.deps = deps
+        self.tools = {t.name: t for t in tools}
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [t.schema() for t in self.tools.values()]
+
+    def activity(self, name: str) -> str:
+        tool = self.tools.get(name)
+        return tool.activity if tool else "Working on it"
+
+    async def call(self, name: str, raw_input: Any, ctx: CallContext) -> ToolResult:
+        tool = self.tools.get(name)
+        if tool is None:
+            result = ToolResult(Code.INVALID_INPUT, f"There is no tool named {name[:40]!r}.")
+        elif not isinstance(raw_input, dict):
+            result = ToolResult(Code.INVALID_INPUT, "Tool input must be a JSON object.")
+        else:
+            try:
+                args = tool.input.model_validate(raw_input)
+            except ValidationError as err:
+                result = ToolResult(Code.INVALID_INPUT, _validation_note(err))
+            else:
+                try:
+                    result = await tool.run(args, ctx, self.deps)
+                except Exception as exc:
+                    log.warning("tool %s failed: %s", name, type(exc).__name__, exc_info=True)
+                    await self._audit(ctx, name, raw_input, "ERROR")
+                    raise ToolFailure(name, exc) from exc
+        await self._audit(ctx, name, raw_input, result.code)
+        return result
+
+    async def _audit(self, ctx: CallContext, name: str, raw_input: Any, outcome: str) -> None:
+        safe_input = raw_input if isinstance(raw_input, dict) else {"raw": repr(raw_input)[:500]}
+        try:
+            async with self.deps.store.write() as s:
+                s.add(
+                    AuditLog(
+                        session_id=ctx.session_id,
+                        actor=ctx.actor.ref,
+                        action=name[:64],
+                        input=safe_input,
+                        outcome=str(outcome),
+                        created_at=self.deps.clock.now(),
+                    )
+                )
+        except Exception:  # an audit write failing must not turn a completed action into a failure
+            log.exception("could not write the audit log for %s", name)

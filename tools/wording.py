@@ -1,0 +1,110 @@
+"""Every sentence supportbot says to a customer on its own (not written by the model).
+
+One module, so tone and safety are reviewed in one place. Nothing here names an internal code,
+a limit's amount, or anything of another customer.
+"""
+
+from __future__ import annotations
+
+from tools.codes import Code
+
+NOT_FOUND_ORDER = "I couldn't find that order on your account. Could you double-check the order number?"
+
+BY_CODE: dict[Code, str] = {
+    Code.INVALID_INPUT: "Sorry, I didn't quite catch that. Could you rephrase it?",
+    Code.IDENTITY_UNVERIFIED: (
+        "I can't look into account details until we've confirmed who you are. A member of our team will help with that."
+    ),
+    Code.IDENTITY_MISMATCH: (
+        "That email doesn't match the account you're signed in with, so I've asked a member of our team to help."
+    ),
+    Code.ORDER_NOT_FOUND: NOT_FOUND_ORDER,
+    Code.OWNERSHIP_MISMATCH: NOT_FOUND_ORDER,  # exactly the unknown-order wording, on purpose
+    Code.ORDER_NOT_LOOKED_UP: "Let me pull up that order first.",
+    Code.NOT_ELIGIBLE: "That order isn't eligible for a refund under our return policy.",
+    Code.INVALID_AMOUNT: "That amount doesn't match what can be refunded for this order.",
+    Code.LIMIT_EXCEEDED: (
+        "This refund needs a quick review by a member of our team. I've passed it on, and they'll follow up here."
+    ),
+    Code.NOT_ALLOWED: "Sorry, that isn't something I can do from here.",
+    Code.NOT_FOUND: "I couldn't find that.",
+    Code.INVALID_STATE: "That request has already been handled.",
+    Code.EXPIRED: "That confirmation has expired. Just ask again if you'd still like the refund.",
+    Code.PAYMENT_FAILED: (
+        "Something went wrong sending your refund, and no money has moved. A member of our team will sort it out."
+    ),
+}
+
+
+def for_code(code: Code) -> str:
+    return BY_CODE.get(code, GENERIC_FALLBACK)
+
+
+GENERIC_FALLBACK = "Sorry, I ran into a problem there. A member of our support team will follow up with you."
+
+ESCALATED_LEGAL = (
+    "I'm sorry this has been such a frustrating experience. I've passed your message to a senior member of "
+    "our support team as a priority, and they'll reply here as soon as possible."
+)
+ESCALATED_HUMAN = (
+    "Of course. I've asked a member of our support team to join this conversation; they'll reply here shortly."
+)
+ESCALATED_SECURITY = NOT_FOUND_ORDER
+ESCALATED_GENERIC = "I've passed this to a member of our support team, and they'll follow up here."
+MODEL_OUTAGE = (
+    "I'm sorry, I'm having trouble answering right now. I've passed your message to a member of our support "
+    "team, and they'll reply here."
+)
+TURN_LIMIT = "I'm sorry, I wasn't able to sort this out myself. I've asked a member of our support team to take a look."
+DEAD_LETTER = (
+    "I'm sorry, something went wrong on our side while answering your message. "
+    "A member of our support team has been alerted and will reply here."
+)
+UNVERIFIED_ACCOUNT = (
+    "I can answer general questions, but I can't access account or order details until we've linked this "
+    "conversation to your customer account. I've asked a member of our team to do that."
+)
+NOT_YOUR_THREAD = (
+    "This thread belongs to another customer's conversation, so I can't share anything here. "
+    "Please start a new message in the channel and I'll help you there."
+)
+STAFF_JOINED = "A member of our support team has joined this conversation and will take it from here."
+HANDED_BACK = "Our support team has wrapped up here. I'm back if you need anything else."
+
+
+def refund_confirm_prompt(*, order_id: str, item: str, amount: str) -> str:
+    return f"I can refund {amount} for {item} (order {order_id}). Shall I go ahead?"
+
+
+def refund_done(*, order_id: str, amount: str) -> str:
+    return (
+        f"Done: your refund of {amount} for order {order_id} has been issued. It can take 3–5 business days to appear."
+    )
+
+
+def refund_cancelled(*, order_id: str) -> str:
+    return f"No problem, I haven't refunded order {order_id}. Let me know if you change your mind."
+
+
+def refund_denied(*, order_id: str) -> str:
+    return (
+        f"Our team has reviewed the refund request for order {order_id} and wasn't able to approve it. "
+        "They'll follow up here with the details."
+    )
+
+
+def refund_status_line(*, order_id: str, item: str, amount: str, status: str) -> str:
+    plain = {
+        "awaiting_confirmation": "waiting for your confirmation",
+        "pending_approval": "being reviewed by our team",
+        "processing": "being processed",
+        "processed": "issued",
+        "failed": "delayed, and our team is on it",
+        "cancelled": "cancelled",
+        "expired": "expired before it was confirmed",
+        "denied": "not approved",
+    }.get(status, "in progress")
+    return f"Order {order_id} ({item}): refund of {amount} is {plain}."
+
+
+NO_REFUNDS = "I couldn't find any refunds on your account."
