@@ -7,7 +7,6 @@ Money is integer cents (`*_cents`); every time column is `UTCDateTime`.
 from __future__ import annotations
 
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Text, text

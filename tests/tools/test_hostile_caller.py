@@ -1,0 +1,241 @@
+"""A hostile caller mixing random tool calls, confirmations, approvals, cancellations, claims and
+time jumps, with other customers' emails and orders and huge, negative and repeated amounts.
+
+The invariants are read with raw SQL, never through the code under test. Hypothesis settings:
+200 examples x 30 steps (6,000 steps per database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from sqlalchemy import text
+
+from storage.engine import Store
+from storage.importer import seed
+from storage.settings import Settings
+from storage.types import FrozenClock
+from tools import refunds, tickets
+from tools.codes import ToolFailure
+from tools.context import Actor, CallContext, Deps
+from tools.gateway import StoreGateway
+from tools.sanitizer import sanitize
+from tools.sessions import open_session
+from tools.toolbox import TOOLS, Toolbox
+from tools.wording import BY_CODE
+
+EXAMPLES, STEPS = 200, 30
+ORDERS = ["ORD-8842", "ORD-8901", "ORD-7710", "ORD-9120", "ORD-5501", "ORD-5502", "ORD-6610", "ORD-0000", "ord-8842"]
+EMAILS = ["sarah@example.com", "james@example.com", "priya@example.com", "nobody@example.com", "SARAH@EXAMPLE.COM"]
+AMOUNTS = st.one_of(
+    st.sampled_from([89.99, 90.0, 349.0, 150.0, 150.01, 149.99, 45.0, 129.0, 0.0, -1.0, 0.01, 1e12, 1.005]),
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False),
+)
+WINDOW = 30
+LIMIT_CENTS = 15000
+MUTABLE = ["audit_log", "tickets", "payouts", "refunds", "session_orders", "sessions", "customer_links"]
+
+
+def run_machine(database_url: str) -> None:
+    loop = asyncio.new_event_loop()
+    store = Store.from_settings(Settings(_env_file=None, database_url=database_url))  # type: ignore[call-arg]
+    start = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    loop.run_until_complete(seed(store, FrozenClock(start)))
+
+    async def catalog() -> tuple[list[Any], list[Any]]:  # read once: the tools never change these
+        async with store.read() as s:
+            return (
+                list((await s.execute(text("SELECT id, email FROM customers"))).all()),
+                list((await s.execute(text("SELECT id, customer_id FROM orders"))).all()),
+            )
+
+    customers, orders = loop.run_until_complete(catalog())
+
+    class HostileCaller(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.clock = FrozenClock(start)
+            s = Settings(_env_file=None, database_url=database_url, return_window_days=WINDOW)  # type: ignore[call-arg]
+            self.deps = Deps(store=store, settings=s, clock=self.clock, gateway=StoreGateway(store, self.clock))
+            self.toolbox = Toolbox(self.deps)
+            self.texts: list[tuple[str | None, str]] = []  # (customer the text was for, text)
+            self.ctx: dict[str, CallContext] = {}
+
+        def run(self, coro: Any) -> Any:
+            return loop.run_until_complete(coro)
+
+        async def _reset(self) -> None:
+            async with store.write() as s:
+                for table in MUTABLE:
+                    await s.execute(text(f"DELETE FROM {table}"))
+            for name, actor in {
+                "sarah": Actor.customer("CUST-1001"),
+                "james": Actor.customer("CUST-1002"),
+                "anon": Actor.unverified("T9:U9"),
+                "staff": Actor.staff("U-STAFF"),
+            }.items():
+                self.ctx[name] = await open_session(self.deps, channel="test", actor=actor)
+
+        @initialize()
+        def fresh(self) -> None:
+            self.run(self._reset())
+
+        async def _say(self, ctx: CallContext, payload: Any) -> None:
+            # worst case: a model repeats a tool result to the customer verbatim
+            raw = payload if isinstance(payload, str) else json.dumps(payload)
+            out = await sanitize(raw, store=store, customer_id=ctx.actor.customer_id)
+            self.texts.append((ctx.actor.customer_id, out.text))
+
+        @rule(
+            who=st.sampled_from(["sarah", "james", "anon", "staff"]),
+            tool=st.sampled_from([t.name for t in TOOLS]),
+            order=st.sampled_from(ORDERS),
+            email=st.sampled_from(EMAILS),
+            amount=AMOUNTS,
+            reason=st.text(max_size=20),
+            prio=st.sampled_from(["P1", "P2", "P3", "P9"]),
+        )
+        def call_tool(self, who: str, tool: str, order: str, email: str, amount: float, reason: str, prio: str) -> None:
+            ctx = self.ctx[who]
+            args = {
+                "get_customer": {"email": email},
+                "lookup_order": {"order_id": order},
+                "process_refund": {"order_id": order, "amount": amount, "reason": reason},
+                "escalate_to_human": {"reason": "other", "priority": prio, "summary": reason},
+                "get_refund_status": {"order_id": order} if reason else {},
+            }[tool]
+
+            async def go() -> None:
+                try:
+                    res = await self.toolbox.call(tool, args, ctx)
+                except ToolFailure as exc:  # pragma: no cover - would mean a bug; surface it
+                    raise AssertionError(f"tool failed: {exc.cause!r}") from exc
+                await self._say(ctx, res.for_model())
+                await self._say(ctx, BY_CODE.get(res.code, ""))
+
+            self.run(go())
+
+        def _refund_ids(self) -> list[str]:
+            async def ids() -> list[str]:
+                async with store.read() as s:
+                    return list((await s.scalars(text("SELECT id FROM refunds ORDER BY id"))).all())
+
+            return self.run(ids()) + ["RF-NOPE"]
+
+        @rule(
+            who=st.sampled_from(["sarah", "james", "anon", "staff"]),
+            action=st.sampled_from(["confirm", "confirm", "cancel", "approve", "deny"]),
+            pick=st.integers(0, 50),
+        )
+        def click(self, who: str, action: str, pick: int) -> None:
+            ids = self._refund_ids()
+            rid = ids[pick % len(ids)]
+            ctx = self.ctx[who]
+            fn = {"confirm": refunds.confirm, "cancel": refunds.cancel}.get(action)
+
+            async def go() -> None:
+                if fn is not None:
+                    res = await fn(self.deps, refund_id=rid, actor=ctx.actor)
+                else:
+                    decide = refunds.approve if action == "approve" else refunds.deny
+                    res = await decide(self.deps, refund_id=rid, staff=ctx.actor)
+                await self._say(ctx, res.for_model())
+
+            self.run(go())
+
+        @rule(
+            who=st.sampled_from(["sarah", "staff"]),
+            action=st.sampled_from(["claim", "release", "resolve"]),
+            ticket=st.integers(0, 5),
+        )
+        def ticket_action(self, who: str, action: str, ticket: int) -> None:
+            fn = {"claim": tickets.claim, "release": tickets.release, "resolve": tickets.resolve}[action]
+            self.run(fn(self.deps, ticket_id=ticket, staff=self.ctx[who].actor))
+
+        @rule(days=st.sampled_from([0.01, 1, 10, 26]))
+        def time_passes(self, days: float) -> None:
+            self.clock.advance(days=days)
+            self.run(refunds.expire_due(self.deps))
+
+        # ---- invariants, from raw SQL ---------------------------------------------------------------------
+        async def _rows(self, sql: str) -> list[Any]:
+            async with store.read() as s:
+                return list((await s.execute(text(sql))).all())
+
+        @invariant()
+        def no_refund_breaks_a_rule(self) -> None:
+            async def check() -> None:
+                live = await self._rows(
+                    "SELECT order_id, count(*) FROM refunds WHERE status IN "
+                    "('awaiting_confirmation','pending_approval','processing','processed') "
+                    "GROUP BY order_id HAVING count(*) > 1"
+                )
+                assert live == [], f"two live refunds for one order: {live}"
+                moved = await self._rows(
+                    "SELECT r.id, r.amount_cents, r.actor, r.decided_by, r.updated_at, o.customer_id, o.status, "
+                    "o.total_cents, o.delivered_at FROM refunds r JOIN orders o ON o.id = r.order_id "
+                    "WHERE r.status IN ('processing', 'processed')"
+                )
+                for rid, amount, actor, decided_by, updated, owner, ostatus, total, delivered in moved:
+                    assert 0 < amount <= total, rid
+                    assert actor == f"customer:{owner}", rid  # asked for by the order's own customer
+                    assert ostatus == "delivered", rid
+                    delivered = delivered if isinstance(delivered, datetime) else datetime.fromisoformat(delivered)
+                    updated = updated if isinstance(updated, datetime) else datetime.fromisoformat(updated)
+                    assert updated.replace(tzinfo=None) <= (delivered + timedelta(days=WINDOW)).replace(tzinfo=None), (
+                        rid
+                    )
+                    if amount > LIMIT_CENTS:
+                        assert (decided_by or "").startswith("staff:"), rid
+                    else:
+                        assert decided_by == actor, rid  # the customer confirmed it themselves
+                payouts = await self._rows(
+                    "SELECT p.idempotency_key, p.amount_cents, r.amount_cents, r.status FROM payouts p "
+                    "LEFT JOIN refunds r ON r.id = p.idempotency_key"
+                )
+                for key, paid, asked, status in payouts:
+                    assert paid == asked and status in ("processing", "processed"), key
+                per_order = await self._rows("SELECT order_id FROM payouts GROUP BY order_id HAVING count(*) > 1")
+                assert per_order == [], per_order
+
+            self.run(check())
+
+        @invariant()
+        def no_other_customers_data_in_customer_text(self) -> None:
+            async def check() -> None:
+                for owner, said in self.texts:
+                    assert not re.search(r"\b[A-Z]+_[A-Z_]+\b", said), said
+                    for cid, email in customers:
+                        if cid != owner:
+                            assert cid not in said and email not in said.lower(), (owner, said)
+                    for oid, ocust in orders:
+                        if ocust != owner:
+                            assert oid not in said.upper(), (owner, said)
+                self.texts.clear()
+
+            self.run(check())
+
+    try:
+        run_state_machine_as_test(
+            HostileCaller,
+            settings=settings(
+                max_examples=EXAMPLES,
+                stateful_step_count=STEPS,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            ),
+        )
+    finally:
+        loop.run_until_complete(store.dispose())
+        loop.close()
+
+
+def test_hostile_caller_never_breaks_a_rule_or_leaks(database_url: str) -> None:
+    run_machine(database_url)
