@@ -115,6 +115,45 @@ class ChatSession(Base):
     subject: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # the agent's bookkeeping: outcome for FCR, token budget, the clarification rule
+    outcome: Mapped[str | None] = mapped_column(String(24))
+    outcome_priority: Mapped[str | None] = mapped_column(String(2))
+    tokens_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failed_rounds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class Message(Base):
+    """Conversation history in the Messages API's own shape (role + content blocks)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (CheckConstraint(_in("role", ("user", "assistant")), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # True for the customer's own words (a turn boundary where history may be trimmed)
+    is_customer_text: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    tokens_est: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ModelCall(Base):
+    """Usage of every model call, as the API reported it."""
+
+    __tablename__ = "model_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(String(64))
+    stop_reason: Mapped[str | None] = mapped_column(String(40))
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    cache_read_tokens: Mapped[int] = mapped_column(Integer)
+    cache_write_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SessionOrder(Base):

@@ -21,11 +21,17 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from storage.engine import Store, is_sqlite
+from storage.importer import seed
 from storage.migrate import upgrade
 from storage.settings import Settings
 from storage.types import FrozenClock
+from tools.context import Actor, CallContext, Deps
+from tools.gateway import StoreGateway
+from tools.sessions import open_session
+from tools.toolbox import Toolbox
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+SARAH, JAMES = "CUST-1001", "CUST-1002"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -186,3 +192,41 @@ def pg_url() -> str:
             pytest.fail("this test needs PostgreSQL: set TEST_PG_URL (.ci/run starts one)")
         pytest.skip('needs PostgreSQL: eval "$(.ci/start-postgres)" sets TEST_PG_URL')
     return url
+
+
+# --- the seeded company and its sessions --------------------------------------------------------
+
+
+@pytest.fixture
+async def deps(store: Store, settings: Settings, clock: FrozenClock) -> Deps:
+    await seed(store, clock)
+    return Deps(store=store, settings=settings, clock=clock, gateway=StoreGateway(store, clock))
+
+
+@pytest.fixture
+def toolbox(deps: Deps) -> Toolbox:
+    return Toolbox(deps)
+
+
+async def session_for(deps: Deps, actor: Actor) -> CallContext:
+    return await open_session(deps, channel="test", actor=actor)
+
+
+@pytest.fixture
+async def sarah(deps: Deps) -> CallContext:
+    return await session_for(deps, Actor.customer(SARAH))
+
+
+@pytest.fixture
+async def james(deps: Deps) -> CallContext:
+    return await session_for(deps, Actor.customer(JAMES))
+
+
+@pytest.fixture
+async def anon(deps: Deps) -> CallContext:
+    return await session_for(deps, Actor.unverified("T9:U9"))
+
+
+@pytest.fixture
+async def staff(deps: Deps) -> CallContext:
+    return await session_for(deps, Actor.staff("U-STAFF"))

@@ -8,13 +8,12 @@ import pytest
 from sqlalchemy import text
 
 from storage.models import Order
+from tests.conftest import JAMES, SARAH
 from tools import refunds
 from tools.codes import Code, GatewayError
 from tools.context import Actor, CallContext, Deps
 from tools.gateway import PayoutResult, StoreGateway
 from tools.toolbox import Toolbox
-
-from .conftest import JAMES, SARAH
 
 
 async def ask(toolbox: Toolbox, ctx: CallContext, order_id: str = "ORD-8842", amount: float = 89.99) -> str:

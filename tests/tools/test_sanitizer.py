@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import SARAH
 from tools.context import CallContext, Deps
 from tools.sanitizer import sanitize
 from tools.toolbox import Toolbox
 from tools.wording import GENERIC_FALLBACK
-
-from .conftest import SARAH
 
 
 async def clean(deps: Deps, text: str, customer: str | None = SARAH) -> str:

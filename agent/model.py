@@ -1,0 +1,130 @@
+"""The model seam: a small `Model` protocol, and the Claude adapter over `anthropic.AsyncAnthropic`.
+
+Requests and replies use the Messages API's own shapes (plain dicts of content blocks), so the
+offline and scripted models speak exactly what Claude speaks.
+
+Exceptions:
+
+    ModelError
+     └── ModelUnavailable   the API failed after the SDK's own retries (429, 529, 5xx, timeout,
+                            connection) or refused the request; the loop apologises and escalates P2
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anthropic
+
+from agent.events import Usage
+from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CACHE = {"type": "ephemeral"}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    system: str
+    tools: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    max_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReply:
+    content: list[dict[str, Any]]  # text and tool_use blocks
+    stop_reason: str | None
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+
+    @property
+    def text(self) -> str:
+        return "\n".join(b["text"] for b in self.content if b.get("type") == "text" and b.get("text")).strip()
+
+    @property
+    def tool_uses(self) -> list[dict[str, Any]]:
+        return [b for b in self.content if b.get("type") == "tool_use"]
+
+
+class Model(Protocol):
+    name: str
+
+    async def complete(self, request: ModelRequest) -> ModelReply: ...
+
+
+class ModelError(Exception):
+    """Base of model failures."""
+
+
+class ModelUnavailable(ModelError):
+    def __init__(self, cause: BaseException | str) -> None:
+        self.cause = cause
+        detail = cause if isinstance(cause, str) else type(cause).__name__
+        super().__init__(f"model unavailable: {detail}")
+
+
+def cached_params(request: ModelRequest) -> dict[str, Any]:
+    """The request as sent, with two cache breakpoints.
+
+    1. On the system block: tools then system form a prefix byte-identical for every request of
+       every session (the system prompt depends on settings only).
+    2. On the newest message's last block: each tool round re-reads the conversation so far.
+    """
+    messages = copy.deepcopy(request.messages)
+    if messages:
+        last = messages[-1]
+        if isinstance(last["content"], str):
+            last["content"] = [{"type": "text", "text": last["content"]}]
+        if last["content"]:
+            last["content"][-1]["cache_control"] = dict(CACHE)
+    return {
+        "max_tokens": request.max_tokens,
+        "system": [{"type": "text", "text": request.system, "cache_control": dict(CACHE)}],
+        "tools": request.tools,
+        "messages": messages,
+    }
+
+
+def _block(block: Any) -> dict[str, Any] | None:
+    if block.type == "text":
+        return {"type": "text", "text": block.text}
+    if block.type == "tool_use":
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    return None  # thinking and server-tool blocks are not part of our protocol
+
+
+class ClaudeModel:
+    """Claude through an injected `AsyncAnthropic` (its timeout and retries set by `make_client`)."""
+
+    def __init__(self, client: anthropic.AsyncAnthropic, *, model: str) -> None:
+        self.client = client
+        self.name = model
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        try:
+            msg = await self.client.messages.create(model=self.name, **cached_params(request))
+        except anthropic.APIError as exc:  # status errors, timeouts and connection errors, after retries
+            log.warning("model call failed after retries: %s", type(exc).__name__)
+            raise ModelUnavailable(exc) from exc
+        u = msg.usage
+        usage = Usage(
+            input_tokens=u.input_tokens,
+            cache_read_tokens=u.cache_read_input_tokens or 0,
+            cache_write_tokens=u.cache_creation_input_tokens or 0,
+            output_tokens=u.output_tokens,
+        )
+        content = [b for b in (_block(x) for x in msg.content) if b is not None]
+        return ModelReply(content=content, stop_reason=msg.stop_reason, usage=usage, model=str(msg.model))
+
+
+def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
+    """The one place an Anthropic client is built. ANTHROPIC_BASE_URL is read by the SDK itself."""
+    key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+    return anthropic.AsyncAnthropic(
+        api_key=key, timeout=settings.anthropic_timeout_s, max_retries=settings.anthropic_max_retries
+    )
