@@ -38,12 +38,14 @@ async def q(deps: Deps, query: str) -> list[tuple[Any, ...]]:
 
 
 def happy_path() -> ScriptedModel:
-    return ScriptedModel([
-        reply(tool_use("get_customer", email="sarah@example.com")),
-        reply(text("Let me check."), tool_use("lookup_order", order_id="ORD-8842")),
-        reply(tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="arrived broken")),
-        reply(text("I've prepared a refund of $89.99 for order ORD-8842. Please press Confirm.")),
-    ])
+    return ScriptedModel(
+        [
+            reply(tool_use("get_customer", email="sarah@example.com")),
+            reply(text("Let me check."), tool_use("lookup_order", order_id="ORD-8842")),
+            reply(tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="arrived broken")),
+            reply(text("I've prepared a refund of $89.99 for order ORD-8842. Please press Confirm.")),
+        ]
+    )
 
 
 async def test_happy_path_to_confirmation(deps: Deps, sarah: CallContext) -> None:
@@ -52,7 +54,10 @@ async def test_happy_path_to_confirmation(deps: Deps, sarah: CallContext) -> Non
     kinds = [e.kind for e in events]
     assert kinds == ["status", "status", "status", "confirmation", "reply", "done"]
     assert [e.text for e in events if isinstance(e, Status)] == [
-        "Checking your account", "Looking up your order", "Preparing your refund"]
+        "Checking your account",
+        "Looking up your order",
+        "Preparing your refund",
+    ]
     conf = next(e for e in events if isinstance(e, Confirmation))
     assert conf.order_id == "ORD-8842" and conf.amount == "$89.99" and conf.item == "ProBlend 500 blender"
     assert done(events).outcome == "awaiting_customer" and done(events).model_calls == 4
@@ -68,10 +73,12 @@ async def test_happy_path_to_confirmation(deps: Deps, sarah: CallContext) -> Non
 
 
 async def test_parallel_tool_use_results_in_one_message(deps: Deps, sarah: CallContext) -> None:
-    model = ScriptedModel([
-        reply(tool_use("lookup_order", order_id="ORD-8842"), tool_use("lookup_order", order_id="ORD-7710")),
-        reply(text("Both found.")),
-    ])
+    model = ScriptedModel(
+        [
+            reply(tool_use("lookup_order", order_id="ORD-8842"), tool_use("lookup_order", order_id="ORD-7710")),
+            reply(text("Both found.")),
+        ]
+    )
     await run(Agent(model=model, toolbox=Toolbox(deps)), sarah, "two orders: ORD-8842 and ORD-7710")
     msgs = model.requests[1].messages
     assert [b["type"] for b in msgs[-1]["content"]] == ["tool_result", "tool_result"]
@@ -91,10 +98,15 @@ async def test_trigger_words_escalate_p1_without_calling_the_model(deps: Deps, s
 
 
 async def test_max_tokens_never_runs_a_truncated_tool_use(deps: Deps, sarah: CallContext) -> None:
-    model = ScriptedModel([
-        reply(text("Refunding now"), tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="x"),
-              stop="max_tokens"),
-    ])
+    model = ScriptedModel(
+        [
+            reply(
+                text("Refunding now"),
+                tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="x"),
+                stop="max_tokens",
+            ),
+        ]
+    )
     events = await run(Agent(model=model, toolbox=Toolbox(deps)), sarah, "refund ORD-8842")
     assert replies(events) == ["Refunding now"]
     assert await q(deps, "SELECT count(*) FROM audit_log") == [(0,)]
@@ -202,8 +214,9 @@ async def test_tool_recovering_on_retry_is_not_escalated(deps: Deps, sarah: Call
 
 
 async def test_ownership_and_identity_mismatch_escalate_p1(deps: Deps, sarah: CallContext) -> None:
-    model = ScriptedModel([reply(tool_use("lookup_order", order_id="ORD-5501")),
-                           reply(text("I couldn't find ORD-5501 on your account."))])
+    model = ScriptedModel(
+        [reply(tool_use("lookup_order", order_id="ORD-5501")), reply(text("I couldn't find ORD-5501 on your account."))]
+    )
     events = await run(Agent(model=model, toolbox=Toolbox(deps)), sarah, "status of ORD-5501?")
     assert replies(events) == ["I couldn't find that order on your account."]
     assert await q(deps, "SELECT priority, reason FROM tickets") == [("P1", "security")]
@@ -213,10 +226,14 @@ async def test_ownership_and_identity_mismatch_escalate_p1(deps: Deps, sarah: Ca
 
 
 async def test_two_failed_rounds_escalate_p3(deps: Deps, sarah: CallContext) -> None:
-    model = ScriptedModel([
-        reply(tool_use("lookup_order", order_id="ORD-1111")), reply(text("Not found - check the number?")),
-        reply(tool_use("lookup_order", order_id="ORD-2222")), reply(text("Still not found?")),
-    ])
+    model = ScriptedModel(
+        [
+            reply(tool_use("lookup_order", order_id="ORD-1111")),
+            reply(text("Not found - check the number?")),
+            reply(tool_use("lookup_order", order_id="ORD-2222")),
+            reply(text("Still not found?")),
+        ]
+    )
     agent = Agent(model=model, toolbox=Toolbox(deps))
     first = await run(agent, sarah, "ORD-1111")
     assert not any(isinstance(e, Escalation) for e in first)
@@ -227,11 +244,16 @@ async def test_two_failed_rounds_escalate_p3(deps: Deps, sarah: CallContext) -> 
 
 
 async def test_a_success_resets_the_clarification_count(deps: Deps, sarah: CallContext) -> None:
-    model = ScriptedModel([
-        reply(tool_use("lookup_order", order_id="ORD-1111")), reply(text("Not found?")),
-        reply(tool_use("lookup_order", order_id="ORD-8842")), reply(text("Found it.")),
-        reply(tool_use("lookup_order", order_id="ORD-3333")), reply(text("Not found?")),
-    ])
+    model = ScriptedModel(
+        [
+            reply(tool_use("lookup_order", order_id="ORD-1111")),
+            reply(text("Not found?")),
+            reply(tool_use("lookup_order", order_id="ORD-8842")),
+            reply(text("Found it.")),
+            reply(tool_use("lookup_order", order_id="ORD-3333")),
+            reply(text("Not found?")),
+        ]
+    )
     agent = Agent(model=model, toolbox=Toolbox(deps))
     for msg in ("ORD-1111", "ORD-8842", "ORD-3333"):
         await run(agent, sarah, msg)
@@ -266,12 +288,14 @@ async def test_history_is_trimmed_at_customer_messages(deps: Deps, sarah: CallCo
 
 
 async def test_escalate_tool_opens_one_ticket_per_session(deps: Deps, sarah: CallContext) -> None:
-    model = ScriptedModel([
-        reply(tool_use("escalate_to_human", reason="other", priority="P3", summary="needs help")),
-        reply(text("A person will follow up.")),
-        reply(tool_use("escalate_to_human", reason="other", priority="P2", summary="more")),
-        reply(text("Still on it.")),
-    ])
+    model = ScriptedModel(
+        [
+            reply(tool_use("escalate_to_human", reason="other", priority="P3", summary="needs help")),
+            reply(text("A person will follow up.")),
+            reply(tool_use("escalate_to_human", reason="other", priority="P2", summary="more")),
+            reply(text("Still on it.")),
+        ]
+    )
     agent = Agent(model=model, toolbox=Toolbox(deps))
     await run(agent, sarah, "something odd")
     events = await run(agent, sarah, "again")

@@ -56,6 +56,7 @@ class FakeMessagesAPI:
         self.ids = itertools.count(1)
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
 
     async def start(self) -> str:
         app = web.Application(client_max_size=50 * 1024 * 1024)
@@ -69,32 +70,36 @@ class FakeMessagesAPI:
         return self.url
 
     async def close(self) -> None:
+        self._closing.set()  # releases hanging handlers so shutdown need not wait for them
         if self._runner:
             await self._runner.cleanup()
 
     def _usage(self, body: dict[str, Any]) -> dict[str, int]:
+        """Prompt-caching arithmetic as the API documents it: at each breakpoint the cache is looked
+        up at that block boundary and up to 20 boundaries before it; the prefix up to the last
+        breakpoint is written. Prefixes under `min_cacheable` tokens are never cached."""
         segs = segments(body)
-        sizes = [tokens(_strip_cache(s)) for s, _ in segs]
-        total = sum(sizes)
-        read = write_upto = 0
-        running = 0
-        digest = hashlib.sha256()
-        breakpoints: list[tuple[int, str]] = []
-        for (seg, bp), size in zip(segs, sizes, strict=True):
+        running, digest = 0, hashlib.sha256()
+        bounds: list[tuple[int, str, bool]] = []  # (tokens so far, prefix hash, is a breakpoint)
+        for seg, bp in segs:
             digest.update(json.dumps(_strip_cache(seg), sort_keys=True).encode())
-            running += size
-            if bp:
-                breakpoints.append((running, digest.copy().hexdigest()))
-        for upto, key in breakpoints:
-            if upto < self.min_cacheable:
+            running += tokens(_strip_cache(seg))
+            bounds.append((running, digest.copy().hexdigest(), bp))
+        read = write_upto = 0
+        for i, (upto, key, bp) in enumerate(bounds):
+            if not bp or upto < self.min_cacheable:
                 continue
-            if key in self.cached:
-                read = max(read, upto)
+            for back in range(i, max(-1, i - 21), -1):
+                if bounds[back][1] in self.cached:
+                    read = max(read, bounds[back][0])
+                    break
             write_upto = max(write_upto, upto)
-            self.cached.add(key)
+        for upto, key, bp in bounds:
+            if bp and upto >= self.min_cacheable:
+                self.cached.add(key)
         write = max(0, write_upto - read)
         return {
-            "input_tokens": total - read - write,
+            "input_tokens": running - read - write,
             "cache_read_input_tokens": read,
             "cache_creation_input_tokens": write,
         }
@@ -102,10 +107,11 @@ class FakeMessagesAPI:
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
-        self.headers.append(dict(request.headers))
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         fault = self.faults.pop(0) if self.faults else None
         if fault == "hang":
-            await asyncio.Event().wait()  # never answers; the client's timeout ends it
+            await self._closing.wait()  # never answers in time; the client's timeout ends the request
+            return web.Response(status=499)
         if fault in ("429", "529", "500"):
             kind = {"429": "rate_limit_error", "529": "overloaded_error", "500": "api_error"}[fault]
             return web.json_response(
