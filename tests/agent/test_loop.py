@@ -69,7 +69,7 @@ async def test_happy_path_to_confirmation(deps: Deps, sarah: CallContext) -> Non
                 assert last[i + 1]["content"][0]["tool_use_id"] == b["id"]
     assert await q(deps, "SELECT status FROM refunds") == [("awaiting_confirmation",)]
     assert await q(deps, "SELECT count(*) FROM model_calls") == [(4,)]
-    assert await q(deps, "SELECT outcome FROM sessions WHERE id = '%s'" % sarah.session_id) == [("awaiting_customer",)]
+    assert await q(deps, f"SELECT outcome FROM sessions WHERE id = '{sarah.session_id}'") == [("awaiting_customer",)]
 
 
 async def test_parallel_tool_use_results_in_one_message(deps: Deps, sarah: CallContext) -> None:

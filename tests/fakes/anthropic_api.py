@@ -86,7 +86,7 @@ class FakeMessagesAPI:
             running += tokens(_strip_cache(seg))
             bounds.append((running, digest.copy().hexdigest(), bp))
         read = write_upto = 0
-        for i, (upto, key, bp) in enumerate(bounds):
+        for i, (upto, _key, bp) in enumerate(bounds):
             if not bp or upto < self.min_cacheable:
                 continue
             for back in range(i, max(-1, i - 21), -1):
