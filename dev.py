@@ -42,8 +42,8 @@ def main(argv: list[str]) -> int:
     _ensure_venv()
     os.chdir(ROOT)
     if argv[0] == "demo":
-        seeded = subprocess.call([str(BIN / "supportbot"), "db", "seed"])
-        return seeded or subprocess.call([str(BIN / "supportbot"), "db", "orders"])
+        args = argv[1:] or ["--as", "sarah@example.com"]
+        return subprocess.call([str(BIN / "supportbot"), "shell", *args])
     lint = subprocess.call([str(BIN / "ruff"), "check", "."])
     if lint != 0:
         return lint

@@ -201,7 +201,7 @@ class Agent:
             yield _tool_result(
                 block,
                 {
-                    "status": "error",
+                    "outcome": "error",
                     "note": "This system is unavailable right now. A person "
                     "has been asked to help; tell the customer so.",
                 },
@@ -211,7 +211,12 @@ class Agent:
         turn.codes.append(result.code)
         rule = policy.escalation_for(result.code)
         if rule is not None and rule.already_ticketed:
-            yield Escalation(int(result.data["ticket_id"]), rule.priority, rule.reason, created=True)
+            async with self.deps.store.read() as s:
+                ticket = await s.get(Ticket, int(result.data["ticket_id"]))
+            priority = ticket.priority if ticket else rule.priority
+            yield Escalation(
+                int(result.data["ticket_id"]), priority, rule.reason, bool(result.data.get("ticket_created"))
+            )
         elif rule is not None:
             summary = f"{name} was refused ({result.code.value}) for input {json.dumps(args)[:300]}"
             yield await self._escalate(ctx, rule.priority, rule.reason, summary)
@@ -279,6 +284,22 @@ class Agent:
             return int(await s.scalar(select(ChatSession.tokens_used).where(ChatSession.id == ctx.session_id)) or 0)
 
     async def _finish(self, turn: _Turn, ctx: CallContext, reply: str) -> Done:
+        outcome, priority = await self.settle(ctx, last_reply=reply, count_turn=True)
+        return Done(
+            outcome=outcome,
+            priority=priority,
+            model_calls=turn.calls,
+            usage=turn.usage,
+            turn_s=time.perf_counter() - turn.started,
+            model_s=turn.model_s,
+            tools=dict(Counter(c.value for c in turn.codes)),
+        )
+
+    async def settle(
+        self, ctx: CallContext, *, last_reply: str = "", count_turn: bool = False
+    ) -> tuple[str, str | None]:
+        """Record the session's outcome from the store: an unresolved ticket means escalated; a
+        refund awaiting confirmation, or a question just asked, means awaiting_customer."""
         async with self.deps.store.write() as s:
             ticket = (
                 await s.scalars(
@@ -292,29 +313,19 @@ class Agent:
             )
             if ticket is not None:
                 outcome, priority = "escalated", ticket.priority
-            elif waiting is not None or reply.rstrip().endswith("?"):
+            elif waiting is not None or last_reply.rstrip().endswith("?"):
                 outcome, priority = "awaiting_customer", None
             else:
                 outcome, priority = "auto_resolved", None
-            await s.execute(
-                update(ChatSession)
-                .where(ChatSession.id == ctx.session_id)
-                .values(
-                    outcome=outcome,
-                    outcome_priority=priority,
-                    turns=ChatSession.turns + 1,
-                    updated_at=self.deps.clock.now(),
-                )
-            )
-        return Done(
-            outcome=outcome,
-            priority=priority,
-            model_calls=turn.calls,
-            usage=turn.usage,
-            turn_s=time.perf_counter() - turn.started,
-            model_s=turn.model_s,
-            tools=dict(Counter(c.value for c in turn.codes)),
-        )
+            values: dict[str, Any] = {
+                "outcome": outcome,
+                "outcome_priority": priority,
+                "updated_at": self.deps.clock.now(),
+            }
+            if count_turn:
+                values["turns"] = ChatSession.turns + 1
+            await s.execute(update(ChatSession).where(ChatSession.id == ctx.session_id).values(**values))
+        return outcome, priority
 
     async def _remember(
         self, turn: _Turn, ctx: CallContext, role: str, content: list[dict[str, Any]], *, customer_text: bool = False

@@ -23,7 +23,7 @@ log = logging.getLogger("supportbot")
 
 
 class UsageError(Exception):
-    """A problem the user can fix; printed as one line, exit code 2."""
+    """A problem the user can fix; printed as one line, exit code 2 (raised by any subcommand)."""
 
 
 def _progress(label: str) -> Callable[[int, int], None] | None:
@@ -82,6 +82,15 @@ async def _list_orders(store: Store) -> None:
         print(f"{order.id:<10} {cust.email:<22} {order.status:<10} {format_cents(order.total_cents):>10}  {delivered}")
 
 
+async def cmd_shell(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.shell import Printer, customer_shell, staff_shell
+
+    printer = Printer(sys.stdout)
+    if args.staff:
+        return await staff_shell(settings, name=args.staff, printer=printer)
+    return await customer_shell(settings, email=args.as_email, provider=args.provider, printer=printer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supportbot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     dbsub.add_parser("orders", help="list every order")
     db.set_defaults(handler=cmd_db)
+
+    shell = sub.add_parser("shell", help="chat with supportbot in this terminal")
+    who = shell.add_mutually_exclusive_group(required=True)
+    who.add_argument("--as", dest="as_email", metavar="EMAIL", help="chat as this (verified) customer")
+    who.add_argument("--staff", metavar="NAME", help="work the ticket queue as this staff member")
+    shell.add_argument("--provider", choices=["claude", "offline", "hostile"], help="model (default: MODEL_PROVIDER)")
+    shell.set_defaults(handler=cmd_shell)
     return parser
 
 

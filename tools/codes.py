@@ -75,7 +75,7 @@ class ToolResult:
         return _MODEL_FACING.get(self.code, self.code)
 
     def for_model(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": "ok" if self.ok else "refused", "code": self.model_code.value}
+        out: dict[str, Any] = {"outcome": "ok" if self.ok else "refused", "code": self.model_code.value}
         if self.note:
             out["note"] = self.note
         out.update(self.data)

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import LIVE_REFUND_STATUSES, Order, Refund
+from storage.models import LIVE_REFUND_STATUSES, Order, Refund, Ticket
 from tools.codes import Code, GatewayError, ToolResult
 from tools.context import Actor, CallContext, Deps, audit, new_id
 from tools.tickets import open_or_update
@@ -110,7 +110,7 @@ async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: in
         created_at=now,
         updated_at=now,
     )
-    ticket_id = None
+    ticket_id, ticket_created = None, False
     try:
         async with deps.store.write() as s:
             existing = await _live_refund(s, order.id)
@@ -119,7 +119,7 @@ async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: in
             s.add(refund)
             await s.flush()
             if over_limit:
-                ticket, _ = await open_or_update(
+                ticket, ticket_created = await open_or_update(
                     s,
                     deps,
                     session_id=ctx.session_id,
@@ -143,7 +143,7 @@ async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: in
             Code.LIMIT_EXCEEDED,
             "This refund needs a supervisor's approval. A ticket was opened; tell the customer a person will review "
             "it and follow up. Do not promise an outcome.",
-            {**describe(refund), "ticket_id": ticket_id},
+            {**describe(refund), "ticket_id": ticket_id, "ticket_created": ticket_created},
         )
     if status == "awaiting_confirmation":
         return ToolResult(
@@ -289,7 +289,7 @@ async def cancel(deps: Deps, *, refund_id: str, actor: Actor, session_id: str | 
     return result
 
 
-async def approve(deps: Deps, *, refund_id: str, staff: Actor) -> ToolResult:
+async def approve_refund(deps: Deps, *, refund_id: str, staff: Actor) -> ToolResult:
     """A staff member approves an over-limit refund; the rules (but not the limit) are re-checked now."""
     async with deps.store.write() as s:
         refund, order = await _load(s, refund_id)
@@ -370,3 +370,14 @@ async def recover(deps: Deps) -> list[ToolResult]:
         log.info("recovering refund %s left processing", refund_id)
         results.append(await pay(deps, refund_id))
     return results
+
+
+async def decide_for_ticket(deps: Deps, *, ticket_id: int, staff: Actor, approve: bool) -> ToolResult:
+    """Approve or deny the refund a ticket is about (the staff queue's buttons and commands)."""
+    async with deps.store.read() as s:
+        ticket = await s.get(Ticket, ticket_id)
+    if ticket is None or ticket.refund_id is None:
+        return ToolResult(Code.NOT_FOUND, "This ticket has no refund waiting for a decision.")
+    if approve:
+        return await approve_refund(deps, refund_id=ticket.refund_id, staff=staff)
+    return await deny(deps, refund_id=ticket.refund_id, staff=staff)

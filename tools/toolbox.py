@@ -12,10 +12,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from storage.engine import Store
 from storage.models import AuditLog
+from storage.settings import Settings
+from storage.types import Clock
 from tools import escalate_to_human, get_customer, get_refund_status, lookup_order, process_refund
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext, Deps, Tool
+from tools.gateway import StoreGateway
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +89,8 @@ class Toolbox:
                 )
         except Exception:  # an audit write failing must not turn a completed action into a failure
             log.exception("could not write the audit log for %s", name)
+
+
+def make_deps(store: Store, settings: Settings, clock: Clock) -> Deps:
+    """Everything tools need, with the default gateway (payouts recorded in our own store)."""
+    return Deps(store=store, settings=settings, clock=clock, gateway=StoreGateway(store, clock))

@@ -108,3 +108,36 @@ def refund_status_line(*, order_id: str, item: str, amount: str, status: str) ->
 
 
 NO_REFUNDS = "I couldn't find any refunds on your account."
+
+
+def after_confirmation(code: Code, *, order_id: str, amount: str) -> str:
+    """What the customer is told after pressing Confirm (or Cancel), by the state machine's answer."""
+    if code is Code.REFUND_PROCESSED:
+        return refund_done(order_id=order_id, amount=amount)
+    if code is Code.OK:
+        return f"Your refund of {amount} for order {order_id} is being processed."
+    if code is Code.INVALID_STATE:
+        return "That refund has already been handled, so nothing has changed."
+    if code is Code.NOT_ALLOWED:
+        return "Only the customer who asked for this refund can confirm it."
+    return for_code(code)
+
+
+def after_cancel(code: Code, *, order_id: str) -> str:
+    if code is Code.OK:
+        return refund_cancelled(order_id=order_id)
+    return after_confirmation(code, order_id=order_id, amount="")
+
+
+def refund_status_text(code: Code, refunds: list[dict[str, str]]) -> str:
+    """The /refund-status answer; another customer's order reads exactly like an unknown one."""
+    if code in (Code.ORDER_NOT_FOUND, Code.OWNERSHIP_MISMATCH):
+        return NOT_FOUND_ORDER
+    if code is not Code.OK:
+        return for_code(code)
+    if not refunds:
+        return NO_REFUNDS
+    return "\n".join(
+        refund_status_line(order_id=r["order_id"], item=r["item"], amount=r["amount"], status=r["status"])
+        for r in refunds
+    )

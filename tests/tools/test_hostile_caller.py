@@ -144,7 +144,7 @@ def run_machine(database_url: str) -> None:
                 if fn is not None:
                     res = await fn(self.deps, refund_id=rid, actor=ctx.actor)
                 else:
-                    decide = refunds.approve if action == "approve" else refunds.deny
+                    decide = refunds.approve_refund if action == "approve" else refunds.deny
                     res = await decide(self.deps, refund_id=rid, staff=ctx.actor)
                 await self._say(ctx, res.for_model())
 

@@ -113,10 +113,10 @@ async def test_over_limit_waits_for_staff_with_a_p2_ticket(toolbox: Toolbox, dep
         ("P2", "refund_approval", rid, "open")
     ]
     assert (await refunds.confirm(deps, refund_id=rid, actor=sarah.actor)).code is Code.INVALID_STATE
-    assert (await refunds.approve(deps, refund_id=rid, staff=sarah.actor)).code is Code.NOT_ALLOWED
+    assert (await refunds.approve_refund(deps, refund_id=rid, staff=sarah.actor)).code is Code.NOT_ALLOWED
     staff = Actor.staff("U-LEAD")
-    assert (await refunds.approve(deps, refund_id=rid, staff=staff)).code is Code.REFUND_PROCESSED
-    assert (await refunds.approve(deps, refund_id=rid, staff=staff)).code is Code.INVALID_STATE
+    assert (await refunds.approve_refund(deps, refund_id=rid, staff=staff)).code is Code.REFUND_PROCESSED
+    assert (await refunds.approve_refund(deps, refund_id=rid, staff=staff)).code is Code.INVALID_STATE
     assert (await refunds.deny(deps, refund_id=rid, staff=staff)).code is Code.INVALID_STATE
     assert await rows(deps, "SELECT status, decided_by FROM refunds") == [("processed", "staff:U-LEAD")]
     assert await rows(deps, "SELECT count(*) FROM payouts") == [(1,)]
@@ -128,7 +128,7 @@ async def test_deny(toolbox: Toolbox, deps: Deps, sarah: CallContext) -> None:
     res = await toolbox.call("process_refund", {"order_id": "ORD-8901", "amount": 200, "reason": "x"}, sarah)
     rid = res.data["refund_id"]
     assert (await refunds.deny(deps, refund_id=rid, staff=Actor.staff("U-LEAD"))).code is Code.OK
-    assert (await refunds.approve(deps, refund_id=rid, staff=Actor.staff("U-LEAD"))).code is Code.INVALID_STATE
+    assert (await refunds.approve_refund(deps, refund_id=rid, staff=Actor.staff("U-LEAD"))).code is Code.INVALID_STATE
     assert await rows(deps, "SELECT status FROM refunds") == [("denied",)]
     assert await rows(deps, "SELECT count(*) FROM payouts") == [(0,)]
 
