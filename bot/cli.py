@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("alembic", "httpx", "httpx2", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return asyncio.run(args.handler(args, settings))
     except UsageError as exc:
