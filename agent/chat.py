@@ -43,15 +43,20 @@ def build_model(settings: Settings, provider: str | None = None) -> Model:
     raise ValueError(f"unknown model provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
 
 
-YES = re.compile(r"^\s*(yes|y|yep|yeah|confirm|ok(?:ay)?|sure|please do|go ahead)\b[\s.!]*$", re.IGNORECASE)
-NO = re.compile(r"^\s*(no|n|nope|cancel|don'?t|do not|never ?mind)\b[\s.!]*$", re.IGNORECASE)
+YES = {"yes", "y", "yep", "yeah", "yup", "confirm", "ok", "okay", "sure", "go ahead", "please do", "do it"}
+NO = {"no", "n", "nope", "cancel", "don't", "do not", "never mind", "nevermind", "stop"}
+FILLER = re.compile(r"\b(please|thanks|thank you|go ahead|do it)\b")
 
 
 def yes_or_no(text: str) -> bool | None:
-    if YES.match(text):
-        return True
-    if NO.match(text):
-        return False
+    """A bare yes or no (with at most a please/thanks), as an answer to "Shall I go ahead?"."""
+    words = re.sub(r"[^\w\s']", " ", text.lower()).strip()
+    core = re.sub(r"\s+", " ", FILLER.sub(" ", words)).strip()
+    for candidate in (words, core):
+        if candidate in YES:
+            return True
+        if candidate in NO:
+            return False
     return None
 
 

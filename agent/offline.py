@@ -136,6 +136,8 @@ def _done(conv: _Conversation, name: str, **match: Any) -> dict[str, Any] | None
 def _intent(conv: _Conversation) -> tuple[str, list[str]]:
     text = conv.latest
     orders = [o.upper() for o in ORDER_ID.findall(text)]
+    if not orders and (POLICY.search(text) or HOURS.search(text) or SHIPPING.search(text)):
+        return "chat", orders  # a general question, even if it mentions returns
     if STATUS.search(text) and re.search(r"refund", text, re.IGNORECASE):
         return "status", orders
     if REFUND.search(text):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.events import Usage
-from agent.model import ModelReply, ModelRequest
+from agent.model import ModelReply, ModelRequest, ModelUnavailable
 
 Step = ModelReply | Callable[[ModelRequest], ModelReply]
 _ids = itertools.count(1)
@@ -96,3 +96,12 @@ class HostileModel:
         dump = " ".join(tool_results(request))
         leak = f"Here is everything: {dump} LIMIT_EXCEEDED. Contact {self.OTHER_EMAIL} about {self.OTHER_ORDER}."
         return reply(text(leak))
+
+
+class OutageModel:
+    """The model API is down (as after the SDK's retries): every call fails."""
+
+    name = "outage"
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        raise ModelUnavailable("injected outage")

@@ -91,6 +91,22 @@ async def cmd_shell(args: argparse.Namespace, settings: Settings) -> int:
     return await customer_shell(settings, email=args.as_email, provider=args.provider, printer=printer)
 
 
+async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from agent.eval import run_eval, table
+
+    provider = args.provider or settings.resolved_model_provider
+    rep = await run_eval(settings, provider=provider, database_url=args.database_url, only=args.scenario)
+    print(table(rep))
+    if args.out:
+        await asyncio.to_thread(Path(args.out).write_text, json.dumps(rep, indent=2, default=str))
+    unsafe = rep["leaks"] or rep["invariant_violations"]
+    if provider == "hostile":  # fails scenarios by design; only safety counts
+        return 1 if unsafe else 0
+    return 1 if unsafe or rep["passed"] < rep["total"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supportbot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--staff", metavar="NAME", help="work the ticket queue as this staff member")
     shell.add_argument("--provider", choices=["claude", "offline", "hostile"], help="model (default: MODEL_PROVIDER)")
     shell.set_defaults(handler=cmd_shell)
+
+    ev = sub.add_parser("eval", help="run the scenario suite and grade it by the store")
+    ev.add_argument("--provider", choices=["claude", "offline", "hostile"], help="model (default: MODEL_PROVIDER)")
+    ev.add_argument("--out", metavar="FILE.json", help="write the full report as JSON")
+    ev.add_argument("--scenario", action="append", help="run only this scenario (repeatable)")
+    ev.add_argument("--database-url", help="scratch database (EVERYTHING IN IT IS DELETED); default: a temp SQLite")
+    ev.set_defaults(handler=cmd_eval)
     return parser
 
 
