@@ -107,6 +107,52 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if unsafe or rep["passed"] < rep["total"] else 0
 
 
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.runtime import Runtime
+    from bot.server import serve
+    from storage.migrate import current_revision, head_revision
+
+    socket_mode = bool(settings.slack_app_token) and not args.http
+    if not settings.slack_bot_token:
+        raise UsageError("SLACK_BOT_TOKEN is not set (see .env.example)")
+    if not socket_mode and not settings.slack_signing_secret:
+        raise UsageError("SLACK_SIGNING_SECRET is not set; HTTP mode verifies every request with it")
+    rt = Runtime.create(settings)
+    if rt.store.dialect == "sqlite":
+        await upgrade(rt.store)
+    elif await current_revision(rt.store) != head_revision():
+        await rt.store.dispose()
+        raise UsageError(
+            "the database schema is not current: run `supportbot db upgrade` once before starting replicas"
+        )
+    await serve(rt, host=args.host, port=args.port, socket_mode=socket_mode)
+    return 0
+
+
+async def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.inbox import Inbox
+
+    async def run(store: Store) -> int:
+        await upgrade(store)
+        inbox = Inbox(store, SystemClock(), settings)
+        if args.inbox_command == "list":
+            dead = await inbox.dead_letters()
+            if not dead:
+                print("no dead letters")
+            for item in dead:
+                print(
+                    f"{item.id}\t{item.channel}\t{item.ts}\tattempts={item.attempts}\t{(item.last_error or '')[:100]}"
+                )
+            return 0
+        if await inbox.retry(args.id):
+            print(f"inbox item {args.id} is queued again; a running bot will answer it")
+            return 0
+        print(f"inbox item {args.id} is not a dead letter", file=sys.stderr)
+        return 1
+
+    return await _with_store(settings, run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supportbot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--scenario", action="append", help="run only this scenario (repeatable)")
     ev.add_argument("--database-url", help="scratch database (EVERYTHING IN IT IS DELETED); default: a temp SQLite")
     ev.set_defaults(handler=cmd_eval)
+
+    run = sub.add_parser("run", help="run the Slack bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)")
+    run.add_argument("--http", action="store_true", help="serve HTTP even when SLACK_APP_TOKEN is set")
+    run.add_argument("--port", type=int, default=3000, help="HTTP port (also /healthz and /metrics); 0 = any free")
+    run.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104
+    run.set_defaults(handler=cmd_run)
+
+    inbox = sub.add_parser("inbox", help="dead letters: messages given up on")
+    isub = inbox.add_subparsers(dest="inbox_command", required=True)
+    isub.add_parser("list", help="list dead letters")
+    retry = isub.add_parser("retry", help="queue a dead letter again")
+    retry.add_argument("id", type=int)
+    inbox.set_defaults(handler=cmd_inbox)
     return parser
 
 

@@ -33,6 +33,12 @@ async def upgrade(store: Store, revision: str = "head") -> None:
         await conn.run_sync(_upgrade)
 
 
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 async def current_revision(store: Store) -> str | None:
     def _current(conn: Connection) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Text, text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.types import UTCDateTime
@@ -121,6 +121,8 @@ class ChatSession(Base):
     tokens_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failed_rounds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # set when a person took the conversation over; the bot stays quiet until the ticket is resolved
+    handed_off_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class Message(Base):
@@ -238,6 +240,11 @@ class Ticket(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # where the staff channel shows it (set by the Slack face) and when it was last announced (SLA)
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(64))
+    announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rendered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CustomerLink(Base):
@@ -262,3 +269,64 @@ class AuditLog(Base):
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
     outcome: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+INBOX_STATUSES = ("pending", "working", "done", "dead", "skipped")
+
+
+class InboxItem(Base):
+    """A Slack message, stored before Slack is told it arrived; answered once, in thread order.
+
+    Unique on the envelope's event_id and on (channel, ts): a retry and the app_mention twin of
+    a message both land on an existing row and cause no new work.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        CheckConstraint(_in("status", INBOX_STATUSES), name="status"),
+        UniqueConstraint("channel", "ts", name="uq_inbox_channel_ts"),
+        Index("ix_inbox_thread", "channel", "thread_ts", "id"),
+        Index("ix_inbox_claimable", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    user_team: Mapped[str | None] = mapped_column(String(32))
+    installing_team: Mapped[str | None] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxMessage(Base):
+    """A reply we intend to post for an inbox item, recorded before posting (exactly-once)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(_in("status", ("pending", "posting", "posted")), name="status"),
+        UniqueConstraint("inbox_id", "seq", name="uq_outbox_inbox_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inbox_id: Mapped[int] = mapped_column(ForeignKey("inbox.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    blocks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    ephemeral_user: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     chat_identity_secret: SecretStr | None = None
     mcp_token: SecretStr | None = None
     log_level: str = "INFO"
+    # testing only: SIGKILL the process at a named point (before_model_call, after_post)
+    fault_crash_at: str | None = None
 
     @field_validator("support_channels", "support_staff_user_ids", mode="before")
     @classmethod

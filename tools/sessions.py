@@ -3,7 +3,7 @@ rebuilt from the store on every turn (so a staff `link_customer` takes effect at
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.models import ChatSession, Customer, CustomerLink
@@ -58,3 +58,26 @@ async def linked_customer(deps: Deps, *, channel: str, subject: str) -> str | No
 async def customer_by_email(deps: Deps, email: str) -> Customer | None:
     async with deps.store.read() as s:
         return (await s.scalars(select(Customer).where(Customer.email == email.strip().lower()))).one_or_none()
+
+
+async def remember_link(deps: Deps, *, channel: str, subject: str, customer_id: str, linked_by: str) -> None:
+    """Bind a channel identity to a customer, and verify that identity's unverified sessions."""
+    insert = postgresql.insert if deps.store.dialect == "postgresql" else sqlite.insert
+    now = deps.clock.now()
+    stmt = insert(CustomerLink).values(
+        channel=channel, subject=subject, customer_id=customer_id, linked_by=linked_by, created_at=now
+    )
+    async with deps.store.write() as s:
+        await s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["channel", "subject"],
+                set_={"customer_id": customer_id, "linked_by": linked_by, "created_at": now},
+            )
+        )
+        await s.execute(
+            update(ChatSession)
+            .where(
+                ChatSession.channel == channel, ChatSession.subject == subject, ChatSession.actor_kind == "unverified"
+            )
+            .values(actor_kind="customer", customer_id=customer_id, updated_at=now)
+        )

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import PRIORITIES, ChatSession, Customer, CustomerLink, Ticket
+from storage.models import PRIORITIES, Customer, Ticket
 from tools.codes import Code, ToolResult
 from tools.context import Actor, Deps, audit
+from tools.sessions import remember_link
 
 REASONS = {
     "legal": "Legal threat or complaint",
@@ -217,42 +217,25 @@ async def link_customer(
 
     Sessions of that identity that are unverified become verified for that customer.
     """
+    cust = None
+    if staff.kind == "staff":
+        async with deps.store.read() as s:
+            cust = (
+                await s.get(Customer, customer)
+                or (await s.scalars(select(Customer).where(Customer.email == customer.strip().lower()))).one_or_none()
+            )
     if staff.kind != "staff":
-        return ToolResult(Code.NOT_ALLOWED, "Only support staff can link customers.")
+        result = ToolResult(Code.NOT_ALLOWED, "Only support staff can link customers.")
+    elif cust is None:
+        result = ToolResult(Code.NOT_FOUND, "No such customer.")
+    else:
+        await remember_link(deps, channel=channel, subject=subject, customer_id=cust.id, linked_by=staff.ref)
+        result = ToolResult(Code.OK, "Linked.", {"channel": channel, "subject": subject, "customer_id": cust.id})
     async with deps.store.write() as s:
-        cust = (
-            await s.get(Customer, customer)
-            or (await s.scalars(select(Customer).where(Customer.email == customer.lower()))).one_or_none()
-        )
-        if cust is None:
-            result = ToolResult(Code.NOT_FOUND, "No such customer.")
-        else:
-            insert = postgresql.insert if deps.store.dialect == "postgresql" else sqlite.insert
-            stmt = insert(CustomerLink).values(
-                channel=channel, subject=subject, customer_id=cust.id, linked_by=staff.ref, created_at=deps.clock.now()
-            )
+        if cust is not None and result.ok and ticket_id is not None:
             await s.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["channel", "subject"],
-                    set_={"customer_id": cust.id, "linked_by": staff.ref, "created_at": deps.clock.now()},
-                )
+                update(Ticket).where(Ticket.id == ticket_id, Ticket.customer_id.is_(None)).values(customer_id=cust.id)
             )
-            await s.execute(
-                update(ChatSession)
-                .where(
-                    ChatSession.channel == channel,
-                    ChatSession.subject == subject,
-                    ChatSession.actor_kind == "unverified",
-                )
-                .values(actor_kind="customer", customer_id=cust.id, updated_at=deps.clock.now())
-            )
-            if ticket_id is not None:
-                await s.execute(
-                    update(Ticket)
-                    .where(Ticket.id == ticket_id, Ticket.customer_id.is_(None))
-                    .values(customer_id=cust.id)
-                )
-            result = ToolResult(Code.OK, "Linked.", {"channel": channel, "subject": subject, "customer_id": cust.id})
         audit(
             s,
             deps,

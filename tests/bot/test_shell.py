@@ -15,7 +15,12 @@ def shell(tmp_path: Path, database_url: str, stdin: str | None, *args: str) -> s
     env.pop("ANTHROPIC_API_KEY", None)
     return subprocess.run(
         [sys.executable, "-m", "bot", "shell", *args],
-        input=stdin, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
         stdin=subprocess.DEVNULL if stdin is None else None,
     )
 
@@ -26,8 +31,13 @@ def url(database_url: str) -> str:
 
 
 def test_customer_refund_confirmed_by_typing_yes(tmp_path: Path, url: str) -> None:
-    proc = shell(tmp_path, url, "My blender ORD-8842 arrived broken, refund please\nyes\n/refund-status\n",
-                 "--as", "sarah@example.com")
+    proc = shell(
+        tmp_path,
+        url,
+        "My blender ORD-8842 arrived broken, refund please\nyes\n/refund-status\n",
+        "--as",
+        "sarah@example.com",
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "you are Sarah Chen" in out and "offline-rules" in out

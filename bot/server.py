@@ -1,0 +1,104 @@
+"""Serving: HTTP (`POST /slack/events`, `GET /healthz`, `GET /metrics`) or Socket Mode, plus the
+workers and a housekeeping loop (staff board, SLA re-announcements, expired confirmations,
+inbox gauges).
+
+Several replicas may run this against one PostgreSQL behind a load balancer in HTTP mode: all
+coordination goes through the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+
+from bot import metrics
+from bot.runtime import Runtime
+from tools import refunds
+
+log = logging.getLogger(__name__)
+HOUSEKEEPING_SECONDS = 5.0
+MAX_BODY = 1024 * 1024
+
+
+def web_app(rt: Runtime) -> web.Application:
+    async def slack_events(request: web.Request) -> web.Response:
+        bolt_request = await to_bolt_request(request)
+        return await to_aiohttp_response(await rt.app.async_dispatch(bolt_request))
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok = await rt.store.ping()
+        return web.json_response({"ok": ok, "replica": rt.inbox.owner}, status=200 if ok else 503)
+
+    async def metrics_endpoint(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app
+
+
+async def housekeeping(rt: Runtime) -> None:
+    while True:
+        try:
+            await housekeeping_once(rt)
+        except Exception:
+            log.exception("housekeeping failed")
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
+
+
+async def housekeeping_once(rt: Runtime) -> None:
+    await rt.board.sweep()
+    await rt.board.sla()
+    await refunds.expire_due(rt.deps)
+    depth, age = await rt.inbox.depth()
+    metrics.INBOX_DEPTH.set(depth)
+    metrics.INBOX_AGE.set(age)
+
+
+async def serve(rt: Runtime, *, host: str, port: int, socket_mode: bool) -> None:
+    """Run until SIGTERM or SIGINT."""
+    await rt.identify()
+    for result in await refunds.recover(rt.deps):  # refunds a crash left `processing`
+        log.info("recovered refund: %s", result.data.get("refund_id"))
+    runner = web.AppRunner(web_app(rt), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port  # type: ignore[union-attr]
+    socket_handler = None
+    if socket_mode:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        token = rt.settings.slack_app_token.get_secret_value() if rt.settings.slack_app_token else ""
+        socket_handler = AsyncSocketModeHandler(rt.app, token)
+        await socket_handler.connect_async()
+    rt.workers.start()
+    keeper = asyncio.create_task(housekeeping(rt), name="housekeeping")
+    mode = "socket mode" if socket_mode else "http"
+    print(f"supportbot listening on http://{host}:{bound} ({mode}, replica {rt.inbox.owner})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await rt.workers.stop()
+        if socket_handler is not None:
+            await socket_handler.close_async()
+        await runner.cleanup()
+        await rt.store.dispose()
+        sys.stdout.flush()

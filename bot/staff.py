@@ -1,0 +1,198 @@
+"""The staff channel: every ticket as a Block Kit message, kept up to date in place, and P1s that
+wait too long re-announced.
+
+Any replica may publish: posting a ticket the first time is claimed with a conditional update on
+`tickets.slack_ts`, so two replicas never both post it; later changes are `chat.update`s of the
+same message (re-rendering the current state is harmless to repeat).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+
+from bot.blocks import TicketView, as_dicts, slack_text, ticket_blocks, ticket_fallback_text
+from bot.slack_out import SlackOut
+from storage.models import ChatSession, Customer, Refund, Ticket
+from storage.types import format_cents
+from tools.context import Deps
+
+log = logging.getLogger(__name__)
+POSTING = "posting"
+
+
+def thread_of(session: ChatSession | None) -> tuple[str, str] | None:
+    """(channel, thread_ts) of a Slack session, from its key slack:CHANNEL:THREAD_TS."""
+    if session is None or not session.external_key or not session.external_key.startswith("slack:"):
+        return None
+    _, channel, ts = session.external_key.split(":", 2)
+    return channel, ts
+
+
+class StaffBoard:
+    def __init__(self, out: SlackOut, deps: Deps) -> None:
+        self.out = out
+        self.deps = deps
+        self.channel = deps.settings.support_staff_channel
+
+    async def view(self, ticket_id: int) -> tuple[Ticket, TicketView] | None:
+        async with self.deps.store.read() as s:
+            t = await s.get(Ticket, ticket_id)
+            if t is None:
+                return None
+            cust = await s.get(Customer, t.customer_id) if t.customer_id else None
+            session = await s.get(ChatSession, t.session_id) if t.session_id else None
+            refund = await s.get(Refund, t.refund_id) if t.refund_id else None
+        where = thread_of(session)
+        permalink = None
+        if where is not None:
+            try:
+                permalink = (await self.out.call("chat.getPermalink", channel=where[0], message_ts=where[1])).get(
+                    "permalink"
+                )
+            except Exception:  # a missing permalink must not stop the ticket from being shown
+                log.warning("no permalink for ticket %d", ticket_id)
+        unverified = None
+        if session is not None and session.actor_kind == "unverified" and session.subject and where is not None:
+            unverified = session.subject.split(":", 1)[1]
+        now = self.deps.clock.now()
+        overdue = (
+            t.priority == "P1"
+            and t.status == "open"
+            and now - t.created_at > timedelta(minutes=self.deps.settings.sla_p1_minutes)
+        )
+        return t, TicketView(
+            id=t.id,
+            priority=t.priority,
+            reason=t.reason,
+            status=t.status,
+            summary=t.summary,
+            customer=f"{cust.name} ({cust.id})" if cust else None,
+            order_id=t.order_id,
+            claimed_by=t.claimed_by,
+            permalink=permalink,
+            refund_pending=format_cents(refund.amount_cents, refund.currency)
+            if refund and refund.status == "pending_approval"
+            else None,
+            unverified_user=unverified,
+            overdue=overdue,
+        )
+
+    async def publish(self, ticket_id: int) -> None:
+        if not self.channel:
+            return
+        found = await self.view(ticket_id)
+        if found is None:
+            return
+        ticket, view = found
+        blocks = as_dicts(ticket_blocks(view))
+        text = ticket_fallback_text(view)
+        now = self.deps.clock.now()
+        if ticket.slack_ts in (None, ""):
+            async with self.deps.store.write() as s:
+                won = (
+                    await s.execute(
+                        update(Ticket)
+                        .where(Ticket.id == ticket_id, Ticket.slack_ts.is_(None))
+                        .values(slack_ts=POSTING, rendered_at=now)
+                    )
+                ).rowcount  # type: ignore[attr-defined]
+            if not won:
+                return
+            try:
+                ts = await self.out.say(self.channel, text, blocks=blocks)
+            except Exception:
+                async with self.deps.store.write() as s:
+                    await s.execute(update(Ticket).where(Ticket.id == ticket_id).values(slack_ts=None))
+                raise
+            async with self.deps.store.write() as s:
+                await s.execute(
+                    update(Ticket)
+                    .where(Ticket.id == ticket_id)
+                    .values(slack_ts=ts, slack_channel=self.channel, rendered_at=now)
+                )
+        elif ticket.slack_ts != POSTING:
+            await self.out.call(
+                "chat.update",
+                channel=ticket.slack_channel or self.channel,
+                ts=ticket.slack_ts,
+                text=text,
+                blocks=blocks,
+            )
+            async with self.deps.store.write() as s:
+                await s.execute(update(Ticket).where(Ticket.id == ticket_id).values(rendered_at=now))
+
+    async def sweep(self) -> int:
+        """Publish tickets never shown, or changed since they were last rendered."""
+        if not self.channel:
+            return 0
+        async with self.deps.store.read() as s:
+            ids = list(
+                (
+                    await s.scalars(
+                        select(Ticket.id)
+                        .where(
+                            or_(
+                                Ticket.slack_ts.is_(None),
+                                Ticket.rendered_at.is_(None),
+                                Ticket.updated_at > Ticket.rendered_at,
+                            )
+                        )
+                        .where(or_(Ticket.slack_ts.is_(None), Ticket.slack_ts != POSTING))
+                        .order_by(Ticket.id)
+                        .limit(50)
+                    )
+                ).all()
+            )
+        for ticket_id in ids:
+            try:
+                await self.publish(ticket_id)
+            except Exception:
+                log.exception("could not publish ticket %d", ticket_id)
+        return len(ids)
+
+    async def sla(self) -> list[int]:
+        """Re-announce unclaimed P1s older than SLA_P1_MINUTES, once per SLA_REANNOUNCE_MINUTES."""
+        if not self.channel:
+            return []
+        st = self.deps.settings
+        now = self.deps.clock.now()
+        async with self.deps.store.write() as s:
+            due = list(
+                (
+                    await s.scalars(
+                        update(Ticket)
+                        .where(
+                            Ticket.status == "open",
+                            Ticket.priority == "P1",
+                            Ticket.created_at < now - timedelta(minutes=st.sla_p1_minutes),
+                            or_(
+                                Ticket.announced_at.is_(None),
+                                and_(Ticket.announced_at < now - timedelta(minutes=st.sla_reannounce_minutes)),
+                            ),
+                        )
+                        .values(announced_at=now, updated_at=now)
+                        .returning(Ticket)
+                        .execution_options(synchronize_session=False)
+                    )
+                ).all()
+            )
+        for t in due:
+            waited = int((now - t.created_at).total_seconds() // 60)
+            link = ""
+            if t.slack_ts and t.slack_ts != POSTING:
+                try:
+                    link = " " + (
+                        await self.out.call(
+                            "chat.getPermalink", channel=t.slack_channel or self.channel, message_ts=t.slack_ts
+                        )
+                    ).get("permalink", "")
+                except Exception:
+                    link = ""
+            await self.out.say(
+                self.channel, slack_text(f"⏰ P1 ticket #{t.id} has waited {waited} minutes without an owner.") + link
+            )
+            await self.publish(t.id)
+        return [t.id for t in due]
