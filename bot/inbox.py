@@ -217,14 +217,18 @@ class Workers:
             asyncio.create_task(self._run(n), name=f"worker-{n}") for n in range(self.settings.worker_concurrency)
         ]
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Claim nothing new; let items in flight finish for up to `grace` seconds, then cancel
+        (an item cut off keeps its lease until expiry, and any replica then takes it over)."""
         self._stopping = True
         self._wake.set()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for t in pending:
+                t.cancel()
+            for t in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
 
     async def _run(self, n: int) -> None:
         while not self._stopping:

@@ -1,0 +1,66 @@
+"""`supportbot run` killed with SIGKILL at named points and restarted: every message answered once."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+
+from storage.engine import Store
+from storage.importer import seed
+from storage.types import SystemClock
+from tests.bot.conftest import envelope, message_event, sign
+from tests.bot.procs import start
+from tests.fakes.slack_api import FakeSlack
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def send(http: aiohttp.ClientSession, url: str, event: dict[str, object]) -> int:
+    body = json.dumps(envelope(event))
+    async with http.post(
+        f"{url}/slack/events", data=body.encode(), headers={"Content-Type": "application/json", **sign(body)}
+    ) as resp:
+        return resp.status
+
+
+@pytest.mark.parametrize("point", ["before_model_call", "after_post"])
+async def test_killed_at_a_named_point_then_restarted_answers_exactly_once(
+    store: Store, database_url: str, slack: FakeSlack, http: aiohttp.ClientSession, point: str
+) -> None:
+    await seed(store, SystemClock())
+    first = await start(database_url, slack, FAULT_CRASH_AT=point)
+    event = message_event("My blender ORD-8842 arrived broken, refund please")
+    assert await send(http, first.url, event) == 200  # stored before the acknowledgement
+    assert await first.proc.wait() == -signal.SIGKILL
+    if point == "after_post":
+        assert len(slack.posts(thread_ts=event["ts"])) >= 1  # it did reach Slack before dying
+    second = await start(database_url, slack)
+    try:
+        follow_up = message_event("what are your support hours?", thread_ts=event["ts"])
+        assert await send(http, second.url, follow_up) == 200
+        # the follow-up is answered only after the first message is finished (thread order)
+        await slack.wait_for(lambda: any("9:00-18:00" in (m["text"] or "") for m in slack.posts(thread_ts=event["ts"])))
+    finally:
+        assert await second.stop() == 0
+    posts = slack.posts(thread_ts=event["ts"])
+    first_replies = [
+        m for m in posts if m["metadata"]["event_payload"]["seq"] in (0, 1) and "9:00-18:00" not in m["text"]
+    ]
+    assert [m["metadata"]["event_payload"]["seq"] for m in first_replies] == [0, 1]  # words, then buttons: once
+    assert sum("9:00-18:00" in m["text"] for m in posts) == 1
+    async with store.read() as s:
+        rows = (await s.execute(text("SELECT status, attempts FROM inbox ORDER BY id"))).all()
+        refunds = (await s.execute(text("SELECT status FROM refunds"))).all()
+    assert [r[0] for r in rows] == ["done", "done"] and rows[0][1] == 2
+    assert [tuple(r) for r in refunds] == [("awaiting_confirmation",)]
+    if point == "after_post":
+        assert slack.called("conversations.replies")  # it looked before posting again
