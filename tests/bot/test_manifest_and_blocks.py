@@ -44,19 +44,19 @@ def test_every_registered_event_and_command_is_in_the_manifest_and_back() -> Non
 
 
 def view(**kw: object) -> TicketView:
-    base: dict[str, object] = dict(
-        id=7,
-        priority="P2",
-        reason="refund_approval",
-        status="open",
-        summary="Over <limit>",
-        customer="Sarah Chen (CUST-1001)",
-        order_id="ORD-8901",
-        claimed_by=None,
-        permalink="https://x/p1",
-        refund_pending="$349.00",
-        unverified_user=None,
-    )
+    base: dict[str, object] = {
+        "id": 7,
+        "priority": "P2",
+        "reason": "refund_approval",
+        "status": "open",
+        "summary": "Over <limit>",
+        "customer": "Sarah Chen (CUST-1001)",
+        "order_id": "ORD-8901",
+        "claimed_by": None,
+        "permalink": "https://x/p1",
+        "refund_pending": "$349.00",
+        "unverified_user": None,
+    }
     base.update(kw)
     return TicketView(**base)  # type: ignore[arg-type]
 
