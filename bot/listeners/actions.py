@@ -49,7 +49,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
         thread = ((body.get("message") or {}).get("thread_ts")) or (body.get("container") or {}).get("message_ts")
         if channel:
-            await rt.out.ephemeral(channel, _clicker(body)[0], slack_text(text), thread_ts=thread)
+            await rt.out.ephemeral(channel, _clicker(body)[0], text, thread_ts=thread)  # our own words
 
     # --- refund confirmation (customers) ----------------------------------------------------------
     async def on_refund(ack: AsyncAck, body: dict[str, Any], yes: bool) -> None:
