@@ -153,6 +153,12 @@ async def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
     return await _with_store(settings, run)
 
 
+async def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.mcp_server import run_mcp
+
+    return await run_mcp(settings, as_email=args.as_email, staff=args.staff, http=args.http, port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supportbot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     retry = isub.add_parser("retry", help="queue a dead letter again")
     retry.add_argument("id", type=int)
     inbox.set_defaults(handler=cmd_inbox)
+
+    mcp = sub.add_parser("mcp", help="serve the guarded tools over MCP (stdio, or streamable HTTP with --http)")
+    mwho = mcp.add_mutually_exclusive_group(required=True)
+    mwho.add_argument("--as", dest="as_email", metavar="EMAIL", help="bind the server to this verified customer")
+    mwho.add_argument("--staff", metavar="ID", help="bind the server to this staff member (adds staff-only tools)")
+    mcp.add_argument("--http", action="store_true", help="streamable HTTP on 127.0.0.1 (needs MCP_TOKEN)")
+    mcp.add_argument("--port", type=int, default=8765, help="HTTP port for --http")
+    mcp.set_defaults(handler=cmd_mcp)
     return parser
 
 

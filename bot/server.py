@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
-from bot import metrics
+from bot import metrics, web_api
 from bot.runtime import Runtime
 from tools import refunds
 
@@ -43,6 +43,7 @@ def web_app(rt: Runtime) -> web.Application:
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
+    web_api.add_routes(app, rt)  # the website chat widget's API, beside /slack/events
     return app
 
 
