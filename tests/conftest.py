@@ -194,6 +194,27 @@ def pg_url() -> str:
     return url
 
 
+_PG_DATABASES: dict[str, Databases] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_pg_databases() -> Iterator[None]:
+    yield
+    for dbs in _PG_DATABASES.values():
+        asyncio.run(dbs.close())
+
+
+@pytest.fixture
+async def pg_database_url(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A fresh, migrated PostgreSQL database whatever the pass (multi-process tests need one)."""
+    dbs = _PG_DATABASES.get(pg_url)
+    if dbs is None:
+        dbs = _PG_DATABASES[pg_url] = Databases(pg_url, tmp_path_factory.getbasetemp())
+    url = await dbs.fresh()
+    yield url
+    await dbs.drop(url)
+
+
 # --- the seeded company and its sessions --------------------------------------------------------
 
 
