@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-Responder = Callable[[dict[str, Any]], tuple[list[dict[str, Any]], str]]
+Answer = tuple[list[dict[str, Any]], str]
+Responder = Callable[[dict[str, Any]], Answer | Awaitable[Answer]]
 
 
 def tokens(value: Any) -> int:
@@ -45,12 +47,21 @@ def segments(body: dict[str, Any]) -> list[tuple[Any, bool]]:
 
 
 class FakeMessagesAPI:
-    def __init__(self, responder: Responder | None = None, *, min_cacheable: int = 1024, latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        min_cacheable: int = 1024,
+        latency: float = 0.0,
+        record: bool = True,
+    ) -> None:
         self.responder = responder or (lambda body: ([{"type": "text", "text": "Hello from the fake."}], "end_turn"))
         self.min_cacheable = min_cacheable
         self.latency = latency
         self.requests: list[dict[str, Any]] = []
+        self.usage: list[dict[str, int]] = []  # what each answer reported, in order
         self.headers: list[dict[str, str]] = []
+        self.record = record
         self.faults: list[str] = []  # "429" | "529" | "500" | "hang", consumed one per request
         self.cached: set[str] = set()
         self.ids = itertools.count(1)
@@ -106,8 +117,9 @@ class FakeMessagesAPI:
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.requests.append(body)
-        self.headers.append({k.lower(): v for k, v in request.headers.items()})
+        if self.record:  # a long benchmark keeps only the usage, not every body
+            self.requests.append(body)
+            self.headers.append({k.lower(): v for k, v in request.headers.items()})
         fault = self.faults.pop(0) if self.faults else None
         if fault == "hang":
             await self._closing.wait()  # never answers in time; the client's timeout ends the request
@@ -121,9 +133,11 @@ class FakeMessagesAPI:
             )
         if self.latency:
             await asyncio.sleep(self.latency)  # the model's thinking time, not synchronization
-        content, stop = self.responder(body)
+        answer = self.responder(body)
+        content, stop = await answer if inspect.isawaitable(answer) else answer
         usage = self._usage(body)
         usage["output_tokens"] = tokens(content)
+        self.usage.append(dict(usage))
         return web.json_response(
             {
                 "id": f"msg_{next(self.ids):08d}",

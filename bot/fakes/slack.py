@@ -26,6 +26,7 @@ BOT_USER = "U_BOT"
 class Call:
     method: str
     args: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -66,6 +67,8 @@ class FakeSlack:
     def __init__(self, *, staff_channel: str = "C_STAFF", rate_limits: bool = False) -> None:
         self.calls: list[Call] = []
         self.messages: list[dict[str, Any]] = []
+        self.by_thread: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (channel, thread_ts) -> posts
+        self._thread_events: dict[tuple[str, str], asyncio.Event] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.channel_members: dict[str, list[str]] = {staff_channel: []}
         self.faults: dict[str, list[tuple[int, int]]] = {}  # method -> [(status, retry_after)]
@@ -114,6 +117,8 @@ class FakeSlack:
         return [c.args for c in self.calls if c.method == method]
 
     def posts(self, channel: str | None = None, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        if channel is not None and thread_ts is not None:
+            return list(self.by_thread.get((channel, thread_ts), []))
         return [
             m
             for m in self.messages
@@ -125,6 +130,16 @@ class FakeSlack:
         async with asyncio.timeout(limit), self._changed:
             while not (result := predicate()):
                 await self._changed.wait()
+            return result
+
+    async def wait_thread(
+        self, channel: str, thread_ts: str, predicate: Callable[[list[dict[str, Any]]], Any], limit: float = 60.0
+    ) -> Any:
+        """Until `predicate(posts in that thread)` is truthy: woken only by posts to that thread."""
+        async with asyncio.timeout(limit):
+            while not (result := predicate(self.by_thread.get((channel, thread_ts), []))):
+                event = self._thread_events.setdefault((channel, thread_ts), asyncio.Event())
+                await event.wait()
             return result
 
     async def _notify(self) -> None:
@@ -210,8 +225,13 @@ class FakeSlack:
             "metadata": args.get("metadata"),
             "user": BOT_USER,
             "bot_id": "B_BOT",
+            "at": time.monotonic(),
         }
         self.messages.append(msg)
+        key = (str(msg["channel"]), str(msg["thread_ts"] or ts))
+        self.by_thread.setdefault(key, []).append(msg)
+        if key in self._thread_events:
+            self._thread_events.pop(key).set()
         return {"channel": args.get("channel"), "ts": ts, "message": msg}
 
     def m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
