@@ -80,7 +80,7 @@ async def _move(s: AsyncSession, deps: Deps, refund_id: str, frm: str, to: str, 
         .where(Refund.id == refund_id, Refund.status == frm)
         .values(status=to, updated_at=deps.clock.now(), **values)
         .returning(Refund)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, populate_existing=True)  # fresh, not the loaded row
     )
     return row.one_or_none()
 

@@ -1,0 +1,391 @@
+"""`supportbot mcp`: the guarded tools served over MCP, so another agent runtime can use them.
+
+A new face only. The five model tools run through `Toolbox.call` (validation, guards, audit log)
+with the schemas the in-process model sees; staff actions go through `tools.tickets` and
+`tools.refunds`, which audit themselves. Identity comes from the command line (`--as EMAIL` or
+`--staff ID`) and never from a tool's arguments; staff-only tools are listed only to staff.
+Everything a customer-bound client receives passes the sanitizer, value by value, without the
+internal outcome code (`is_error` and the note carry the meaning).
+
+Money moves only on a person's own answer, never on the model's: a refund that `process_refund`
+leaves awaiting confirmation is put to the person at the client through MCP elicitation (a
+server-to-client request on 2025 connections, an `InputRequiredResult` round trip with sealed
+`requestState` on 2026-07-28 ones), and so is a staff approval. A client that cannot elicit
+leaves the refund waiting until it expires, and cannot approve. There is no confirm tool.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import mcp_types as types
+from mcp.server import Server, ServerRequestContext
+from mcp.server.elicitation import render_elicitation_schema
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
+from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import is_version_at_least
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import func, select
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from storage.engine import Store
+from storage.importer import seed
+from storage.migrate import upgrade
+from storage.models import Customer, Order, OrderItem, Refund, Ticket
+from storage.settings import Settings
+from storage.types import SystemClock, format_cents
+from tools import refunds, tickets, wording
+from tools.codes import Code, ToolResult
+from tools.context import Actor, CallContext, Deps, Tool, audit
+from tools.sanitizer import sanitize
+from tools.sessions import customer_by_email, open_session
+from tools.toolbox import TOOLS, Toolbox, _validation_note, make_deps
+
+log = logging.getLogger(__name__)
+
+NAME = "supportbot"
+HOST = "127.0.0.1"
+INPUT_REQUIRED_VERSION = "2026-07-28"  # from here on, tools/call asks through InputRequiredResult
+ASK = "confirm"  # the key of our one input request
+NOT_ASKED = (
+    "The refund is prepared but not sent: only the customer can confirm it, and this client cannot ask them, so it "
+    "will expire unconfirmed. Do not say it has been refunded."
+)
+DECLINED = "The customer did not confirm, so the refund was cancelled and no money moved."
+NOT_APPROVED = (
+    "Not approved: approving needs your own confirmation at the client, and it was not given. Nothing changed."
+)
+FAILED = "That did not work because of a problem on our side. Try again shortly, or use escalate_to_human."
+
+
+class Confirm(BaseModel):
+    confirm: bool = Field(description="Yes, go ahead.")
+
+
+CONFIRM_SCHEMA = render_elicitation_schema(Confirm)
+
+
+# --- staff-only tools ---------------------------------------------------------------------------
+class ListTicketsInput(BaseModel):
+    """List the open and claimed support tickets, most urgent first."""
+
+
+class ClaimTicketInput(BaseModel):
+    """Claim a ticket so that you own it; a ticket someone else claimed is refused."""
+
+    ticket_id: int = Field(ge=1, description="The ticket number, e.g. 12.")
+
+
+class ReleaseTicketInput(ClaimTicketInput):
+    """Give back a ticket you claimed, so that someone else can take it."""
+
+
+class ResolveTicketInput(ClaimTicketInput):
+    """Resolve a ticket that is open, or claimed by you."""
+
+
+class ApproveRefundInput(ClaimTicketInput):
+    """Approve the over-limit refund a ticket is about. You are asked to confirm before any money is sent."""
+
+
+class DenyRefundInput(ClaimTicketInput):
+    """Deny the over-limit refund a ticket is about; no money is sent."""
+
+
+async def _list_tickets(args: ListTicketsInput, ctx: CallContext, deps: Deps) -> ToolResult:
+    rows = await tickets.list_tickets(deps)
+    return ToolResult(Code.OK, "" if rows else "No open tickets.", {"tickets": [tickets.describe(t) for t in rows]})
+
+
+def _on_ticket(action: Callable[..., Awaitable[ToolResult]], **kw: Any) -> Callable[..., Awaitable[ToolResult]]:
+    async def run(args: ClaimTicketInput, ctx: CallContext, deps: Deps) -> ToolResult:
+        return await action(deps, ticket_id=args.ticket_id, staff=ctx.actor, **kw)
+
+    return run
+
+
+STAFF_TOOLS: tuple[Tool, ...] = (
+    Tool("list_tickets", ListTicketsInput, _list_tickets, "Listing tickets"),
+    Tool("claim_ticket", ClaimTicketInput, _on_ticket(tickets.claim), "Claiming the ticket"),
+    Tool("release_ticket", ReleaseTicketInput, _on_ticket(tickets.release), "Releasing the ticket"),
+    Tool("resolve_ticket", ResolveTicketInput, _on_ticket(tickets.resolve), "Resolving the ticket"),
+    Tool("approve_refund", ApproveRefundInput, _on_ticket(refunds.decide_for_ticket, approve=True), "Approving"),
+    Tool("deny_refund", DenyRefundInput, _on_ticket(refunds.decide_for_ticket, approve=False), "Denying"),
+)
+
+
+# --- the face -----------------------------------------------------------------------------------
+class McpFace:
+    """One bound identity's MCP session: lists the tools it may use and answers their calls."""
+
+    def __init__(self, deps: Deps, ctx: CallContext) -> None:
+        self.deps = deps
+        self.ctx = ctx
+        self.toolbox = Toolbox(deps)
+        self.staff_tools = {t.name: t for t in STAFF_TOOLS} if ctx.actor.kind == "staff" else {}
+
+    async def list_tools(self, rctx: ServerRequestContext, params: Any) -> types.ListToolsResult:
+        listed = [*TOOLS, *self.staff_tools.values()]
+        return types.ListToolsResult(
+            tools=[
+                types.Tool(name=t.name, description=t.description, input_schema=t.schema()["input_schema"])
+                for t in listed
+            ]
+        )
+
+    async def call_tool(
+        self, rctx: ServerRequestContext, params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        try:
+            if params.request_state is not None:  # the answer round of a 2026-07-28 question
+                return await self._resume(params.request_state, params.input_responses or {})
+            await refunds.expire_due(self.deps)  # a lapsed confirmation never blocks a new refund
+            args = params.arguments or {}
+            staff_tool = self.staff_tools.get(params.name)
+            if staff_tool is not None:
+                return await self._staff_call(rctx, staff_tool, args)
+            result = await self.toolbox.call(params.name, args, self.ctx)
+            if result.code is Code.AWAITING_CONFIRMATION or (
+                result.code is Code.REFUND_EXISTS and result.data.get("status") == "awaiting_confirmation"
+            ):
+                refund_id = str(result.data["refund_id"])
+                answer = await self._ask(rctx, await self._refund_question(refund_id), f"refund:{refund_id}")
+                if isinstance(answer, types.InputRequiredResult):
+                    return answer
+                result = await self._settle_refund(refund_id, answer)
+            return await self._present(result)
+        except Exception:  # tool failures are data: the client sees a plain failure, the log the detail
+            log.exception("mcp tool %s failed", params.name[:64])
+            payload = {"outcome": "failed", "note": FAILED}
+            return types.CallToolResult(content=[_text(payload)], structured_content=payload, is_error=True)
+
+    async def _staff_call(
+        self, rctx: ServerRequestContext, tool: Tool, args: dict[str, Any]
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        try:
+            parsed = tool.input.model_validate(args)
+        except ValidationError as err:
+            return await self._present(ToolResult(Code.INVALID_INPUT, _validation_note(err)))
+        if tool.name == "approve_refund":
+            question = await self._approval_question(parsed.ticket_id)
+            if question is not None:
+                answer = await self._ask(rctx, question, f"approve:{parsed.ticket_id}")
+                if isinstance(answer, types.InputRequiredResult):
+                    return answer
+                return await self._present(await self._settle_approval(parsed.ticket_id, answer))
+        return await self._present(await tool.run(parsed, self.ctx, self.deps))
+
+    # --- asking the person at the client ---------------------------------------------------------
+    async def _ask(
+        self, rctx: ServerRequestContext, message: str, state: str
+    ) -> bool | None | types.InputRequiredResult:
+        """True or False: the person's answer. None: this client cannot ask. On 2026-07-28 connections,
+        the question itself: the client asks and calls again with the answer and the sealed `state`."""
+        caps = rctx.session.client_capabilities
+        if caps is None or caps.elicitation is None:
+            return None
+        if is_version_at_least(rctx.protocol_version, INPUT_REQUIRED_VERSION):
+            form = types.ElicitRequestFormParams(message=message, requested_schema=CONFIRM_SCHEMA)
+            return types.InputRequiredResult(
+                input_requests={ASK: types.ElicitRequest(params=form)}, request_state=state
+            )
+        try:
+            return _yes(await rctx.session.elicit_form(message, CONFIRM_SCHEMA, related_request_id=rctx.request_id))
+        except MCPError as exc:
+            log.warning("the client could not ask for confirmation: %s", exc.error.message)
+            return None
+
+    async def _resume(self, state: str, responses: dict[str, Any]) -> types.CallToolResult:
+        """The answer round. `state` is what we minted (the SDK's boundary verified its seal, tool and
+        arguments); the state machine re-checks ownership and status anyway."""
+        response = responses.get(ASK)
+        answer = _yes(response) if isinstance(response, types.ElicitResult) else None
+        kind, _, ident = state.partition(":")
+        if kind == "refund":
+            return await self._present(await self._settle_refund(ident, answer))
+        if kind == "approve" and ident.isdigit() and self.staff_tools:
+            return await self._present(await self._settle_approval(int(ident), answer))
+        return await self._present(ToolResult(Code.INVALID_INPUT, "Nothing is waiting for that answer."))
+
+    async def _settle_refund(self, refund_id: str, answer: bool | None) -> ToolResult:
+        actor, session_id = self.ctx.actor, self.ctx.session_id
+        if answer is True:
+            return await refunds.confirm(self.deps, refund_id=refund_id, actor=actor, session_id=session_id)
+        if answer is False:
+            result = await refunds.cancel(self.deps, refund_id=refund_id, actor=actor, session_id=session_id)
+            return replace(result, note=DECLINED) if result.ok else result
+        async with self.deps.store.read() as s:
+            refund = await s.get(Refund, refund_id)
+        return ToolResult(Code.AWAITING_CONFIRMATION, NOT_ASKED, refunds.describe(refund) if refund else {})
+
+    async def _settle_approval(self, ticket_id: int, answer: bool | None) -> ToolResult:
+        if answer is True:
+            return await refunds.decide_for_ticket(self.deps, ticket_id=ticket_id, staff=self.ctx.actor, approve=True)
+        async with self.deps.store.write() as s:
+            audit(
+                s,
+                self.deps,
+                actor=self.ctx.actor,
+                action="approve_refund",
+                outcome=Code.NOT_ALLOWED,
+                input={"ticket_id": ticket_id, "confirmed": answer},
+                session_id=self.ctx.session_id,
+            )
+        return ToolResult(Code.NOT_ALLOWED, NOT_APPROVED)
+
+    async def _refund_question(self, refund_id: str) -> str:
+        async with self.deps.store.read() as s:
+            refund = await s.get(Refund, refund_id)
+            assert refund is not None
+            item = await s.scalar(
+                select(OrderItem.name).where(OrderItem.order_id == refund.order_id).order_by(OrderItem.line_no)
+            )
+        amount = format_cents(refund.amount_cents, refund.currency)
+        return wording.refund_confirm_prompt(order_id=refund.order_id, item=item or "your order", amount=amount)
+
+    async def _approval_question(self, ticket_id: int) -> str | None:
+        async with self.deps.store.read() as s:
+            ticket = await s.get(Ticket, ticket_id)
+            refund = await s.get(Refund, ticket.refund_id) if ticket and ticket.refund_id else None
+            order = await s.get(Order, refund.order_id) if refund else None
+        if refund is None or order is None or refund.status != "pending_approval":
+            return None  # nothing to approve: the state machine says why, without asking anyone
+        amount = format_cents(refund.amount_cents, refund.currency)
+        return f"Approve the refund of {amount} for order {order.id} (ticket #{ticket_id})? It is sent at once."
+
+    # --- what the client receives ----------------------------------------------------------------
+    async def _present(self, result: ToolResult) -> types.CallToolResult:
+        payload = result.for_model()
+        customer_id = self.ctx.actor.customer_id
+        log.info("mcp %s: %s", self.ctx.actor.ref, result.code.value)
+        if self.ctx.actor.kind == "customer":
+            del payload["code"]
+            if not result.ok and not result.note:
+                payload["note"] = wording.for_code(result.model_code)
+            payload = await _sanitized(payload, self.deps.store, customer_id)
+        return types.CallToolResult(content=[_text(payload)], structured_content=payload, is_error=not result.ok)
+
+
+def _yes(answer: types.ElicitResult) -> bool:
+    return answer.action == "accept" and (answer.content or {}).get("confirm") is True
+
+
+def _text(payload: dict[str, Any]) -> types.TextContent:
+    return types.TextContent(type="text", text=json.dumps(payload, default=str))
+
+
+async def _sanitized(value: Any, store: Store, customer_id: str | None) -> Any:
+    """Every string through the customer-facing guard; JSON structure kept."""
+    if isinstance(value, str):
+        return (await sanitize(value, store=store, customer_id=customer_id)).text
+    if isinstance(value, dict):
+        return {k: await _sanitized(v, store, customer_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [await _sanitized(v, store, customer_id) for v in value]
+    return value
+
+
+def build_server(deps: Deps, ctx: CallContext) -> Server[Any]:
+    face = McpFace(deps, ctx)
+    server: Server[Any] = Server(
+        NAME,
+        instructions="Customer-support tools bound to one verified identity. Refunds need the person's own "
+        "confirmation, which this server asks for itself.",
+        on_list_tools=face.list_tools,
+        on_call_tool=face.call_tool,
+    )
+    # seals the 2026-07-28 requestState: a client can only echo back what we minted, for that very call
+    ttl = deps.settings.refund_confirmation_ttl_minutes * 60.0
+    server.middleware.append(RequestStateBoundary(RequestStateSecurity.ephemeral(ttl=ttl), default_audience=NAME))
+    return server
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+class BearerGate:
+    """401 for any HTTP request without `Authorization: Bearer <MCP_TOKEN>` (constant-time compare)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = JSONResponse({"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _serve_http(server: Server[Any], *, port: int, token: str) -> int:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((HOST, port))
+    except OSError as exc:
+        sock.close()
+        print(f"supportbot: cannot listen on {HOST}:{port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    app = BearerGate(server.streamable_http_app(host=HOST), token)
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    print(f"supportbot mcp listening on http://{HOST}:{sock.getsockname()[1]}/mcp", file=sys.stderr, flush=True)
+    await uvicorn.Server(config).serve(sockets=[sock])
+    return 0
+
+
+# --- start --------------------------------------------------------------------------------------
+async def _prepare(store: Store, settings: Settings) -> Deps:
+    """As `supportbot shell` starts: latest schema, demo data in an empty store, refunds recovered."""
+    await upgrade(store)
+    async with store.read() as s:
+        empty = not await s.scalar(select(func.count()).select_from(Customer))
+    clock = SystemClock()
+    if empty:
+        await seed(store, clock)
+    deps = make_deps(store, settings, clock)
+    await refunds.recover(deps)
+    await refunds.expire_due(deps)
+    return deps
+
+
+async def run_mcp(settings: Settings, *, as_email: str | None, staff: str | None, http: bool, port: int) -> int:
+    token = settings.mcp_token.get_secret_value() if settings.mcp_token else ""
+    if http and not token:
+        print("supportbot: MCP_TOKEN is not set; `supportbot mcp --http` needs it (see .env.example)", file=sys.stderr)
+        return 2
+    store = Store.from_settings(settings)
+    try:
+        deps = await _prepare(store, settings)
+        if staff is not None:
+            if not staff.strip():
+                print("supportbot: --staff needs a staff id", file=sys.stderr)
+                return 2
+            actor = Actor.staff(staff.strip())
+        else:
+            customer = await customer_by_email(deps, as_email or "")
+            if customer is None:
+                print(f"supportbot: no customer has the email {as_email!r}", file=sys.stderr)
+                return 2
+            actor = Actor.customer(customer.id, subject=f"mcp:{customer.email}")
+        ctx = await open_session(deps, channel="mcp", actor=actor)
+        server = build_server(deps, ctx)
+        log.info("mcp session %s bound to %s", ctx.session_id, actor.ref)
+        if http:
+            return await _serve_http(server, port=port, token=token)
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+        return 0
+    finally:
+        await store.dispose()
