@@ -48,12 +48,14 @@ def make_client(settings: Settings) -> AsyncWebClient:
         token=token,
         base_url=settings.slack_api_url,
         timeout=10,
-        retry_handlers=[RateLimitRetry(max_retry_count=5), ConnectionRetry(max_retry_count=2)],
+        retry_handlers=[RateLimitRetry(max_retry_count=20), ConnectionRetry(max_retry_count=2)],
     )
 
 
 def build_app(rt: Runtime) -> AsyncApp:
     secret = rt.settings.slack_signing_secret.get_secret_value() if rt.settings.slack_signing_secret else None
-    app = AsyncApp(client=rt.client, signing_secret=secret, process_before_response=True, name="supportbot")
+    # process_before_response=False: Slack gets its answer as soon as a listener calls ack(); every
+    # listener commits its effect (an inbox row, a refund confirmation, a claim) before that call.
+    app = AsyncApp(client=rt.client, signing_secret=secret, process_before_response=False, name="supportbot")
     listeners.register(app, rt)
     return app

@@ -159,6 +159,45 @@ async def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
     return await run_mcp(settings, as_email=args.as_email, staff=args.staff, http=args.http, port=args.port)
 
 
+async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from bot.bench import Params, compare, plot, run_bench, table
+
+    if args.plot:
+        results = [json.loads(await asyncio.to_thread(Path(f).read_text)) for f in args.results]
+        if not results:
+            raise UsageError("--plot needs --results FILE.json [FILE.json …]")
+        plot(results, Path(args.plot))
+        print(table(results))
+        print(f"plot written to {args.plot}")
+        return 0
+    params = Params(
+        threads=args.threads,
+        channels=args.channels,
+        rate=args.rate,
+        model_latency=args.model_latency,
+        turns=args.turns,
+        duration=args.duration,
+        database_url=args.database_url,
+        replicas=args.replicas,
+        workers=args.workers,
+    )
+    try:
+        result = await run_bench(params)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(table([result]))
+    check = result["correctness"]
+    if not check["ok"]:
+        print("correctness FAILED: " + json.dumps(check), file=sys.stderr)
+    if args.out:
+        await asyncio.to_thread(Path(args.out).write_text, json.dumps(result, indent=2))
+    if args.compare:
+        print(compare(result, json.loads(await asyncio.to_thread(Path(args.compare).read_text))))
+    return 0 if check["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supportbot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +245,22 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.add_argument("--http", action="store_true", help="streamable HTTP on 127.0.0.1 (needs MCP_TOKEN)")
     mcp.add_argument("--port", type=int, default=8765, help="HTTP port for --http")
     mcp.set_defaults(handler=cmd_mcp)
+
+    bench = sub.add_parser("bench", help="measure latency, throughput, memory and tokens under Slack's rate limits")
+    bench.add_argument("--threads", type=int, default=10, help="conversations to simulate")
+    bench.add_argument("--channels", type=int, default=0, help="customer channels (default: one per 10 threads)")
+    bench.add_argument("--rate", type=float, default=20.0, help="new conversations per second (open loop)")
+    bench.add_argument("--model-latency", type=float, default=0.0, help="seconds the fake model takes per call")
+    bench.add_argument("--turns", type=int, default=1, help="extra question turns per conversation")
+    bench.add_argument("--duration", type=float, help="stop starting conversations after this many seconds")
+    bench.add_argument("--database-url", help="scratch database (EVERYTHING IN IT IS DELETED); default temp SQLite")
+    bench.add_argument("--replicas", type=int, default=1, help="app processes (more than 1 needs PostgreSQL)")
+    bench.add_argument("--workers", type=int, default=32, help="WORKER_CONCURRENCY of each replica")
+    bench.add_argument("--out", metavar="FILE.json", help="write the results as JSON")
+    bench.add_argument("--compare", metavar="OLD.json", help="print ratios to an earlier run")
+    bench.add_argument("--plot", metavar="FILE.png", help="plot latency against load from --results files")
+    bench.add_argument("--results", nargs="*", default=[], help="result JSON files for --plot")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 

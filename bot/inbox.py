@@ -101,6 +101,9 @@ class Inbox:
             earlier.id < item.id,
             earlier.status.in_(UNFINISHED),
         )
+        async with self.store.read() as s:  # a cheap read first: idle polling never takes the write lock
+            if await s.scalar(select(item.id).where(self._claimable(item, now), ~blocked).limit(1)) is None:
+                return None
         candidate = (
             select(item.id).where(self._claimable(item, now), ~blocked).order_by(item.id).limit(1).scalar_subquery()
         )

@@ -17,9 +17,8 @@ import logging
 import time
 from typing import Literal
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot.routing import is_external
+from bot.slack_out import SlackOut
 from tools.context import Actor, Deps
 from tools.sessions import customer_by_email, linked_customer, remember_link
 
@@ -32,8 +31,8 @@ def subject(team: str | None, user: str) -> str:
 
 
 class People:
-    def __init__(self, client: AsyncWebClient, deps: Deps) -> None:
-        self.client = client
+    def __init__(self, out: SlackOut, deps: Deps) -> None:
+        self.out = out
         self.deps = deps
         self.settings = deps.settings
         self._staff: tuple[float, frozenset[str]] | None = None
@@ -49,7 +48,9 @@ class People:
         members: set[str] = set()
         cursor = None
         while True:
-            resp = await self.client.conversations_members(channel=channel, cursor=cursor, limit=1000)
+            resp = await self.out.call(
+                "conversations.members", http_verb="GET", channel=channel, cursor=cursor, limit=1000
+            )
             members.update(resp.get("members") or [])
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
@@ -73,7 +74,7 @@ class People:
         linked = await linked_customer(self.deps, channel="slack", subject=who)
         if linked:
             return Actor.customer(linked, subject=who)
-        info = await self.client.users_info(user=user)
+        info = await self.out.call("users.info", http_verb="GET", user=user)
         email = ((info.get("user") or {}).get("profile") or {}).get("email")
         if email:
             customer = await customer_by_email(self.deps, email)

@@ -59,7 +59,7 @@ class Runtime:
         agent = Agent(model=model or build_model(settings), toolbox=Toolbox(deps))
         client = client or make_client(settings)
         out = SlackOut(client, store, clock, settings)
-        people = People(client, deps)
+        people = People(out, deps)
         board = StaffBoard(out, deps)
         inbox = Inbox(store, clock, settings)
         turns = Turns(deps, agent, people, out, board)

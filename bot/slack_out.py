@@ -9,6 +9,8 @@ never posted twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import os
 import signal
@@ -38,10 +40,41 @@ def crash_point(settings: Settings, name: str) -> None:
 
 @dataclass
 class SlackTimer:
-    """Time spent awaiting Slack within one turn (for the overhead metric)."""
+    """Time spent awaiting Slack (pacing included) within one turn, for the overhead metric."""
 
     seconds: float = 0.0
     calls: int = 0
+
+
+TURN_TIMER: contextvars.ContextVar[SlackTimer | None] = contextvars.ContextVar("slack_timer", default=None)
+
+
+class ChannelPacer:
+    """Spaces our messages to each channel at Slack's published pace for chat.postMessage (about
+    one per second per channel, short bursts allowed), so a busy channel queues here instead of
+    collecting 429s. Each caller reserves the next free slot; the 429 retry handler still covers
+    what other replicas send to the same channel."""
+
+    def __init__(self, rate: float = 1.0, burst: float = 3.0) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, when)
+
+    def reserve(self, channel: str) -> float:
+        """Seconds to wait before this message may go."""
+        now = time.monotonic()
+        tokens, when = self._buckets.get(channel, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - when) * self.rate) - 1
+        self._buckets[channel] = (tokens, now)
+        return 0.0 if tokens >= 0 else -tokens / self.rate
+
+    async def wait(self, channel: str) -> None:
+        delay = self.reserve(channel)
+        if delay > 0:
+            await asyncio.sleep(delay)  # pacing to Slack's limit, not synchronization
+
+
+PACED = frozenset({"chat.postMessage", "chat.postEphemeral"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +90,23 @@ class SlackOut:
     store: Store
     clock: Clock
     settings: Settings
-    timer_default: SlackTimer = field(default_factory=SlackTimer)
+    pacer: ChannelPacer = field(default_factory=ChannelPacer)
 
-    async def call(self, method: str, timer: SlackTimer | None = None, **kwargs: Any) -> Any:
+    async def call(self, method: str, *, http_verb: str = "POST", **kwargs: Any) -> Any:
+        """One Web API call: paced per channel, retried on 429 by the client, timed for the turn."""
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
         started = time.perf_counter()
         try:
+            if method in PACED and kwargs.get("channel"):
+                await self.pacer.wait(str(kwargs["channel"]))
+            if http_verb == "GET":
+                return await self.client.api_call(method, http_verb="GET", params=kwargs)
             return await self.client.api_call(method, json=kwargs)
         finally:
-            t = timer or self.timer_default
-            t.seconds += time.perf_counter() - started
-            t.calls += 1
+            timer = TURN_TIMER.get()
+            if timer is not None:
+                timer.seconds += time.perf_counter() - started
+                timer.calls += 1
 
     # --- outbox -----------------------------------------------------------------------------------
     async def outbox(self, item_id: int) -> list[OutboxMessage]:
@@ -98,14 +138,14 @@ class SlackOut:
         async with self.store.write() as s:
             await s.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values))
 
-    async def deliver(self, item_id: int, timer: SlackTimer | None = None) -> int:
+    async def deliver(self, item_id: int) -> int:
         """Post every unposted reply of an item, in order. Returns how many were posted now."""
         posted = 0
         for row in await self.outbox(item_id):
             if row.status == "posted":
                 continue
             if row.status == "posting" and row.ephemeral_user is None:
-                found = await self._already_posted(row, timer)
+                found = await self._already_posted(row)
                 if found:
                     await self._mark(row.id, status="posted", slack_ts=found, posted_at=self.clock.now())
                     continue
@@ -113,7 +153,6 @@ class SlackOut:
             if row.ephemeral_user:
                 resp = await self.call(
                     "chat.postEphemeral",
-                    timer,
                     channel=row.channel,
                     user=row.ephemeral_user,
                     thread_ts=row.thread_ts,
@@ -132,19 +171,18 @@ class SlackOut:
                 }
                 if row.blocks:
                     payload["blocks"] = row.blocks
-                resp = await self.call("chat.postMessage", timer, **payload)
+                resp = await self.call("chat.postMessage", **payload)
                 ts = resp.get("ts")
             crash_point(self.settings, "after_post")
             await self._mark(row.id, status="posted", slack_ts=ts, posted_at=self.clock.now())
             posted += 1
         return posted
 
-    async def _already_posted(self, row: OutboxMessage, timer: SlackTimer | None) -> str | None:
+    async def _already_posted(self, row: OutboxMessage) -> str | None:
         cursor = None
         while True:
             resp = await self.call(
                 "conversations.replies",
-                timer,
                 channel=row.channel,
                 ts=row.thread_ts,
                 include_all_metadata=True,
@@ -174,10 +212,10 @@ class SlackOut:
             )
 
     # --- other posts ------------------------------------------------------------------------------
-    async def status(self, channel: str, thread_ts: str, text: str, timer: SlackTimer | None = None) -> None:
+    async def status(self, channel: str, thread_ts: str, text: str) -> None:
         """The 'is looking into it…' line while the agent works (best effort: it is only a hint)."""
         try:
-            await self.call("assistant.threads.setStatus", timer, channel_id=channel, thread_ts=thread_ts, status=text)
+            await self.call("assistant.threads.setStatus", channel_id=channel, thread_ts=thread_ts, status=text)
         except SlackApiError as exc:
             log.debug("setStatus refused: %s", exc.response.get("error"))
 

@@ -9,6 +9,7 @@ thread over (then the bot stays quiet). The handoff state is checked again just 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -21,7 +22,7 @@ from bot.blocks import as_dicts, confirmation_blocks, slack_text
 from bot.inbox import Claimed
 from bot.people import People, subject
 from bot.routing import clean_text, mentions, session_key
-from bot.slack_out import Intent, SlackOut, SlackTimer, crash_point
+from bot.slack_out import TURN_TIMER, Intent, SlackOut, SlackTimer, crash_point
 from bot.staff import StaffBoard, thread_of
 from storage.models import ChatSession, Ticket
 from tools import tickets, wording
@@ -46,8 +47,15 @@ class Turns:
 
     async def handle(self, item: Claimed) -> None:
         timer = SlackTimer()
+        token = TURN_TIMER.set(timer)
+        try:
+            await self._handle(item, timer, time.perf_counter())
+        finally:
+            TURN_TIMER.reset(token)
+
+    async def _handle(self, item: Claimed, timer: SlackTimer, started: float) -> None:
         if await self.out.outbox(item.id):  # the turn ran before a crash: only posting is left
-            await self._deliver(item, timer)
+            await self._deliver(item)
             return
         kind = await self.people.classify(
             user=item.user_id, user_team=item.user_team, installing_team=item.installing_team
@@ -80,18 +88,18 @@ class Turns:
                     item.thread_ts,
                     [Intent(text=wording.NOT_YOUR_THREAD, ephemeral_user=item.user_id)],
                 )
-                await self._deliver(item, timer, check_handoff=False)
+                await self._deliver(item, check_handoff=False)
                 return
             if session.handed_off_by:
                 return
             loaded = await load_context(self.deps, session.id)
             assert loaded is not None
             ctx = loaded
-        await self._turn(item, ctx, timer)
+        await self._turn(item, ctx, timer, started)
 
-    async def _turn(self, item: Claimed, ctx: CallContext, timer: SlackTimer) -> None:
+    async def _turn(self, item: Claimed, ctx: CallContext, timer: SlackTimer, started: float) -> None:
         crash_point(self.deps.settings, "before_model_call")
-        await self.out.status(item.channel, item.thread_ts, "is looking into it…", timer)
+        await self.out.status(item.channel, item.thread_ts, "is looking into it…")
         text = clean_text(item.text)
         files = [str(f.get("name") or f.get("title") or "a file") for f in item.payload.get("files") or []]
         if files:
@@ -116,7 +124,8 @@ class Turns:
             elif isinstance(event, Done):
                 done = event
         await self.out.record(item.id, item.channel, item.thread_ts, intents + prompts)
-        await self._deliver(item, timer)  # Slack clears the status line itself when we reply
+        await self._deliver(item)  # Slack clears the status line itself when we reply
+        handled = time.perf_counter() - started
         for ticket_id in sorted(escalated):
             try:
                 await self.board.publish(ticket_id)
@@ -128,17 +137,17 @@ class Turns:
             metrics.TURN_SECONDS.observe(max(total, 0.0))
             metrics.MODEL_SECONDS.observe(done.model_s)
             metrics.SLACK_SECONDS.observe(timer.seconds)
-            metrics.OVERHEAD_SECONDS.observe(max(done.turn_s - done.model_s - timer.seconds, 0.0))
+            metrics.OVERHEAD_SECONDS.observe(max(handled - done.model_s - timer.seconds, 0.0))
             for code, n in done.tools.items():
                 metrics.TOOL_OUTCOMES.labels(code).inc(n)
 
-    async def _deliver(self, item: Claimed, timer: SlackTimer, *, check_handoff: bool = True) -> None:
+    async def _deliver(self, item: Claimed, *, check_handoff: bool = True) -> None:
         if check_handoff:
             session = await self.session(session_key(item.channel, item.thread_ts))
             if session is not None and session.handed_off_by:
                 await self.out.skip_unposted(item.id)  # a person took over meanwhile: the bot stays quiet
                 return
-        await self.out.deliver(item.id, timer)
+        await self.out.deliver(item.id)
 
     async def _identity_ticket(self, ctx: CallContext) -> None:
         async with self.deps.store.write() as s:

@@ -10,6 +10,8 @@ PostgreSQL goes through asyncpg with a pool sized by settings.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -56,11 +58,19 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, busy_tim
     return engine
 
 
+class NestedWrite(RuntimeError):
+    """A write transaction was opened inside another one in the same task (it would deadlock)."""
+
+
 class Store:
     """The process's engine plus two session factories: `write()` and `read()`.
 
     Each context manager yields a session inside a transaction that commits on success and rolls
-    back on error. On SQLite `write()` begins IMMEDIATE; on PostgreSQL both are the same.
+    back on error. On SQLite `write()` begins IMMEDIATE, and writers of one process also queue on
+    an asyncio lock first: SQLite has one writer at a time anyway, and waiting in the event loop
+    is fair and cheap where waiting in SQLite's busy handler means sleeping and polling. (Other
+    processes on the same file still wait through busy_timeout; correctness never depends on the
+    lock.) On PostgreSQL both factories are the same and there is no lock.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -69,6 +79,8 @@ class Store:
         writer = engine.execution_options(**{_IMMEDIATE: True}) if self.dialect == "sqlite" else engine
         self._write = async_sessionmaker(writer, expire_on_commit=False)
         self._read = async_sessionmaker(engine, expire_on_commit=False)
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._holder: contextvars.ContextVar[bool] = contextvars.ContextVar(f"store-write-{id(self)}", default=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, url: str | None = None) -> Store:
@@ -83,8 +95,19 @@ class Store:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        async with self._write() as session, session.begin():
-            yield session
+        if self._write_lock is None:
+            async with self._write() as session, session.begin():
+                yield session
+            return
+        if self._holder.get():
+            raise NestedWrite("a write transaction was opened inside another one; use the outer session")
+        async with self._write_lock:
+            token = self._holder.set(True)
+            try:
+                async with self._write() as session, session.begin():
+                    yield session
+            finally:
+                self._holder.reset(token)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -70,6 +70,11 @@ async def click(bot: Bot, action: str, message: dict[str, Any], *, user: str, te
     )
 
 
+async def said_privately(bot: Bot, user: str, words: str) -> bool:
+    """Until an ephemeral message to `user` contains `words` (posted right after the click's ack)."""
+    return bool(await bot.slack.wait_for(lambda: any(words in t for t in ephemerals(bot, user))))
+
+
 def ephemerals(bot: Bot, user: str) -> list[str]:
     return [c["text"] for c in bot.slack.called("chat.postEphemeral") if c.get("user") == user]
 
@@ -163,7 +168,7 @@ async def test_confirm_click_moves_money_once_and_a_second_click_changes_nothing
     assert updated and "refund_confirm" not in json.dumps(updated[-1]["blocks"])  # the buttons are gone
     assert await click(bot, "refund_confirm", prompt, user=SARAH, team=CUSTOMER_TEAM) == 200  # replayed payload
     assert await rows(bot, "SELECT count(*) FROM payouts") == [(1,)]
-    assert any("already been handled" in t for t in ephemerals(bot, SARAH))
+    assert await said_privately(bot, SARAH, "already been handled")
     assert await rows(bot, "SELECT outcome FROM sessions") == [("auto_resolved",)]
 
 
@@ -171,7 +176,7 @@ async def test_another_users_click_is_refused(bot: Bot) -> None:
     _, prompt = await refund_prompt(bot)
     for user, team in ((JAMES, CUSTOMER_TEAM), (AGENT_ANA, HOME_TEAM)):
         assert await click(bot, "refund_confirm", prompt, user=user, team=team) == 200
-        assert any("Only the customer who asked" in t for t in ephemerals(bot, user))
+        assert await said_privately(bot, user, "Only the customer who asked")
     assert await rows(bot, "SELECT status FROM refunds") == [("awaiting_confirmation",)]
 
 
@@ -207,7 +212,7 @@ async def test_claim_race_has_one_owner_and_the_customer_is_told(bot: Bot) -> No
     assert statuses == [200, 200]
     (owner,) = [r[0] for r in await rows(bot, "SELECT claimed_by FROM tickets")]
     loser = "U_BEN" if owner == AGENT_ANA else AGENT_ANA
-    assert any(f"Already claimed by <@{owner}>" in t for t in ephemerals(bot, loser))
+    assert await said_privately(bot, loser, f"Already claimed by <@{owner}>")
     joined = await bot.slack.wait_for(lambda: [m for m in bot.replies(event) if "has joined" in m["text"]])
     assert len(joined) == 1 and "P2" not in joined[0]["text"] and "#" not in joined[0]["text"]
     await housekeeping_once(bot.rt)  # re-renders any ticket whose first post was still in flight at the click
@@ -222,7 +227,7 @@ async def test_non_staff_cannot_press_staff_buttons(bot: Bot) -> None:
     for user, team in ((SARAH, CUSTOMER_TEAM), (COLLEAGUE, HOME_TEAM)):
         for action in ("ticket_claim", "refund_approve"):
             assert await click(bot, action, ticket, user=user, team=team) == 200
-        assert any("Only members of the support team" in t for t in ephemerals(bot, user))
+        assert await said_privately(bot, user, "Only members of the support team")
     assert await rows(bot, "SELECT status, claimed_by FROM tickets") == [("open", None)]
     assert await rows(bot, "SELECT status FROM refunds") == [("pending_approval",)]
 

@@ -1,0 +1,597 @@
+"""`supportbot bench`: what a support team pays in latency, throughput, memory and tokens.
+
+Starts the real app as `supportbot run --http` subprocesses (N replicas), a local Slack Web API
+that enforces Slack's published rate limits (429 + Retry-After) and a local Messages API with a
+configurable latency, whose answers come from the offline rules model (so conversations use
+real tool calls through the real Claude adapter and SDK). Simulated customers arrive open-loop at
+`--rate` per second, each in its own thread, spread over `--channels` channels: a refund with a
+confirm click, a question, or an escalation. Everything goes over loopback.
+
+Reports JSON (`--out`), a Markdown table, and with `bench plot` a PNG of latency against load.
+The bot's own overhead is measured inside the server (turn time minus time awaiting the model
+and Slack, exported on /metrics), not guessed from outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import text
+
+from agent.model import ModelRequest
+from agent.offline import OfflineModel
+from bot.fakes.anthropic import FakeMessagesAPI
+from bot.fakes.slack import BOT_USER, HOME_TEAM, FakeSlack
+from storage.engine import Store, is_sqlite
+from storage.importer import import_records, parse, seed
+from storage.migrate import upgrade
+from storage.models import Base
+from storage.settings import Settings
+from storage.types import SystemClock
+
+SECRET = "bench-signing-secret"
+CUSTOMER_TEAM = "T_BENCH_CUSTOMERS"
+STAFF = "C_BENCH_STAFF"
+KINDS = (("refund", 0.6), ("question", 0.3), ("escalation", 0.1))
+QUESTIONS = ("what are your support hours?", "how long is your return window?", "how long does shipping take?")
+
+
+@dataclass
+class Params:
+    threads: int = 10
+    channels: int = 0  # 0: one channel per 10 conversations
+    rate: float = 20.0
+    model_latency: float = 0.0
+    turns: int = 1  # extra question turns after each conversation's script
+    duration: float | None = None
+    database_url: str | None = None
+    replicas: int = 1
+    workers: int = 32
+    seed: int = 7
+    timeout: float = 600.0
+
+    @property
+    def n_channels(self) -> int:
+        return self.channels or max(1, self.threads // 10)
+
+
+@dataclass
+class Conversation:
+    n: int
+    kind: str
+    user: str
+    channel: str
+    root: str = ""
+    turn_ms: list[float] = field(default_factory=list)
+    ack_ms: list[float] = field(default_factory=list)
+    click_ms: list[float] = field(default_factory=list)
+    messages: int = 0
+    done: bool = False
+    error: str | None = None
+
+
+# --- the model: the offline rules answer through the real Messages API protocol --------------------------
+def model_responder() -> Any:
+    offline = OfflineModel()
+
+    async def respond(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        system = body.get("system") or ""
+        if isinstance(system, list):
+            system = "".join(b.get("text", "") for b in system)
+        request = ModelRequest(
+            system=system,
+            tools=body.get("tools") or [],
+            messages=body.get("messages") or [],
+            max_tokens=int(body.get("max_tokens") or 1024),
+        )
+        reply = await offline.complete(request)
+        return reply.content, reply.stop_reason or "end_turn"
+
+    return respond
+
+
+# --- the data: one customer and one delivered order per conversation -------------------------------------
+async def prepare_store(url: str, params: Params) -> None:
+    store = Store.from_settings(Settings(_env_file=None), url=url)  # type: ignore[call-arg]
+    try:
+        await upgrade(store)
+        async with store.write() as s:
+            for table in reversed(Base.metadata.sorted_tables):
+                await s.execute(table.delete())
+        clock = SystemClock()
+        await seed(store, clock)
+        delivered = (clock.now().replace(microsecond=0)).isoformat()
+        doc = {
+            "customers": [
+                {"id": f"CB-{i}", "name": f"Customer {i}", "email": f"c{i}@bench.example"}
+                for i in range(params.threads)
+            ],
+            "orders": [
+                {
+                    "id": f"ORD-7{i:05d}",
+                    "customer_id": f"CB-{i}",
+                    "status": "delivered",
+                    "total": "49.99",
+                    "currency": "USD",
+                    "placed_at": delivered,
+                    "delivered_at": delivered,
+                    "items": [{"sku": "KTL-9", "name": "Electric kettle", "quantity": 1, "unit_price": "49.99"}],
+                }
+                for i in range(params.threads)
+            ],
+        }
+        await import_records(store, *parse(json.loads(json.dumps(doc))))
+    finally:
+        await store.dispose()
+
+
+# --- the app under test --------------------------------------------------------------------------------------
+@dataclass
+class Replica:
+    proc: asyncio.subprocess.Process
+    url: str
+    log: list[str]
+
+    def peak_rss_mb(self) -> float:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+
+async def start_replica(env: dict[str, str]) -> Replica:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        "--http",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    assert proc.stdout is not None
+    log: list[str] = []
+    async with asyncio.timeout(60):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise RuntimeError("the app exited before listening:\n" + "".join(log[-20:]))
+            log.append(line)
+            if "listening on http://" in line:
+                url = line.split("listening on ", 1)[1].split()[0]
+                break
+
+    async def drain() -> None:
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            log.append(line.decode(errors="replace"))
+
+    asyncio.get_running_loop().create_task(drain())  # noqa: RUF006 - ends with the process
+    return Replica(proc, url, log)
+
+
+def signed(body: str) -> dict[str, str]:
+    ts = str(int(time.time()))
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body),
+    }
+
+
+# --- the customers --------------------------------------------------------------------------------------------
+class Driver:
+    def __init__(self, params: Params, slack: FakeSlack, replicas: list[Replica], http: aiohttp.ClientSession) -> None:
+        self.params = params
+        self.slack = slack
+        self.replicas = replicas
+        self.http = http
+        self.ts = 0
+        self.failed_deliveries = 0
+
+    def next_ts(self) -> str:
+        self.ts += 1
+        return f"{1_750_000_000 + self.ts}.{self.ts:06d}"
+
+    def replica(self) -> Replica:
+        return random.choice(self.replicas)
+
+    async def post(self, body: str, content_type: str) -> float:
+        started = time.monotonic()
+        async with self.http.post(
+            f"{self.replica().url}/slack/events",
+            data=body.encode(),
+            headers={"Content-Type": content_type, **signed(body)},
+        ) as resp:
+            await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"POST /slack/events answered {resp.status}")
+        return (time.monotonic() - started) * 1000
+
+    async def say(self, conv: Conversation, text_: str) -> float:
+        """Send a message in the conversation's thread; wait for the next reply; returns turn ms."""
+        ts = self.next_ts()
+        root = conv.root or ts
+        event = {
+            "type": "message",
+            "user": conv.user,
+            "team": CUSTOMER_TEAM,
+            "user_team": CUSTOMER_TEAM,
+            "channel": conv.channel,
+            "ts": ts,
+            "event_ts": ts,
+            "text": text_,
+            "channel_type": "channel",
+        }
+        if conv.root:
+            event["thread_ts"] = conv.root
+        envelope = {
+            "team_id": CUSTOMER_TEAM,
+            "api_app_id": "A_BENCH",
+            "type": "event_callback",
+            "event": event,
+            "event_id": f"EvB{ts.replace('.', '')}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": HOME_TEAM, "user_id": BOT_USER, "is_bot": True}],
+            "is_ext_shared_channel": True,
+        }
+        before = len(self.slack.by_thread.get((conv.channel, root), []))
+        sent = time.monotonic()
+        conv.ack_ms.append(await self.post(json.dumps(envelope), "application/json"))
+        conv.root = root
+        conv.messages += 1
+        posts = await self.slack.wait_thread(
+            conv.channel, root, lambda p: len(p) > before and p, limit=self.params.timeout
+        )
+        ms = (posts[before]["at"] - sent) * 1000
+        conv.turn_ms.append(ms)
+        return ms
+
+    async def click_confirm(self, conv: Conversation) -> None:
+        prompt = await self.slack.wait_thread(
+            conv.channel, conv.root, lambda p: _with_button(p, "refund_confirm"), limit=self.params.timeout
+        )
+        value = next(
+            e["value"]
+            for b in prompt["blocks"]
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["action_id"] == "refund_confirm"
+        )
+        payload = {
+            "type": "block_actions",
+            "user": {"id": conv.user, "team_id": CUSTOMER_TEAM},
+            "container": {"type": "message", "message_ts": prompt["ts"], "channel_id": conv.channel},
+            "channel": {"id": conv.channel},
+            "message": {"ts": prompt["ts"], "thread_ts": conv.root},
+            "team": {"id": CUSTOMER_TEAM},
+            "api_app_id": "A_BENCH",
+            "trigger_id": "1.1",
+            "actions": [{"action_id": "refund_confirm", "value": value, "type": "button", "block_id": "b"}],
+        }
+        before = len(self.slack.by_thread.get((conv.channel, conv.root), []))
+        sent = time.monotonic()
+        conv.ack_ms.append(
+            await self.post("payload=" + urllib.parse.quote(json.dumps(payload)), "application/x-www-form-urlencoded")
+        )
+        posts = await self.slack.wait_thread(
+            conv.channel, conv.root, lambda p: len(p) > before and p, limit=self.params.timeout
+        )
+        conv.click_ms.append((posts[before]["at"] - sent) * 1000)
+
+    async def run(self, conv: Conversation) -> None:
+        try:
+            if conv.kind == "refund":
+                await self.say(conv, f"Hi, my kettle from order ORD-7{conv.n:05d} arrived broken. I'd like a refund.")
+                await self.click_confirm(conv)
+            elif conv.kind == "question":
+                await self.say(conv, random.choice(QUESTIONS))
+            else:
+                await self.say(conv, "This is unacceptable, I want to speak to a manager.")
+            if conv.kind != "escalation":
+                for _ in range(self.params.turns):
+                    await self.say(conv, random.choice(QUESTIONS))
+            conv.done = True
+        except Exception as exc:  # recorded as a correctness failure, not a crash of the benchmark
+            conv.error = f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _with_button(posts: list[dict[str, Any]], action: str) -> dict[str, Any] | None:
+    for m in reversed(posts):
+        for b in m.get("blocks") or []:
+            if b.get("type") == "actions" and any(e.get("action_id") == action for e in b["elements"]):
+                return m
+    return None
+
+
+# --- measuring ------------------------------------------------------------------------------------------------
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(values)
+
+    def q(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
+
+    return {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "max": round(ordered[-1], 2)}
+
+
+def histogram_quantiles(texts: list[str], name: str) -> dict[str, float]:
+    """Quantiles of a Prometheus histogram summed over replicas (linear within buckets), in ms."""
+    buckets: dict[float, float] = {}
+    for body in texts:
+        for family in text_string_to_metric_families(body):
+            if family.name != name:
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    buckets[le] = buckets.get(le, 0.0) + sample.value
+    if not buckets:
+        return percentiles([])
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    out = {}
+    for label, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
+        rank = p * total
+        lower, prev = 0.0, 0.0
+        value = bounds[-2] if len(bounds) > 1 else 0.0
+        for le in bounds:
+            if buckets[le] >= rank and total:
+                if le == float("inf"):
+                    value = lower
+                else:
+                    span = buckets[le] - prev
+                    value = lower + (le - lower) * ((rank - prev) / span if span else 1.0)
+                break
+            lower, prev = le, buckets[le]
+        out[label] = round(value * 1000, 2)
+    return out
+
+
+async def correctness(url: str, slack: FakeSlack, convs: list[Conversation], replicas: list[Replica]) -> dict[str, Any]:
+    store = Store.from_settings(Settings(_env_file=None), url=url)  # type: ignore[call-arg]
+    try:
+        async with store.read() as s:
+            inbox = dict((await s.execute(text("SELECT status, count(*) FROM inbox GROUP BY status"))).all())
+            outbox = dict((await s.execute(text("SELECT status, count(*) FROM outbox GROUP BY status"))).all())
+            dup = (
+                await s.execute(
+                    text(
+                        "SELECT count(*) FROM (SELECT order_id FROM refunds WHERE status IN "
+                        "('awaiting_confirmation','pending_approval','processing','processed') "
+                        "GROUP BY order_id HAVING count(*) > 1) d"
+                    )
+                )
+            ).scalar()
+            processed = (await s.execute(text("SELECT count(*) FROM refunds WHERE status = 'processed'"))).scalar()
+            payouts = (await s.execute(text("SELECT count(*) FROM payouts"))).scalar()
+    finally:
+        await store.dispose()
+    seen: set[tuple[int, int]] = set()
+    duplicates = out_of_order = 0
+    for posts in slack.by_thread.values():
+        last = -1
+        for m in posts:
+            meta = (m.get("metadata") or {}).get("event_payload") or {}
+            if "inbox_id" not in meta:
+                continue
+            key = (meta["inbox_id"], meta["seq"])
+            duplicates += key in seen
+            seen.add(key)
+            out_of_order += meta["inbox_id"] < last
+            last = meta["inbox_id"]
+    sent = sum(c.messages for c in convs)
+    refunds_asked = sum(1 for c in convs if c.kind == "refund" and c.done)
+    errors = [line.strip() for r in replicas for line in r.log if " ERROR " in line or "Traceback" in line]
+    counts = {
+        "conversations": len(convs),
+        "completed": sum(c.done for c in convs),
+        "messages_sent": sent,
+        "inbox_done": int(inbox.get("done", 0)),
+        "inbox_dead": int(inbox.get("dead", 0)),
+        "inbox_unfinished": int(inbox.get("pending", 0) + inbox.get("working", 0)),
+        "outbox_unposted": int(sum(v for k, v in outbox.items() if k != "posted")),
+        "duplicate_replies": duplicates,
+        "out_of_order_replies": out_of_order,
+        "duplicate_live_refunds": int(dup or 0),
+        "refunds_processed": int(processed or 0),
+        "refunds_confirmed_by_customers": refunds_asked,
+        "payouts": int(payouts or 0),
+        "log_errors": len(errors),
+        "slack_429s": slack.limited,
+    }
+    ok = (
+        counts["completed"] == counts["conversations"]
+        and counts["inbox_done"] == sent
+        and not counts["inbox_dead"]
+        and not counts["inbox_unfinished"]
+        and not counts["outbox_unposted"]
+        and not duplicates
+        and not out_of_order
+        and not counts["duplicate_live_refunds"]
+        and counts["refunds_processed"] == counts["payouts"] == refunds_asked
+        and not errors
+    )
+    return {"ok": ok, **counts, "first_errors": errors[:5] + [c.error for c in convs if c.error][:5]}
+
+
+# --- the run --------------------------------------------------------------------------------------------------
+async def run_bench(params: Params) -> dict[str, Any]:
+    random.seed(params.seed)
+    with tempfile.TemporaryDirectory(prefix="supportbot-bench-") as tmp:
+        url = params.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        if params.replicas > 1 and is_sqlite(url):
+            raise ValueError("--replicas > 1 needs PostgreSQL: pass --database-url postgresql+asyncpg://… (scratch)")
+        await prepare_store(url, params)
+        slack = FakeSlack(staff_channel=STAFF, rate_limits=True)
+        api = FakeMessagesAPI(model_responder(), latency=params.model_latency, record=False)
+        await slack.start()
+        await api.start()
+        for i in range(params.threads):
+            slack.add_user(f"U_B{i}", team=CUSTOMER_TEAM, email=f"c{i}@bench.example")
+        slack.channel_members[STAFF] = ["U_BENCH_STAFF"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC", "SLACK", "SUPPORT", "MODEL"))}
+        env |= {
+            "DATABASE_URL": url,
+            "SLACK_BOT_TOKEN": "xoxb-bench",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": slack.api_url,
+            "SUPPORT_STAFF_CHANNEL": STAFF,
+            "MODEL_PROVIDER": "claude",
+            "ANTHROPIC_API_KEY": "bench",
+            "ANTHROPIC_BASE_URL": api.url,
+            "ANTHROPIC_TIMEOUT_S": "120",
+            "WORKER_CONCURRENCY": str(params.workers),
+            "LOG_LEVEL": "WARNING",
+            "INBOX_POLL_SECONDS": "0.2",
+            "DB_POOL_SIZE": "10",
+            "DB_MAX_OVERFLOW": "10",
+        }
+        replicas = [await start_replica(env) for _ in range(params.replicas)]
+        convs: list[Conversation] = []
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
+                driver = Driver(params, slack, replicas, http)
+                kinds = [k for k, _ in KINDS]
+                weights = [w for _, w in KINDS]
+                started = time.monotonic()
+                tasks = []
+                for n in range(params.threads):
+                    if params.duration is not None and time.monotonic() - started > params.duration:
+                        break
+                    conv = Conversation(
+                        n, random.choices(kinds, weights)[0], f"U_B{n}", f"C_BENCH_{n % params.n_channels:03d}"
+                    )
+                    convs.append(conv)
+                    tasks.append(asyncio.create_task(driver.run(conv)))
+                    await asyncio.sleep(1 / params.rate if params.rate > 0 else 0)  # open-loop arrivals
+                await asyncio.gather(*tasks)
+                wall = time.monotonic() - started
+                metrics_texts = []
+                for r in replicas:
+                    async with http.get(f"{r.url}/metrics") as resp:
+                        metrics_texts.append(await resp.text())
+            rss = [r.peak_rss_mb() for r in replicas]
+        finally:
+            for r in replicas:
+                if r.proc.returncode is None:
+                    r.proc.terminate()
+            for r in replicas:
+                await r.proc.wait()
+        check = await correctness(url, slack, convs, replicas)
+        await slack.close()
+        await api.close()
+    turns = [ms for c in convs for ms in c.turn_ms]
+    tokens = dict.fromkeys(("input", "cache_read", "cache_write", "output"), 0)
+    for u in api.usage:
+        tokens["input"] += u.get("input_tokens", 0)
+        tokens["cache_read"] += u.get("cache_read_input_tokens", 0)
+        tokens["cache_write"] += u.get("cache_creation_input_tokens", 0)
+        tokens["output"] += u.get("output_tokens", 0)
+    per_conv = {k: round(v / max(len(convs), 1), 1) for k, v in tokens.items()}
+    return {
+        "params": {
+            **params.__dict__,
+            "channels": params.n_channels,
+            "database": "sqlite" if is_sqlite(url) else "postgresql",
+        },
+        "machine": {"cores": os.cpu_count()},
+        "ack_ms": percentiles([ms for c in convs for ms in c.ack_ms]),
+        "turn_ms": percentiles(turns),
+        "click_ms": percentiles([ms for c in convs for ms in c.click_ms]),
+        "overhead_ms": histogram_quantiles(metrics_texts, "supportbot_turn_overhead_seconds"),
+        "model_ms_per_turn": histogram_quantiles(metrics_texts, "supportbot_model_seconds"),
+        "slack_ms_per_turn": histogram_quantiles(metrics_texts, "supportbot_slack_seconds"),
+        "turns_per_s": round(len(turns) / wall, 2) if wall else 0.0,
+        "wall_s": round(wall, 2),
+        "peak_rss_mb": round(max(rss), 1) if rss else 0.0,
+        "peak_rss_mb_per_replica": [round(r, 1) for r in rss],
+        "slack_429s": slack.limited,
+        "model_calls": len(api.usage),
+        "tokens": per_conv,
+        "tokens_total": tokens,
+        "correctness": check,
+    }
+
+
+# --- reporting ------------------------------------------------------------------------------------------------
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| conversations | model latency | replicas | db | ack p50/p99 ms | turn p50/p95/p99 ms | "
+        "overhead p50/p99 ms | turns/s | peak RSS MB | 429s | tokens/conv in+cache/out | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        p, a, t, o, k = r["params"], r["ack_ms"], r["turn_ms"], r["overhead_ms"], r["tokens"]
+        tin = k["input"] + k["cache_read"] + k["cache_write"]
+        lines.append(
+            f"| {p['threads']} | {p['model_latency']} s | {p['replicas']} | {p['database']} | {a['p50']}/{a['p99']} | "
+            f"{t['p50']}/{t['p95']}/{t['p99']} | {o['p50']}/{o['p99']} | {r['turns_per_s']} | {r['peak_rss_mb']} | "
+            f"{r['slack_429s']} | {tin:.0f} ({k['cache_read']:.0f} cached)/{k['output']:.0f} | "
+            f"{'yes' if r['correctness']['ok'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def compare(new: dict[str, Any], old: dict[str, Any]) -> str:
+    rows = ["| metric | old | new | new/old |", "|---|---|---|---|"]
+    for key in ("ack_ms", "turn_ms", "overhead_ms"):
+        for q in ("p50", "p95", "p99"):
+            a, b = old[key][q], new[key][q]
+            rows.append(f"| {key} {q} | {a} | {b} | {b / a:.2f} |" if a else f"| {key} {q} | {a} | {b} | - |")
+    for key in ("turns_per_s", "peak_rss_mb"):
+        a, b = old[key], new[key]
+        rows.append(f"| {key} | {a} | {b} | {b / a:.2f} |" if a else f"| {key} | {a} | {b} | - |")
+    return "\n".join(rows)
+
+
+def plot(results: list[dict[str, Any]], out: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise RuntimeError("plotting needs matplotlib: pip install 'supportbot[bench]'") from exc
+    series: dict[str, list[tuple[int, float, float]]] = {}
+    for r in results:
+        p = r["params"]
+        label = f"{p['replicas']} x {p['database']}, model {p['model_latency']} s"
+        series.setdefault(label, []).append((p["threads"], r["turn_ms"]["p50"], r["turn_ms"]["p95"]))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, pts in sorted(series.items()):
+        pts.sort()
+        xs = [x for x, _, _ in pts]
+        line = ax.plot(xs, [p50 for _, p50, _ in pts], marker="o", label=f"{label} p50")[0]
+        ax.plot(
+            xs, [p95 for _, _, p95 in pts], marker="x", linestyle="--", color=line.get_color(), label=f"{label} p95"
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent conversations")
+    ax.set_ylabel("turn latency, event in → reply accepted by Slack (ms)")
+    ax.set_title(f"supportbot bench ({os.cpu_count()} cores, Slack rate limits enforced)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
