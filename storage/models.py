@@ -330,3 +330,69 @@ class OutboxMessage(Base):
     slack_ts: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+WEB_TURN_KINDS = ("message", "confirm", "cancel")
+WEB_TURN_STATUSES = ("queued", "running", "done", "failed")
+WEB_EVENT_KINDS = ("status", "reply", "escalation", "confirmation", "done", "error")
+
+
+class WebTurn(Base):
+    """A website chat request (a message, or a refund's Confirm/Cancel) and the turn that answers it.
+
+    Turns of one session run one at a time (a partial unique index) in `id` order, each under a lease
+    (owner, expiry) that its replica renews: an expired lease means that replica died, and any
+    replica takes the turn over.
+    `key` is the opaque id the API shows; `id` only orders.
+    """
+
+    __tablename__ = "web_turns"
+    __table_args__ = (
+        CheckConstraint(_in("kind", WEB_TURN_KINDS), name="kind"),
+        CheckConstraint(_in("status", WEB_TURN_STATUSES), name="status"),
+        Index("ix_web_turns_session", "session_id", "id"),
+        # at most one turn of a session runs at a time, whatever the replicas race to claim
+        Index(
+            "uq_web_turns_one_running_per_session",
+            "session_id",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    refund_id: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16))
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebTurnEvent(Base):
+    """What a web turn showed the customer, stored as it happened: the SSE stream replays these."""
+
+    __tablename__ = "web_turn_events"
+    __table_args__ = (CheckConstraint(_in("kind", WEB_EVENT_KINDS), name="kind"),)
+
+    turn_id: Mapped[int] = mapped_column(ForeignKey("web_turns.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebRateLimit(Base):
+    """A fixed-window request counter per web identity, shared by every replica."""
+
+    __tablename__ = "web_rate_limits"
+
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    count: Mapped[int] = mapped_column(Integer)
