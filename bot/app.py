@@ -48,7 +48,7 @@ def make_client(settings: Settings) -> AsyncWebClient:
         token=token,
         base_url=settings.slack_api_url,
         timeout=10,
-        retry_handlers=[RateLimitRetry(max_retry_count=20), ConnectionRetry(max_retry_count=2)],
+        retry_handlers=[RateLimitRetry(max_retry_count=50), ConnectionRetry(max_retry_count=2)],
     )
 
 

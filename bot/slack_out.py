@@ -49,32 +49,42 @@ class SlackTimer:
 TURN_TIMER: contextvars.ContextVar[SlackTimer | None] = contextvars.ContextVar("slack_timer", default=None)
 
 
-class ChannelPacer:
-    """Spaces our messages to each channel at Slack's published pace for chat.postMessage (about
-    one per second per channel, short bursts allowed), so a busy channel queues here instead of
-    collecting 429s. Each caller reserves the next free slot; the 429 retry handler still covers
-    what other replicas send to the same channel."""
+class SlackPacer:
+    """Paces our Web API calls to Slack's published limits, so bursts queue here instead of
+    collecting 429s: chat.postMessage about one per second per channel (short bursts allowed);
+    tiered methods per workspace (Tier 3 ~50/min, Tier 4 ~100/min). Each caller reserves the next
+    free slot of its bucket; the 429 retry handler still covers what other replicas send."""
 
-    def __init__(self, rate: float = 1.0, burst: float = 3.0) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, when)
+    LIMITS: dict[str, tuple[float, float, bool]] = {  # method -> (calls per second, burst, per channel?)
+        "chat.postMessage": (1.0, 3.0, True),
+        "chat.postEphemeral": (1.0, 3.0, True),
+        "chat.update": (50 / 60, 10.0, False),
+        "users.info": (100 / 60, 20.0, False),
+        "conversations.members": (100 / 60, 20.0, False),
+        "conversations.replies": (50 / 60, 10.0, False),
+        "chat.getPermalink": (100 / 60, 20.0, False),
+    }
 
-    def reserve(self, channel: str) -> float:
-        """Seconds to wait before this message may go."""
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (tokens, when)
+
+    def reserve(self, method: str, channel: str | None) -> float:
+        """Seconds to wait before this call may go (0 for methods without a known limit)."""
+        limit = self.LIMITS.get(method)
+        if limit is None:
+            return 0.0
+        rate, burst, per_channel = limit
+        key = (method, (channel or "") if per_channel else "")
         now = time.monotonic()
-        tokens, when = self._buckets.get(channel, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - when) * self.rate) - 1
-        self._buckets[channel] = (tokens, now)
-        return 0.0 if tokens >= 0 else -tokens / self.rate
+        tokens, when = self._buckets.get(key, (burst, now))
+        tokens = min(burst, tokens + (now - when) * rate) - 1
+        self._buckets[key] = (tokens, now)
+        return 0.0 if tokens >= 0 else -tokens / rate
 
-    async def wait(self, channel: str) -> None:
-        delay = self.reserve(channel)
+    async def wait(self, method: str, channel: str | None) -> None:
+        delay = self.reserve(method, channel)
         if delay > 0:
             await asyncio.sleep(delay)  # pacing to Slack's limit, not synchronization
-
-
-PACED = frozenset({"chat.postMessage", "chat.postEphemeral"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +100,14 @@ class SlackOut:
     store: Store
     clock: Clock
     settings: Settings
-    pacer: ChannelPacer = field(default_factory=ChannelPacer)
+    pacer: SlackPacer = field(default_factory=SlackPacer)
 
     async def call(self, method: str, *, http_verb: str = "POST", **kwargs: Any) -> Any:
         """One Web API call: paced per channel, retried on 429 by the client, timed for the turn."""
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         started = time.perf_counter()
         try:
-            if method in PACED and kwargs.get("channel"):
-                await self.pacer.wait(str(kwargs["channel"]))
+            await self.pacer.wait(method, kwargs.get("channel"))
             if http_verb == "GET":
                 return await self.client.api_call(method, http_verb="GET", params=kwargs)
             return await self.client.api_call(method, json=kwargs)
