@@ -237,7 +237,7 @@ class WebApi:
             return ChatRequest.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
+            where = (".".join(str(p) for p in first["loc"]) or "body")[:64]
             code = "message_too_long" if first["loc"] == ("message",) and first["type"] == "string_too_long" else ""
             raise ApiError(422, code or "invalid_request", f"{where}: {first['msg']}") from None
 
@@ -318,6 +318,8 @@ class WebApi:
             await resp.write_eof()
         except ConnectionResetError:  # the reader went away; the turn goes on, and can be re-read
             pass
+        except Exception:  # the stream is open: end it; the reader comes back with Last-Event-ID
+            log.exception("web api: the event stream of %s failed", turn.key)
         return resp
 
     async def decide(self, request: web.Request, kind: Literal["confirm", "cancel"]) -> web.Response:

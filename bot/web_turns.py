@@ -313,6 +313,8 @@ class TurnLog:
                     break
                 await self._wait_change(seen)
             await self._run(row)
+        except Exception:  # the store failed while waiting: the lease runs out, and a reader takes it over
+            log.exception("web turn %s could not be driven", turn.key)
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -383,12 +385,16 @@ class TurnLog:
         every = self.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(every)  # a heartbeat interval, not synchronization
-            async with self.store.write() as s:
-                res = await s.execute(
-                    update(WebTurn)
-                    .where(WebTurn.id == turn_id, WebTurn.lease_owner == self.owner, WebTurn.status.in_(UNFINISHED))
-                    .values(lease_expires_at=self.clock.now() + self.lease)
-                )
+            try:
+                async with self.store.write() as s:
+                    res = await s.execute(
+                        update(WebTurn)
+                        .where(WebTurn.id == turn_id, WebTurn.lease_owner == self.owner, WebTurn.status.in_(UNFINISHED))
+                        .values(lease_expires_at=self.clock.now() + self.lease)
+                    )
+            except Exception:
+                log.warning("could not renew the lease on web turn %d", turn_id, exc_info=True)
+                continue
             if not res.rowcount:  # type: ignore[attr-defined]
                 return
 
