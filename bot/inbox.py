@@ -23,15 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import aliased
 
 from bot.routing import Incoming
 from storage.engine import Store
 from storage.models import InboxItem
 from storage.settings import Settings
-from storage.types import Clock
+from storage.types import Clock, UTCDateTime
 
 log = logging.getLogger(__name__)
 UNFINISHED = ("pending", "working")
@@ -39,6 +38,47 @@ UNFINISHED = ("pending", "working")
 
 def replica_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _claim_statements() -> tuple[Any, Any]:
+    """The peek and the claim, built once (SQLAlchemy caches their compiled form): a message is
+    claimable when pending, or working under an expired lease, and no earlier message of its thread
+    is unfinished. The claim re-checks claimability on the row it updates, so of two racing
+    claimers (on any replica) exactly one gets it."""
+    t = InboxItem.__table__
+    now = bindparam("now", type_=UTCDateTime())
+
+    def claimable(table: Any) -> Any:
+        return or_(table.c.status == "pending", and_(table.c.status == "working", table.c.lease_expires_at < now))
+
+    def first_claimable(table: Any) -> Any:
+        earlier = t.alias("earlier")
+        blocked = exists().where(
+            earlier.c.channel == table.c.channel,
+            earlier.c.thread_ts == table.c.thread_ts,
+            earlier.c.id < table.c.id,
+            earlier.c.status.in_(UNFINISHED),
+        )
+        return select(table.c.id).where(claimable(table), ~blocked).order_by(table.c.id).limit(1)
+
+    candidate = t.alias("candidate")
+    peek = first_claimable(candidate)
+    claim = (
+        update(t)
+        .where(t.c.id == first_claimable(candidate).scalar_subquery(), claimable(t))
+        .values(
+            status="working",
+            lease_owner=bindparam("owner"),
+            lease_expires_at=bindparam("until", type_=UTCDateTime()),
+            attempts=t.c.attempts + 1,
+            started_at=now,
+        )
+        .returning(*t.c)
+    )
+    return peek, claim
+
+
+_PEEK, _CLAIM = _claim_statements()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,53 +129,28 @@ class Inbox:
         async with self.store.write() as s:
             return (await s.execute(stmt)).scalar_one_or_none()
 
-    def _claimable(self, table: Any, now: datetime) -> Any:
-        return or_(table.status == "pending", and_(table.status == "working", table.lease_expires_at < now))
-
     async def claim(self) -> Claimed | None:
         now = self.clock.now()
-        item, earlier = InboxItem, aliased(InboxItem)
-        blocked = exists().where(
-            earlier.channel == item.channel,
-            earlier.thread_ts == item.thread_ts,
-            earlier.id < item.id,
-            earlier.status.in_(UNFINISHED),
-        )
         async with self.store.read() as s:  # a cheap read first: idle polling never takes the write lock
-            if await s.scalar(select(item.id).where(self._claimable(item, now), ~blocked).limit(1)) is None:
+            if (await s.execute(_PEEK, {"now": now})).first() is None:
                 return None
-        candidate = (
-            select(item.id).where(self._claimable(item, now), ~blocked).order_by(item.id).limit(1).scalar_subquery()
-        )
-        stmt = (
-            update(InboxItem)
-            .where(InboxItem.id == candidate, self._claimable(InboxItem, now))
-            .values(
-                status="working",
-                lease_owner=self.owner,
-                lease_expires_at=now + self.lease,
-                attempts=InboxItem.attempts + 1,
-                started_at=now,
-            )
-            .returning(InboxItem)
-            .execution_options(synchronize_session=False)
-        )
         async with self.store.write() as s:
-            row = (await s.scalars(stmt)).one_or_none()
+            row = (await s.execute(_CLAIM, {"now": now, "owner": self.owner, "until": now + self.lease})).first()
         if row is None:
             return None
+        m = row._mapping
         return Claimed(
-            row.id,
-            row.channel,
-            row.ts,
-            row.thread_ts,
-            row.user_id,
-            row.user_team,
-            row.installing_team,
-            row.text,
-            row.payload,
-            row.attempts,
-            row.received_at,
+            m["id"],
+            m["channel"],
+            m["ts"],
+            m["thread_ts"],
+            m["user_id"],
+            m["user_team"],
+            m["installing_team"],
+            m["text"],
+            m["payload"],
+            m["attempts"],
+            m["received_at"],
         )
 
     async def _set(self, item_id: int, *, owned: bool, **values: Any) -> bool:
@@ -207,6 +222,8 @@ class Workers:
         self.settings = settings
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._stopping = False
         self.completed = 0  # items handled (answered, failed or skipped) by this process
         self._progress = asyncio.Condition()
@@ -216,36 +233,51 @@ class Workers:
         self._wake.set()
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run(n), name=f"worker-{n}") for n in range(self.settings.worker_concurrency)
-        ]
+        self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
+        self._tasks = [asyncio.create_task(self._dispatch(), name="inbox-dispatcher")]
 
     async def stop(self, grace: float = 10.0) -> None:
         """Claim nothing new; let items in flight finish for up to `grace` seconds, then cancel
         (an item cut off keeps its lease until expiry, and any replica then takes it over)."""
         self._stopping = True
         self._wake.set()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self._running:
+            _, pending = await asyncio.wait(self._running, timeout=grace)
             for t in pending:
                 t.cancel()
             for t in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
 
-    async def _run(self, n: int) -> None:
+    async def _dispatch(self) -> None:
+        """One loop per process claims work only when a worker slot is free, so an idle replica
+        costs one cheap read per poll, not one per worker."""
         while not self._stopping:
+            await self._slots.acquire()
             try:
                 item = await self.inbox.claim()
             except Exception:
-                log.exception("worker %d could not claim from the inbox", n)
+                log.exception("could not claim from the inbox")
                 item = None
             if item is None:
+                self._slots.release()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.settings.inbox_poll_seconds)
                 self._wake.clear()
                 continue
+            task = asyncio.create_task(self._work(item), name=f"inbox-{item.id}")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _work(self, item: Claimed) -> None:
+        try:
             await self.run_one(item)
+        finally:
+            self._slots.release()
+            self._wake.set()  # the thread's next message may be claimable now
 
     async def run_one(self, item: Claimed) -> None:
         keeper = asyncio.create_task(self._keep_lease(item.id))
