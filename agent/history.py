@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
-
 from storage.engine import Store
 from storage.models import Message
 from storage.types import Clock
@@ -42,13 +40,6 @@ async def append(
     async with store.write() as s:
         s.add(msg)
     return msg
-
-
-async def load(store: Store, session_id: str) -> list[Message]:
-    async with store.read() as s:
-        return list(
-            (await s.scalars(select(Message).where(Message.session_id == session_id).order_by(Message.id))).all()
-        )
 
 
 def trim(rows: list[Message], budget: int) -> list[Message]:

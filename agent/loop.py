@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import history, policy
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status, Usage
@@ -52,6 +53,9 @@ class _Turn:
     usage: Usage = field(default_factory=Usage)
     codes: list[Code] = field(default_factory=list)
     rows: list[Message] = field(default_factory=list)
+    note: str = ""  # the session note (who the customer is), read once per turn
+    tokens_before: int = 0  # the session's tokens before this turn
+    pending: list[ModelCall] = field(default_factory=list)  # usage rows written with the next message
 
 
 class Agent:
@@ -64,9 +68,9 @@ class Agent:
 
     # --- the turn --------------------------------------------------------------------------------------
     async def run_turn(self, ctx: CallContext, text: str) -> AsyncIterator[Event]:
-        deps, settings = self.deps, self.deps.settings
+        settings = self.deps.settings
         turn = _Turn()
-        turn.rows = await history.load(deps.store, ctx.session_id)
+        await self._start(turn, ctx)
         await self._remember(turn, ctx, "user", [{"type": "text", "text": text}], customer_text=True)
 
         trigger = policy.classify(text)
@@ -79,7 +83,7 @@ class Agent:
 
         reply: str | None = None
         while reply is None:
-            if await self._tokens_used(ctx) >= settings.session_token_budget:
+            if turn.tokens_before + turn.usage.total >= settings.session_token_budget:
                 yield Error("token_budget")
                 yield await self._escalate(ctx, "P2", "token_budget", "The session used up its token budget.")
                 reply = wording.TURN_LIMIT
@@ -131,16 +135,35 @@ class Agent:
             text = await policy.guard(text, store=self.deps.store, customer_id=ctx.actor.customer_id)
         await self._remember(turn, ctx, "assistant", [{"type": "text", "text": text}])
         yield Reply(text)
-        clarification = await self._clarification_rule(ctx, turn.codes)
+        clarification, done = await self._finish(turn, ctx, text)
         if clarification is not None:
             yield clarification
-        yield await self._finish(turn, ctx, text)
+        yield done
+
+    async def _start(self, turn: _Turn, ctx: CallContext) -> None:
+        """Everything a turn reads up front, in one transaction: history, token count, the session note."""
+        async with self.deps.store.read() as s:
+            turn.rows = list(
+                (
+                    await s.scalars(select(Message).where(Message.session_id == ctx.session_id).order_by(Message.id))
+                ).all()
+            )
+            turn.tokens_before = int(
+                await s.scalar(select(ChatSession.tokens_used).where(ChatSession.id == ctx.session_id)) or 0
+            )
+            cust = await s.get(Customer, ctx.actor.customer_id) if ctx.actor.customer_id else None
+        if ctx.actor.kind == "staff":
+            turn.note = session_note(verified_name=None, verified_email=None, staff_id=ctx.actor.staff_id)
+        else:
+            turn.note = session_note(
+                verified_name=cust.name if cust else None, verified_email=cust.email if cust else None
+            )
 
     # --- model -----------------------------------------------------------------------------------------
     async def _call_model(self, turn: _Turn, ctx: CallContext) -> ModelReply:
         rows = history.trim(turn.rows, self.deps.settings.history_token_budget)
         messages = history.to_messages(rows)
-        messages[0]["content"].insert(0, {"type": "text", "text": await self._note(ctx)})
+        messages[0]["content"].insert(0, {"type": "text", "text": turn.note})
         request = ModelRequest(
             system=self.system, tools=self.tools, messages=messages, max_tokens=self.deps.settings.anthropic_max_tokens
         )
@@ -152,35 +175,20 @@ class Agent:
             turn.model_s += time.perf_counter() - started
         latency_ms = int((time.perf_counter() - started) * 1000)
         turn.usage += resp.usage
-        async with self.deps.store.write() as s:
-            s.add(
-                ModelCall(
-                    session_id=ctx.session_id,
-                    model=(resp.model or self.model.name)[:64],
-                    stop_reason=resp.stop_reason,
-                    input_tokens=resp.usage.input_tokens,
-                    cache_read_tokens=resp.usage.cache_read_tokens,
-                    cache_write_tokens=resp.usage.cache_write_tokens,
-                    output_tokens=resp.usage.output_tokens,
-                    latency_ms=latency_ms,
-                    created_at=self.deps.clock.now(),
-                )
+        turn.pending.append(
+            ModelCall(
+                session_id=ctx.session_id,
+                model=(resp.model or self.model.name)[:64],
+                stop_reason=resp.stop_reason,
+                input_tokens=resp.usage.input_tokens,
+                cache_read_tokens=resp.usage.cache_read_tokens,
+                cache_write_tokens=resp.usage.cache_write_tokens,
+                output_tokens=resp.usage.output_tokens,
+                latency_ms=latency_ms,
+                created_at=self.deps.clock.now(),
             )
-            await s.execute(
-                update(ChatSession)
-                .where(ChatSession.id == ctx.session_id)
-                .values(tokens_used=ChatSession.tokens_used + resp.usage.total)
-            )
+        )
         return resp
-
-    async def _note(self, ctx: CallContext) -> str:
-        if ctx.actor.kind == "staff":
-            return session_note(verified_name=None, verified_email=None, staff_id=ctx.actor.staff_id)
-        cust = None
-        if ctx.actor.customer_id:
-            async with self.deps.store.read() as s:
-                cust = await s.get(Customer, ctx.actor.customer_id)
-        return session_note(verified_name=cust.name if cust else None, verified_email=cust.email if cust else None)
 
     # --- tools -----------------------------------------------------------------------------------------
     async def _run_tool(self, turn: _Turn, ctx: CallContext, block: dict[str, Any]) -> AsyncIterator[Any]:
@@ -261,31 +269,33 @@ class Agent:
             )
         return Escalation(ticket.id, ticket.priority, reason, created)
 
-    async def _clarification_rule(self, ctx: CallContext, codes: list[Code]) -> Escalation | None:
-        failed = policy.is_failed_round(codes)
+    async def _finish(self, turn: _Turn, ctx: CallContext, reply: str) -> tuple[Escalation | None, Done]:
+        """The clarification rule and the session's outcome, in one transaction."""
+        failed = policy.is_failed_round(turn.codes)
+        succeeded = any(
+            c in (Code.OK, Code.AWAITING_CONFIRMATION, Code.REFUND_PROCESSED, Code.REFUND_EXISTS) for c in turn.codes
+        )
+        escalation = None
         async with self.deps.store.write() as s:
             session = await s.get(ChatSession, ctx.session_id)
             assert session is not None
             if failed:
                 session.failed_rounds += 1
-            elif any(
-                c in (Code.OK, Code.AWAITING_CONFIRMATION, Code.REFUND_PROCESSED, Code.REFUND_EXISTS) for c in codes
-            ):
+            elif succeeded:
                 session.failed_rounds = 0
-            rounds = session.failed_rounds
-        if failed and rounds >= policy.CLARIFICATION_ROUNDS:
-            return await self._escalate(
-                ctx, "P3", "clarification", f"The bot could not get what it needed in {rounds} consecutive turns."
-            )
-        return None
-
-    async def _tokens_used(self, ctx: CallContext) -> int:
-        async with self.deps.store.read() as s:
-            return int(await s.scalar(select(ChatSession.tokens_used).where(ChatSession.id == ctx.session_id)) or 0)
-
-    async def _finish(self, turn: _Turn, ctx: CallContext, reply: str) -> Done:
-        outcome, priority = await self.settle(ctx, last_reply=reply, count_turn=True)
-        return Done(
+            if failed and session.failed_rounds >= policy.CLARIFICATION_ROUNDS:
+                ticket, created = await open_or_update(
+                    s,
+                    self.deps,
+                    session_id=ctx.session_id,
+                    priority="P3",
+                    reason="clarification",
+                    summary=f"The bot could not get what it needed in {session.failed_rounds} consecutive turns.",
+                    customer_id=ctx.actor.customer_id,
+                )
+                escalation = Escalation(ticket.id, ticket.priority, "clarification", created)
+            outcome, priority = await self._settle_in(s, ctx, last_reply=reply, count_turn=True)
+        return escalation, Done(
             outcome=outcome,
             priority=priority,
             model_calls=turn.calls,
@@ -301,43 +311,60 @@ class Agent:
         """Record the session's outcome from the store: an unresolved ticket means escalated; a
         refund awaiting confirmation, or a question just asked, means awaiting_customer."""
         async with self.deps.store.write() as s:
-            ticket = (
-                await s.scalars(
-                    select(Ticket).where(Ticket.session_id == ctx.session_id, Ticket.status != "resolved").limit(1)
-                )
-            ).one_or_none()
-            waiting = await s.scalar(
-                select(Refund.id)
-                .where(Refund.session_id == ctx.session_id, Refund.status == "awaiting_confirmation")
-                .limit(1)
+            return await self._settle_in(s, ctx, last_reply=last_reply, count_turn=count_turn)
+
+    async def _settle_in(
+        self, s: AsyncSession, ctx: CallContext, *, last_reply: str, count_turn: bool
+    ) -> tuple[str, str | None]:
+        ticket = (
+            await s.scalars(
+                select(Ticket).where(Ticket.session_id == ctx.session_id, Ticket.status != "resolved").limit(1)
             )
-            if ticket is not None:
-                outcome, priority = "escalated", ticket.priority
-            elif waiting is not None or last_reply.rstrip().endswith("?"):
-                outcome, priority = "awaiting_customer", None
-            else:
-                outcome, priority = "auto_resolved", None
-            values: dict[str, Any] = {
-                "outcome": outcome,
-                "outcome_priority": priority,
-                "updated_at": self.deps.clock.now(),
-            }
-            if count_turn:
-                values["turns"] = ChatSession.turns + 1
-            await s.execute(update(ChatSession).where(ChatSession.id == ctx.session_id).values(**values))
+        ).one_or_none()
+        waiting = await s.scalar(
+            select(Refund.id)
+            .where(Refund.session_id == ctx.session_id, Refund.status == "awaiting_confirmation")
+            .limit(1)
+        )
+        if ticket is not None:
+            outcome, priority = "escalated", ticket.priority
+        elif waiting is not None or last_reply.rstrip().endswith("?"):
+            outcome, priority = "awaiting_customer", None
+        else:
+            outcome, priority = "auto_resolved", None
+        values: dict[str, Any] = {"outcome": outcome, "outcome_priority": priority, "updated_at": self.deps.clock.now()}
+        if count_turn:
+            values["turns"] = ChatSession.turns + 1
+        await s.execute(update(ChatSession).where(ChatSession.id == ctx.session_id).values(**values))
         return outcome, priority
 
     async def _remember(
         self, turn: _Turn, ctx: CallContext, role: str, content: list[dict[str, Any]], *, customer_text: bool = False
     ) -> None:
-        row = await history.append(
-            self.deps.store,
-            self.deps.clock,
+        """Persist a message, with the usage of the model calls since the last one, in one transaction."""
+        row = Message(
             session_id=ctx.session_id,
             role=role,
             content=content,
-            customer_text=customer_text,
+            is_customer_text=customer_text,
+            tokens_est=history.estimate_tokens(content),
+            created_at=self.deps.clock.now(),
         )
+        calls, turn.pending = turn.pending, []
+        async with self.deps.store.write() as s:
+            s.add(row)
+            s.add_all(calls)
+            if calls:
+                await s.execute(
+                    update(ChatSession)
+                    .where(ChatSession.id == ctx.session_id)
+                    .values(
+                        tokens_used=ChatSession.tokens_used
+                        + sum(
+                            c.input_tokens + c.cache_read_tokens + c.cache_write_tokens + c.output_tokens for c in calls
+                        )
+                    )
+                )
         turn.rows.append(row)
 
 
