@@ -13,13 +13,16 @@ import contextlib
 import logging
 import signal
 import sys
+from datetime import timedelta
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from sqlalchemy import delete
 
 from bot import metrics, web_api
 from bot.runtime import Runtime
+from storage.models import WebRateLimit
 from tools import refunds
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,12 @@ async def housekeeping_once(rt: Runtime) -> None:
     await rt.board.sweep()
     await rt.board.sla()
     await refunds.expire_due(rt.deps)
+    async with rt.store.write() as s:  # the web API's rate-limit windows that have closed
+        await s.execute(
+            delete(WebRateLimit).where(
+                WebRateLimit.window_start < rt.clock.now() - timedelta(seconds=web_api.RATE_WINDOW_S)
+            )
+        )
     depth, age = await rt.inbox.depth()
     metrics.INBOX_DEPTH.set(depth)
     metrics.INBOX_AGE.set(age)
