@@ -139,8 +139,16 @@ async def prepare_store(url: str, params: Params) -> None:
         # (A first-time customer costs one users.info call, and Slack allows about 100 a minute: a
         # flood of new customers is paced by that, which the tests cover; the benchmark measures the bot.)
         async with store.write() as s:
-            s.add_all(CustomerLink(channel="slack", subject=f"{CUSTOMER_TEAM}:U_B{i}", customer_id=f"CB-{i}",
-                                   linked_by="bench", created_at=clock.now()) for i in range(params.threads))
+            s.add_all(
+                CustomerLink(
+                    channel="slack",
+                    subject=f"{CUSTOMER_TEAM}:U_B{i}",
+                    customer_id=f"CB-{i}",
+                    linked_by="bench",
+                    created_at=clock.now(),
+                )
+                for i in range(params.threads)
+            )
     finally:
         await store.dispose()
 

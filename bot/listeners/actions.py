@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.models.blocks import InputBlock, PlainTextInputElement
 from slack_sdk.models.views import View
 
@@ -52,7 +52,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             await rt.out.ephemeral(channel, _clicker(body)[0], text, thread_ts=thread)  # our own words
 
     # --- refund confirmation (customers) ----------------------------------------------------------
-    async def on_refund(ack: AsyncAck, body: dict[str, Any], yes: bool) -> None:
+    async def on_refund(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, yes: bool) -> None:
         user, team = _clicker(body)
         refund_id = _value(body)
         async with rt.deps.store.read() as s:
@@ -84,7 +84,11 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         await rt.agent.settle(ctx, last_reply=text)
         container = body.get("container") or {}
         channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-        if channel and container.get("message_ts"):
+        # the buttons are replaced through the click's response_url: it does not spend chat.update's
+        # workspace-wide quota (about 50 a minute), which a busy day of confirmations would exhaust
+        if body.get("response_url"):
+            await respond(text=slack_text(text), blocks=as_dicts(result_blocks(text)), replace_original=True)
+        elif channel and container.get("message_ts"):
             await rt.out.call(
                 "chat.update",
                 channel=channel,
@@ -98,11 +102,11 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         if result.code is Code.PAYMENT_FAILED:
             await rt.board.sweep()
 
-    async def on_confirm(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await on_refund(ack, body, True)
+    async def on_confirm(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await on_refund(ack, body, respond, True)
 
-    async def on_cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await on_refund(ack, body, False)
+    async def on_cancel(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await on_refund(ack, body, respond, False)
 
     # --- the staff queue ----------------------------------------------------------------------------
     async def staff_only(ack: AsyncAck, body: dict[str, Any]) -> Actor | None:
