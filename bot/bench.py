@@ -300,6 +300,7 @@ class Driver:
             "team": {"id": CUSTOMER_TEAM},
             "api_app_id": "A_BENCH",
             "trigger_id": "1.1",
+            "response_url": self.slack.response_url(f"click-{conv.n}"),
             "actions": [{"action_id": "refund_confirm", "value": value, "type": "button", "block_id": "b"}],
         }
         before = len(self.slack.by_thread.get((conv.channel, conv.root), []))

@@ -40,9 +40,19 @@ def slack_text(text: str) -> str:
     return escape(EMAIL.sub("(email hidden)", text))
 
 
-def confirmation_blocks(*, refund_id: str, text: str) -> list[Block]:
+def confirmation_blocks(*, refund_id: str, text: str, lead: str | None = None) -> list[Block]:
+    """The refund prompt with Confirm/Cancel; with `lead` (the bot's reply) it is one message: the
+    reply, the exact refund in small print, the buttons (one post instead of two in a paced channel)."""
+    prompt: list[Block] = (
+        [
+            SectionBlock(block_id="refund_reply", text=MarkdownTextObject(text=slack_text(lead))),
+            ContextBlock(block_id="refund_prompt", elements=[MarkdownTextObject(text=slack_text(text))]),
+        ]
+        if lead
+        else [SectionBlock(block_id="refund_prompt", text=MarkdownTextObject(text=slack_text(text)))]
+    )
     return [
-        SectionBlock(block_id="refund_prompt", text=MarkdownTextObject(text=slack_text(text))),
+        *prompt,
         ActionsBlock(
             block_id="refund_actions",
             elements=[

@@ -104,26 +104,28 @@ class Turns:
         files = [str(f.get("name") or f.get("title") or "a file") for f in item.payload.get("files") or []]
         if files:
             text += "\n[The customer attached: " + ", ".join(files) + "]"
-        intents: list[Intent] = []
-        prompts: list[Intent] = []  # refund confirmations with buttons, after the words
+        replies: list[str] = []
+        confirmations: list[Confirmation] = []
         escalated: set[int] = set()
         done: Done | None = None
         async for event in Conversation(self.agent, ctx).say(text or "(an empty message)"):
             if isinstance(event, Reply):
-                intents.append(Intent(text=slack_text(event.text)))
+                replies.append(event.text)
             elif isinstance(event, Confirmation):
-                prompts.append(
-                    Intent(
-                        text=slack_text(event.text),
-                        blocks=as_dicts(confirmation_blocks(refund_id=event.refund_id, text=event.text)),
-                    )
-                )
+                confirmations.append(event)
             elif isinstance(event, Escalation):
                 escalated.add(event.ticket_id)
                 metrics.ESCALATIONS.labels(event.priority).inc()
             elif isinstance(event, Done):
                 done = event
-        await self.out.record(item.id, item.channel, item.thread_ts, intents + prompts)
+        intents = [Intent(text=slack_text(r)) for r in replies]
+        for n, conf in enumerate(confirmations):  # the first prompt rides on the last reply: one post, not two
+            lead = intents.pop().text if n == 0 and intents else None
+            blocks = confirmation_blocks(
+                refund_id=conf.refund_id, text=conf.text, lead=replies[-1] if lead is not None else None
+            )
+            intents.append(Intent(text=lead or slack_text(conf.text), blocks=as_dicts(blocks)))
+        await self.out.record(item.id, item.channel, item.thread_ts, intents)
         await self._deliver(item)  # Slack clears the status line itself when we reply
         handled = time.perf_counter() - started
         for ticket_id in sorted(escalated):
