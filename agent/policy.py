@@ -1,8 +1,8 @@
 """Escalation and output rules enforced in code, whatever the model does.
 
 - `classify`: legal and fraud words, or a request for a person, escalate P1 before any model call.
-- `escalation_for`: tool outcomes that escalate on their own (identity and ownership mismatches
-  P1; over-limit refunds P2, already ticketed by the tool).
+- `escalation_for` (in tools.tickets, shared with the MCP face): tool outcomes that escalate on
+  their own (identity and ownership mismatches P1; over-limit refunds P2, already ticketed).
 - `is_failed_round` / CLARIFICATION_ROUNDS: the model could not get what it needed (its tool calls
   were refused for missing or wrong information, and none succeeded) in two consecutive customer
   turns -> P3.
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from storage.engine import Store
 from tools.codes import Code
 from tools.sanitizer import sanitize
+from tools.tickets import ToolEscalation, escalation_for
 
 _WORDS = {
     "legal": [r"lawyers?", r"attorneys?", r"sue", r"suing", r"sued", r"lawsuits?", r"legal action", r"unacceptable"],
@@ -52,23 +53,6 @@ def classify(text: str) -> Trigger | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class ToolEscalation:
-    priority: str
-    reason: str
-    already_ticketed: bool  # the tool opened the ticket itself (over-limit refunds)
-
-
-def escalation_for(code: Code) -> ToolEscalation | None:
-    if code is Code.OWNERSHIP_MISMATCH:
-        return ToolEscalation("P1", "security", False)
-    if code is Code.IDENTITY_MISMATCH:
-        return ToolEscalation("P1", "identity", False)
-    if code is Code.LIMIT_EXCEEDED:
-        return ToolEscalation("P2", "refund_approval", True)
-    return None
-
-
 def is_failed_round(codes: list[Code]) -> bool:
     """A turn in which the model's tool calls were refused for missing or wrong information."""
     informative = [c for c in codes if c not in (Code.TICKET_OPENED, Code.TICKET_UPDATED)]
@@ -77,3 +61,14 @@ def is_failed_round(codes: list[Code]) -> bool:
 
 async def guard(text: str, *, store: Store, customer_id: str | None) -> str:
     return (await sanitize(text, store=store, customer_id=customer_id)).text
+
+
+__all__ = [
+    "CLARIFICATION_ROUNDS",
+    "ToolEscalation",
+    "Trigger",
+    "classify",
+    "escalation_for",
+    "guard",
+    "is_failed_round",
+]

@@ -154,6 +154,18 @@ class McpFace:
             if staff_tool is not None:
                 return await self._staff_call(rctx, staff_tool, args)
             result = await self.toolbox.call(params.name, args, self.ctx)
+            rule = tickets.escalation_for(result.code)
+            if rule is not None and not rule.already_ticketed:  # the same P1 as in the agent loop
+                async with self.deps.store.write() as s:
+                    await tickets.open_or_update(
+                        s,
+                        self.deps,
+                        session_id=self.ctx.session_id,
+                        priority=rule.priority,
+                        reason=rule.reason,
+                        summary=f"Over MCP, {params.name} was refused ({result.code.value}).",
+                        customer_id=self.ctx.actor.customer_id,
+                    )
             if result.code is Code.AWAITING_CONFIRMATION or (
                 result.code is Code.REFUND_EXISTS and result.data.get("status") == "awaiting_confirmation"
             ):

@@ -37,6 +37,24 @@ REASONS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class ToolEscalation:
+    priority: str
+    reason: str
+    already_ticketed: bool  # the tool opened the ticket itself (over-limit refunds)
+
+
+def escalation_for(code: Code) -> ToolEscalation | None:
+    """Tool outcomes that escalate by themselves, whichever face made the call."""
+    if code is Code.OWNERSHIP_MISMATCH:
+        return ToolEscalation("P1", "security", False)
+    if code is Code.IDENTITY_MISMATCH:
+        return ToolEscalation("P1", "identity", False)
+    if code is Code.LIMIT_EXCEEDED:
+        return ToolEscalation("P2", "refund_approval", True)
+    return None
+
+
 def reason_text(reason: str) -> str:
     return REASONS.get(reason, REASONS["other"])
 

@@ -21,7 +21,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from storage.engine import Store
 from storage.models import AuditLog, ChatSession, Payout, Refund, Ticket
@@ -227,7 +227,9 @@ async def test_every_guard_refuses_over_mcp_as_in_process(
     assert await rows(store, select(Refund.id)) == []
 
 
-async def test_another_customers_order_reads_exactly_like_an_unknown_one(tmp_path: Path, database_url: str) -> None:
+async def test_another_customers_order_reads_exactly_like_an_unknown_one(
+    tmp_path: Path, database_url: str, store: Store
+) -> None:
     async with connect(tmp_path, database_url, "--as", "sarah@example.com") as client:
         answers = {}
         for order_id in ("ORD-5501", "ORD-5599"):  # James's order, and nobody's
@@ -244,6 +246,10 @@ async def test_another_customers_order_reads_exactly_like_an_unknown_one(tmp_pat
         "note": "No order with that number was found on this customer's account.",
         "order_id": "that order",
     }
+    # staff hear of it as in-process: one P1 security ticket (the client is never told)
+    async with store.read() as s:
+        tickets = (await s.execute(text("SELECT priority, reason FROM tickets"))).all()
+    assert [tuple(t) for t in tickets] == [("P1", "security")]
 
 
 async def test_staff_only_tools_exist_only_for_staff_and_approval_needs_a_person(
