@@ -485,8 +485,8 @@ async def run_bench(params: Params) -> dict[str, Any]:
             "WORKER_CONCURRENCY": str(params.workers),
             "LOG_LEVEL": "WARNING",
             "INBOX_POLL_SECONDS": "0.2",
-            "DB_POOL_SIZE": "10",
-            "DB_MAX_OVERFLOW": "10",
+            "DB_POOL_SIZE": "20",
+            "DB_MAX_OVERFLOW": "20",
         }
         replicas = [await start_replica(env) for _ in range(params.replicas)]
         convs: list[Conversation] = []

@@ -107,6 +107,7 @@ async def serve(rt: Runtime, *, host: str, port: int, socket_mode: bool) -> None
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
         await rt.workers.stop()
+        await rt.board.drain()
         if socket_handler is not None:
             await socket_handler.close_async()
         await runner.cleanup()

@@ -8,6 +8,7 @@ same message (re-rendering the current state is harmless to repeat).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -36,6 +37,24 @@ class StaffBoard:
         self.out = out
         self.deps = deps
         self.channel = deps.settings.support_staff_channel
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def publish_soon(self, ticket_id: int) -> None:
+        """Publish without holding up the caller (a customer's turn must not wait for the staff
+        channel's posting pace); the housekeeping sweep retries whatever fails."""
+        task = asyncio.create_task(self._publish_logged(ticket_id), name=f"publish-ticket-{ticket_id}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _publish_logged(self, ticket_id: int) -> None:
+        try:
+            await self.publish(ticket_id)
+        except Exception:
+            log.exception("could not publish ticket %d (the sweep will)", ticket_id)
+
+    async def drain(self, grace: float = 10.0) -> None:
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=grace)
 
     async def view(self, ticket_id: int) -> tuple[Ticket, TicketView] | None:
         async with self.deps.store.read() as s:

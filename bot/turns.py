@@ -128,11 +128,8 @@ class Turns:
         await self.out.record(item.id, item.channel, item.thread_ts, intents)
         await self._deliver(item)  # Slack clears the status line itself when we reply
         handled = time.perf_counter() - started
-        for ticket_id in sorted(escalated):
-            try:
-                await self.board.publish(ticket_id)
-            except Exception:  # the sweeper publishes it later; the customer's reply is what matters now
-                log.exception("could not publish ticket %d", ticket_id)
+        for ticket_id in sorted(escalated):  # in the background: the staff channel has its own pace
+            self.board.publish_soon(ticket_id)
         if done is not None:
             total = (self.deps.clock.now() - item.received_at).total_seconds()
             metrics.TURNS.labels(done.outcome).inc()
