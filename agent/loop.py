@@ -69,6 +69,7 @@ class Agent:
     # --- the turn --------------------------------------------------------------------------------------
     async def run_turn(self, ctx: CallContext, text: str) -> AsyncIterator[Event]:
         settings = self.deps.settings
+        text = text.replace("\x00", "")
         turn = _Turn()
         await self._start(turn, ctx)
         await self._remember(turn, ctx, "user", [{"type": "text", "text": text}], customer_text=True)

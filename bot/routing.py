@@ -95,7 +95,7 @@ def parse(body: dict[str, Any]) -> Incoming | None:
         return None
     ts = str(event["ts"])
     thread = str(event.get("thread_ts") or ts)
-    text = str(event.get("text") or "")
+    text = str(event.get("text") or "").replace("\x00", "")
     files = tuple(str(f.get("name") or f.get("title") or "a file") for f in event.get("files") or [])
     return Incoming(
         event_id=body.get("event_id"),

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.json_schema import models_json_schema
 
 from bot.web_turns import (
@@ -69,6 +69,11 @@ class ChatRequest(BaseModel):
 
     session_id: str | None = Field(default=None, max_length=40)
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S")
+
+    @field_validator("message", "session_id")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return value.replace("\x00", "") if value else value  # PostgreSQL text cannot hold NUL
 
 
 class IdentityView(BaseModel):

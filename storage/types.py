@@ -90,3 +90,15 @@ def format_cents(cents: int, currency: str = "USD") -> str:
     symbol = {"USD": "$", "EUR": "€", "GBP": "£"}.get(currency)
     body = f"{whole:,}.{frac:02d}"
     return f"{sign}{symbol}{body}" if symbol else f"{sign}{body} {currency}"
+
+
+def no_nul(value: object) -> object:
+    """Strings without NUL characters, recursively: PostgreSQL text cannot store them, and no
+    customer or model ever means one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k: no_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [no_nul(v) for v in value]
+    return value

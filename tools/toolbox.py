@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from storage.engine import Store
 from storage.models import AuditLog
 from storage.settings import Settings
-from storage.types import Clock
+from storage.types import Clock, no_nul
 from tools import escalate_to_human, get_customer, get_refund_status, lookup_order, process_refund
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext, Deps, Tool
@@ -59,6 +59,7 @@ class Toolbox:
         elif not isinstance(raw_input, dict):
             result = ToolResult(Code.INVALID_INPUT, "Tool input must be a JSON object.")
         else:
+            raw_input = no_nul(raw_input)
             try:
                 args = tool.input.model_validate(raw_input)
             except ValidationError as err:

@@ -182,3 +182,11 @@ async def test_a_tool_that_crashes_raises_tool_failure_and_is_audited(
     assert err.value.tool == "lookup_order"
     async with deps.store.read() as s:
         assert (await s.execute(text("SELECT outcome FROM audit_log ORDER BY id DESC"))).scalar() == "ERROR"
+
+
+async def test_nul_characters_in_tool_input_are_dropped_not_fatal(toolbox: Toolbox, sarah: CallContext) -> None:
+    """Found by the hostile caller on PostgreSQL, whose text columns cannot hold NUL."""
+    res = await toolbox.call("escalate_to_human", {"reason": "other", "priority": "P1", "summary": "a\x00b"}, sarah)
+    assert res.code is Code.TICKET_OPENED
+    async with toolbox.deps.store.read() as s:
+        assert (await s.execute(text("SELECT summary FROM tickets"))).scalar() == "ab"
