@@ -11,24 +11,19 @@ import sys
 from collections.abc import AsyncIterator
 from typing import TextIO
 
-from sqlalchemy import func, select
-
 from agent.chat import Conversation, build_model
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status
 from agent.loop import Agent
 from bot.cli import UsageError
 from storage.engine import Store
-from storage.importer import seed
-from storage.migrate import upgrade
-from storage.models import ChatSession, Customer, Ticket
+from storage.models import ChatSession, Ticket
 from storage.settings import Settings
-from storage.types import SystemClock
 from tools import refunds, tickets
 from tools.codes import Code
 from tools.context import Actor, CallContext, Deps
 from tools.get_refund_status import refund_status
 from tools.sessions import customer_by_email, open_session
-from tools.toolbox import Toolbox, make_deps
+from tools.toolbox import Toolbox, ready
 
 CUSTOMER_HELP = """\
 Type a message and press Enter. Also:
@@ -76,16 +71,7 @@ async def lines(prompt: str, printer: Printer) -> AsyncIterator[str]:
 
 async def prepare(settings: Settings) -> tuple[Store, Deps]:
     store = Store.from_settings(settings)
-    await upgrade(store)
-    async with store.read() as s:
-        empty = not await s.scalar(select(func.count()).select_from(Customer))
-    clock = SystemClock()
-    if empty:
-        await seed(store, clock)
-    deps = make_deps(store, settings, clock)
-    await refunds.recover(deps)
-    await refunds.expire_due(deps)
-    return store, deps
+    return store, await ready(store, settings)
 
 
 def show(event: Event, printer: Printer) -> None:

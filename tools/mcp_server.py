@@ -33,22 +33,20 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage.engine import Store
-from storage.importer import seed
-from storage.migrate import upgrade
-from storage.models import Customer, Order, OrderItem, Refund, Ticket
+from storage.models import Order, OrderItem, Refund, Ticket
 from storage.settings import Settings
-from storage.types import SystemClock, format_cents
+from storage.types import format_cents
 from tools import refunds, tickets, wording
 from tools.codes import Code, ToolResult
 from tools.context import Actor, CallContext, Deps, Tool, audit
 from tools.sanitizer import sanitize
 from tools.sessions import customer_by_email, open_session
-from tools.toolbox import TOOLS, Toolbox, _validation_note, make_deps
+from tools.toolbox import TOOLS, Toolbox, ready, validation_note
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +184,7 @@ class McpFace:
         try:
             parsed = tool.input.model_validate(args)
         except ValidationError as err:
-            return await self._present(ToolResult(Code.INVALID_INPUT, _validation_note(err)))
+            return await self._present(ToolResult(Code.INVALID_INPUT, validation_note(err)))
         if tool.name == "approve_refund":
             question = await self._approval_question(parsed.ticket_id)
             if question is not None:
@@ -358,20 +356,6 @@ async def _serve_http(server: Server[Any], *, port: int, token: str) -> int:
 
 
 # --- start --------------------------------------------------------------------------------------
-async def _prepare(store: Store, settings: Settings) -> Deps:
-    """As `supportbot shell` starts: latest schema, demo data in an empty store, refunds recovered."""
-    await upgrade(store)
-    async with store.read() as s:
-        empty = not await s.scalar(select(func.count()).select_from(Customer))
-    clock = SystemClock()
-    if empty:
-        await seed(store, clock)
-    deps = make_deps(store, settings, clock)
-    await refunds.recover(deps)
-    await refunds.expire_due(deps)
-    return deps
-
-
 async def run_mcp(settings: Settings, *, as_email: str | None, staff: str | None, http: bool, port: int) -> int:
     token = settings.mcp_token.get_secret_value() if settings.mcp_token else ""
     if http and not token:
@@ -379,7 +363,7 @@ async def run_mcp(settings: Settings, *, as_email: str | None, staff: str | None
         return 2
     store = Store.from_settings(settings)
     try:
-        deps = await _prepare(store, settings)
+        deps = await ready(store, settings)
         if staff is not None:
             if not staff.strip():
                 print("supportbot: --staff needs a staff id", file=sys.stderr)

@@ -11,12 +11,15 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import func, select
 
 from storage.engine import Store
-from storage.models import AuditLog
+from storage.importer import seed
+from storage.migrate import upgrade
+from storage.models import AuditLog, Customer
 from storage.settings import Settings
-from storage.types import Clock, no_nul
-from tools import escalate_to_human, get_customer, get_refund_status, lookup_order, process_refund
+from storage.types import Clock, SystemClock, no_nul
+from tools import escalate_to_human, get_customer, get_refund_status, lookup_order, process_refund, refunds
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext, Deps, Tool
 from tools.gateway import StoreGateway
@@ -32,7 +35,7 @@ TOOLS: tuple[Tool, ...] = (
 )
 
 
-def _validation_note(err: ValidationError) -> str:
+def validation_note(err: ValidationError) -> str:
     parts = []
     for e in err.errors()[:5]:
         loc = ".".join(str(p) for p in e["loc"]) or "input"
@@ -63,7 +66,7 @@ class Toolbox:
             try:
                 args = tool.input.model_validate(raw_input)
             except ValidationError as err:
-                result = ToolResult(Code.INVALID_INPUT, _validation_note(err))
+                result = ToolResult(Code.INVALID_INPUT, validation_note(err))
             else:
                 try:
                     result = await tool.run(args, ctx, self.deps)
@@ -95,3 +98,18 @@ class Toolbox:
 def make_deps(store: Store, settings: Settings, clock: Clock) -> Deps:
     """Everything tools need, with the default gateway (payouts recorded in our own store)."""
     return Deps(store=store, settings=settings, clock=clock, gateway=StoreGateway(store, clock))
+
+
+async def ready(store: Store, settings: Settings) -> Deps:
+    """A store ready for a face that runs on its own (the shell, MCP): the latest schema, the demo
+    company in an empty store, refunds a crash left `processing` completed, lapsed confirmations expired."""
+    await upgrade(store)
+    async with store.read() as s:
+        empty = not await s.scalar(select(func.count()).select_from(Customer))
+    clock = SystemClock()
+    if empty:
+        await seed(store, clock)
+    deps = make_deps(store, settings, clock)
+    await refunds.recover(deps)
+    await refunds.expire_due(deps)
+    return deps

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import sys
 from dataclasses import dataclass
 from typing import Any
 
+from bot.bench import start_replica
 from tests.bot.conftest import SECRET, STAFF_CHANNEL
 from tests.fakes.slack_api import FakeSlack
 
@@ -44,36 +43,5 @@ async def start(database_url: str, slack: FakeSlack, **env: Any) -> Proc:
         "LOG_LEVEL": "WARNING",
         **{k: str(v) for k, v in env.items()},
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        "--http",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=full,
-    )
-    assert proc.stdout is not None
-    log: list[str] = []
-    async with asyncio.timeout(60):
-        while True:
-            line = (await proc.stdout.readline()).decode()
-            if not line:
-                raise AssertionError("supportbot run exited before listening:\n" + "".join(log))
-            log.append(line)
-            m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if m:
-                break
-
-    async def drain() -> None:
-        assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            log.append(line.decode())
-
-    asyncio.get_running_loop().create_task(drain())  # noqa: RUF006 - ends with the process
-    return Proc(proc, m.group(1), log)
+    replica = await start_replica(full)  # the benchmark's own starter: one way to run the app
+    return Proc(replica.proc, replica.url, replica.log)
