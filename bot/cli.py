@@ -13,6 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bot.errors import UsageError
 from storage.engine import Store
 from storage.importer import ImportError_, import_records, load_file, seed
 from storage.migrate import upgrade
@@ -20,10 +21,6 @@ from storage.settings import Settings
 from storage.types import SystemClock, format_cents
 
 log = logging.getLogger("supportbot")
-
-
-class UsageError(Exception):
-    """A problem the user can fix; printed as one line, exit code 2 (raised by any subcommand)."""
 
 
 def _progress(label: str) -> Callable[[int, int], None] | None:
@@ -108,8 +105,8 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.runtime import Runtime
     from bot.server import serve
+    from bot.slack.runtime import Runtime
     from storage.migrate import current_revision, head_revision
 
     socket_mode = bool(settings.slack_app_token) and not args.http
@@ -130,7 +127,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.inbox import Inbox
+    from bot.slack.inbox import Inbox
 
     async def run(store: Store) -> int:
         await upgrade(store)
@@ -154,7 +151,7 @@ async def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
-    from tools.mcp_server import run_mcp
+    from bot.mcp.server import run_mcp
 
     return await run_mcp(settings, as_email=args.as_email, staff=args.staff, http=args.http, port=args.port)
 
@@ -162,7 +159,7 @@ async def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from bot.bench import Params, compare, plot, run_bench, table
+    from bot.bench.runner import Params, compare, plot, run_bench, table
 
     if args.plot:
         results = [json.loads(await asyncio.to_thread(Path(f).read_text)) for f in args.results]

@@ -18,10 +18,13 @@ from datetime import timedelta
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
 from sqlalchemy import delete
 
-from bot import metrics, web_api
-from bot.runtime import Runtime
+from bot import metrics
+from bot.slack.app import build_app
+from bot.slack.runtime import Runtime
+from bot.web import api as web_api
 from storage.models import WebRateLimit
 from tools import refunds
 
@@ -30,10 +33,12 @@ HOUSEKEEPING_SECONDS = 5.0
 MAX_BODY = 1024 * 1024
 
 
-def web_app(rt: Runtime) -> web.Application:
+def web_app(rt: Runtime, slack: AsyncApp | None = None) -> web.Application:
+    slack = slack or build_app(rt)
+
     async def slack_events(request: web.Request) -> web.Response:
         bolt_request = await to_bolt_request(request)
-        return await to_aiohttp_response(await rt.app.async_dispatch(bolt_request))
+        return await to_aiohttp_response(await slack.async_dispatch(bolt_request))
 
     async def healthz(request: web.Request) -> web.Response:
         ok = await rt.store.ping()
@@ -46,7 +51,7 @@ def web_app(rt: Runtime) -> web.Application:
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
-    web_api.add_routes(app, rt)  # the website chat widget's API, beside /slack/events
+    web_api.add_routes(app, rt.host)  # the website chat widget's API, beside /slack/events
     return app
 
 
@@ -79,7 +84,8 @@ async def serve(rt: Runtime, *, host: str, port: int, socket_mode: bool) -> None
     await rt.identify()
     for result in await refunds.recover(rt.deps):  # refunds a crash left `processing`
         log.info("recovered refund: %s", result.data.get("refund_id"))
-    runner = web.AppRunner(web_app(rt), handle_signals=False, access_log=None)
+    slack = build_app(rt)
+    runner = web.AppRunner(web_app(rt, slack), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -89,7 +95,7 @@ async def serve(rt: Runtime, *, host: str, port: int, socket_mode: bool) -> None
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
         token = rt.settings.slack_app_token.get_secret_value() if rt.settings.slack_app_token else ""
-        socket_handler = AsyncSocketModeHandler(rt.app, token)
+        socket_handler = AsyncSocketModeHandler(slack, token)
         await socket_handler.connect_async()
     rt.workers.start()
     keeper = asyncio.create_task(housekeeping(rt), name="housekeeping")

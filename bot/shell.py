@@ -14,7 +14,7 @@ from typing import TextIO
 from agent.chat import Conversation, build_model
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status
 from agent.loop import Agent
-from bot.cli import UsageError
+from bot.errors import UsageError
 from storage.engine import Store
 from storage.models import ChatSession, Ticket
 from storage.settings import Settings

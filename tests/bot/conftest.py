@@ -19,8 +19,8 @@ from slack_sdk.signature import SignatureVerifier
 
 from agent.model import Model
 from agent.offline import OfflineModel
-from bot.runtime import Runtime
 from bot.server import web_app
+from bot.slack.runtime import Runtime
 from storage.engine import Store
 from storage.importer import seed
 from storage.settings import Settings

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from bot.bench import start_replica
+from bot.bench.runner import start_replica
 from tests.bot.conftest import SECRET, STAFF_CHANNEL
 from tests.fakes.slack_api import FakeSlack
 

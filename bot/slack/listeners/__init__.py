@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, commands, events
+from bot.slack.listeners import actions, commands, events
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.slack.runtime import Runtime
 
 EVENTS = events.EVENTS
 COMMANDS = commands.COMMANDS

@@ -15,11 +15,11 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.models.blocks import InputBlock, PlainTextInputElement
 from slack_sdk.models.views import View
 
-from bot import blocks
-from bot.blocks import as_dicts, result_blocks, slack_text
-from bot.people import subject
-from bot.staff import thread_of
-from bot.turns import give_back, take_over
+from bot.slack import blocks
+from bot.slack.blocks import as_dicts, result_blocks, slack_text
+from bot.slack.board import thread_of
+from bot.slack.people import subject
+from bot.slack.turns import give_back, take_over
 from storage.models import ChatSession, Refund, Ticket
 from storage.types import format_cents
 from tools import refunds, tickets, wording
@@ -27,7 +27,7 @@ from tools.codes import Code
 from tools.context import Actor, CallContext
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.slack.runtime import Runtime
 
 log = logging.getLogger(__name__)
 LINK_VIEW = "link_customer"

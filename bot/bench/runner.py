@@ -34,8 +34,8 @@ from sqlalchemy import text
 
 from agent.model import ModelRequest
 from agent.offline import OfflineModel
-from bot.fakes.anthropic import FakeMessagesAPI
-from bot.fakes.slack import BOT_USER, HOME_TEAM, FakeSlack
+from bot.bench.fake_anthropic import FakeMessagesAPI
+from bot.bench.fake_slack import BOT_USER, HOME_TEAM, FakeSlack
 from storage.engine import Store, is_sqlite
 from storage.importer import import_records, parse, seed
 from storage.migrate import upgrade

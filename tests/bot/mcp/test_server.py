@@ -23,13 +23,13 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from sqlalchemy import select, text
 
+from bot.mcp.server import STAFF_TOOLS
 from storage.engine import Store
 from storage.models import AuditLog, ChatSession, Payout, Refund, Ticket
 from storage.settings import Settings
 from storage.types import SystemClock
 from tests.conftest import SARAH
 from tools.context import Actor
-from tools.mcp_server import STAFF_TOOLS
 from tools.sessions import open_session
 from tools.toolbox import TOOLS, Toolbox, make_deps
 

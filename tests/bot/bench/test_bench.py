@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.bench import compare, histogram_quantiles, percentiles
+from bot.bench.runner import compare, histogram_quantiles, percentiles
 
 
 def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from bot.blocks import TicketView, as_dicts, slack_text, ticket_blocks, ticket_fallback_text
-from bot.slack_out import SlackOut
+from bot.slack.blocks import TicketView, as_dicts, slack_text, ticket_blocks, ticket_fallback_text
+from bot.slack.delivery import SlackOut
 from storage.models import ChatSession, Customer, Refund, Ticket
 from storage.types import format_cents
 from tools.context import Deps

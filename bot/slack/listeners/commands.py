@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot.blocks import slack_text
+from bot.slack.blocks import slack_text
 from tools import wording
 from tools.codes import Code
 from tools.context import Actor, CallContext
 from tools.get_refund_status import refund_status
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.slack.runtime import Runtime
 
 COMMANDS = ("/refund-status",)
 

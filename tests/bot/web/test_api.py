@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from agent.model import ModelReply, ModelRequest
 from agent.scripted import HostileModel, ScriptedModel, reply, text, tool_use
-from bot.web_api import MAX_BODY_BYTES, MAX_MESSAGE_CHARS, RATE_LIMIT, WEB_API, check_token
+from bot.web.api import MAX_BODY_BYTES, MAX_MESSAGE_CHARS, RATE_LIMIT, WEB_API, check_token
 from storage.engine import Store
 from storage.models import ChatSession, Refund, Ticket, WebTurn, WebTurnEvent
 from storage.settings import Settings

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import yaml
 
-from bot import blocks, listeners, routing
-from bot.blocks import TicketView, confirmation_blocks, slack_text, ticket_blocks
+from bot.slack import blocks, listeners, routing
+from bot.slack.blocks import TicketView, confirmation_blocks, slack_text, ticket_blocks
 
-MANIFEST = yaml.safe_load((Path(__file__).resolve().parents[2] / "app_manifest.yml").read_text())
+MANIFEST = yaml.safe_load((Path(__file__).resolve().parents[3] / "app_manifest.yml").read_text())
 EVENT_OF_SUBSCRIPTION = {"app_mention": "app_mention", "message.channels": "message", "message.groups": "message"}
 
 
@@ -113,7 +113,7 @@ def test_slack_text_escapes_markup_and_hides_emails() -> None:
     assert slack_text("<!here> <@U1> a&b me@x.io") == "&lt;!here&gt; &lt;@U1&gt; a&amp;b (email hidden)"
 
 
-SHAPES = Path(__file__).resolve().parents[1] / "fixtures" / "slack-payloads"  # copied from ../shared
+SHAPES = Path(__file__).resolve().parents[2] / "fixtures" / "slack-payloads"  # copied from ../shared
 
 
 def test_routing_on_slacks_own_payload_shapes() -> None:

@@ -18,12 +18,12 @@ from agent.chat import Conversation
 from agent.events import Confirmation, Done, Escalation, Reply
 from agent.loop import Agent
 from bot import metrics
-from bot.blocks import as_dicts, confirmation_blocks, slack_text
-from bot.inbox import Claimed
-from bot.people import People, subject
-from bot.routing import clean_text, mentions, session_key
-from bot.slack_out import TURN_TIMER, Intent, SlackOut, SlackTimer, crash_point
-from bot.staff import StaffBoard, thread_of
+from bot.slack.blocks import as_dicts, confirmation_blocks, slack_text
+from bot.slack.board import StaffBoard, thread_of
+from bot.slack.delivery import TURN_TIMER, Intent, SlackOut, SlackTimer, crash_point
+from bot.slack.inbox import Claimed
+from bot.slack.people import People, subject
+from bot.slack.routing import clean_text, mentions, session_key
 from storage.models import ChatSession, Ticket
 from tools import tickets, wording
 from tools.context import Actor, CallContext, Deps

@@ -1,5 +1,5 @@
 """The HTTP chat API for a website's support widget, served beside /slack/events: the same agent,
-guards and store as Slack, with the turn machinery in `bot.web_turns`.
+guards and store as Slack, with the turn machinery in `bot.web.turns`.
 
     POST /api/chat                          a message in; the guarded reply and the session's state out
     POST /api/turns                         start a turn; returns its id at once
@@ -29,13 +29,14 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.json_schema import models_json_schema
 
-from bot.web_turns import (
+from bot.host import Host
+from bot.web.turns import (
     EVENT_DATA,
     ConfirmationData,
     SessionState,
@@ -47,9 +48,6 @@ from bot.web_turns import (
 from storage.models import ChatSession, Refund, WebTurn
 from tools.context import Actor
 from tools.sessions import customer_by_email, open_session
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +176,7 @@ class Identity:
         return {ANON_HEADER: self.anonymous_id} if self.anonymous_id else {}
 
 
-async def identify(rt: Runtime, request: web.Request) -> Identity:
+async def identify(rt: Host, request: web.Request) -> Identity:
     raw = request.headers.get(TOKEN_HEADER)
     verdict: TokenVerdict = "absent"
     if raw is not None:
@@ -207,12 +205,12 @@ def _sse(event: Stored) -> bytes:
 
 
 class WebApi:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Host) -> None:
         self.rt = rt
         self.turns = TurnLog(
             deps=rt.deps,
             agent=rt.agent,
-            owner=rt.inbox.owner,
+            owner=rt.owner,
             lease_s=rt.settings.inbox_lease_seconds,
             poll_s=rt.settings.inbox_poll_seconds,
         )
@@ -351,7 +349,7 @@ class WebApi:
         return web.json_response(self.spec)
 
 
-def add_routes(app: web.Application, rt: Runtime) -> None:
+def add_routes(app: web.Application, rt: Host) -> None:
     """Mount /api/* on the bot's HTTP server."""
     api = app[WEB_API] = WebApi(rt)
     app.middlewares.append(json_errors)

@@ -17,8 +17,8 @@ import logging
 import time
 from typing import Literal
 
-from bot.routing import is_external
-from bot.slack_out import SlackOut
+from bot.slack.delivery import SlackOut
+from bot.slack.routing import is_external
 from tools.context import Actor, Deps
 from tools.sessions import customer_by_email, linked_customer, remember_link
 

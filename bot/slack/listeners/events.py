@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot import metrics, routing
+from bot import metrics
+from bot.slack import routing
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.slack.runtime import Runtime
 
 log = logging.getLogger(__name__)
 EVENTS = ("message", "app_mention")

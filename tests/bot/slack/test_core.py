@@ -186,8 +186,8 @@ async def test_healthz_is_503_when_the_store_is_unreachable(settings: Settings, 
     from aiohttp import ClientSession, web
 
     from agent.offline import OfflineModel
-    from bot.runtime import Runtime
     from bot.server import web_app
+    from bot.slack.runtime import Runtime
 
     broken = Store.from_settings(settings, url="postgresql+asyncpg://nobody@127.0.0.1:1/none")
     rt = Runtime.create(bot_settings(settings, slack), store=broken, model=OfflineModel())

@@ -15,9 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +23,8 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.routing import Incoming
+from bot.host import replica_id
+from bot.slack.routing import Incoming
 from storage.engine import Store
 from storage.models import InboxItem
 from storage.settings import Settings
@@ -34,10 +32,6 @@ from storage.types import Clock, UTCDateTime
 
 log = logging.getLogger(__name__)
 UNFINISHED = ("pending", "working")
-
-
-def replica_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def _claim_statements() -> tuple[Any, Any]:

@@ -1,0 +1,48 @@
+"""What every face of a running process shares, built once from settings: the store, the clock,
+the tools' dependencies, the agent, and this replica's name (the owner of its leases). Faces get
+this, never each other's parts."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+from agent.chat import build_model
+from agent.loop import Agent
+from agent.model import Model
+from storage.engine import Store
+from storage.settings import Settings
+from storage.types import Clock, SystemClock
+from tools.context import Deps
+from tools.toolbox import Toolbox, make_deps
+
+
+def replica_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Host:
+    settings: Settings
+    store: Store
+    clock: Clock
+    deps: Deps
+    agent: Agent
+    owner: str = field(default_factory=replica_id)
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        model: Model | None = None,
+        clock: Clock | None = None,
+    ) -> Host:
+        store = store or Store.from_settings(settings)
+        clock = clock or SystemClock()
+        deps = make_deps(store, settings, clock)
+        agent = Agent(model=model or build_model(settings), toolbox=Toolbox(deps))
+        return cls(settings, store, clock, deps, agent)
