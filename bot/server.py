@@ -25,6 +25,7 @@ from bot import metrics
 from bot.slack.app import build_app
 from bot.slack.runtime import Runtime
 from bot.web import api as web_api
+from bot.web.schemas import RATE_WINDOW_S
 from storage.models import WebRateLimit
 from tools import refunds
 
@@ -71,7 +72,7 @@ async def housekeeping_once(rt: Runtime) -> None:
     async with rt.store.write() as s:  # the web API's rate-limit windows that have closed
         await s.execute(
             delete(WebRateLimit).where(
-                WebRateLimit.window_start < rt.clock.now() - timedelta(seconds=web_api.RATE_WINDOW_S)
+                WebRateLimit.window_start < rt.clock.now() - timedelta(seconds=RATE_WINDOW_S)
             )
         )
     depth, age = await rt.inbox.depth()

@@ -26,7 +26,9 @@ from sqlalchemy.exc import IntegrityError
 
 from agent.model import ModelReply, ModelRequest
 from agent.scripted import HostileModel, ScriptedModel, reply, text, tool_use
-from bot.web.api import MAX_BODY_BYTES, MAX_MESSAGE_CHARS, RATE_LIMIT, WEB_API, check_token
+from bot.web.api import WEB_API
+from bot.web.identity import check_token
+from bot.web.schemas import MAX_BODY_BYTES, MAX_MESSAGE_CHARS, RATE_LIMIT
 from storage.engine import Store
 from storage.models import ChatSession, Refund, Ticket, WebTurn, WebTurnEvent
 from storage.settings import Settings

@@ -1,0 +1,55 @@
+"""The website chat API's request and response shapes; the OpenAPI schemas are generated from them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.web.identity import IdentityView
+from bot.web.turns import ConfirmationData, SessionState
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_MESSAGE_CHARS = 4000
+RATE_LIMIT, RATE_WINDOW_S = 30, 60  # requests per identity per window
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str | None = Field(default=None, max_length=40)
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S")
+
+    @field_validator("message", "session_id")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return value.replace("\x00", "") if value else value  # PostgreSQL text cannot hold NUL
+
+
+class ChatResponse(BaseModel):
+    session_id: str
+    turn_id: str
+    identity: IdentityView
+    reply: str
+    status: list[str]
+    confirmation: ConfirmationData | None
+    failed: bool
+    state: SessionState
+
+
+class TurnAccepted(BaseModel):
+    session_id: str
+    turn_id: str
+    events_url: str
+    identity: IdentityView
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    ok: bool
