@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text as sql
 
 import agent.offline
-from agent.chat import Conversation, yes_or_no
+from agent.desk import Desk, yes_or_no
 from agent.eval import invariant_violations, leaks, load_scenarios, run_eval
 from agent.events import Reply
 from agent.loop import Agent
@@ -21,12 +21,13 @@ from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox
 
 
-async def say(conv: Conversation, message: str) -> list[str]:
-    return [e.text for e in [e async for e in conv.say(message)] if isinstance(e, Reply)]
+async def say(conv: tuple[Desk, CallContext], message: str) -> list[str]:
+    desk, ctx = conv
+    return [e.text for e in [e async for e in desk.say(ctx, message)] if isinstance(e, Reply)]
 
 
 async def test_offline_model_resolves_the_seed_happy_path(deps: Deps, sarah: CallContext) -> None:
-    conv = Conversation(Agent(model=OfflineModel(), toolbox=Toolbox(deps)), sarah)
+    conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
     first = await say(conv, "Hi, my blender from order ORD-8842 arrived broken. I'd like a refund.")
     assert "ORD-8842" in first[0] and "$89.99" in first[0] and "Confirm" in first[0]
     done = await say(conv, "yes")
@@ -41,7 +42,7 @@ async def test_offline_model_resolves_the_seed_happy_path(deps: Deps, sarah: Cal
 
 
 async def test_offline_model_says_what_it_is(deps: Deps, sarah: CallContext) -> None:
-    conv = Conversation(Agent(model=OfflineModel(), toolbox=Toolbox(deps)), sarah)
+    conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
     (answer,) = await say(conv, "are you a bot?")
     assert "rules-based stand-in for Claude" in answer
 

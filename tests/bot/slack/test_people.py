@@ -136,7 +136,7 @@ async def test_hidden_email_is_unverified_until_staff_link_the_user(bot: Bot) ->
             "type": "modal",
             "callback_id": "link_customer",
             "private_metadata": opened["view"]["private_metadata"],
-            "state": {"values": {"customer": {"value": {"type": "plain_text_input", "value": "sarah@example.com"}}}},
+            "state": {"values": {"input": {"value": {"type": "plain_text_input", "value": "sarah@example.com"}}}},
         },
     }
     body = "payload=" + urllib.parse.quote(json.dumps(submission))
