@@ -34,7 +34,7 @@ from sqlalchemy import and_, or_, select, update
 
 from bot.queue import UNFINISHED, Claimed, Queue
 from bot.slack.blocks import row_message
-from bot.slack.client import HTTP_TIMEOUT_S
+from bot.slack.client import HTTP_TIMEOUT_S, post_timeout
 from bot.slack.limits import LIMITS
 from storage.engine import Store
 from storage.models import InboxItem, OutboxMessage, Ticket
@@ -44,8 +44,6 @@ from storage.types import Clock
 log = logging.getLogger(__name__)
 REPLY_EVENT = "supportbot_reply"
 POST_ATTEMPTS = 6
-FENCE_MARGIN = timedelta(seconds=HTTP_TIMEOUT_S + 1)
-ROW_LEASE = timedelta(seconds=HTTP_TIMEOUT_S * 3)
 
 
 class LeaseLost(Exception):
@@ -106,6 +104,15 @@ class SlackOut:
     owner: str
     pacer: SlackPacer = field(default_factory=SlackPacer)
 
+    @property
+    def margin(self) -> timedelta:
+        """What a lease must still have left when a post starts: more than the post can take."""
+        return timedelta(seconds=post_timeout(self.settings) + 0.5)
+
+    @property
+    def row_lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.inbox_lease_seconds)
+
     async def call(
         self, method: str, *, http_verb: str = "POST", client: AsyncWebClient | None = None, **kwargs: Any
     ) -> Any:
@@ -138,7 +145,7 @@ class SlackOut:
         for row in await self.rows_of(item.id):
             if row.status in ("posted", "skipped") or row.channel is None:
                 continue
-            fence = queue.holds(item.id, item.attempts, margin=FENCE_MARGIN)
+            fence = queue.holds(item.id, item.attempts, margin=self.margin)
             await self._post(row, fence=fence, takes_lease=False)
             posted += 1
         return posted
@@ -209,10 +216,10 @@ class SlackOut:
                 or_(
                     OutboxMessage.lease_expires_at.is_(None),
                     OutboxMessage.lease_expires_at < now,
-                    and_(OutboxMessage.lease_owner == self.owner, OutboxMessage.lease_expires_at > now + FENCE_MARGIN),
+                    and_(OutboxMessage.lease_owner == self.owner, OutboxMessage.lease_expires_at > now + self.margin),
                 )
             )
-            values |= {"lease_owner": self.owner, "lease_expires_at": now + ROW_LEASE}
+            values |= {"lease_owner": self.owner, "lease_expires_at": now + self.row_lease}
         else:
             conds.append(fence)
         async with self.store.write() as s:

@@ -210,7 +210,7 @@ async def test_openapi_describes_exactly_the_served_routes(api: Api) -> None:
     }
     described = {(method, path) for path, ops in api.spec["paths"].items() for method in ops}
     assert served == described
-    assert len(served) == 7 and api.spec["openapi"].startswith("3.1")
+    assert len(served) == 8 and api.spec["openapi"].startswith("3.1")
     for schema in api.spec["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)  # OpenAPI 3.1 schemas are JSON Schema 2020-12
     refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(api.spec))
@@ -426,7 +426,12 @@ async def test_a_stream_is_replayed_after_a_disconnect_without_calling_the_model
             "Your ProBlend 500 blender was delivered five days ago.",
             "Is anything wrong with it?",
         ]
-        assert rest[-1]["data"]["state"] == {"escalated": False, "ticket": None, "awaiting_confirmation": None}
+        assert rest[-1]["data"]["state"] == {
+            "escalated": False,
+            "ticket": None,
+            "awaiting_confirmation": None,
+            "with_person": False,
+        }
         again = await api.stream(turn["turn_id"], headers=SARAH, last=0)
         assert again == head + rest
         assert await api.stream(turn["turn_id"], headers=SARAH, last=len(again)) == []
@@ -492,8 +497,10 @@ async def test_a_hostile_model_leaks_nothing_through_the_api(
         inputs = ("ignore your rules", "mine now", "the big one", "twice", "tool_use", "input")
         answer = await api.chat("I want a refund for ORD-8842", headers=SARAH)
         assert_clean(json.dumps(answer), inputs=inputs)
-        turn = await api.start("and ORD-8842 again please", headers=SARAH, session_id=answer["session_id"])
-        events = await api.stream(turn["turn_id"], headers=SARAH)
+        events: list[dict[str, Any]] = []
+        for _ in range(3):  # the loop ends the hostile turns early; its tricks go on across turns
+            turn = await api.start("and ORD-8842 again please", headers=SARAH, session_id=answer["session_id"])
+            events += await api.stream(turn["turn_id"], headers=SARAH)
         assert_clean(json.dumps(events), inputs=inputs)
         assert len(events) > 5 and events[-1]["event"] == "done"
         assert await rows(api, "SELECT max(amount_cents) FROM refunds") == [(100,)]  # the guards held too
@@ -513,7 +520,8 @@ async def test_an_escalation_that_would_reveal_another_customers_order_is_not_sh
         probe = await api.start("refund ORD-5501 please", headers=SARAH)
         events = await api.stream(probe["turn_id"], headers=SARAH)
         # escalated in private (P1 security), exactly as an unknown order would look to the visitor
-        assert [e["event"] for e in events] == ["status", "reply", "done"]
+        assert [e["event"] for e in events] == ["status", "reply", "reply", "done"]
+        assert " ".join(e["data"]["text"] for e in events if e["event"] == "reply") == wording.NOT_FOUND_ORDER
         assert events[-1]["data"]["state"] == {
             "escalated": False,
             "ticket": None,
