@@ -102,6 +102,13 @@ class Api:
             self.validate(self.schema_for(method, path, resp.status), data)
             return resp.status, data, dict(resp.headers)
 
+    async def messages(self, session_id: str, *, headers: dict[str, str], n: int, last: int | None = None) -> list[dict[str, Any]]:
+        """The first `n` entries of a session's message log stream (it stays open; we hang up)."""
+        async with asyncio.timeout(20):
+            return await self.stream(
+                session_id, headers=headers, last=last, stop_after=n, template="/api/sessions/{session_id}/events"
+            )
+
     async def chat(self, message: str, *, headers: dict[str, str], session_id: str | None = None) -> dict[str, Any]:
         body = {"message": message} | ({"session_id": session_id} if session_id else {})
         status, data, _ = await self.call("POST", "/api/chat", body, headers=headers)
@@ -115,11 +122,18 @@ class Api:
         return data
 
     async def stream(
-        self, turn_id: str, *, headers: dict[str, str], last: int | None = None, stop_after: int | None = None
+        self,
+        turn_id: str,
+        *,
+        headers: dict[str, str],
+        last: int | None = None,
+        stop_after: int | None = None,
+        template: str = "/api/turns/{turn_id}/events",
     ) -> list[dict[str, Any]]:
-        """Read a turn's SSE stream (all of it, or `stop_after` events and then hang up)."""
+        """Read an SSE stream (all of it, or `stop_after` events and then hang up)."""
         hdrs = headers | ({"Last-Event-ID": str(last)} if last is not None else {})
-        async with self.bot.http.get(f"{self.bot.url}/api/turns/{turn_id}/events", headers=hdrs) as resp:
+        path = template.replace("{turn_id}", turn_id).replace("{session_id}", turn_id)
+        async with self.bot.http.get(f"{self.bot.url}{path}", headers=hdrs) as resp:
             assert resp.status == 200 and resp.content_type == "text/event-stream"
             events: list[dict[str, Any]] = []
             fields: dict[str, str] = {}
@@ -136,9 +150,7 @@ class Api:
                 assert_clean(fields["data"])
                 event = {"id": int(fields["id"]), "event": fields["event"], "data": json.loads(fields["data"])}
                 self.validate(
-                    self.spec["paths"]["/api/turns/{turn_id}/events"]["get"]["responses"]["200"]["x-sse-events"][
-                        event["event"]
-                    ],
+                    self.spec["paths"][template]["get"]["responses"]["200"]["x-sse-events"][event["event"]],
                     event["data"],
                 )
                 events.append(event)
