@@ -16,7 +16,7 @@ from sqlalchemy import select
 from agent import history
 from agent.events import Event, Reply
 from agent.loop import Agent
-from agent.model import ClaudeModel, Model, make_client
+from agent.model import ClaudeModel, Model, ModelNotConfigured, make_client
 from agent.offline import OfflineModel
 from agent.scripted import HostileModel
 from storage.models import Refund
@@ -28,6 +28,12 @@ from tools.get_refund_status import refund_status
 
 log = logging.getLogger(__name__)
 PROVIDERS = ("claude", "offline", "hostile")
+
+
+def check_provider(settings: Settings, provider: str | None = None) -> None:
+    """Refuse a model that cannot work (Claude without a key) before a face opens anything."""
+    if (provider or settings.resolved_model_provider) == "claude" and not settings.anthropic_api_key:
+        raise ModelNotConfigured()
 
 
 def build_model(settings: Settings, provider: str | None = None) -> Model:

@@ -247,6 +247,26 @@ class Ticket(Base):
     rendered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+TICKET_EVENT_KINDS = ("opened", "raised", "updated", "claimed", "released", "resolved")
+
+
+class TicketEvent(Base):
+    """A ticket's history, one row per escalation into it and per staff transition: what `show N`
+    prints, newest last."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (CheckConstraint(_in("kind", TICKET_EVENT_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(2))
+    reason: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(120))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class CustomerLink(Base):
     """A channel identity (e.g. Slack team + user) bound to a customer: identity comes from here."""
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from storage.dburl import check_url
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # an empty value means "not set" (a copied .env.example is all defaults)
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
 
     # --- store -------------------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///supportbot.db"
@@ -74,6 +79,20 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        check_url(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @field_validator("slack_api_url")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:
@@ -88,3 +107,17 @@ class Settings(BaseSettings):
         if self.model_provider is not None:
             return self.model_provider
         return "claude" if self.anthropic_api_key else "offline"
+
+
+def explain(err: ValidationError) -> str:
+    """A settings error as one line naming each setting as it is spelled in the environment; the
+    value is repeated only for settings that cannot hold a secret."""
+    parts = []
+    for e in err.errors():
+        name = ".".join(str(p) for p in e["loc"]).upper() or "settings"
+        msg = e["msg"].removeprefix("Value error, ")
+        field = Settings.model_fields.get(name.lower())
+        secret = name.lower() == "database_url" or (field is not None and "Secret" in str(field.annotation))
+        shown = "" if secret or not isinstance(e.get("input"), str | int | float) else f" (got {e['input']!r})"
+        parts.append(msg if msg.startswith(name) else f"{name}: {msg}{shown}")
+    return "; ".join(parts)

@@ -2,22 +2,26 @@
 
 Only staff actors act on tickets, every action is audit-logged with the staff id, and each
 transition is a single conditional UPDATE: when two people press Claim at once exactly one of
-them owns the ticket, on one process or on several.
+them owns the ticket, on one process or on several. Every escalation into a ticket and every
+transition is also a row of its history (`ticket_events`), which `details` returns with the
+conversation for staff.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import PRIORITIES, Customer, Ticket
+from storage.models import PRIORITIES, ChatSession, Customer, Message, Ticket, TicketEvent
 from tools.codes import Code, ToolResult
 from tools.context import Actor, Deps, audit
 from tools.sessions import remember_link
 
+BOT = "supportbot"  # the actor of escalations: the agent, a guard or a face, never a person's choice
 REASONS = {
     "legal": "Legal threat or complaint",
     "fraud": "Fraud or chargeback concern",
@@ -63,6 +67,20 @@ def _higher(a: str, b: str) -> str:
     return min(a, b, key=PRIORITIES.index)  # P1 is the highest
 
 
+def _event(s: AsyncSession, deps: Deps, ticket: Ticket, kind: str, *, actor: str, reason: str, note: str = "") -> None:
+    s.add(
+        TicketEvent(
+            ticket_id=ticket.id,
+            kind=kind,
+            priority=ticket.priority,
+            reason=reason,
+            actor=actor,
+            note=note[:1000],
+            created_at=deps.clock.now(),
+        )
+    )
+
+
 def describe(t: Ticket) -> dict[str, object]:
     return {
         "ticket_id": t.id,
@@ -103,8 +121,10 @@ async def open_or_update(
                 await s.scalars(select(Ticket).where(Ticket.session_id == session_id, Ticket.status != "resolved"))
             ).one_or_none()
         if current is not None:
+            raised = _higher(current.priority, priority) != current.priority
             current.priority = _higher(current.priority, priority)
-            if reason != current.reason and current.reason in ("other", "clarification", "identity"):
+            # a raised ticket shows why it was raised; a vague first reason gives way to any better one
+            if raised or (reason != current.reason and current.reason in ("other", "clarification", "identity")):
                 current.reason = reason
             if summary and summary not in current.summary:
                 current.summary = f"{current.summary}\n{summary}"[-4000:]
@@ -112,6 +132,7 @@ async def open_or_update(
             current.order_id = current.order_id or order_id
             current.refund_id = current.refund_id or refund_id
             current.updated_at = now
+            _event(s, deps, current, "raised" if raised else "updated", actor=BOT, reason=reason, note=summary)
             await s.flush()
             return current, False
         ticket = Ticket(
@@ -132,6 +153,7 @@ async def open_or_update(
                 await s.flush()
         except IntegrityError:
             continue  # another process opened the session's ticket a moment ago: update that one
+        _event(s, deps, ticket, "opened", actor=BOT, reason=reason, note=summary)
         return ticket, True
     raise RuntimeError("could not open or update the session's ticket")
 
@@ -155,6 +177,7 @@ async def _transition(
             result = ToolResult(Code.NOT_ALLOWED, "Only support staff can act on tickets.")
         elif moved is not None:
             result = ToolResult(Code.OK, f"Ticket {action}.", describe(moved))
+            _event(s, deps, moved, action, actor=staff.ref, reason=moved.reason)
         else:
             current = await s.get(Ticket, ticket_id)
             if current is None:
@@ -219,6 +242,61 @@ async def list_tickets(deps: Deps, *, statuses: tuple[str, ...] = ("open", "clai
             select(Ticket).where(Ticket.status.in_(statuses)).order_by(Ticket.priority, Ticket.created_at).limit(limit)
         )
         return list(rows.all())
+
+
+async def details(deps: Deps, *, ticket_id: int, staff: Actor, messages: int = 40) -> ToolResult:
+    """A ticket for staff eyes: its fields, its history (oldest first) and the newest `messages`
+    of its conversation (text and tool calls; tool results are the bot's, not the customer's)."""
+    if staff.kind != "staff":
+        return ToolResult(Code.NOT_ALLOWED, "Only support staff can see tickets.")
+    async with deps.store.read() as s:
+        ticket = await s.get(Ticket, ticket_id)
+        if ticket is None:
+            return ToolResult(Code.NOT_FOUND, "No such ticket.")
+        events = (
+            await s.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id))
+        ).all()
+        customer = await s.get(Customer, ticket.customer_id) if ticket.customer_id else None
+        session = await s.get(ChatSession, ticket.session_id) if ticket.session_id else None
+        rows = (
+            await s.scalars(
+                select(Message)
+                .where(Message.session_id == ticket.session_id)
+                .order_by(Message.id.desc())
+                .limit(messages)
+            )
+        ).all()
+    history = [
+        {
+            "at": e.created_at.isoformat(timespec="seconds"),
+            "kind": e.kind,
+            "priority": e.priority,
+            "reason": e.reason,
+            "actor": e.actor,
+            "note": e.note,
+        }
+        for e in events
+    ]
+    data = {
+        **describe(ticket),
+        "customer": f"{customer.name} <{customer.email}>" if customer else None,
+        "channel": session.channel if session else None,
+        "created_at": ticket.created_at.isoformat(timespec="seconds"),
+        "history": history,
+        "transcript": [line for m in reversed(rows) for line in _transcript(m)],
+    }
+    return ToolResult(Code.OK, "", data)
+
+
+def _transcript(m: Message) -> list[dict[str, str]]:
+    who = "customer" if m.role == "user" else "supportbot"
+    out = []
+    for block in m.content:
+        if block.get("type") == "text" and str(block.get("text", "")).strip():
+            out.append({"who": who, "text": str(block["text"])})
+        elif block.get("type") == "tool_use":
+            out.append({"who": "tool", "text": f"{block.get('name')} {json.dumps(block.get('input'))[:300]}"})
+    return out
 
 
 @dataclass(frozen=True, slots=True)

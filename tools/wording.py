@@ -6,7 +6,11 @@ a limit's amount, or anything of another customer.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from tools.codes import Code
+
+Face = Literal["slack", "shell", "web", "mcp"]
 
 NOT_FOUND_ORDER = "I couldn't find that order on your account. Could you double-check the order number?"
 
@@ -76,6 +80,21 @@ def refund_confirm_prompt(*, order_id: str, item: str, amount: str) -> str:
     return f"I can refund {amount} for {item} (order {order_id}). Shall I go ahead?"
 
 
+# How each face asks for the confirmation step: Slack and the website have buttons, the shell
+# has a keyboard, an MCP client shows the question we send it. The model's own reply never says
+# how to confirm (the prompt tells it so); the face adds this.
+CONFIRM_HOW: dict[Face, str] = {
+    "slack": "Press Confirm refund below to send it, or Cancel (replying yes or no here works too).",
+    "shell": "Reply yes to send it, or no to cancel.",
+    "web": "Use the Confirm button to send it, or Cancel.",
+    "mcp": 'Tick "Yes, go ahead" and accept to send it, or decline to cancel.',
+}
+
+
+def confirm_how(face: Face) -> str:
+    return CONFIRM_HOW[face]
+
+
 def refund_done(*, order_id: str, amount: str) -> str:
     return (
         f"Done: your refund of {amount} for order {order_id} has been issued. It can take 3–5 business days to appear."
@@ -139,5 +158,19 @@ def refund_status_text(code: Code, refunds: list[dict[str, str]]) -> str:
         return NO_REFUNDS
     return "\n".join(
         refund_status_line(order_id=r["order_id"], item=r["item"], amount=r["amount"], status=r["status"])
+        for r in refunds
+    )
+
+
+def staff_refund_status_text(code: Code, refunds: list[dict[str, str]], *, order_id: str | None) -> str:
+    """/refund-status for staff, who may look up any order: an unknown order is just unknown."""
+    if code is Code.ORDER_NOT_FOUND:
+        return f"No such order: {order_id[:32]}." if order_id else "No such order."
+    if code is not Code.OK:
+        return for_code(code)
+    if not refunds:
+        return f"No refunds for {order_id[:32]}." if order_id else "No refunds."
+    return "\n".join(
+        f"{r['order_id']} ({r['item']}): {r['amount']}, {r['status'].replace('_', ' ')}, refund {r['refund_id']}"
         for r in refunds
     )

@@ -121,10 +121,11 @@ class Turns:
         intents = [Intent(text=slack_text(r)) for r in replies]
         for n, conf in enumerate(confirmations):  # the first prompt rides on the last reply: one post, not two
             lead = intents.pop().text if n == 0 and intents else None
+            prompt = f"{conf.text} {wording.confirm_how('slack')}"
             blocks = confirmation_blocks(
-                refund_id=conf.refund_id, text=conf.text, lead=replies[-1] if lead is not None else None
+                refund_id=conf.refund_id, text=prompt, lead=replies[-1] if lead is not None else None
             )
-            intents.append(Intent(text=lead or slack_text(conf.text), blocks=as_dicts(blocks)))
+            intents.append(Intent(text=lead or slack_text(prompt), blocks=as_dicts(blocks)))
         await self.out.record(item.id, item.channel, item.thread_ts, intents)
         await self._deliver(item)  # Slack clears the status line itself when we reply
         handled = time.perf_counter() - started

@@ -118,7 +118,7 @@ def shown(event: Event) -> list[tuple[str, BaseModel]]:
                     order_id=event.order_id,
                     item=event.item,
                     amount=event.amount,
-                    text=event.text,
+                    text=f"{event.text} {wording.confirm_how('web')}",
                 ),
             )
         ]
