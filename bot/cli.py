@@ -18,7 +18,6 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from agent.model import ModelNotConfigured
 from bot.errors import UsageError
 from storage.dburl import DatabaseUrlError
 from storage.demo import NotADemoDatabase, reset_demo
@@ -32,7 +31,7 @@ log = logging.getLogger("supportbot")
 
 
 # what a person can fix: one line on stderr, exit 2, nothing touched
-USER_ERRORS = (UsageError, DatabaseUrlError, StoreUnavailable, ModelNotConfigured)
+USER_ERRORS = (UsageError, DatabaseUrlError, StoreUnavailable)
 
 
 def _progress(label: str) -> Callable[[int, int], None] | None:
@@ -98,9 +97,13 @@ async def _list_orders(store: Store) -> None:
 
 
 def _check_model(args: argparse.Namespace, settings: Settings) -> None:
-    from agent.chat import check_provider
+    from agent.chat import check_provider  # imported here: the anthropic SDK takes a while to import
+    from agent.model import ModelNotConfigured
 
-    check_provider(settings, getattr(args, "provider", None))
+    try:
+        check_provider(settings, getattr(args, "provider", None))
+    except ModelNotConfigured as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_eval(args: argparse.Namespace, settings: Settings) -> None:

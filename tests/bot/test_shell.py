@@ -179,3 +179,37 @@ async def test_ctrl_c_during_a_turn_ends_at_once_and_leaves_the_store_whole(
     # the next run goes on from a whole store: the interrupted turn left no half-written state behind
     again = shell(tmp_path, url, "/refund-status\n", "--as", "sarah@example.com")
     assert again.returncode == 0 and "I couldn't find any refunds on your account." in again.stdout, again.stderr
+
+
+def test_staff_shell_shows_a_ticket_and_says_how_to_use_each_command(tmp_path: Path, url: str) -> None:
+    customer = shell(
+        tmp_path,
+        url,
+        "My espresso machine ORD-8901 leaks, refund it\nThis is a disgrace, my lawyer will hear about it\n",
+        "--as",
+        "sarah@example.com",
+    )
+    assert "ticket #1 opened for our team (P2, refund_approval)" in customer.stdout, customer.stderr
+    staff = shell(
+        tmp_path,
+        url,
+        "show 1\nclaim\nclaim one\nlink 1\nshow 99\n/refund-status ORD-9999\n/refund-status ORD-8901\nhelp\n",
+        "--staff",
+        "alex",
+    )
+    assert staff.returncode == 0, staff.stderr
+    out = staff.stdout
+    # raised to P1: the list and the ticket show the newest reason
+    assert "#1 P1 open    Legal threat or complaint ORD-8901" in out
+    assert "#1 P1 open: Legal threat or complaint" in out
+    assert "customer: Sarah Chen <sarah@example.com>; order: ORD-8901; refund: RF-" in out
+    history = out[out.index("history:") : out.index("conversation:")]
+    assert " opened P2 refund_approval by supportbot" in history and " raised P1 legal by supportbot" in history
+    assert "  customer: My espresso machine ORD-8901 leaks, refund it" in out
+    assert "  tool: process_refund" in out
+    assert "usage: claim N" in out and out.count("usage: claim N") == 2
+    assert "usage: link N EMAIL" in out and "usage: Staff commands" not in out
+    assert "NOT_FOUND: No such ticket." in out
+    assert "No such order: ORD-9999." in out and "customer's account" not in out
+    assert "ORD-8901 (Barista Pro espresso machine): $349.00, pending approval, refund RF-" in out
+    assert "  show N               ticket N: details, its conversation and its escalation history" in out

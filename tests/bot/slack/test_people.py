@@ -160,6 +160,8 @@ async def test_another_customer_in_someone_elses_thread_gets_only_a_note(bot: Bo
 # --- refund confirmation -------------------------------------------------------------------------------------
 async def test_confirm_click_moves_money_once_and_a_second_click_changes_nothing(bot: Bot) -> None:
     event, prompt = await refund_prompt(bot)
+    assert "Press Confirm refund below to send it" in json.dumps(prompt["blocks"])  # Slack's own words: buttons
+    assert "Reply yes to send it" not in json.dumps(prompt)
     assert await click(bot, "refund_confirm", prompt, user=SARAH, team=CUSTOMER_TEAM) == 200
     assert await rows(bot, "SELECT status FROM refunds") == [("processed",)]  # committed before the ack
     done = await bot.slack.wait_for(lambda: [m for m in bot.replies(event) if m["text"].startswith("Done")])
