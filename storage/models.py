@@ -307,6 +307,7 @@ class InboxItem(Base):
         UniqueConstraint("channel", "ts", name="uq_inbox_channel_ts"),
         Index("ix_inbox_thread", "channel", "thread_ts", "id"),
         Index("ix_inbox_claimable", "status", "lease_expires_at"),
+        Index("ix_inbox_done", "status", "done_at"),  # retention
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -336,6 +337,7 @@ class OutboxMessage(Base):
     __table_args__ = (
         CheckConstraint(_in("status", ("pending", "posting", "posted")), name="status"),
         UniqueConstraint("inbox_id", "seq", name="uq_outbox_inbox_seq"),
+        Index("ix_outbox_posted", "status", "posted_at"),  # retention
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -371,6 +373,7 @@ class WebTurn(Base):
         CheckConstraint(_in("kind", WEB_TURN_KINDS), name="kind"),
         CheckConstraint(_in("status", WEB_TURN_STATUSES), name="status"),
         Index("ix_web_turns_session", "session_id", "id"),
+        Index("ix_web_turns_finished", "status", "finished_at"),  # retention
         # at most one turn of a session runs at a time, whatever the replicas race to claim
         Index(
             "uq_web_turns_one_running_per_session",
@@ -387,6 +390,8 @@ class WebTurn(Base):
     kind: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
     refund_id: Mapped[str | None] = mapped_column(String(40))
+    # a hash of the anonymous visitor's client address: its new-ticket quota (None: not anonymous)
+    client: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -414,5 +419,5 @@ class WebRateLimit(Base):
     __tablename__ = "web_rate_limits"
 
     subject: Mapped[str] = mapped_column(String(200), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     count: Mapped[int] = mapped_column(Integer)

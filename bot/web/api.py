@@ -41,7 +41,7 @@ from bot.web.schemas import (
     Health,
     TurnAccepted,
 )
-from bot.web.turns import ConfirmationData, SessionState, Stored, TurnLog, TurnRef, hit
+from bot.web.turns import ConfirmationData, SessionState, Stored, TurnLog, TurnRef
 from storage.models import ChatSession, Refund, WebTurn
 from tools.sessions import open_session
 

@@ -28,8 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import case, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -37,7 +36,7 @@ from agent.chat import Conversation
 from agent.events import Confirmation, Escalation, Event, Reply, Status
 from agent.loop import Agent
 from storage.engine import Store
-from storage.models import Refund, Ticket, WebRateLimit, WebTurn, WebTurnEvent
+from storage.models import Refund, Ticket, WebTurn, WebTurnEvent
 from storage.types import format_cents
 from tools import wording
 from tools.codes import Code
@@ -472,25 +471,3 @@ class _Writer:
             )
         self.seq += 1
         await tl._bump()
-
-
-# --- rate limiting ----------------------------------------------------------------------------------
-async def hit(store: Store, *, subject: str, now: datetime, limit: int, window_s: int) -> float:
-    """Count a request in the identity's fixed window (one atomic upsert, shared by every replica).
-    Returns 0 when allowed, else the seconds until the window ends."""
-    epoch = now.timestamp()
-    start = datetime.fromtimestamp(epoch - epoch % window_s, tz=now.tzinfo)
-    insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
-    stmt = insert(WebRateLimit).values(subject=subject, window_start=start, count=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["subject"],
-        set_={
-            "count": case((WebRateLimit.window_start == stmt.excluded.window_start, WebRateLimit.count + 1), else_=1),
-            "window_start": stmt.excluded.window_start,
-        },
-    ).returning(WebRateLimit.count)
-    async with store.write() as s:
-        count = (await s.execute(stmt)).scalar_one()
-    if count <= limit:
-        return 0.0
-    return max((start + timedelta(seconds=window_s) - now).total_seconds(), 1.0)

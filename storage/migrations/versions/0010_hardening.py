@@ -1,4 +1,4 @@
-"""ticket_events: each ticket's escalation and staff history (`show N` in the staff shell)
+"""ticket_events (each ticket's history, for `show N`); retention indexes; web_turns.client
 
 Revision ID: 0010
 Revises: 0005
@@ -40,9 +40,28 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("ticket_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ticket_events_ticket_id"), ["ticket_id"], unique=False)
+    # what housekeeping's retention deletes by (status, time), and the anonymous ticket quota's key
+    with op.batch_alter_table("inbox", schema=None) as batch_op:
+        batch_op.create_index("ix_inbox_done", ["status", "done_at"], unique=False)
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_posted", ["status", "posted_at"], unique=False)
+    with op.batch_alter_table("web_turns", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("client", sa.String(length=64), nullable=True))
+        batch_op.create_index("ix_web_turns_finished", ["status", "finished_at"], unique=False)
+    with op.batch_alter_table("web_rate_limits", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_web_rate_limits_window_start"), ["window_start"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("web_rate_limits", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_web_rate_limits_window_start"))
+    with op.batch_alter_table("web_turns", schema=None) as batch_op:
+        batch_op.drop_index("ix_web_turns_finished")
+        batch_op.drop_column("client")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_posted")
+    with op.batch_alter_table("inbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_inbox_done")
     with op.batch_alter_table("ticket_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ticket_events_ticket_id"))
     op.drop_table("ticket_events")
