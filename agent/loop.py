@@ -35,7 +35,7 @@ from storage.types import format_cents
 from tools import wording
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext
-from tools.tickets import open_or_update
+from tools.tickets import TicketQuotaExceeded, open_or_update
 from tools.toolbox import Toolbox
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,6 @@ class Agent:
 
     # --- the turn --------------------------------------------------------------------------------------
     async def run_turn(self, ctx: CallContext, text: str) -> AsyncIterator[Event]:
-        settings = self.deps.settings
         text = text.replace("\x00", "")
         turn = _Turn()
         await self._start(turn, ctx)
@@ -76,33 +75,33 @@ class Agent:
 
         trigger = policy.classify(text)
         if trigger is not None:
-            yield await self._escalate(ctx, trigger.priority, trigger.reason, f"Customer wrote: {text[:500]}")
-            fixed = wording.ESCALATED_HUMAN if trigger.reason == "human_request" else wording.ESCALATED_LEGAL
+            told = wording.ESCALATED_HUMAN if trigger.reason == "human_request" else wording.ESCALATED_LEGAL
+            events, fixed = await self._hand_over(
+                ctx, trigger.priority, trigger.reason, f"Customer wrote: {text[:500]}", told
+            )
+            for event in events:
+                yield event
             async for event in self._reply(turn, ctx, fixed, guarded=True):
                 yield event
             return
 
         reply: str | None = None
         while reply is None:
-            if turn.tokens_before + turn.usage.total >= settings.session_token_budget:
-                yield Error("token_budget")
-                yield await self._escalate(ctx, "P2", "token_budget", "The session used up its token budget.")
-                reply = wording.TURN_LIMIT
-                break
-            if turn.calls >= settings.max_model_calls_per_turn:
-                yield Error("turn_limit")
-                yield await self._escalate(ctx, "P2", "turn_limit", f"No answer after {turn.calls} model calls.")
-                reply = wording.TURN_LIMIT
+            capped = await self._capped(turn, ctx)
+            if capped is not None:
+                events, reply = capped
+                for event in events:
+                    yield event
                 break
             try:
                 resp = await self._call_model(turn, ctx)
             except ModelUnavailable as exc:
                 log.warning("session %s: %s", ctx.session_id, exc)
-                yield Error("model_unavailable")
-                yield await self._escalate(
-                    ctx, "P2", "model_failure", f"Model unavailable; customer wrote: {text[:500]}"
+                events, reply = await self._hand_over(
+                    ctx, "P2", "model_failure", f"Model unavailable; customer wrote: {text[:500]}", wording.MODEL_OUTAGE
                 )
-                reply = wording.MODEL_OUTAGE
+                for event in [Error("model_unavailable"), *events]:
+                    yield event
                 break
             if resp.stop_reason == "tool_use" and resp.tool_uses:
                 await self._remember(turn, ctx, "assistant", resp.content)
@@ -123,9 +122,11 @@ class Agent:
                 yield Error("refusal")
                 reply = REFUSAL
             elif resp.stop_reason == "model_context_window_exceeded":
-                yield Error("context_exceeded")
-                yield await self._escalate(ctx, "P2", "turn_limit", "The conversation outgrew the model's context.")
-                reply = wording.TURN_LIMIT
+                events, reply = await self._hand_over(
+                    ctx, "P2", "turn_limit", "The conversation outgrew the model's context.", wording.TURN_LIMIT
+                )
+                for event in [Error("context_exceeded"), *events]:
+                    yield event
             else:  # end_turn, stop_sequence, max_tokens (a truncated tool_use is never run)
                 reply = resp.text or TRUNCATED
         async for event in self._reply(turn, ctx, reply, guarded=False):
@@ -228,7 +229,9 @@ class Agent:
             )
         elif rule is not None:
             summary = f"{name} was refused ({result.code.value}) for input {json.dumps(args)[:300]}"
-            yield await self._escalate(ctx, rule.priority, rule.reason, summary)
+            escalation = await self._escalate(ctx, rule.priority, rule.reason, summary)
+            if escalation is not None:
+                yield escalation
         if result.code in (Code.TICKET_OPENED, Code.TICKET_UPDATED):
             yield Escalation(
                 int(result.data["ticket_id"]),
@@ -257,18 +260,47 @@ class Agent:
         )
 
     # --- escalation and outcome ------------------------------------------------------------------------
-    async def _escalate(self, ctx: CallContext, priority: str, reason: str, summary: str) -> Escalation:
-        async with self.deps.store.write() as s:
-            ticket, created = await open_or_update(
-                s,
-                self.deps,
-                session_id=ctx.session_id,
-                priority=priority,
-                reason=reason,
-                summary=summary,
-                customer_id=ctx.actor.customer_id,
-            )
+    async def _escalate(self, ctx: CallContext, priority: str, reason: str, summary: str) -> Escalation | None:
+        """Open or raise the session's ticket; None when the caller's ticket quota refused a new one."""
+        try:
+            async with self.deps.store.write() as s:
+                ticket, created = await open_or_update(
+                    s,
+                    self.deps,
+                    session_id=ctx.session_id,
+                    priority=priority,
+                    reason=reason,
+                    summary=summary,
+                    customer_id=ctx.actor.customer_id,
+                    quota=ctx.ticket_quota,
+                )
+        except TicketQuotaExceeded:
+            log.info("session %s: no new ticket (%s): over its ticket quota", ctx.session_id, reason)
+            return None
         return Escalation(ticket.id, ticket.priority, reason, created)
+
+    async def _capped(self, turn: _Turn, ctx: CallContext) -> tuple[list[Event], str] | None:
+        """The session's token budget or the turn's model-call cap, once reached: what to show, and
+        the reply (a person takes over)."""
+        settings = self.deps.settings
+        if turn.tokens_before + turn.usage.total >= settings.session_token_budget:
+            what, summary = "token_budget", "The session used up its token budget."
+        elif turn.calls >= settings.max_model_calls_per_turn:
+            what, summary = "turn_limit", f"No answer after {turn.calls} model calls."
+        else:
+            return None
+        events, reply = await self._hand_over(ctx, "P2", what, summary, wording.TURN_LIMIT)
+        return [Error(what), *events], reply
+
+    async def _hand_over(
+        self, ctx: CallContext, priority: str, reason: str, summary: str, reply: str
+    ) -> tuple[list[Event], str]:
+        """Escalate, and the reply that says a person will follow up; past the caller's ticket
+        quota, no ticket and a polite reply that says so instead (never a promise the store breaks)."""
+        escalation = await self._escalate(ctx, priority, reason, summary)
+        if escalation is None:
+            return [Error("ticket_limit")], wording.TICKET_LIMIT
+        return [escalation], reply
 
     async def _finish(self, turn: _Turn, ctx: CallContext, reply: str) -> tuple[Escalation | None, Done]:
         """The clarification rule and the session's outcome, in one transaction."""
@@ -285,16 +317,20 @@ class Agent:
             elif succeeded:
                 session.failed_rounds = 0
             if failed and session.failed_rounds >= policy.CLARIFICATION_ROUNDS:
-                ticket, created = await open_or_update(
-                    s,
-                    self.deps,
-                    session_id=ctx.session_id,
-                    priority="P3",
-                    reason="clarification",
-                    summary=f"The bot could not get what it needed in {session.failed_rounds} consecutive turns.",
-                    customer_id=ctx.actor.customer_id,
-                )
-                escalation = Escalation(ticket.id, ticket.priority, "clarification", created)
+                try:
+                    ticket, created = await open_or_update(
+                        s,
+                        self.deps,
+                        session_id=ctx.session_id,
+                        priority="P3",
+                        reason="clarification",
+                        summary=f"The bot could not get what it needed in {session.failed_rounds} consecutive turns.",
+                        customer_id=ctx.actor.customer_id,
+                        quota=ctx.ticket_quota,
+                    )
+                    escalation = Escalation(ticket.id, ticket.priority, "clarification", created)
+                except TicketQuotaExceeded:  # its savepoint is rolled back; the outcome is still recorded
+                    log.info("session %s: no clarification ticket: over its ticket quota", ctx.session_id)
             outcome, priority = await self._settle_in(s, ctx, last_reply=reply, count_turn=True)
         return escalation, Done(
             outcome=outcome,

@@ -116,13 +116,28 @@ def _check_eval(args: argparse.Namespace, settings: Settings) -> None:
         raise UsageError(str(exc)) from None
 
 
+SLACK_SETTINGS = ("slack_bot_token", "slack_signing_secret", "slack_app_token")
+
+
+def slack_on(settings: Settings) -> bool:
+    """Slack is on when any of its settings is set (then all it needs must be), off when none is."""
+    return any(getattr(settings, name) for name in SLACK_SETTINGS)
+
+
 def _check_run(args: argparse.Namespace, settings: Settings) -> None:
     _check_model(args, settings)
+    if not slack_on(settings):
+        return  # the website chat API alone, with Slack off (cmd_run says so at start)
     socket_mode = bool(settings.slack_app_token) and not args.http
-    if not settings.slack_bot_token:
-        raise UsageError("SLACK_BOT_TOKEN is not set (see .env.example)")
-    if not socket_mode and not settings.slack_signing_secret:
-        raise UsageError("SLACK_SIGNING_SECRET is not set; HTTP mode verifies every request with it")
+    needed = ["slack_bot_token"] + ([] if socket_mode else ["slack_signing_secret"])
+    missing = [name.upper() for name in needed if not getattr(settings, name)]
+    if missing:
+        mode = "Socket Mode" if socket_mode else "HTTP mode"
+        raise UsageError(
+            f"Slack is only partly configured: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            f"not set, and {mode} needs {'it' if len(missing) == 1 else 'them'} (see .env.example); "
+            "with no SLACK_* settings at all, `run` serves the website chat API alone"
+        )
 
 
 def _check_mcp(args: argparse.Namespace, settings: Settings) -> None:
@@ -160,20 +175,22 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.host import Host
     from bot.server import serve
     from bot.slack.runtime import Runtime
     from storage.migrate import current_revision, head_revision
 
     socket_mode = bool(settings.slack_app_token) and not args.http
-    rt = Runtime.create(settings)
-    if rt.store.dialect == "sqlite":
-        await upgrade(rt.store)
-    elif await current_revision(rt.store) != head_revision():
-        await rt.store.dispose()
+    host = Host.create(settings)
+    if host.store.dialect == "sqlite":
+        await upgrade(host.store)
+    elif await current_revision(host.store) != head_revision():
+        await host.store.dispose()
         raise UsageError(
             "the database schema is not current: run `supportbot db upgrade` once before starting replicas"
         )
-    await serve(rt, host=args.host, port=args.port, socket_mode=socket_mode)
+    rt = Runtime.on(host) if slack_on(settings) else None
+    await serve(host, rt, address=args.host, port=args.port, socket_mode=socket_mode and rt is not None)
     return 0
 
 
@@ -287,7 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--database-url", help="scratch database (EVERYTHING IN IT IS DELETED); default: a temp SQLite")
     ev.set_defaults(handler=cmd_eval, precheck=_check_eval)
 
-    run = sub.add_parser("run", help="run the Slack bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)")
+    run = sub.add_parser(
+        "run",
+        help="run the Slack bot and the website chat API (Socket Mode when SLACK_APP_TOKEN is set, else HTTP; "
+        "with no SLACK_* settings, the website chat API alone)",
+    )
     run.add_argument("--http", action="store_true", help="serve HTTP even when SLACK_APP_TOKEN is set")
     run.add_argument("--port", type=int, default=3000, help="HTTP port (also /healthz and /metrics); 0 = any free")
     run.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104

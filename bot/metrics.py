@@ -35,3 +35,12 @@ TOOL_OUTCOMES = Counter("supportbot_tool_outcomes", "Tool call outcomes", ["code
 ESCALATIONS = Counter("supportbot_escalations", "Tickets opened or raised", ["priority"], registry=REGISTRY)
 SLACK_RETRIES = Counter("supportbot_slack_retries", "Slack Web API calls retried", ["reason"], registry=REGISTRY)
 DEAD_LETTERS = Counter("supportbot_dead_letters", "Messages given up on after repeated failures", registry=REGISTRY)
+WEB_RATE_LIMITED = Counter(
+    "supportbot_web_rate_limited", "Website chat requests refused with 429, by the limit hit", ["by"], registry=REGISTRY
+)
+WEB_TICKETS_REFUSED = Counter(
+    "supportbot_web_anonymous_tickets_refused",
+    "New tickets refused to anonymous website visitors over their address's hourly cap",
+    registry=REGISTRY,
+)
+PRUNED = Counter("supportbot_pruned_rows", "Rows deleted by retention, by table", ["table"], registry=REGISTRY)

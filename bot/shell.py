@@ -203,4 +203,4 @@ async def show_ticket(deps: Deps, staff: Actor, ticket_id: int, printer: Printer
 async def refunds_for(deps: Deps, staff: Actor, order_id: str | None) -> str:
     result = await refund_status(deps, CallContext("staff-shell", staff), order_id)
     refunds_ = list(result.data.get("refunds", []))
-    return wording.staff_refund_status_text(result.code, refunds_, order_id=result.data.get("order_id") or order_id)
+    return wording.staff_refund_status_text(result.code, refunds_, order_id=order_id)

@@ -5,6 +5,9 @@ transition is a single conditional UPDATE: when two people press Claim at once e
 them owns the ticket, on one process or on several. Every escalation into a ticket and every
 transition is also a row of its history (`ticket_events`), which `details` returns with the
 conversation for staff.
+
+    TicketQuotaExceeded   a new ticket was refused: its quota (an anonymous visitor's address,
+                          say) has opened its share this hour; nothing was written
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import PRIORITIES, ChatSession, Customer, Message, Ticket, TicketEvent
+from storage.ratelimit import hit_in
 from tools.codes import Code, ToolResult
-from tools.context import Actor, Deps, audit
+from tools.context import Actor, Deps, TicketQuota, audit
 from tools.sessions import remember_link
 
 BOT = "supportbot"  # the actor of escalations: the agent, a guard or a face, never a person's choice
@@ -39,6 +43,12 @@ REASONS = {
     "dead_letter": "A message could not be answered after several attempts",
     "other": "Escalated by the bot",
 }
+
+
+class TicketQuotaExceeded(Exception):
+    def __init__(self, quota: TicketQuota) -> None:
+        self.quota = quota
+        super().__init__(f"at most {quota.limit} new tickets per {quota.window_s} s for this caller")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +116,12 @@ async def open_or_update(
     customer_id: str | None = None,
     order_id: str | None = None,
     refund_id: str | None = None,
+    quota: TicketQuota | None = None,
 ) -> tuple[Ticket, bool]:
     """Open a ticket, or update the session's unresolved one (a unique index allows only one).
 
-    Returns (ticket, created). Runs inside the caller's transaction.
+    Returns (ticket, created). Runs inside the caller's transaction. A new ticket counts against
+    `quota`; past it, TicketQuotaExceeded and no ticket (updating the session's ticket is free).
     """
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {PRIORITIES}")
@@ -151,6 +163,10 @@ async def open_or_update(
             async with s.begin_nested():
                 s.add(ticket)
                 await s.flush()
+                if quota is not None and await hit_in(
+                    s, subject=f"tickets:{quota.key}", now=now, limit=quota.limit, window_s=quota.window_s
+                ):
+                    raise TicketQuotaExceeded(quota)  # leaves the savepoint: the ticket is not kept
         except IntegrityError:
             continue  # another process opened the session's ticket a moment ago: update that one
         _event(s, deps, ticket, "opened", actor=BOT, reason=reason, note=summary)

@@ -59,6 +59,10 @@ MODEL_OUTAGE = (
     "I'm sorry, I'm having trouble answering right now. I've passed your message to a member of our support "
     "team, and they'll reply here."
 )
+TICKET_LIMIT = (
+    "I'm sorry, I can't pass this to our team from here right now: we've had several requests from your "
+    "connection in the last hour. Please try again a little later, or sign in so we can help you with your account."
+)
 TURN_LIMIT = "I'm sorry, I wasn't able to sort this out myself. I've asked a member of our support team to take a look."
 DEAD_LETTER = (
     "I'm sorry, something went wrong on our side while answering your message. "
@@ -164,12 +168,13 @@ def refund_status_text(code: Code, refunds: list[dict[str, str]]) -> str:
 
 def staff_refund_status_text(code: Code, refunds: list[dict[str, str]], *, order_id: str | None) -> str:
     """/refund-status for staff, who may look up any order: an unknown order is just unknown."""
+    order_id = (order_id or "").strip().upper()[:32]
     if code is Code.ORDER_NOT_FOUND:
-        return f"No such order: {order_id[:32]}." if order_id else "No such order."
+        return f"No such order: {order_id}." if order_id else "No such order."
     if code is not Code.OK:
         return for_code(code)
     if not refunds:
-        return f"No refunds for {order_id[:32]}." if order_id else "No refunds."
+        return f"No refunds for {order_id}." if order_id else "No refunds."
     return "\n".join(
         f"{r['order_id']} ({r['item']}): {r['amount']}, {r['status'].replace('_', ' ')}, refund {r['refund_id']}"
         for r in refunds

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -33,14 +33,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from agent.chat import Conversation
-from agent.events import Confirmation, Escalation, Event, Reply, Status
+from agent.events import Confirmation, Error, Escalation, Event, Reply, Status
 from agent.loop import Agent
+from bot import metrics
 from storage.engine import Store
 from storage.models import Refund, Ticket, WebTurn, WebTurnEvent
 from storage.types import format_cents
 from tools import wording
 from tools.codes import Code
-from tools.context import Deps
+from tools.context import Deps, TicketQuota
 from tools.sessions import load_context
 from tools.tickets import open_or_update
 
@@ -224,7 +225,11 @@ class TurnLog:
                     await t
 
     # --- creating and starting ------------------------------------------------------------------------
-    async def create(self, session_id: str, *, kind: str, text: str, refund_id: str | None = None) -> TurnRef:
+    async def create(
+        self, session_id: str, *, kind: str, text: str, refund_id: str | None = None, client: str | None = None
+    ) -> TurnRef:
+        """Store a turn; `client` (an anonymous visitor's hashed address) sets its new-ticket quota,
+        stored with it so that whichever replica runs the turn applies it."""
         now = self.clock.now()
         row = WebTurn(
             key=f"turn_{secrets.token_hex(12)}",
@@ -232,6 +237,7 @@ class TurnLog:
             kind=kind,
             text=text,
             refund_id=refund_id,
+            client=client,
             status="queued",
             lease_owner=self.owner,
             lease_expires_at=now + self.lease,
@@ -402,9 +408,14 @@ class TurnLog:
         try:
             ctx = await load_context(self.deps, turn.session_id)
             assert ctx is not None
+            if turn.client is not None and ctx.actor.kind == "unverified":
+                limit = self.deps.settings.chat_anonymous_tickets_per_hour
+                ctx = replace(ctx, ticket_quota=TicketQuota(key=f"web:{turn.client}", limit=limit))
             convo = Conversation(self.agent, ctx)
             if turn.kind == "message":
                 async for event in convo.say(turn.text):
+                    if isinstance(event, Error) and event.what == "ticket_limit":
+                        metrics.WEB_TICKETS_REFUSED.inc()
                     for kind, data in shown(event):
                         await out.add(kind, data)
             else:

@@ -3,12 +3,14 @@ nothing touched; every command says which database it uses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 SECRET = "s3cret-pw"
@@ -108,3 +110,64 @@ def test_db_import_help_describes_the_file_format(tmp_path: Path) -> None:
     assert proc.returncode == 0
     for word in ('"customers"', '"orders"', '"unit_price"', "shipping", "discount", "delivered_at", "time zone"):
         assert word in proc.stdout, word
+
+
+@pytest.mark.parametrize(
+    ("slack", "missing"),
+    [
+        ({"SLACK_BOT_TOKEN": "xoxb-x"}, "SLACK_SIGNING_SECRET is not set, and HTTP mode needs it"),
+        ({"SLACK_SIGNING_SECRET": "s"}, "SLACK_BOT_TOKEN is not set, and HTTP mode needs it"),
+        ({"SLACK_APP_TOKEN": "xapp-x"}, "SLACK_BOT_TOKEN is not set, and Socket Mode needs it"),
+    ],
+)
+def test_run_with_a_partial_slack_configuration_names_what_is_missing(
+    tmp_path: Path, slack: dict[str, str], missing: str
+) -> None:
+    err = one_clear_line(cli(tmp_path, "run", "--port", "0", "--host", "127.0.0.1", **slack))
+    assert err.startswith("supportbot: Slack is only partly configured: ") and missing in err
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_run_without_slack_serves_the_website_api_alone(tmp_path: Path, database_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC", "MODEL_PROVIDER", "SLACK"))}
+    env |= {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        "--http",
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        async with asyncio.timeout(120):
+            listening = (await proc.stdout.readline()).decode()
+            said = (await proc.stdout.readline()).decode()
+        assert "(website chat API only, replica " in listening, listening + (await proc.stderr.read()).decode()
+        assert said.startswith("supportbot: Slack is off (no SLACK_* settings)") and "shell --staff" in said
+        url = listening.split("listening on ", 1)[1].split()[0]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/healthz") as resp:
+                assert resp.status == 200 and (await resp.json())["ok"] is True
+            async with http.get(f"{url}/metrics") as resp:
+                assert resp.status == 200 and "supportbot_web_rate_limited" in await resp.text()
+            async with http.post(f"{url}/api/chat", json={"message": "What are your opening hours?"}) as resp:
+                assert resp.status == 200 and (await resp.json())["reply"]
+            async with http.post(f"{url}/slack/events", data="{}") as resp:
+                assert resp.status == 404  # Slack is off
+        proc.terminate()
+        async with asyncio.timeout(60):
+            assert await proc.wait() == 0
+        assert "Traceback" not in (await proc.stderr.read()).decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

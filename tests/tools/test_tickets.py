@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from tools import tickets
 from tools.codes import Code
-from tools.context import Actor, CallContext, Deps
+from tools.context import Actor, CallContext, Deps, TicketQuota
 from tools.sessions import load_context, open_session
 from tools.toolbox import Toolbox
 
@@ -136,3 +137,32 @@ async def test_details_hold_the_history_and_the_conversation(toolbox: Toolbox, d
     ]
     assert shown.data["history"][1]["note"] == "customer asked for a person"
     assert {"who": "customer", "text": "I want a person"} in shown.data["transcript"]
+
+
+async def test_a_ticket_quota_caps_new_tickets_not_updates(deps: Deps) -> None:
+    quota = TicketQuota(key="addr-1", limit=2)
+    sessions = [await open_session(deps, channel="web", actor=Actor.unverified(f"web:anon:{n}")) for n in range(3)]
+
+    async def escalate_in(ctx: CallContext) -> bool:
+        async with deps.store.write() as s:
+            _, created = await tickets.open_or_update(
+                s, deps, session_id=ctx.session_id, priority="P1", reason="human_request", summary="x", quota=quota
+            )
+        return created
+
+    assert await escalate_in(sessions[0]) and await escalate_in(sessions[1])
+    assert not await escalate_in(sessions[0])  # raising a session's own ticket costs nothing
+    with pytest.raises(tickets.TicketQuotaExceeded):
+        await escalate_in(sessions[2])
+    async with deps.store.read() as s:
+        assert (await s.execute(text("SELECT count(*) FROM tickets"))).scalar() == 2
+        assert (await s.execute(text("SELECT count(*) FROM ticket_events WHERE kind = 'opened'"))).scalar() == 2
+    deps.clock.advance(hours=1)  # type: ignore[attr-defined]
+    assert await escalate_in(sessions[2])
+
+
+async def test_the_escalation_tool_says_no_ticket_was_opened_past_the_quota(toolbox: Toolbox, deps: Deps) -> None:
+    ctx = await open_session(deps, channel="web", actor=Actor.unverified("web:anon:x"))
+    capped = CallContext(ctx.session_id, ctx.actor, TicketQuota(key="addr-2", limit=0))
+    res = await toolbox.call("escalate_to_human", {"reason": "other", "priority": "P3", "summary": "help"}, capped)
+    assert res.code is Code.NOT_ALLOWED and "No ticket was opened" in res.note

@@ -286,7 +286,8 @@ async def test_refund_status_command(bot: Bot) -> None:
         ("ORD-0404", JAMES, CUSTOMER_TEAM, "I couldn't find that order on your account."),
         ("", JAMES, CUSTOMER_TEAM, "I couldn't find any refunds on your account."),
         ("ORD-8842", AGENT_ANA, HOME_TEAM, "ORD-8842 (ProBlend 500 blender): $89.99, processed, refund RF-"),
-        ("ORD-0404", AGENT_ANA, HOME_TEAM, "No order with that id."),
+        ("ORD-0404", AGENT_ANA, HOME_TEAM, "No such order: ORD-0404."),  # not "on this customer's account"
+        ("ORD-8901", AGENT_ANA, HOME_TEAM, "No refunds for ORD-8901."),
     ]
     for i, (order, user, team, expected) in enumerate(cases):
         assert await bot.command(order, user=user, team=team, key=f"c{i}") == 200
