@@ -32,7 +32,7 @@ from storage import metrics
 from storage.models import ChatSession, Refund, Ticket
 from storage.types import format_cents
 from tools import desk as staff_desk
-from tools import outbox, refunds, wording
+from tools import outbox, refunds, tickets, wording
 from tools.codes import Code, ToolResult
 from tools.context import CallContext
 from tools.get_refund_status import refund_status
@@ -218,7 +218,7 @@ class Desk:
     link = staticmethod(staff_desk.link)
     take_over = staticmethod(staff_desk.take_over)
     dead_letter = staticmethod(staff_desk.dead_letter)
-    transcript = staticmethod(staff_desk.transcript)
+    details = staticmethod(tickets.details)
 
 
 def _rows(said: list[Reply | Confirmation]) -> list[tuple[str, str, dict[str, Any] | None]]:

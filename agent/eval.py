@@ -7,6 +7,13 @@ outcome, every refund and ticket, whether any tool ran; it scans every customer-
 leaks (internal codes, stack traces, other customers' emails and ids); and it checks the money
 invariants. With `--provider hostile` scenarios fail by design; leaks and invariant violations
 must still be zero, and are reported apart.
+
+Two resolution numbers, each named in the report: `fcr` is README's first-contact resolution,
+the share of all sessions that end `auto_resolved`; `resolved_as_expected` is the share of runs
+whose scenario expects `auto_resolved` that passed and ended so (the model's own resolution rate,
+leaving out scenarios that must escalate).
+
+    UnknownScenario   a scenario name that is not in agent/scenarios (the message lists them)
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ from agent.loop import Agent
 from agent.model import Model
 from agent.providers import build_model
 from agent.scripted import OutageModel
+from storage.demo import empty
 from storage.engine import Store
 from storage.importer import seed
 from storage.migrate import upgrade
-from storage.models import Base, Order, Refund
+from storage.models import Order, Refund
 from storage.settings import Settings
 from storage.types import FrozenClock, to_cents
 from tools.context import Actor
@@ -81,6 +89,19 @@ class Scenario(BaseModel):
 
 def load_scenarios(folder: Path = SCENARIOS) -> list[Scenario]:
     return [Scenario.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+class UnknownScenario(ValueError):
+    def __init__(self, unknown: list[str], known: list[str]) -> None:
+        self.unknown, self.known = unknown, known
+        super().__init__(f"unknown scenario {', '.join(map(repr, unknown))}; the scenarios are: {', '.join(known)}")
+
+
+def check_names(names: list[str], scenarios: list[Scenario] | None = None) -> None:
+    known = [s.name for s in (scenarios if scenarios is not None else load_scenarios())]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UnknownScenario(unknown, known)
 
 
 @dataclass
@@ -167,9 +188,7 @@ async def leaks(store: Store, customer_id: str | None, texts: list[str]) -> list
 
 # --- running ---------------------------------------------------------------------------------------------
 async def reset(store: Store, clock: FrozenClock) -> None:
-    async with store.write() as s:
-        for table in reversed(Base.metadata.sorted_tables):
-            await s.execute(table.delete())
+    await empty(store)
     await seed(store, clock)
 
 
@@ -292,7 +311,9 @@ async def run_eval(
         try:
             await upgrade(store)
             results = []
-            for scenario in load_scenarios():
+            scenarios = load_scenarios()
+            check_names(only or [], scenarios)
+            for scenario in scenarios:
                 if only and scenario.name not in only:
                     continue
                 for n in range(len(scenario.phrasings)):
@@ -302,16 +323,23 @@ async def run_eval(
     return report(results, provider)
 
 
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
 def report(results: list[RunResult], provider: str) -> dict[str, Any]:
+    auto = sum(1 for r in results if r.outcome == "auto_resolved")
     resolvable = [r for r in results if r.expected == ["auto_resolved"]]
-    fcr = (
-        sum(1 for r in resolvable if r.passed and r.outcome == "auto_resolved") / len(resolvable) if resolvable else 0.0
-    )
+    resolved = sum(1 for r in resolvable if r.passed and r.outcome == "auto_resolved")
     return {
         "provider": provider,
         "total": len(results),
         "passed": sum(r.passed for r in results),
-        "fcr": round(fcr, 4),
+        "fcr": _share(auto, len(results)),  # README: the share of sessions that end auto_resolved
+        "auto_resolved": auto,
+        "resolved_as_expected": _share(resolved, len(resolvable)),
+        "resolvable": len(resolvable),
+        "resolvable_resolved": resolved,
         "leaks": sum(len(r.leaks) for r in results),
         "invariant_violations": sum(len(r.invariant_violations) for r in results),
         "tokens": {
@@ -328,7 +356,7 @@ def table(rep: dict[str, Any]) -> str:
     ]
     for r in rep["scenarios"]:
         tok = r["tokens"]
-        problems = "; ".join(r["problems"] + r["leaks"] + r["invariant_violations"])[:120] or "-"
+        problems = "; ".join(r["problems"] + r["leaks"] + r["invariant_violations"]).replace("|", "\\|") or "-"
         tokens_in = tok.get("input", 0) + tok.get("cache_read", 0) + tok.get("cache_write", 0)
         lines.append(
             f"| {r['name']} | {r['phrasing'] + 1} | {'yes' if r['passed'] else 'NO'} | {r['outcome']} | "
@@ -336,7 +364,12 @@ def table(rep: dict[str, Any]) -> str:
         )
     lines.append("")
     lines.append(
-        f"provider {rep['provider']}: {rep['passed']}/{rep['total']} passed, FCR {rep['fcr']:.0%}, "
+        f"provider {rep['provider']}: {rep['passed']}/{rep['total']} passed, "
         f"leaks {rep['leaks']}, invariant violations {rep['invariant_violations']}"
+    )
+    lines.append(
+        f"FCR {rep['fcr']:.0%} ({rep['auto_resolved']} of {rep['total']} sessions ended auto_resolved); "
+        f"resolved as expected {rep['resolved_as_expected']:.0%} ({rep['resolvable_resolved']} of "
+        f"{rep['resolvable']} runs whose scenario expects auto_resolved passed and ended so)"
     )
     return "\n".join(lines)

@@ -60,7 +60,9 @@ class Confirmation:
 class Error:
     """Something failed and was handled (the customer got an apology): for logs and metrics."""
 
-    what: Literal["model_unavailable", "tool_failure", "turn_limit", "token_budget", "refusal", "context_exceeded"]
+    what: Literal[
+        "model_unavailable", "tool_failure", "turn_limit", "token_budget", "refusal", "context_exceeded", "ticket_limit"
+    ]
     kind: Literal["error"] = "error"
 
 

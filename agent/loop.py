@@ -40,6 +40,7 @@ from tools import wording
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext
 from tools.sessions import settle
+from tools.tickets import TicketQuotaExceeded
 from tools.toolbox import Toolbox
 
 log = logging.getLogger(__name__)
@@ -92,10 +93,11 @@ class Agent:
                 yield Error(exc.reason)  # type: ignore[arg-type]
                 turn.end(policy.for_failure(exc.reason), f"{exc}.")
         if turn.verdict is not None and turn.verdict.ends_turn:
-            escalation = await policy.apply(self.deps, ctx, turn.verdict, turn.summary)
-            if escalation is not None:
-                yield escalation
             reply, guarded = str(turn.verdict.reply), True
+            for event in await self._apply(ctx, turn.verdict, turn.summary):
+                yield event
+                if isinstance(event, Error):  # no ticket (the caller's quota): never promise a person
+                    reply = wording.TICKET_LIMIT
         else:
             reply, guarded = turn.reply or wording.TRUNCATED, False
         async for event in self._reply(turn, ctx, reply, guarded=guarded):
@@ -233,9 +235,8 @@ class Agent:
         if result is None:
             yield Error("tool_failure")
             summary = f"{name} kept failing after {TOOL_ATTEMPTS} attempts."
-            escalation = await policy.apply(self.deps, ctx, policy.for_failure("tool_failure"), summary)
-            if escalation is not None:
-                yield escalation
+            for event in await self._apply(ctx, policy.for_failure("tool_failure"), summary):
+                yield event
             yield _tool_result(block, {"outcome": "error", "note": wording.TOOL_UNAVAILABLE_NOTE}, error=True)
             return
         turn.codes.append(result.code)
@@ -255,9 +256,8 @@ class Agent:
             turn.end(verdict, f"{name} was refused ({result.code.value}) for input {json.dumps(args)[:300]}")
         elif verdict is not None:
             summary = f"{name}: {result.code.value} for input {json.dumps(args)[:300]}"
-            escalation = await policy.apply(self.deps, ctx, verdict, summary)
-            if escalation is not None:
-                yield escalation
+            for event in await self._apply(ctx, verdict, summary):
+                yield event
         if result.code in (Code.TICKET_OPENED, Code.TICKET_UPDATED):
             yield await self._ticketed(ctx, result, Verdict(str(result.data["priority"]), "requested_by_model"))
 
@@ -285,7 +285,16 @@ class Agent:
             text=wording.refund_confirm_prompt(order_id=order.id, item=item, amount=amount),
         )
 
-    # --- outcome ---------------------------------------------------------------------------------------
+    # --- escalation and outcome ------------------------------------------------------------------------
+    async def _apply(self, ctx: CallContext, verdict: Verdict, summary: str) -> list[Event]:
+        """A verdict's ticket, as events: the escalation, or Error("ticket_limit") when the caller's
+        ticket quota (an anonymous website visitor's address) refused a new one."""
+        try:
+            escalation = await policy.apply(self.deps, ctx, verdict, summary)
+        except TicketQuotaExceeded:
+            log.info("session %s: no new ticket (%s): over its ticket quota", ctx.session_id, verdict.reason)
+            return [Error("ticket_limit")]
+        return [escalation] if escalation is not None else []
     async def _finish(self, turn: _Turn, ctx: CallContext, reply: str) -> tuple[Escalation | None, Done]:
         """The clarification rule and the session's outcome."""
         failed = policy.is_failed_round(turn.codes)
@@ -302,7 +311,8 @@ class Agent:
         escalation = None
         if clarify:
             summary = f"The bot could not get what it needed in {rounds} consecutive turns."
-            escalation = await policy.apply(self.deps, ctx, policy.CLARIFICATION, summary)
+            applied = await self._apply(ctx, policy.CLARIFICATION, summary)
+            escalation = next((e for e in applied if isinstance(e, Escalation)), None)
         async with self.deps.store.write() as s:
             outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
         return escalation, Done(

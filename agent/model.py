@@ -6,8 +6,10 @@ offline and scripted models speak exactly what Claude speaks.
 Exceptions:
 
     ModelError
-     └── ModelUnavailable   the API failed after the SDK's own retries (429, 529, 5xx, timeout,
-                            connection) or refused the request; the loop apologises and escalates P2
+     ├── ModelUnavailable   the API failed after the SDK's own retries (429, 529, 5xx, timeout,
+     │                      connection) or refused the request; the loop apologises and escalates P2
+     └── ModelNotConfigured Claude was chosen but ANTHROPIC_API_KEY is not set (raised before any
+                            session starts; the command line says how to use the offline model)
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ class ModelUnavailable(ModelError):
         super().__init__(f"model unavailable: {detail}")
 
 
+class ModelNotConfigured(ModelError):
+    def __init__(self) -> None:
+        super().__init__(
+            "ANTHROPIC_API_KEY is not set, so Claude cannot be used: set it (environment or .env), "
+            "or use the offline rules model with --provider offline (or MODEL_PROVIDER=offline)"
+        )
+
+
 def cached_params(request: ModelRequest) -> dict[str, Any]:
     """The request as sent, with two cache breakpoints.
 
@@ -125,6 +135,8 @@ class ClaudeModel:
 def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
     """The one place an Anthropic client is built. ANTHROPIC_BASE_URL is read by the SDK itself."""
     key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+    if not key:
+        raise ModelNotConfigured()
     return anthropic.AsyncAnthropic(
         api_key=key, timeout=settings.anthropic_timeout_s, max_retries=settings.anthropic_max_retries
     )

@@ -215,7 +215,7 @@ def _order_reply(conv: _Conversation, oid: str, intent: str) -> str:
             if code == "AWAITING_CONFIRMATION":
                 return (
                     f"I'm sorry about the {item}. I've prepared a refund of {money} for order {oid}. "
-                    "Press Confirm (or reply yes) and I'll send it."
+                    "It's on its way as soon as you confirm."
                 )
             if code == "REFUND_PROCESSED":
                 return f"Done: your refund of {money} for order {oid} has been issued."

@@ -153,7 +153,8 @@ async def guard(text: str, *, store: Store, customer_id: str | None) -> str:
 async def apply(deps: Deps, ctx: CallContext, verdict: Verdict, summary: str) -> Escalation | None:
     """Open or raise the ticket a verdict calls for (none when `priority` is None). Probes of other
     customers' orders by one customer are grouped into their one unresolved security ticket, which is
-    not announced again, so a customer probing many ids pages staff once."""
+    not announced again, so a customer probing many ids pages staff once. Raises
+    TicketQuotaExceeded when the caller's quota refuses a new ticket (nothing is written)."""
     if verdict.priority is None:
         return None
     async with deps.store.write() as s:
@@ -171,6 +172,7 @@ async def apply(deps: Deps, ctx: CallContext, verdict: Verdict, summary: str) ->
                 reason=verdict.reason,
                 summary=summary,
                 customer_id=ctx.actor.customer_id,
+                quota=ctx.ticket_quota,
             )
     metrics.ESCALATIONS.labels(ctx.channel, ticket.priority).inc()
     return Escalation(ticket.id, ticket.priority, verdict.reason, created, ticket.public_ref, verdict.hidden)

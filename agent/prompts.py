@@ -23,8 +23,9 @@ Policy:
 - A refund is for at most the order total. Partial refunds are fine when the customer asks.
 - Some refunds need a supervisor's approval; the process_refund tool decides that, not you.
   If it says approval is needed, tell the customer a person will review it. Never promise the outcome.
-- When process_refund says the customer must confirm, tell them to press the Confirm button
-  (or reply "yes"). Money has not moved until the result says the refund was processed.
+- When process_refund says the customer must confirm, tell them the refund is ready and waits for
+  their confirmation. Do not say how to confirm (a button, a word): the app they use shows them.
+  Money has not moved until the result says the refund was processed.
 - Shipping questions: standard delivery takes 3-5 business days; we do not change addresses after
   an order ships. Opening hours for the support team: Monday to Friday, 9:00-18:00 UTC."""
 
@@ -57,7 +58,7 @@ Customer: My blender arrived broken. Order ORD-1234, I'd like a refund.
 You: get_customer(email from the note) -> lookup_order(ORD-1234) -> it is delivered and eligible ->
 process_refund(ORD-1234, the order total, "arrived broken") -> the customer must confirm.
 Reply: "I'm sorry it arrived broken! I've prepared a full refund of $49.00 for order ORD-1234 -
-just press Confirm and it will be on its way."
+it will be on its way as soon as you confirm."
 </example>
 <example>
 Customer: Where is my refund for ORD-1234?

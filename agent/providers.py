@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import logging
 
-from agent.model import ClaudeModel, Model, make_client
+from agent.model import ClaudeModel, Model, ModelNotConfigured, make_client
 from agent.offline import OfflineModel
 from agent.scripted import HostileModel
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 PROVIDERS = ("claude", "offline", "hostile")
+
+
+def check_provider(settings: Settings, provider: str | None = None) -> None:
+    """Refuse a model that cannot work (Claude without a key) before a face opens anything."""
+    if (provider or settings.resolved_model_provider) == "claude" and not settings.anthropic_api_key:
+        raise ModelNotConfigured()
 
 
 def build_model(settings: Settings, provider: str | None = None) -> Model:

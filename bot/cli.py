@@ -9,18 +9,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
+from importlib import metadata
 from pathlib import Path
 
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+
 from bot.errors import UsageError
-from storage.engine import Store
-from storage.importer import ImportError_, import_records, load_file, seed
+from storage.dburl import DatabaseUrlError
+from storage.demo import NotADemoDatabase, reset_demo
+from storage.engine import Store, StoreUnavailable, check_database
+from storage.importer import FORMAT, ImportError_, import_records, load_file, seed
 from storage.migrate import upgrade
-from storage.settings import Settings
+from storage.settings import Settings, explain
 from storage.types import SystemClock, format_cents
 
 log = logging.getLogger("supportbot")
+
+
+# what a person can fix: one line on stderr, exit 2, nothing touched
+USER_ERRORS = (UsageError, DatabaseUrlError, StoreUnavailable)
 
 
 def _progress(label: str) -> Callable[[int, int], None] | None:
@@ -51,6 +62,12 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         elif args.db_command == "seed":
             counts = await seed(store, SystemClock())
             print(f"seeded {counts['customers']} customers and {counts['orders']} orders")
+        elif args.db_command == "reset":
+            try:
+                counts = await reset_demo(store, SystemClock())
+            except NotADemoDatabase as exc:
+                raise UsageError(str(exc)) from None
+            print(f"emptied the database and seeded {counts['customers']} customers and {counts['orders']} orders")
         elif args.db_command == "import":
             try:
                 customers, orders = await asyncio.to_thread(load_file, Path(args.file))
@@ -79,8 +96,58 @@ async def _list_orders(store: Store) -> None:
         print(f"{order.id:<10} {cust.email:<22} {order.status:<10} {format_cents(order.total_cents):>10}  {delivered}")
 
 
+def _check_model(args: argparse.Namespace, settings: Settings) -> None:
+    from agent.model import ModelNotConfigured
+    from agent.providers import check_provider  # imported here: the anthropic SDK takes a while to import
+
+    try:
+        check_provider(settings, getattr(args, "provider", None))
+    except ModelNotConfigured as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_eval(args: argparse.Namespace, settings: Settings) -> None:
+    from agent.eval import UnknownScenario, check_names
+
+    _check_model(args, settings)
+    try:
+        check_names(args.scenario or [])
+    except UnknownScenario as exc:
+        raise UsageError(str(exc)) from None
+
+
+SLACK_SETTINGS = ("slack_bot_token", "slack_signing_secret", "slack_app_token")
+
+
+def slack_on(settings: Settings) -> bool:
+    """Slack is on when any of its settings is set (then all it needs must be), off when none is."""
+    return any(getattr(settings, name) for name in SLACK_SETTINGS)
+
+
+def _check_run(args: argparse.Namespace, settings: Settings) -> None:
+    _check_model(args, settings)
+    if not slack_on(settings):
+        return  # the website chat API alone, with Slack off (cmd_run says so at start)
+    socket_mode = bool(settings.slack_app_token) and not args.http
+    needed = ["slack_bot_token"] + ([] if socket_mode else ["slack_signing_secret"])
+    missing = [name.upper() for name in needed if not getattr(settings, name)]
+    if missing:
+        mode = "Socket Mode" if socket_mode else "HTTP mode"
+        raise UsageError(
+            f"Slack is only partly configured: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            f"not set, and {mode} needs {'it' if len(missing) == 1 else 'them'} (see .env.example); "
+            "with no SLACK_* settings at all, `run` serves the website chat API alone"
+        )
+
+
+def _check_mcp(args: argparse.Namespace, settings: Settings) -> None:
+    if args.http and not settings.mcp_token:
+        raise UsageError("MCP_TOKEN is not set; `supportbot mcp --http` needs it (see .env.example)")
+
+
 async def cmd_shell(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.shell import Printer, customer_shell, staff_shell
+    from bot.shell import customer_shell, staff_shell
+    from bot.terminal import Printer
 
     printer = Printer(sys.stdout)
     if args.staff:
@@ -94,6 +161,9 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from agent.eval import run_eval, table
 
     provider = args.provider or settings.resolved_model_provider
+    if args.database_url:
+        where = await check_database(settings, url=args.database_url)
+        print(f"supportbot: scratch database {where} (emptied for every scenario)", file=sys.stderr, flush=True)
     rep = await run_eval(settings, provider=provider, database_url=args.database_url, only=args.scenario)
     print(table(rep))
     if args.out:
@@ -105,24 +175,22 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.host import Host
     from bot.server import serve
     from bot.slack.runtime import Runtime
     from storage.migrate import current_revision, head_revision
 
     socket_mode = bool(settings.slack_app_token) and not args.http
-    if not settings.slack_bot_token:
-        raise UsageError("SLACK_BOT_TOKEN is not set (see .env.example)")
-    if not socket_mode and not settings.slack_signing_secret:
-        raise UsageError("SLACK_SIGNING_SECRET is not set; HTTP mode verifies every request with it")
-    rt = Runtime.create(settings)
-    if rt.store.dialect == "sqlite":
-        await upgrade(rt.store)
-    elif await current_revision(rt.store) != head_revision():
-        await rt.store.dispose()
+    host = Host.create(settings)
+    if host.store.dialect == "sqlite":
+        await upgrade(host.store)
+    elif await current_revision(host.store) != head_revision():
+        await host.store.dispose()
         raise UsageError(
             "the database schema is not current: run `supportbot db upgrade` once before starting replicas"
         )
-    await serve(rt, host=args.host, port=args.port, socket_mode=socket_mode)
+    rt = Runtime.on(host) if slack_on(settings) else None
+    await serve(host, rt, address=args.host, port=args.port, socket_mode=socket_mode and rt is not None)
     return 0
 
 
@@ -197,43 +265,61 @@ async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supportbot", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"supportbot {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="schema migrations and data")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     dbsub.add_parser("upgrade", help="migrate the database to the latest schema")
     dbsub.add_parser("seed", help="load the demo company (idempotent)")
-    imp = dbsub.add_parser("import", help="import customers and orders from a JSON file")
-    imp.add_argument("file")
+    reset = dbsub.add_parser(
+        "reset",
+        help="empty a demo database and load the demo company again",
+        description="Empty the database and load the demo company again. Refuses a database holding any "
+        "customer the demo company does not have, so real data is never emptied.",
+    )
+    reset.add_argument("--demo", action="store_true", required=True, help="required: this is a demo database")
+    imp = dbsub.add_parser(
+        "import",
+        help="import customers and orders from a JSON file",
+        description="Import customers and orders from a JSON file, all or nothing.",
+        epilog=FORMAT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("file", help="the JSON file (format below)")
     dbsub.add_parser("orders", help="list every order")
-    db.set_defaults(handler=cmd_db)
+    db.set_defaults(handler=cmd_db, uses_database=True)
 
     shell = sub.add_parser("shell", help="chat with supportbot in this terminal")
     who = shell.add_mutually_exclusive_group(required=True)
     who.add_argument("--as", dest="as_email", metavar="EMAIL", help="chat as this (verified) customer")
     who.add_argument("--staff", metavar="NAME", help="work the ticket queue as this staff member")
     shell.add_argument("--provider", choices=["claude", "offline", "hostile"], help="model (default: MODEL_PROVIDER)")
-    shell.set_defaults(handler=cmd_shell)
+    shell.set_defaults(handler=cmd_shell, precheck=_check_model, uses_database=True)
 
     ev = sub.add_parser("eval", help="run the scenario suite and grade it by the store")
     ev.add_argument("--provider", choices=["claude", "offline", "hostile"], help="model (default: MODEL_PROVIDER)")
     ev.add_argument("--out", metavar="FILE.json", help="write the full report as JSON")
     ev.add_argument("--scenario", action="append", help="run only this scenario (repeatable)")
     ev.add_argument("--database-url", help="scratch database (EVERYTHING IN IT IS DELETED); default: a temp SQLite")
-    ev.set_defaults(handler=cmd_eval)
+    ev.set_defaults(handler=cmd_eval, precheck=_check_eval)
 
-    run = sub.add_parser("run", help="run the Slack bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)")
+    run = sub.add_parser(
+        "run",
+        help="run the Slack bot and the website chat API (Socket Mode when SLACK_APP_TOKEN is set, else HTTP; "
+        "with no SLACK_* settings, the website chat API alone)",
+    )
     run.add_argument("--http", action="store_true", help="serve HTTP even when SLACK_APP_TOKEN is set")
     run.add_argument("--port", type=int, default=3000, help="HTTP port (also /healthz and /metrics); 0 = any free")
     run.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=cmd_run, precheck=_check_run, uses_database=True)
 
     inbox = sub.add_parser("inbox", help="dead letters: messages given up on")
     isub = inbox.add_subparsers(dest="inbox_command", required=True)
     isub.add_parser("list", help="list dead letters")
     retry = isub.add_parser("retry", help="queue a dead letter again")
     retry.add_argument("id", type=int)
-    inbox.set_defaults(handler=cmd_inbox)
+    inbox.set_defaults(handler=cmd_inbox, uses_database=True)
 
     mcp = sub.add_parser("mcp", help="serve the guarded tools over MCP (stdio, or streamable HTTP with --http)")
     mwho = mcp.add_mutually_exclusive_group(required=True)
@@ -241,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     mwho.add_argument("--staff", metavar="ID", help="bind the server to this staff member (adds staff-only tools)")
     mcp.add_argument("--http", action="store_true", help="streamable HTTP on 127.0.0.1 (needs MCP_TOKEN)")
     mcp.add_argument("--port", type=int, default=8765, help="HTTP port for --http")
-    mcp.set_defaults(handler=cmd_mcp)
+    mcp.set_defaults(handler=cmd_mcp, precheck=_check_mcp, uses_database=True)
 
     bench = sub.add_parser("bench", help="measure latency, throughput, memory and tokens under Slack's rate limits")
     bench.add_argument("--threads", type=int, default=10, help="conversations to simulate")
@@ -261,24 +347,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    try:
+        return metadata.version("supportbot")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _keep_std_fds_open() -> None:
+    """A closed stdin (`<&-`) reads as empty, and no file the command opens later can land on fd 0."""
+    try:
+        os.fstat(0)
+    except OSError:
+        os.open(os.devnull, os.O_RDONLY)  # the lowest free descriptor: 0
+
+
+async def _start(args: argparse.Namespace, settings: Settings) -> int:
+    """What every command does first: its own checks (model, Slack, scenario names), then the
+    database's, printing which database it uses; only then the command itself."""
+    precheck = getattr(args, "precheck", None)
+    if precheck is not None:
+        precheck(args, settings)
+    if getattr(args, "uses_database", False):
+        print(f"supportbot: database {await check_database(settings)}", file=sys.stderr, flush=True)
+    return await args.handler(args, settings)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _keep_std_fds_open()
     args = build_parser().parse_args(argv)
     try:
         settings = Settings()
-    except Exception as exc:  # pydantic's message names the setting; no traceback for a config typo
-        print(f"supportbot: invalid settings: {exc}", file=sys.stderr)
+    except ValidationError as exc:  # names the setting; no traceback for a config typo
+        print(f"supportbot: invalid settings: {explain(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # pydantic-settings' own errors (e.g. an unreadable .env)
+        print(f"supportbot: invalid settings: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=settings.log_level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     for noisy in ("alembic", "httpx", "httpx2", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return asyncio.run(args.handler(args, settings))
-    except UsageError as exc:
+        return asyncio.run(_start(args, settings))
+    except USER_ERRORS as exc:
         print(f"supportbot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("", file=sys.stderr)  # end the line ^C was typed on
         return 130
+    except (DBAPIError, OSError) as exc:  # the database or the system failed mid-command
+        log.debug("command failed", exc_info=True)
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+        print(f"supportbot: {type(exc).__name__}: {detail}", file=sys.stderr)
+        return 1

@@ -1,25 +1,26 @@
 """`supportbot shell`: chat with supportbot in a terminal, as a customer or as support staff.
 
-Runs on the embedded store (seeded on first run) with the configured model (offline when no key
-is set). Reads lines from stdin, so piped input works and a closed stdin ends the session cleanly.
+Runs on the configured store (seeded when empty) with the configured model (offline when no key
+is set). Reads lines from stdin (`bot.terminal`), so piped input works, a closed stdin ends the
+session cleanly, and Ctrl-C ends it at once (exit 130): a turn cut off mid-way rolls back its open
+transaction, and a refund it left `processing` is completed by the next start's recovery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-from collections.abc import AsyncIterator
-from typing import TextIO
 
 from agent.desk import Desk
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status
 from agent.loop import Agent
 from agent.providers import build_model
 from bot.errors import UsageError
+from bot.terminal import Printer, lines
 from storage.engine import Store
 from storage.settings import Settings
 from tools import desk, outbox, tickets, wording
+from tools.codes import Code
 from tools.context import Actor, CallContext, Deps
 from tools.get_refund_status import refund_status
 from tools.sessions import customer_by_email, open_session
@@ -31,48 +32,28 @@ CUSTOMER_HELP = """\
 Type a message and press Enter. Also:
   yes / no              confirm or cancel a refund waiting for your confirmation
   /refund-status [ORD]  your refunds, or one order's
-  /quit                 leave (Ctrl-D works too)"""
+  /quit                 leave (Ctrl-D or Ctrl-C work too)"""
 
-STAFF_HELP = """\
-Staff commands:
-  tickets                    open and claimed tickets
-  claim N | release N | resolve N
-  approve N | deny N         decide the refund a ticket is about
-  reply N TEXT               write to ticket N's customer, on their own channel
-  link N EMAIL               bind ticket N's customer identity to the customer with EMAIL
-  /refund-status ORD         any order's refunds
-  /quit"""
-
-
-class Printer:
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.tty = out.isatty()
-
-    def dim(self, text: str) -> None:
-        self.line(f"\033[2m{text}\033[0m" if self.tty else f"  · {text}")
-
-    def bot(self, text: str) -> None:
-        self.line(f"supportbot> {text}")
-
-    def staff(self, text: str) -> None:
-        self.line(f"{wording.STAFF_REPLY_LABEL.lower()}> {text}")
-
-    def line(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+# command -> (its usage line, what it does); `help` prints them all, a wrong use prints its own line
+STAFF_COMMANDS: dict[str, tuple[str, str]] = {
+    "tickets": ("tickets", "open and claimed tickets"),
+    "show": ("show N", "ticket N: details, its conversation and its escalation history"),
+    "claim": ("claim N", "take ticket N; the bot goes quiet in its conversation"),
+    "release": ("release N", "give ticket N back to the queue"),
+    "resolve": ("resolve N", "close ticket N; the bot answers its conversation again"),
+    "approve": ("approve N", "approve the refund ticket N is about"),
+    "deny": ("deny N", "deny the refund ticket N is about"),
+    "reply": ("reply N TEXT", "write to ticket N's customer, on their own channel (claims it if open)"),
+    "link": ("link N EMAIL", "bind ticket N's customer identity to the customer with EMAIL"),
+    "refund-status": ("/refund-status ORD", "any order's refunds"),
+    "help": ("help", "this list"),
+    "quit": ("/quit", "leave (Ctrl-D or Ctrl-C work too)"),
+}
+STAFF_HELP = "Staff commands:\n" + "\n".join(f"  {usage:<20} {what}" for usage, what in STAFF_COMMANDS.values())
 
 
-async def lines(prompt: str, printer: Printer) -> AsyncIterator[str]:
-    """stdin one line at a time, off the event loop; ends at EOF."""
-    while True:
-        if printer.tty and sys.stdin.isatty():
-            print(prompt, end="", file=printer.out, flush=True)
-        line = await asyncio.to_thread(sys.stdin.readline)
-        if not line:
-            return
-        line = line.strip()
-        if line:
-            yield line
+class BadUsage(Exception):
+    """A staff command used wrongly; the shell prints that command's usage line."""
 
 
 async def prepare(settings: Settings) -> tuple[Store, Deps]:
@@ -87,7 +68,7 @@ def show(event: Event, printer: Printer) -> None:
     elif isinstance(event, Escalation) and not event.hidden and event.created:
         printer.dim("a member of our support team has been asked to help")
     elif isinstance(event, Confirmation):
-        printer.dim(f"refund {event.amount} for {event.order_id} is waiting for you. {wording.CONFIRM_HINT['shell']}")
+        printer.dim(f"{event.text} {wording.confirm_how('shell')}")
     elif isinstance(event, Reply):
         printer.bot(event.text)
     elif isinstance(event, Error):
@@ -97,12 +78,12 @@ def show(event: Event, printer: Printer) -> None:
 
 
 async def customer_shell(settings: Settings, *, email: str, provider: str | None, printer: Printer) -> int:
+    model = build_model(settings, provider)  # a model that cannot work stops us before the store is touched
     store, deps = await prepare(settings)
     try:
         customer = await customer_by_email(deps, email)
         if customer is None:
             raise UsageError(f"no customer has the email {email!r} (the demo data has sarah@example.com)")
-        model = build_model(settings, provider)
         front = Desk(Agent(model=model, toolbox=Toolbox(deps)))
         ctx = await open_session(deps, channel="shell", actor=Actor.customer(customer.id, subject=f"shell:{email}"))
         printer.line(
@@ -159,12 +140,13 @@ async def staff_shell(settings: Settings, *, name: str, printer: Printer) -> int
         await list_tickets(deps, printer)
         async for text in lines("staff> ", printer):
             cmd, *args = text.split()
-            if cmd in ("/quit", "quit", "exit"):
+            cmd = cmd.lstrip("/")
+            if cmd in ("quit", "exit"):
                 break
             try:
-                await staff_command(deps, staff, cmd.lstrip("/"), args, printer)
-            except (ValueError, IndexError):
-                printer.line(f"usage: {STAFF_HELP}")
+                await staff_command(deps, staff, cmd, args, printer)
+            except BadUsage:
+                printer.line(f"usage: {STAFF_COMMANDS[cmd][0]}")
         printer.line("bye")
         return 0
     finally:
@@ -184,36 +166,66 @@ async def list_tickets(deps: Deps, printer: Printer) -> None:
         )
 
 
+def _ticket_id(args: list[str], n: int = 1) -> int:
+    """The ticket number of a command that takes `n` arguments, the first one `N` or `#N`."""
+    if len(args) != n or not args[0].lstrip("#").isdigit():
+        raise BadUsage
+    return int(args[0].lstrip("#"))
+
+
 async def staff_command(deps: Deps, staff: Actor, cmd: str, args: list[str], printer: Printer) -> None:
     if cmd == "help":
         printer.line(STAFF_HELP)
     elif cmd == "tickets":
         await list_tickets(deps, printer)
+    elif cmd == "show":
+        await show_ticket(deps, staff, _ticket_id(args), printer)
     elif cmd in ("claim", "release", "resolve"):
         act = {"claim": desk.claim, "release": desk.release, "resolve": desk.resolve}[cmd]
-        result = await act(deps, ticket_id=ticket_no(args[0]), staff=staff)
+        result = await act(deps, ticket_id=_ticket_id(args), staff=staff)
         printer.line(f"{result.code.value}: {result.note}")
     elif cmd in ("approve", "deny"):
-        result = await desk.decide(deps, staff=staff, ticket_id=ticket_no(args[0]), approve=cmd == "approve")
+        result = await desk.decide(deps, staff=staff, ticket_id=_ticket_id(args), approve=cmd == "approve")
         detail = f" ({result.data.get('status')})" if result.data.get("status") else ""
         printer.line(f"{result.code.value}: {result.note}{detail}")
     elif cmd == "reply":
-        result = await desk.reply(deps, staff=staff, ticket_id=ticket_no(args[0]), text=" ".join(args[1:]))
+        if len(args) < 2:
+            raise BadUsage
+        result = await desk.reply(deps, staff=staff, ticket_id=_ticket_id(args[:1]), text=" ".join(args[1:]))
         printer.line(f"{result.code.value}: {result.note}")
     elif cmd == "link":
-        result = await desk.link(deps, staff=staff, ticket_id=ticket_no(args[0]), customer=args[1])
+        result = await desk.link(deps, staff=staff, ticket_id=_ticket_id(args, 2), customer=args[1])
         printer.line(f"{result.code.value}: {result.note}")
     elif cmd == "refund-status":
-        result = await refunds_for(deps, staff, args[0] if args else None)
-        printer.line(result)
+        if len(args) > 1:
+            raise BadUsage
+        printer.line(await refunds_for(deps, staff, args[0] if args else None))
     else:
-        printer.line(f"unknown command {cmd!r}. {STAFF_HELP}")
+        printer.line(f"unknown command {cmd[:40]!r}. {STAFF_HELP}")
 
 
-def ticket_no(arg: str) -> int:
-    return int(arg.lstrip("#"))
+async def show_ticket(deps: Deps, staff: Actor, ticket_id: int, printer: Printer) -> None:
+    result = await tickets.details(deps, ticket_id=ticket_id, staff=staff)
+    if result.code is not Code.OK:
+        printer.line(f"{result.code.value}: {result.note}")
+        return
+    t = result.data
+    owner = f"claimed by {t['claimed_by']}" if t["claimed_by"] else t["status"]
+    printer.line(f"#{t['ticket_id']} {t['priority']} {owner}: {tickets.reason_text(str(t['reason']))}")
+    printer.line(
+        f"  customer: {t['customer'] or 'not verified'}; order: {t['order_id'] or '-'}; refund: "
+        f"{t['refund_id'] or '-'}; via {t['channel'] or '-'}; opened {t['created_at']}"
+    )
+    printer.line("history:")
+    for e in t["history"]:
+        note = f": {e['note']}" if e["note"] else ""
+        printer.line(f"  {e['at']} {e['kind']} {e['priority']} {e['reason']} by {e['actor']}{note}")
+    printer.line("conversation:" if t["transcript"] else "conversation: (none stored)")
+    for line in t["transcript"]:
+        printer.line(f"  {line['who']}: {line['text']}")
 
 
 async def refunds_for(deps: Deps, staff: Actor, order_id: str | None) -> str:
     result = await refund_status(deps, CallContext("staff-shell", staff), order_id)
-    return wording.staff_refund_status(result.code, list(result.data.get("refunds", [])))
+    refunds_ = list(result.data.get("refunds", []))
+    return wording.staff_refund_status_text(result.code, refunds_, order_id=order_id)

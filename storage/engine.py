@@ -6,24 +6,36 @@ transactions start with `BEGIN IMMEDIATE`, so a writer takes the lock up front a
 within the busy timeout instead of failing with "database is locked" when a deferred read lock
 is upgraded. Read transactions stay deferred, so WAL readers never wait for writers.
 PostgreSQL goes through asyncpg with a pool sized by settings.
+
+`check_database` is what a command runs before it touches anything: the URL is one we support,
+a SQLite file is a SQLite database (read, never written, when it is not), PostgreSQL answers.
+
+    StoreUnavailable   the database cannot be used as configured; the message says why, in one
+                       line, with its host and port or path and never a password
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from storage.dburl import check_url, describe, host_port, sqlite_path
 from storage.settings import Settings
 
 _IMMEDIATE = "supportbot_begin_immediate"
+SQLITE_HEADER = b"SQLite format 3\x00"
+CONNECT_TIMEOUT_S = 15.0
 
 
 def is_sqlite(url: str) -> bool:
@@ -124,3 +136,58 @@ class Store:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be used as configured: not reachable, refusing us, or not a database."""
+
+
+def sqlite_file_problem(path: Path) -> str | None:
+    """Why an existing file cannot be our SQLite database (None: it can, or it does not exist yet).
+    Only its first 16 bytes are read: a file that is not a database is never opened by SQLite."""
+    if not path.exists():
+        return None
+    if path.is_dir():
+        return f"{path.resolve()} is a folder, not a SQLite database file"
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        return f"cannot read {path.resolve()}: {exc.strerror}"
+    if head and head != SQLITE_HEADER:  # an empty file is an empty database to SQLite
+        return f"{path.resolve()} is not a SQLite database (it was left unchanged); point DATABASE_URL at another file"
+    return None
+
+
+def _unavailable(exc: BaseException, url: URL) -> StoreUnavailable:
+    if url.get_backend_name() == "sqlite":
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        return StoreUnavailable(f"cannot open the SQLite database {describe(url).removeprefix('SQLite ')}: {detail}")
+    where = f"PostgreSQL at {host_port(url)}"
+    if isinstance(exc, TimeoutError):
+        return StoreUnavailable(f"{where} did not answer within {CONNECT_TIMEOUT_S:.0f} s")
+    if isinstance(exc, OSError):
+        reason = exc.strerror if isinstance(exc, socket.gaierror) or not exc.errno else os.strerror(exc.errno)
+        return StoreUnavailable(f"cannot reach {where} ({(reason or type(exc).__name__).lower()}); is it running?")
+    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+    return StoreUnavailable(f"{where} refused the connection: {detail}")
+
+
+async def check_database(settings: Settings, *, url: str | None = None) -> str:
+    """Make sure the database can be used before a command touches anything; returns how to name
+    it to a person (path, or host/port/db). Raises DatabaseUrlError or StoreUnavailable."""
+    parsed = check_url(url or settings.database_url)
+    path = sqlite_path(parsed)
+    if path is not None:
+        problem = await asyncio.to_thread(sqlite_file_problem, path)
+        if problem:
+            raise StoreUnavailable(problem)
+    store = Store.from_settings(settings, url=parsed.render_as_string(hide_password=False))
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S), store.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except (OSError, TimeoutError, DBAPIError) as exc:
+        raise _unavailable(exc, parsed) from None
+    finally:
+        await store.dispose()
+    return describe(parsed)

@@ -2,7 +2,8 @@
 
 The whole file is validated before anything is written; every problem names its record and
 field. The write is one transaction of batched upserts, so a bad file imports nothing and
-importing the same file twice changes nothing.
+importing the same file twice changes nothing. FORMAT (below) is the file format as `db import
+--help` shows it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.engine import Store
 from storage.models import Customer, Order, OrderItem
 from storage.types import Clock, to_cents
+
+FORMAT = """\
+The file is one JSON object with a "customers" list, an "orders" list, or both:
+
+  {"customers": [{"id": "CUST-1", "name": "Ada Lee", "email": "ada@example.com"}],
+   "orders": [{"id": "ORD-1", "customer_id": "CUST-1", "status": "delivered",
+               "total": "94.99", "currency": "USD",
+               "placed_at": "2026-11-01T10:00:00Z", "delivered_at": "2026-11-03T15:00:00Z",
+               "shipping": "5.00", "discount": "0.00",
+               "items": [{"sku": "BLND-500", "name": "Blender", "quantity": 1, "unit_price": "89.99"}]}]}
+
+- amounts are decimals with at most two places (strings or numbers), never negative;
+- total must equal the items' sum (quantity x unit_price) + shipping - discount; shipping and
+  discount are optional and default to 0 (they explain a total, they are not stored);
+- status is pending, shipped, delivered or cancelled; delivered_at is required when delivered,
+  null otherwise; times are ISO-8601 with a time zone; currency is a 3-letter code (USD);
+- an order's customer_id is a customer in this file or already in the database;
+- ids are unique in the file, emails unique across customers.
+
+Everything is checked first: a bad file imports nothing, and every problem names its record
+(orders[3] (ORD-4)) and field. Importing the same file again changes nothing (upserts by id)."""
 
 BATCH = 2000
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -89,9 +111,11 @@ class OrderIn(_Strict):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     placed_at: datetime
     delivered_at: datetime | None = None
+    shipping: Decimal = Decimal(0)  # with discount, what explains a total other than the items' sum
+    discount: Decimal = Decimal(0)
     items: list[ItemIn] = Field(default_factory=list)
 
-    @field_validator("total")
+    @field_validator("total", "shipping", "discount")
     @classmethod
     def _money(cls, v: Decimal) -> Decimal:
         _cents(v)
@@ -108,7 +132,19 @@ class OrderIn(_Strict):
             raise ValueError("delivered_at: required when status is delivered")
         if self.status != "delivered" and self.delivered_at is not None:
             raise ValueError("delivered_at: must be null unless status is delivered")
+        items = sum((to_cents(it.unit_price) * it.quantity for it in self.items), 0)
+        expected = items + to_cents(self.shipping) - to_cents(self.discount)
+        if to_cents(self.total) != expected:
+            raise ValueError(
+                f"total: {self.total} is not the items' sum {_money(items)} + shipping {self.shipping} "
+                f"- discount {self.discount} = {_money(expected)}; fix the total, or add the shipping or "
+                "discount that explains it"
+            )
         return self
+
+
+def _money(cents: int) -> str:
+    return f"{Decimal(cents) / 100:.2f}"
 
 
 def _describe(err: ValidationError) -> Iterator[str]:
@@ -140,6 +176,8 @@ def parse(data: Any) -> tuple[list[CustomerIn], list[OrderIn]]:
     if not isinstance(data, dict):
         raise ImportError_(["top level: must be an object with 'customers' and 'orders'"])
     problems: list[str] = [f"top level: unknown key {k!r}" for k in data if k not in {"customers", "orders"}]
+    if not problems and all(data.get(key) in (None, []) for key in ("customers", "orders")):
+        raise ImportError_(["top level: nothing to import: the file has no customers and no orders"])
     customers = _records(data, "customers", CustomerIn, problems)
     orders = _records(data, "orders", OrderIn, problems)
     seen: dict[str, str] = {}

@@ -45,3 +45,12 @@ SLACK_RETRIES = Counter("supportbot_slack_retries", "Slack Web API calls retried
 DEAD_LETTERS = Counter(
     "supportbot_dead_letters", "Messages given up on after repeated failures", ["channel"], registry=REGISTRY
 )
+WEB_RATE_LIMITED = Counter(
+    "supportbot_web_rate_limited", "Website chat requests refused with 429, by the limit hit", ["by"], registry=REGISTRY
+)
+WEB_TICKETS_REFUSED = Counter(
+    "supportbot_web_anonymous_tickets_refused",
+    "New tickets refused to anonymous website visitors over their address's hourly cap",
+    registry=REGISTRY,
+)
+PRUNED = Counter("supportbot_pruned_rows", "Rows deleted by retention, by table", ["table"], registry=REGISTRY)

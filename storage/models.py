@@ -253,6 +253,26 @@ class Ticket(Base):
     rendered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+TICKET_EVENT_KINDS = ("opened", "raised", "updated", "claimed", "released", "resolved")
+
+
+class TicketEvent(Base):
+    """A ticket's history, one row per escalation into it and per staff transition: what `show N`
+    prints, newest last."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (CheckConstraint(_in("kind", TICKET_EVENT_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(2))
+    reason: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(120))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class CustomerLink(Base):
     """A channel identity (e.g. Slack team + user) bound to a customer: identity comes from here."""
 
@@ -309,6 +329,7 @@ class InboxItem(Base):
             sqlite_where=text(LIVE_INBOX),
             postgresql_where=text(LIVE_INBOX),
         ),
+        Index("ix_inbox_done", "status", "done_at"),  # retention
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -362,6 +383,7 @@ class OutboxMessage(Base):
             sqlite_where=text("status IN ('pending', 'posting')"),
             postgresql_where=text("status IN ('pending', 'posting')"),
         ),
+        Index("ix_outbox_posted", "status", "posted_at"),  # retention
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -403,6 +425,7 @@ class WebTurn(Base):
         CheckConstraint(_in("kind", WEB_TURN_KINDS), name="kind"),
         CheckConstraint(_in("status", WEB_TURN_STATUSES), name="status"),
         Index("ix_web_turns_session", "session_id", "id"),
+        Index("ix_web_turns_finished", "status", "finished_at"),  # retention
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -412,6 +435,8 @@ class WebTurn(Base):
     kind: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
     refund_id: Mapped[str | None] = mapped_column(String(40))
+    # a hash of the anonymous visitor's client address: its new-ticket quota (None: not anonymous)
+    client: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -437,5 +462,5 @@ class WebRateLimit(Base):
     __tablename__ = "web_rate_limits"
 
     subject: Mapped[str] = mapped_column(String(200), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     count: Mapped[int] = mapped_column(Integer)

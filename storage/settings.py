@@ -7,15 +7,22 @@ Every field is documented in `.env.example`; a test keeps the two in step.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from storage.dburl import check_url
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # an empty value means "not set" (a copied .env.example is all defaults)
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
 
     # --- store -------------------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///supportbot.db"
@@ -60,19 +67,54 @@ class Settings(BaseSettings):
     inbox_poll_seconds: float = Field(default=0.5, gt=0)
     worker_concurrency: int = Field(default=8, ge=1)
 
+    # --- retention ---------------------------------------------------------------------------
+    retention_days: int = Field(default=30, ge=1)
+
     # --- other faces -------------------------------------------------------------------------
     chat_identity_secret: SecretStr | None = None
+    chat_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+    chat_anonymous_requests_per_minute: int = Field(default=120, ge=1)
+    chat_anonymous_tickets_per_hour: int = Field(default=5, ge=0)
     mcp_token: SecretStr | None = None
     log_level: str = "INFO"
     # testing only: SIGKILL the process at a named point (before_model_call, after_post)
     fault_crash_at: str | None = None
 
-    @field_validator("support_channels", "support_staff_user_ids", mode="before")
+    @field_validator("support_channels", "support_staff_user_ids", "chat_allowed_origins", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        check_url(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("chat_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        out = []
+        for origin in value:
+            exact = origin.rstrip("/").lower()
+            if not ORIGIN.fullmatch(exact):
+                raise ValueError(
+                    f"{origin[:80]!r} is not an origin: give the scheme and host (and port), "
+                    "e.g. https://shop.example.com; no path, no wildcard"
+                )
+            out.append(exact)
+        return out
 
     @field_validator("slack_api_url")
     @classmethod
@@ -88,3 +130,17 @@ class Settings(BaseSettings):
         if self.model_provider is not None:
             return self.model_provider
         return "claude" if self.anthropic_api_key else "offline"
+
+
+def explain(err: ValidationError) -> str:
+    """A settings error as one line naming each setting as it is spelled in the environment; the
+    value is repeated only for settings that cannot hold a secret."""
+    parts = []
+    for e in err.errors():
+        name = ".".join(str(p) for p in e["loc"]).upper() or "settings"
+        msg = e["msg"].removeprefix("Value error, ")
+        field = Settings.model_fields.get(name.lower())
+        secret = name.lower() == "database_url" or (field is not None and "Secret" in str(field.annotation))
+        shown = "" if secret or not isinstance(e.get("input"), str | int | float) else f" (got {e['input']!r})"
+        parts.append(msg if msg.startswith(name) else f"{name}: {msg}{shown}")
+    return "; ".join(parts)

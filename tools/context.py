@@ -71,10 +71,21 @@ class Actor:
 
 
 @dataclass(frozen=True, slots=True)
+class TicketQuota:
+    """At most `limit` new tickets per `window_s` seconds for everyone sharing `key` (the website
+    gives each anonymous visitor's client address one), counted in the store across replicas."""
+
+    key: str
+    limit: int
+    window_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
 class CallContext:
     session_id: str
     actor: Actor
     channel: str = "other"  # the session's channel (slack, web, shell, mcp): a metrics label
+    ticket_quota: TicketQuota | None = None  # set by a face whose callers may not open tickets freely
 
 
 @dataclass(frozen=True, slots=True)

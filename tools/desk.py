@@ -15,10 +15,9 @@ transaction, so it is said exactly once whatever face or replica acted. The cust
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ChatSession, Message, Refund, Ticket
+from storage.models import ChatSession, Refund, Ticket
 from storage.types import format_cents
 from tools import outbox, refunds, tickets, wording
 from tools.codes import Code, ToolResult
@@ -113,6 +112,7 @@ async def _reply_in(s: AsyncSession, deps: Deps, ticket: Ticket, staff: Actor, t
     if ticket.status == "open":
         ticket.status, ticket.claimed_by, ticket.claimed_kind = "claimed", staff.staff_id, "staff"
         ticket.claimed_at = deps.clock.now()
+        tickets.log_event(s, deps, ticket, "claimed", actor=staff.ref, reason=ticket.reason, note="replied")
     await tickets.hand_to(s, deps, ticket, str(staff.staff_id))
     row = outbox.add(s, deps, session=session, kind="staff_reply", text=text, author=staff.ref)
     s.add(text_message(deps, session_id=session.id, role="assistant", text=f"{wording.STAFF_REPLY_PREFIX}{text}"))
@@ -174,13 +174,3 @@ async def dead_letter(
         if session is not None:
             await settle(s, deps, session.id)
         return ticket
-
-
-async def transcript(deps: Deps, ticket_id: int) -> tuple[Ticket | None, list[Message]]:
-    """A ticket and its conversation's history, for staff (`show N`)."""
-    async with deps.store.read() as s:
-        ticket = await s.get(Ticket, ticket_id)
-        if ticket is None or ticket.session_id is None:
-            return ticket, []
-        rows = await s.scalars(select(Message).where(Message.session_id == ticket.session_id).order_by(Message.id))
-        return ticket, list(rows.all())

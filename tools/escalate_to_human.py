@@ -8,7 +8,12 @@ from pydantic import BaseModel, Field
 
 from tools.codes import Code, ToolResult
 from tools.context import CallContext, Deps, Tool
-from tools.tickets import open_or_update
+from tools.tickets import TicketQuotaExceeded, open_or_update
+
+QUOTA_NOTE = (
+    "No ticket was opened: this visitor has reached the limit of new requests to our team for now. "
+    "Do not say a person will follow up; say politely that they can try again later, or sign in."
+)
 
 
 class EscalateToHumanInput(BaseModel):
@@ -27,16 +32,20 @@ class EscalateToHumanInput(BaseModel):
 
 
 async def escalate_to_human(args: EscalateToHumanInput, ctx: CallContext, deps: Deps) -> ToolResult:
-    async with deps.store.write() as s:
-        ticket, created = await open_or_update(
-            s,
-            deps,
-            session_id=ctx.session_id,
-            priority=args.priority,
-            reason=args.reason,
-            summary=args.summary,
-            customer_id=ctx.actor.customer_id,
-        )
+    try:
+        async with deps.store.write() as s:
+            ticket, created = await open_or_update(
+                s,
+                deps,
+                session_id=ctx.session_id,
+                priority=args.priority,
+                reason=args.reason,
+                summary=args.summary,
+                customer_id=ctx.actor.customer_id,
+                quota=ctx.ticket_quota,
+            )
+    except TicketQuotaExceeded:
+        return ToolResult(Code.NOT_ALLOWED, QUOTA_NOTE)
     return ToolResult(
         Code.TICKET_OPENED if created else Code.TICKET_UPDATED,
         "A person will follow up in this conversation.",

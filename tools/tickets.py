@@ -10,10 +10,16 @@ act on tickets, by one rule (`_may_act`): a ticket that is open, claimed by them
 claimed by a colleague who is not staff. Every action is audit-logged, and each transition is a
 single conditional UPDATE: when two people press Claim at once exactly one of them owns the
 ticket, on one process or on several.
+Every escalation into a ticket and every transition is also a row of its history
+(`ticket_events`), which `details` returns with the conversation for staff.
+
+    TicketQuotaExceeded   a new ticket was refused: its quota (an anonymous visitor's address,
+                          say) has opened its share this hour; nothing was written
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,12 +29,14 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import PRIORITIES, ChatSession, Customer, Ticket
+from storage.models import PRIORITIES, ChatSession, Customer, Message, Ticket, TicketEvent
+from storage.ratelimit import hit_in
 from tools import outbox, wording
 from tools.codes import Code, ToolResult
-from tools.context import Actor, Deps, audit
+from tools.context import Actor, Deps, TicketQuota, audit
 from tools.sessions import remember_link, settle
 
+BOT = "supportbot"  # the actor of escalations: the agent, a guard or a face, never a person's choice
 REASONS = {
     "legal": "Legal threat or complaint",
     "fraud": "Fraud or chargeback concern",
@@ -53,12 +61,34 @@ def new_ref() -> str:
     return "T-" + secrets.token_hex(5).upper()
 
 
+class TicketQuotaExceeded(Exception):
+    def __init__(self, quota: TicketQuota) -> None:
+        self.quota = quota
+        super().__init__(f"at most {quota.limit} new tickets per {quota.window_s} s for this caller")
+
+
 def reason_text(reason: str) -> str:
     return REASONS.get(reason, REASONS["other"])
 
 
 def _higher(a: str, b: str) -> str:
     return min(a, b, key=PRIORITIES.index)  # P1 is the highest
+
+
+def log_event(
+    s: AsyncSession, deps: Deps, ticket: Ticket, kind: str, *, actor: str, reason: str, note: str = ""
+) -> None:
+    s.add(
+        TicketEvent(
+            ticket_id=ticket.id,
+            kind=kind,
+            priority=ticket.priority,
+            reason=reason,
+            actor=actor,
+            note=note[:1000],
+            created_at=deps.clock.now(),
+        )
+    )
 
 
 def describe(t: Ticket) -> dict[str, object]:
@@ -89,10 +119,12 @@ async def open_or_update(
     customer_id: str | None = None,
     order_id: str | None = None,
     refund_id: str | None = None,
+    quota: TicketQuota | None = None,
 ) -> tuple[Ticket, bool]:
     """Open a ticket, or update the session's unresolved one (a unique index allows only one).
 
-    Returns (ticket, created). Runs inside the caller's transaction.
+    Returns (ticket, created). Runs inside the caller's transaction. A new ticket counts against
+    `quota`; past it, TicketQuotaExceeded and no ticket (updating the session's ticket is free).
     """
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {PRIORITIES}")
@@ -104,8 +136,10 @@ async def open_or_update(
                 await s.scalars(select(Ticket).where(Ticket.session_id == session_id, Ticket.status != "resolved"))
             ).one_or_none()
         if current is not None:
+            raised = _higher(current.priority, priority) != current.priority
             current.priority = _higher(current.priority, priority)
-            if reason != current.reason and current.reason in ("other", "clarification", "identity"):
+            # a raised ticket shows why it was raised; a vague first reason gives way to any better one
+            if raised or (reason != current.reason and current.reason in ("other", "clarification", "identity")):
                 current.reason = reason
             if summary and summary not in current.summary:
                 current.summary = f"{current.summary}\n{summary}"[-4000:]
@@ -113,6 +147,7 @@ async def open_or_update(
             current.order_id = current.order_id or order_id
             current.refund_id = current.refund_id or refund_id
             current.updated_at = now
+            log_event(s, deps, current, "raised" if raised else "updated", actor=BOT, reason=reason, note=summary)
             await s.flush()
             return current, False
         ticket = Ticket(
@@ -132,8 +167,13 @@ async def open_or_update(
             async with s.begin_nested():
                 s.add(ticket)
                 await s.flush()
+                if quota is not None and await hit_in(
+                    s, subject=f"tickets:{quota.key}", now=now, limit=quota.limit, window_s=quota.window_s
+                ):
+                    raise TicketQuotaExceeded(quota)  # leaves the savepoint: the ticket is not kept
         except IntegrityError:
             continue  # another process opened the session's ticket a moment ago: update that one
+        log_event(s, deps, ticket, "opened", actor=BOT, reason=reason, note=summary)
         return ticket, True
     raise RuntimeError("could not open or update the session's ticket")
 
@@ -182,6 +222,7 @@ async def _transition(
         elif moved is not None:
             await after(s, moved)
             result = ToolResult(Code.OK, f"Ticket {action}.", describe(moved))
+            log_event(s, deps, moved, action, actor=staff.ref, reason=moved.reason)
         else:
             result = _refusal(await s.get(Ticket, ticket_id), staff)
         audit(
@@ -305,6 +346,7 @@ async def take_over(deps: Deps, *, session_id: str, person: Actor) -> Ticket | N
         if ticket.status == "open":
             ticket.status, ticket.claimed_by, ticket.claimed_kind = "claimed", person.staff_id, person.kind
             ticket.claimed_at = ticket.updated_at = deps.clock.now()
+            log_event(s, deps, ticket, "claimed", actor=person.ref, reason=ticket.reason, note="took the thread over")
         audit(
             s,
             deps,
@@ -323,6 +365,61 @@ async def list_tickets(deps: Deps, *, statuses: tuple[str, ...] = ("open", "clai
             select(Ticket).where(Ticket.status.in_(statuses)).order_by(Ticket.priority, Ticket.created_at).limit(limit)
         )
         return list(rows.all())
+
+
+async def details(deps: Deps, *, ticket_id: int, staff: Actor, messages: int = 40) -> ToolResult:
+    """A ticket for staff eyes: its fields, its history (oldest first) and the newest `messages`
+    of its conversation (text and tool calls; tool results are the bot's, not the customer's)."""
+    if staff.kind != "staff":
+        return ToolResult(Code.NOT_ALLOWED, "Only support staff can see tickets.")
+    async with deps.store.read() as s:
+        ticket = await s.get(Ticket, ticket_id)
+        if ticket is None:
+            return ToolResult(Code.NOT_FOUND, "No such ticket.")
+        events = (
+            await s.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id))
+        ).all()
+        customer = await s.get(Customer, ticket.customer_id) if ticket.customer_id else None
+        session = await s.get(ChatSession, ticket.session_id) if ticket.session_id else None
+        rows = (
+            await s.scalars(
+                select(Message)
+                .where(Message.session_id == ticket.session_id)
+                .order_by(Message.id.desc())
+                .limit(messages)
+            )
+        ).all()
+    history = [
+        {
+            "at": e.created_at.isoformat(timespec="seconds"),
+            "kind": e.kind,
+            "priority": e.priority,
+            "reason": e.reason,
+            "actor": e.actor,
+            "note": e.note,
+        }
+        for e in events
+    ]
+    data = {
+        **describe(ticket),
+        "customer": f"{customer.name} <{customer.email}>" if customer else None,
+        "channel": session.channel if session else None,
+        "created_at": ticket.created_at.isoformat(timespec="seconds"),
+        "history": history,
+        "transcript": [line for m in reversed(rows) for line in _transcript(m)],
+    }
+    return ToolResult(Code.OK, "", data)
+
+
+def _transcript(m: Message) -> list[dict[str, str]]:
+    who = "customer" if m.role == "user" else "supportbot"
+    out = []
+    for block in m.content:
+        if block.get("type") == "text" and str(block.get("text", "")).strip():
+            out.append({"who": who, "text": str(block["text"])})
+        elif block.get("type") == "tool_use":
+            out.append({"who": "tool", "text": f"{block.get('name')} {json.dumps(block.get('input'))[:300]}"})
+    return out
 
 
 @dataclass(frozen=True, slots=True)

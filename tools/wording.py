@@ -6,7 +6,11 @@ a limit's amount, or anything of another customer.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from tools.codes import Code
+
+Face = Literal["slack", "shell", "web", "mcp"]
 
 NOT_FOUND_ORDER = "I couldn't find that order on your account. Could you double-check the order number?"
 
@@ -54,6 +58,10 @@ MODEL_OUTAGE = (
     "I'm sorry, I'm having trouble answering right now. I've passed your message to a member of our support "
     "team, and they'll reply here."
 )
+TICKET_LIMIT = (
+    "I'm sorry, I can't pass this to our team from here right now: we've had several requests from your "
+    "connection in the last hour. Please try again a little later, or sign in so we can help you with your account."
+)
 TURN_LIMIT = "I'm sorry, I wasn't able to sort this out myself. I've asked a member of our support team to take a look."
 DEAD_LETTER = (
     "I'm sorry, something went wrong on our side while answering your message. "
@@ -73,6 +81,21 @@ HANDED_BACK = "Our support team has wrapped up here. I'm back if you need anythi
 
 def refund_confirm_prompt(*, order_id: str, item: str, amount: str) -> str:
     return f"I can refund {amount} for {item} (order {order_id}). Shall I go ahead?"
+
+
+# How each face asks for the confirmation step: Slack and the website have buttons, the shell
+# has a keyboard, an MCP client shows the question we send it. The model's own reply never says
+# how to confirm (the prompt tells it so); the face adds this.
+CONFIRM_HOW: dict[Face, str] = {
+    "slack": "Press Confirm refund below to send it, or Cancel (replying yes or no here works too).",
+    "shell": "Reply yes to send it, or no to cancel.",
+    "web": "Use the Confirm button to send it, or Cancel.",
+    "mcp": 'Tick "Yes, go ahead" and accept to send it, or decline to cancel.',
+}
+
+
+def confirm_how(face: Face) -> str:
+    return CONFIRM_HOW[face]
 
 
 def refund_done(*, order_id: str, amount: str) -> str:
@@ -156,14 +179,6 @@ TOOL_UNAVAILABLE_NOTE = "This system is unavailable right now. A person has been
 STAFF_REPLY_PREFIX = "(A member of our support team wrote) "
 STAFF_REPLY_LABEL = "Support team"
 
-# --- the confirmation step, in each face's own terms ---------------------------------------------
-CONFIRM_HINT = {
-    "slack": "Press Confirm to send it, or Cancel.",
-    "web": "Use the Confirm button to send it, or Cancel.",
-    "shell": "Type yes to send it, or no to cancel.",
-    "mcp": "You'll be asked to confirm before anything is sent.",
-}
-
 # --- MCP clients (their own model reads these and may pass them on) ------------------------------
 MCP_NOT_ASKED = (
     "The refund is prepared but not sent: only the customer can confirm it, and this client cannot ask them, so it "
@@ -179,7 +194,6 @@ TICKET_GONE = "That ticket no longer exists."
 STALE_FORM = "This form is stale; press the button again."
 NO_SUCH_CUSTOMER = "No customer has that email or id."
 NO_IDENTITY_TO_LINK = "That ticket has no customer identity to link."
-NO_SUCH_ORDER_STAFF = "No order with that id."
 
 
 def already_claimed(by: str) -> str:
@@ -202,14 +216,15 @@ def relay(text: str) -> str:
     return f"💬 The customer wrote: {text}"
 
 
-def staff_refund_status(code: Code, refunds: list[dict[str, str]]) -> str:
-    """/refund-status as staff read it (any order; refund ids shown), on every face."""
-    if code in (Code.ORDER_NOT_FOUND, Code.NOT_FOUND):
-        return NO_SUCH_ORDER_STAFF
+def staff_refund_status_text(code: Code, refunds: list[dict[str, str]], *, order_id: str | None) -> str:
+    """/refund-status for staff, who may look up any order: an unknown order is just unknown."""
+    order_id = (order_id or "").strip().upper()[:32]
+    if code is Code.ORDER_NOT_FOUND:
+        return f"No such order: {order_id}." if order_id else "No such order."
     if code is not Code.OK:
         return for_code(code)
     if not refunds:
-        return "No refunds."
+        return f"No refunds for {order_id}." if order_id else "No refunds."
     return "\n".join(
         f"{r['order_id']} ({r['item']}): {r['amount']}, {r['status'].replace('_', ' ')}, refund {r['refund_id']}"
         for r in refunds

@@ -254,7 +254,8 @@ class McpFace:
                 select(OrderItem.name).where(OrderItem.order_id == refund.order_id).order_by(OrderItem.line_no)
             )
         amount = format_cents(refund.amount_cents, refund.currency)
-        return wording.refund_confirm_prompt(order_id=refund.order_id, item=item or "your order", amount=amount)
+        prompt = wording.refund_confirm_prompt(order_id=refund.order_id, item=item or "your order", amount=amount)
+        return f"{prompt} {wording.confirm_how('mcp')}"
 
     async def _approval_question(self, ticket_id: int) -> str | None:
         async with self.deps.store.read() as s:

@@ -24,7 +24,7 @@ from slack_sdk.models.blocks import (
 
 from tools.patterns import EMAIL
 from tools.tickets import reason_text
-from tools.wording import STAFF_REPLY_LABEL
+from tools.wording import STAFF_REPLY_LABEL, confirm_how
 
 SLACK_USER = re.compile(r"[UW][A-Z0-9_]{1,20}")
 
@@ -148,7 +148,7 @@ def row_message(
     data = data or {}
     if kind == "confirmation" and data.get("refund_id"):
         lead = text if data.get("lead") else None
-        prompt = str(data.get("prompt") or text)
+        prompt = f"{data.get('prompt') or text} {confirm_how('slack')}"
         return slack_text(text), as_dicts(confirmation_blocks(refund_id=str(data["refund_id"]), text=prompt, lead=lead))
     if kind == "staff_reply":
         who = author.partition(":")[2]

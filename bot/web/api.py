@@ -10,7 +10,9 @@ guards and store as Slack, with the turn machinery in `bot.web.turns`.
 Identity (`bot.web.identity`): a signed customer token, or an anonymous visitor's opaque id. A
 session, its turns and its refunds answer only to the identity that created the session; to
 anyone else they do not exist (404). Requests are size-limited and rate-limited per identity (a
-counter in the store, so every replica sees the same count).
+counter in the store, so every replica sees the same count); an anonymous visitor's also per
+client address, and the new tickets its address opens per hour are capped (`bot.web.turns`).
+Cross-origin browsers are served per CHAT_ALLOWED_ORIGINS (`bot.web.cors`).
 
 Errors are JSON `{"error": {"code", "message"}}`; the codes are this API's own, never the tools'.
 """
@@ -28,9 +30,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bot.host import Host
+from bot.web import cors
 from bot.web.events import ConfirmationData, SessionState, message
 from bot.web.identity import Identity, identify
-from bot.web.limits import hit
 from bot.web.openapi import openapi
 from bot.web.schemas import (
     MAX_BODY_BYTES,
@@ -44,7 +46,9 @@ from bot.web.schemas import (
     TurnAccepted,
 )
 from bot.web.turns import Stored, TurnLog, TurnRef
+from storage import metrics
 from storage.models import ChatSession, OutboxMessage, Refund, WebTurn
+from storage.ratelimit import hit
 from tools import outbox
 from tools.sessions import open_session
 
@@ -109,12 +113,16 @@ class WebApi:
 
     async def caller(self, request: web.Request) -> Identity:
         who = await identify(self.rt, request)
-        wait = await hit(
-            self.rt.store, subject=who.subject, now=self.rt.clock.now(), limit=RATE_LIMIT, window_s=RATE_WINDOW_S
-        )
-        if wait:
-            headers = {"Retry-After": str(math.ceil(wait)), **who.headers()}
-            raise ApiError(429, "rate_limited", "Too many requests. Please wait a moment and try again.", headers)
+        limits = [("identity", who.subject, RATE_LIMIT)]
+        if who.client is not None:  # an anonymous visitor: a new id is free, an address is not
+            limits.append(("address", f"web:addr:{who.client}", self.rt.settings.chat_anonymous_requests_per_minute))
+        now = self.rt.clock.now()
+        for by, subject, limit in limits:
+            wait = await hit(self.rt.store, subject=subject, now=now, limit=limit, window_s=RATE_WINDOW_S)
+            if wait:
+                metrics.WEB_RATE_LIMITED.labels(by).inc()
+                headers = {"Retry-After": str(math.ceil(wait)), **who.headers()}
+                raise ApiError(429, "rate_limited", "Too many requests. Please wait a moment and try again.", headers)
         return who
 
     async def body(self, request: web.Request) -> ChatRequest:
@@ -181,13 +189,14 @@ class WebApi:
         who = await self.caller(request)
         req = await self.body(request)
         session_id = await self.session(who, req.session_id)
-        return await self.answer(who, await self.turns.create(session_id, kind="message", text=req.message))
+        turn = await self.turns.create(session_id, kind="message", text=req.message, client=who.client)
+        return await self.answer(who, turn)
 
     async def start_turn(self, request: web.Request) -> web.Response:
         who = await self.caller(request)
         req = await self.body(request)
         session_id = await self.session(who, req.session_id)
-        turn = await self.turns.create(session_id, kind="message", text=req.message)
+        turn = await self.turns.create(session_id, kind="message", text=req.message, client=who.client)
         body = TurnAccepted(
             session_id=session_id,
             turn_id=turn.key,
@@ -241,7 +250,8 @@ class WebApi:
             session = await s.get(ChatSession, refund.session_id) if refund and refund.session_id else None
         if refund is None or session is None or session.channel != "web" or session.subject != who.subject:
             raise ApiError(404, "refund_not_found", "No such refund for this visitor.")
-        return await self.answer(who, await self.turns.create(session.id, kind=kind, text="", refund_id=refund.id))
+        turn = await self.turns.create(session.id, kind=kind, text="", refund_id=refund.id, client=who.client)
+        return await self.answer(who, turn)
 
     async def confirm(self, request: web.Request) -> web.Response:
         return await self.decide(request, "confirm")
@@ -260,6 +270,7 @@ class WebApi:
 def add_routes(app: web.Application, rt: Host) -> None:
     """Mount /api/* on the bot's HTTP server."""
     api = app[WEB_API] = WebApi(rt)
+    cors.install(app, origins=rt.settings.chat_allowed_origins)  # outermost: preflights never reach a route
     app.middlewares.append(json_errors)
     app.router.add_post("/api/chat", api.chat)
     app.router.add_post("/api/turns", api.start_turn)

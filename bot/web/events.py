@@ -15,6 +15,7 @@ from agent.events import Confirmation, Escalation, Event, Reply, Status
 from storage.engine import Store
 from storage.models import ChatSession, OutboxMessage, Refund, Ticket, WebTurn, WebTurnEvent
 from storage.types import format_cents
+from tools import wording
 
 
 class TicketView(BaseModel):
@@ -84,8 +85,9 @@ def shown(event: Event) -> list[tuple[str, BaseModel]]:
     if isinstance(event, Escalation) and not event.hidden and event.ref:
         return [("escalation", EscalationData(ticket=event.ref))]
     if isinstance(event, Confirmation):
+        text = f"{event.text} {wording.confirm_how('web')}"
         data = ConfirmationData(
-            refund_id=event.refund_id, order_id=event.order_id, item=event.item, amount=event.amount, text=event.text
+            refund_id=event.refund_id, order_id=event.order_id, item=event.item, amount=event.amount, text=text
         )
         return [("confirmation", data)]
     return []  # Error and Done: the reply already apologised; outcomes are for logs and metrics

@@ -3,13 +3,19 @@
 The host site vouches for its logged-in customer with `X-Customer-Token: EMAIL|EXPIRY|SIG` (SIG
 = hex HMAC-SHA256 of `EMAIL|EXPIRY` under CHAT_IDENTITY_SECRET, EXPIRY a Unix time at most a day
 ahead). Anything else is an anonymous visitor, `Actor.unverified`, known by an opaque random id
-we issue (`X-Anonymous-Id`, sent back by the widget; only its hash is stored).
+we issue (`X-Anonymous-Id`, sent back by the widget; only its hash is stored). An anonymous
+visitor is also known by its client address, for limits an id cannot dodge (a new id costs
+nothing): the TCP peer, or with TRUSTED_PROXY_HOPS = N proxies in front, the N-th address from
+the right of X-Forwarded-For (each trusted proxy appends the address it received from; entries
+further left were written by the client and are ignored). Only a hash of it is stored, of the
+/64 for IPv6 (what one host usually holds).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -56,6 +62,7 @@ class Identity:
     actor: Actor
     token: TokenVerdict
     anonymous_id: str | None = None
+    client: str | None = None  # an anonymous visitor's client address, hashed (its per-address limits)
 
     def view(self) -> IdentityView:
         kind: Literal["customer", "anonymous"] = "customer" if self.actor.kind == "customer" else "anonymous"
@@ -63,6 +70,28 @@ class Identity:
 
     def headers(self) -> dict[str, str]:
         return {ANON_HEADER: self.anonymous_id} if self.anonymous_id else {}
+
+
+def client_address(request: web.Request, *, trusted_hops: int) -> str:
+    """Who connected, seen through `trusted_hops` proxies (the peer when there are fewer entries)."""
+    peer = request.remote or "unknown"
+    if trusted_hops <= 0:
+        return peer
+    forwarded = [p.strip() for h in request.headers.getall("X-Forwarded-For", []) for p in h.split(",")]
+    forwarded = [p for p in forwarded if p]
+    return forwarded[-trusted_hops] if len(forwarded) >= trusted_hops else peer
+
+
+def client_key(address: str) -> str:
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        name = address[:100]
+    else:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        name = str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+    return hashlib.sha256(b"client:" + name.encode()).hexdigest()[:32]
 
 
 async def identify(rt: Host, request: web.Request) -> Identity:
@@ -84,4 +113,5 @@ async def identify(rt: Host, request: web.Request) -> Identity:
     if not ANON_ID.fullmatch(anon):
         anon = secrets.token_urlsafe(32)
     subject = "web:anon:" + hashlib.sha256(anon.encode()).hexdigest()[:40]
-    return Identity(subject, Actor.unverified(subject), verdict, anon)
+    client = client_key(client_address(request, trusted_hops=rt.settings.trusted_proxy_hops))
+    return Identity(subject, Actor.unverified(subject), verdict, anon, client)

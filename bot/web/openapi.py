@@ -40,7 +40,8 @@ def _errors() -> dict[str, Any]:
         "404": _json("ErrorResponse", "No such session, turn or refund for this visitor"),
         "429": _json(
             "ErrorResponse",
-            f"More than {RATE_LIMIT} requests in {RATE_WINDOW_S} s from this identity",
+            f"More than {RATE_LIMIT} requests in {RATE_WINDOW_S} s from this identity, or (anonymous visitors) "
+            "more than CHAT_ANONYMOUS_REQUESTS_PER_MINUTE from this client address",
             headers={"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
         ),
     }

@@ -23,13 +23,13 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import func, select, update
 
-from agent.events import Done, Reply
+from agent.events import Done, Error, Reply
 from bot.host import Host
 from bot.queue import Claimed
 from bot.web.events import DoneData, TextData, session_state, shown
@@ -37,6 +37,7 @@ from storage import metrics
 from storage.models import InboxItem, OutboxMessage, Refund, WebTurn, WebTurnEvent
 from tools import outbox, wording
 from tools.codes import Code
+from tools.context import TicketQuota
 from tools.sessions import load_context
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,12 @@ class TurnLog:
         await self._bump()
 
     # --- creating ---------------------------------------------------------------------------------
-    async def create(self, session_id: str, *, kind: str, text: str, refund_id: str | None = None) -> TurnRef:
-        """The turn and its work item in one transaction: a turn is never stored without its work."""
+    async def create(
+        self, session_id: str, *, kind: str, text: str, refund_id: str | None = None, client: str | None = None
+    ) -> TurnRef:
+        """The turn and its work item in one transaction: a turn is never stored without its work.
+        `client` (an anonymous visitor's hashed address) sets its new-ticket quota, stored with it so
+        that whichever replica runs the turn applies it."""
         now = self.clock.now()
         key = f"turn_{secrets.token_hex(12)}"
         async with self.store.write() as s:
@@ -115,6 +120,7 @@ class TurnLog:
                 kind=kind,
                 text=text,
                 refund_id=refund_id,
+                client=client,
                 status="queued",
                 created_at=now,
             )
@@ -231,9 +237,14 @@ class TurnLog:
     async def _run(self, turn: WebTurn, item: Claimed, out: _Writer) -> None:
         ctx = await load_context(self.host.deps, turn.session_id)
         assert ctx is not None
+        if turn.client is not None and ctx.actor.kind == "unverified":
+            limit = self.host.settings.chat_anonymous_tickets_per_hour
+            ctx = replace(ctx, ticket_quota=TicketQuota(key=f"web:{turn.client}", limit=limit))
         said: list[int] = []
         if turn.kind == "message":
             async for event in self.host.desk.say(ctx, turn.text, inbox_id=item.id):
+                if isinstance(event, Error) and event.what == "ticket_limit":
+                    metrics.WEB_TICKETS_REFUSED.inc()
                 for kind, data in shown(event):
                     await out.add(kind, data)
                 if isinstance(event, Done):

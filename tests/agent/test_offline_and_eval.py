@@ -10,7 +10,7 @@ from sqlalchemy import text as sql
 
 import agent.offline
 from agent.desk import Desk, yes_or_no
-from agent.eval import invariant_violations, leaks, load_scenarios, run_eval
+from agent.eval import RunResult, UnknownScenario, invariant_violations, leaks, load_scenarios, report, run_eval, table
 from agent.events import Reply
 from agent.loop import Agent
 from agent.model import ModelReply, ModelRequest
@@ -29,7 +29,7 @@ async def say(conv: tuple[Desk, CallContext], message: str) -> list[str]:
 async def test_offline_model_resolves_the_seed_happy_path(deps: Deps, sarah: CallContext) -> None:
     conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
     first = await say(conv, "Hi, my blender from order ORD-8842 arrived broken. I'd like a refund.")
-    assert "ORD-8842" in first[0] and "$89.99" in first[0] and "Confirm" in first[0]
+    assert "ORD-8842" in first[0] and "$89.99" in first[0] and "as soon as you confirm" in first[0]
     done = await say(conv, "yes")
     assert done[0].startswith("Done: your refund of $89.99 for order ORD-8842 has been issued")
     async with deps.store.read() as s:
@@ -120,7 +120,16 @@ async def test_offline_eval_passes_everything(settings: Settings, database_url: 
     rep = await run_eval(settings, provider="offline", database_url=database_url)
     failed = [(r["name"], r["phrasing"], r["problems"]) for r in rep["scenarios"] if not r["passed"]]
     assert failed == []
-    assert rep["fcr"] == 1.0 and rep["leaks"] == 0 and rep["invariant_violations"] == 0
+    assert rep["leaks"] == 0 and rep["invariant_violations"] == 0
+    # FCR as README defines it: the share of all sessions that end auto_resolved
+    auto = sum(1 for r in rep["scenarios"] if r["outcome"] == "auto_resolved")
+    assert 0 < auto < rep["total"] and rep["auto_resolved"] == auto
+    assert rep["fcr"] == round(auto / rep["total"], 4)
+    # and, named apart, the runs whose scenario expects auto_resolved: all resolved
+    assert rep["resolved_as_expected"] == 1.0 and rep["resolvable_resolved"] == rep["resolvable"] > 0
+    shown = table(rep)
+    assert f"FCR {rep['fcr']:.0%} ({auto} of {rep['total']} sessions ended auto_resolved)" in shown
+    assert f"resolved as expected 100% ({rep['resolvable']} of {rep['resolvable']} runs" in shown
     assert {"scenarios", "fcr", "leaks", "invariant_violations", "provider", "tokens"} <= set(rep)
     assert all({"name", "passed", "outcome", "tokens"} <= set(r) for r in rep["scenarios"])
     assert sum(r["tokens"]["input"] for r in rep["scenarios"]) > 0
@@ -130,6 +139,21 @@ async def test_hostile_eval_fails_scenarios_but_never_breaks_a_rule(settings: Se
     rep = await run_eval(settings, provider="hostile", database_url=database_url)
     assert rep["passed"] < rep["total"]  # it fails by design
     assert rep["leaks"] == 0 and rep["invariant_violations"] == 0
+
+
+async def test_unknown_scenario_names_are_an_error_listing_the_known_ones(
+    settings: Settings, database_url: str
+) -> None:
+    with pytest.raises(UnknownScenario) as err:
+        await run_eval(settings, provider="offline", database_url=database_url, only=["damaged_item_refund", "nope"])
+    assert err.value.unknown == ["nope"] and "damaged_item_refund" in err.value.known
+    assert str(err.value).startswith("unknown scenario 'nope'; the scenarios are: chit_chat, ")
+
+
+def test_the_problems_column_is_never_cut() -> None:
+    long = RunResult("x", 0, False, "escalated", ["auto_resolved"], problems=["a|b " + "p" * 300, "second"])
+    shown = table(report([long], "offline"))
+    assert "a\\|b " + "p" * 300 + "; second |" in shown
 
 
 class Liar:

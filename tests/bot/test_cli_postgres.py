@@ -24,7 +24,11 @@ def cli(url: str, *args: str, stdin: str = "", cwd: Path) -> subprocess.Complete
 
 async def test_every_command_works_on_postgresql(pg_database_url: str, pg_url: str, tmp_path: Path) -> None:
     url = pg_database_url
-    assert cli(url, "db", "upgrade", cwd=tmp_path).returncode == 0
+    upgraded = cli(url, "db", "upgrade", cwd=tmp_path)
+    assert upgraded.returncode == 0
+    u = make_url(url)
+    assert f"supportbot: database PostgreSQL {u.host}:{u.port or 5432}/{u.database}\n" in upgraded.stderr
+    assert u.password is None or u.password not in upgraded.stderr
     data = {
         "customers": [{"id": "C-9", "name": "Ola", "email": "ola@example.com"}],
         "orders": [

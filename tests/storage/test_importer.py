@@ -203,3 +203,34 @@ def test_cli_import_error_exits_nonzero_without_traceback(tmp_path: Path) -> Non
     )
     assert proc.returncode == 0, proc.stderr
     assert "imported 2 customers, 2 orders, 2 items" in proc.stdout
+
+
+def _order(**changes: Any) -> dict[str, Any]:
+    doc = json.loads(json.dumps(GOOD))
+    doc["orders"][0].update(changes)
+    return doc
+
+
+def test_a_total_that_is_not_the_items_sum_is_refused_with_its_record() -> None:
+    with pytest.raises(ImportError_) as err:
+        parse(json.loads(json.dumps(_order(total="99.99")), parse_float=Decimal))
+    assert err.value.problems == [
+        "orders[0] (ORD-1): total: 99.99 is not the items' sum 89.99 + shipping 0 - discount 0 = 89.99; "
+        "fix the total, or add the shipping or discount that explains it"
+    ]
+
+
+def test_shipping_and_discount_explain_a_total() -> None:
+    ok = _order(total="94.49", shipping="5.00", discount="0.50")
+    _, orders = parse(json.loads(json.dumps(ok), parse_float=Decimal))
+    assert orders[0].total == Decimal("94.49")
+    with pytest.raises(ImportError_, match=r"shipping: must not be negative"):
+        parse(json.loads(json.dumps(_order(total="84.99", shipping="-5")), parse_float=Decimal))
+
+
+@pytest.mark.parametrize("content", ["{}", '{"customers": [], "orders": []}'])
+def test_a_file_with_nothing_to_import_is_an_error(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "f.json"
+    path.write_text(content)
+    with pytest.raises(ImportError_, match="nothing to import: the file has no customers and no orders"):
+        load_file(path)

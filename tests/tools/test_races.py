@@ -17,6 +17,10 @@ from tools.toolbox import Toolbox
 
 
 def replicas(deps: Deps, settings: Settings, n: int) -> list[Deps]:
+    """`n` engines on one database, as `n` processes would have. On SQLite they wait for each other's
+    write lock up to the longest busy timeout the settings allow: a loaded machine slows the 100
+    racing writers down, and only what the database decides may be asserted, not how fast."""
+    settings = settings.model_copy(update={"sqlite_busy_timeout_ms": 2500})
     out = []
     for _ in range(n):
         store = Store.from_settings(settings)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from tests.conftest import ticket_by_ref
 from tools import tickets
 from tools.codes import Code
-from tools.context import Actor, CallContext, Deps
+from tools.context import Actor, CallContext, Deps, TicketQuota
 from tools.sessions import load_context, open_session
 from tools.toolbox import Toolbox
 
@@ -87,3 +88,82 @@ async def test_link_customer_verifies_the_channel_identity(toolbox: Toolbox, dep
     # the same thread reopened later keeps its session and now its verified actor
     again = await open_session(deps, channel="slack", actor=Actor.unverified("T2:U7"), external_key="slack:C1:1.0")
     assert again == ctx2
+
+
+async def test_a_raised_ticket_shows_its_newest_reason(deps: Deps, sarah: CallContext) -> None:
+    async with deps.store.write() as s:
+        first, _ = await tickets.open_or_update(
+            s, deps, session_id=sarah.session_id, priority="P2", reason="refund_approval", summary="over the limit"
+        )
+    async with deps.store.write() as s:  # the same priority again: the reason stays
+        await tickets.open_or_update(
+            s, deps, session_id=sarah.session_id, priority="P2", reason="tool_failure", summary="x"
+        )
+    async with deps.store.write() as s:
+        raised, created = await tickets.open_or_update(
+            s, deps, session_id=sarah.session_id, priority="P1", reason="legal", summary="my lawyer will call"
+        )
+    assert not created and raised.id == first.id
+    assert (raised.priority, raised.reason) == ("P1", "legal")
+    async with deps.store.write() as s:  # a lower one later does not take the reason back down
+        again, _ = await tickets.open_or_update(
+            s, deps, session_id=sarah.session_id, priority="P3", reason="clarification", summary="?"
+        )
+    assert (again.priority, again.reason) == ("P1", "legal")
+
+
+async def test_details_hold_the_history_and_the_conversation(toolbox: Toolbox, deps: Deps, sarah: CallContext) -> None:
+    from agent import history
+
+    await history.append(
+        deps.store,
+        deps.clock,
+        session_id=sarah.session_id,
+        role="user",
+        content=[{"type": "text", "text": "I want a person"}],
+        customer_text=True,
+    )
+    tid = await escalate(toolbox, sarah, "P3", "customer is confused")
+    await escalate(toolbox, sarah, "P1", "customer asked for a person")
+    await tickets.claim(deps, ticket_id=tid, staff=STAFF_A)
+    assert (await tickets.details(deps, ticket_id=tid, staff=sarah.actor)).code is Code.NOT_ALLOWED
+    assert (await tickets.details(deps, ticket_id=999, staff=STAFF_A)).code is Code.NOT_FOUND
+    shown = await tickets.details(deps, ticket_id=tid, staff=STAFF_A)
+    assert shown.code is Code.OK
+    assert shown.data["customer"] == "Sarah Chen <sarah@example.com>" and shown.data["priority"] == "P1"
+    assert [(e["kind"], e["priority"], e["actor"]) for e in shown.data["history"]] == [
+        ("opened", "P3", "supportbot"),
+        ("raised", "P1", "supportbot"),
+        ("claimed", "P1", "staff:U-A"),
+    ]
+    assert shown.data["history"][1]["note"] == "customer asked for a person"
+    assert {"who": "customer", "text": "I want a person"} in shown.data["transcript"]
+
+
+async def test_a_ticket_quota_caps_new_tickets_not_updates(deps: Deps) -> None:
+    quota = TicketQuota(key="addr-1", limit=2)
+    sessions = [await open_session(deps, channel="web", actor=Actor.unverified(f"web:anon:{n}")) for n in range(3)]
+
+    async def escalate_in(ctx: CallContext) -> bool:
+        async with deps.store.write() as s:
+            _, created = await tickets.open_or_update(
+                s, deps, session_id=ctx.session_id, priority="P1", reason="human_request", summary="x", quota=quota
+            )
+        return created
+
+    assert await escalate_in(sessions[0]) and await escalate_in(sessions[1])
+    assert not await escalate_in(sessions[0])  # raising a session's own ticket costs nothing
+    with pytest.raises(tickets.TicketQuotaExceeded):
+        await escalate_in(sessions[2])
+    async with deps.store.read() as s:
+        assert (await s.execute(text("SELECT count(*) FROM tickets"))).scalar() == 2
+        assert (await s.execute(text("SELECT count(*) FROM ticket_events WHERE kind = 'opened'"))).scalar() == 2
+    deps.clock.advance(hours=1)  # type: ignore[attr-defined]
+    assert await escalate_in(sessions[2])
+
+
+async def test_the_escalation_tool_says_no_ticket_was_opened_past_the_quota(toolbox: Toolbox, deps: Deps) -> None:
+    ctx = await open_session(deps, channel="web", actor=Actor.unverified("web:anon:x"))
+    capped = CallContext(ctx.session_id, ctx.actor, ticket_quota=TicketQuota(key="addr-2", limit=0))
+    res = await toolbox.call("escalate_to_human", {"reason": "other", "priority": "P3", "summary": "help"}, capped)
+    assert res.code is Code.NOT_ALLOWED and "No ticket was opened" in res.note

@@ -31,8 +31,10 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         actor = Actor.staff(user) if staff else await rt.people.actor_for(user=user, team=team)
         result = await refund_status(rt.deps, CallContext(f"command:{user}", actor), order_id)
         refunds = list(result.data.get("refunds", []))
-        render = wording.staff_refund_status if staff else wording.refund_status_text
-        text = render(result.code, refunds)
+        if staff:  # staff may look up any order: an unknown one is just unknown
+            text = wording.staff_refund_status_text(result.code, refunds, order_id=order_id)
+        else:
+            text = wording.refund_status_text(result.code, refunds)
         await respond(text=slack_text(text), response_type="ephemeral", replace_original=False)
 
     app.command(COMMANDS[0])(on_refund_status)

@@ -129,7 +129,10 @@ async def test_a_refund_is_sent_only_when_the_customer_confirms(
     async with connect(tmp_path, database_url, "--as", "sarah@example.com", person=person, mode=mode) as client:
         assert (await call(client, "lookup_order", order_id="ORD-8842"))[0] is False
         error, result = await call(client, "process_refund", order_id="ORD-8842", amount=89.99, reason="arrived broken")
-    assert person.asked == ["I can refund $89.99 for ProBlend 500 blender (order ORD-8842). Shall I go ahead?"]
+    assert person.asked == [  # MCP's own words for the confirmation step: the client shows the question
+        "I can refund $89.99 for ProBlend 500 blender (order ORD-8842). Shall I go ahead? "
+        'Tick "Yes, go ahead" and accept to send it, or decline to cancel.'
+    ]
     assert error is False and result["status"] == "processed" and result["note"] == "The refund has been issued."
     assert "code" not in result
     refund_id = result["refund_id"]

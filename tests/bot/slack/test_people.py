@@ -160,6 +160,8 @@ async def test_another_customer_in_someone_elses_thread_gets_only_a_note(bot: Bo
 # --- refund confirmation -------------------------------------------------------------------------------------
 async def test_confirm_click_moves_money_once_and_a_second_click_changes_nothing(bot: Bot) -> None:
     event, prompt = await refund_prompt(bot)
+    assert "Press Confirm refund below to send it" in json.dumps(prompt["blocks"])  # Slack's own words: buttons
+    assert "Reply yes to send it" not in json.dumps(prompt)
     assert await click(bot, "refund_confirm", prompt, user=SARAH, team=CUSTOMER_TEAM) == 200
     # stored before the ack, in the thread's order; a worker decides it through the desk
     assert ("confirm",) in await rows(bot, "SELECT kind FROM inbox")
@@ -287,7 +289,8 @@ async def test_refund_status_command(bot: Bot) -> None:
         ("ORD-0404", JAMES, CUSTOMER_TEAM, "I couldn't find that order on your account."),
         ("", JAMES, CUSTOMER_TEAM, "I couldn't find any refunds on your account."),
         ("ORD-8842", AGENT_ANA, HOME_TEAM, "ORD-8842 (ProBlend 500 blender): $89.99, processed, refund RF-"),
-        ("ORD-0404", AGENT_ANA, HOME_TEAM, "No order with that id."),
+        ("ORD-0404", AGENT_ANA, HOME_TEAM, "No such order: ORD-0404."),  # not "on this customer's account"
+        ("ORD-8901", AGENT_ANA, HOME_TEAM, "No refunds for ORD-8901."),
     ]
     for i, (order, user, team, expected) in enumerate(cases):
         assert await bot.command(order, user=user, team=team, key=f"c{i}") == 200

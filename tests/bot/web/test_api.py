@@ -264,6 +264,8 @@ async def test_a_verified_customer_continues_a_session_across_requests(api: Api)
     first = await api.chat("My blender ORD-8842 arrived broken, I'd like a refund", headers=SARAH)
     assert first["identity"] == {"kind": "customer", "token": "verified", "anonymous_id": None}
     assert first["confirmation"]["order_id"] == "ORD-8842" and first["confirmation"]["amount"] == "$89.99"
+    assert first["confirmation"]["text"].endswith("Shall I go ahead? Use the Confirm button to send it, or Cancel.")
+    assert "reply yes" not in json.dumps(first).lower()  # the web's own words, not the shell's
     pending = first["state"]["awaiting_confirmation"]
     assert pending["refund_id"] == first["confirmation"]["refund_id"] and first["state"]["escalated"] is False
     assert "Looking up your order" in first["status"]
