@@ -38,6 +38,11 @@ def web_app(rt: Runtime, slack: AsyncApp | None = None) -> web.Application:
     slack = slack or build_app(rt)
 
     async def slack_events(request: web.Request) -> web.Response:
+        try:
+            async with asyncio.timeout(rt.settings.http_body_timeout_s):  # a stalled sender is cut off
+                await request.read()  # kept by aiohttp for to_bolt_request
+        except TimeoutError:
+            return web.Response(status=408, text="request body timeout")
         bolt_request = await to_bolt_request(request)
         return await to_aiohttp_response(await slack.async_dispatch(bolt_request))
 
@@ -71,9 +76,7 @@ async def housekeeping_once(rt: Runtime) -> None:
     await refunds.expire_due(rt.deps)
     async with rt.store.write() as s:  # the web API's rate-limit windows that have closed
         await s.execute(
-            delete(WebRateLimit).where(
-                WebRateLimit.window_start < rt.clock.now() - timedelta(seconds=RATE_WINDOW_S)
-            )
+            delete(WebRateLimit).where(WebRateLimit.window_start < rt.clock.now() - timedelta(seconds=RATE_WINDOW_S))
         )
     depth, age = await rt.inbox.depth()
     metrics.INBOX_DEPTH.set(depth)

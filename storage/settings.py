@@ -62,6 +62,7 @@ class Settings(BaseSettings):
 
     # --- other faces -------------------------------------------------------------------------
     chat_identity_secret: SecretStr | None = None
+    http_body_timeout_s: float = Field(default=5.0, gt=0, le=60)
     mcp_token: SecretStr | None = None
     log_level: str = "INFO"
     # testing only: SIGKILL the process at a named point (before_model_call, after_post)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.web.identity import IdentityView
+from bot.web.limits import RATE_LIMIT, RATE_WINDOW_S, READ_RATE_LIMIT
 from bot.web.turns import ConfirmationData, SessionState
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_MESSAGE_CHARS = 4000
-RATE_LIMIT, RATE_WINDOW_S = 30, 60  # requests per identity per window
+__all__ = ["RATE_LIMIT", "RATE_WINDOW_S", "READ_RATE_LIMIT"]  # re-exported: defined with the other limits
 
 
 class ChatRequest(BaseModel):

@@ -464,7 +464,7 @@ async def test_requests_are_rate_limited_per_identity(
         api = await open_api(bot)
         busy = {"X-Anonymous-Id": "b" * 43}
         for _ in range(RATE_LIMIT):
-            status, _, _ = await api.call("GET", "/api/turns/turn_unknown/events", headers=busy)
+            status, _, _ = await api.call("POST", "/api/refunds/RF-X/cancel", headers=busy)
             assert status == 404
         status, body, headers = await api.call("POST", "/api/chat", {"message": "hello"}, headers=busy)
         assert (status, body["error"]["code"]) == (429, "rate_limited")
@@ -476,7 +476,7 @@ async def test_requests_are_rate_limited_per_identity(
         assert status == 200
         limited = {"X-Customer-Token": token("sarah@example.com", now=clock.now().timestamp())}
         for _ in range(RATE_LIMIT):
-            await api.call("GET", "/api/turns/turn_unknown/events", headers=limited)
+            await api.call("POST", "/api/refunds/RF-X/cancel", headers=limited)
         assert (await api.call("GET", "/api/health"))[0] == 200  # health is not limited
         assert (await api.call("POST", "/api/refunds/RF-X/confirm", headers=limited))[0] == 429
     finally:
