@@ -6,7 +6,8 @@
 - `is_failed_round` / CLARIFICATION_ROUNDS: the model could not get what it needed (its tool calls
   were refused for missing or wrong information, and none succeeded) in two consecutive customer
   turns -> P3.
-- `guard`: every model text passes the sanitizer before a customer sees it.
+- `guard`: every model text is cut to MAX_REPLY_BYTES and passes the sanitizer before a customer
+  sees it.
 Each returns a small verdict; the loop acts on it.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from agent.model import cap_text
 from storage.engine import Store
 from tools.codes import Code
 from tools.sanitizer import sanitize
@@ -60,7 +62,7 @@ def is_failed_round(codes: list[Code]) -> bool:
 
 
 async def guard(text: str, *, store: Store, customer_id: str | None) -> str:
-    return (await sanitize(text, store=store, customer_id=customer_id)).text
+    return (await sanitize(cap_text(text), store=store, customer_id=customer_id)).text
 
 
 __all__ = [
