@@ -48,6 +48,7 @@ from bot.bench.postgres import Postgres
 from bot.bench.runner import (
     CUSTOMER_TEAM,
     KINDS,
+    QUESTIONS,
     STAFF,
     Conversation,
     Driver,
@@ -203,6 +204,36 @@ class ChaosDriver(Driver):
         self.sent: list[tuple[str, str]] = []
         self.event_retries = 0
         self.undelivered = 0
+        self.typed_yes = 0  # refund replies that came without their Confirm button
+
+    async def run(self, conv: Conversation) -> None:
+        try:
+            if conv.kind == "refund":
+                await self.refund(conv)
+            elif conv.kind == "question":
+                await self.say(conv, random.choice(QUESTIONS))
+            else:
+                await self.say(conv, "This is unacceptable, I want to speak to a manager.")
+            if conv.kind != "escalation":
+                for _ in range(self.params.turns):
+                    await self.say(conv, random.choice(QUESTIONS))
+            conv.done = True
+        except Exception as exc:  # recorded as a failure of the run, not a crash of the soak
+            conv.error = f"{type(exc).__name__}: {exc}"[:300]
+
+    async def refund(self, conv: Conversation) -> None:
+        """Ask for a refund and press Confirm; when the reply came without the button (a turn run
+        again after a crash finds the refund its first run prepared, and only reports it), the
+        customer answers "yes" in the thread instead."""
+        await self.say(conv, f"Hi, my kettle from order ORD-7{conv.n:05d} arrived broken. I'd like a refund.")
+        wait = self.params.timeout / 4  # past the longest Retry-After the soak injects
+        try:
+            await self.slack.wait_thread(conv.channel, conv.root, lambda p: _with_button(p, "refund_confirm"), wait)
+        except TimeoutError:
+            self.typed_yes += 1
+            await self.say(conv, "yes")
+            return
+        await self.click_confirm(conv)
 
     def replica(self) -> Replica:
         alive = [r for r in self.replicas if r.proc.returncode is None]
@@ -399,15 +430,22 @@ async def _soak(params: SoakParams, url: str, pg: Postgres | None) -> dict[str, 
         "replica_restarts": chaos.restarts,
         "conversations": len(convs),
         "completed": sum(c.done for c in convs),
-        "conversation_errors": [c.error for c in convs if c.error][:5],
+        "conversation_errors": [_stalled(c, slack) for c in convs if c.error][:5],
         "log_errors": _log_errors([*chaos.retired, *replicas]),
         "event_retries": driver.event_retries,
+        "refund_prompts_without_button": driver.typed_yes,
         "events_undelivered": driver.undelivered,
         "wall_s": round(wall, 1),
         "drain_s": round(drained, 1),
         "ok": check["ok"] and not driver.undelivered and all(c.done for c in convs),
         "check": check,
     }
+
+
+def _stalled(conv: Conversation, slack: FakeSlack) -> dict[str, Any]:
+    """A conversation that could not go on: its error, and what its thread showed the customer."""
+    posts = slack.by_thread.get((conv.channel, conv.root), [])
+    return {"kind": conv.kind, "error": conv.error, "thread": [str(m.get("text"))[:120] for m in posts][:4]}
 
 
 def _log_errors(replicas: list[Replica]) -> dict[str, Any]:

@@ -65,10 +65,10 @@ async def check_invariants(
     posted = Counter(k for m in slack.messages if (k := _reply_key(m)) is not None)
     expected = {(i, seq) for i, seq, status, eph in outbox if eph is None and status == "posted"}
     replied = {i for i, _ in posted}
-    out_of_order = 0
+    out_of_order = []  # (a reply, the earlier one posted after it)
     for posts in slack.by_thread.values():
         keys = [k for m in posts if (k := _reply_key(m)) is not None]
-        out_of_order += sum(1 for a, b in zip(keys, keys[1:], strict=False) if b < a)
+        out_of_order += [(a, b) for a, b in zip(keys, keys[1:], strict=False) if b < a]
     staff_posts = Counter(
         t for m in slack.messages if m["channel"] == staff_channel and not m.get("thread_ts") and (t := _ticket_of(m))
     )
@@ -84,12 +84,12 @@ async def check_invariants(
         "replies_missing_in_slack": sorted(expected - set(posted)),
         "replies_not_recorded": sorted(set(posted) - {(i, seq) for i, seq, _, _ in outbox}),
         "unposted_replies": sorted((i, seq) for i, seq, st, _ in outbox if st != "posted"),
-        "out_of_order_replies": [out_of_order] if out_of_order else [],
+        "out_of_order_replies": out_of_order,
         "duplicate_staff_posts": sorted(t for t, n in staff_posts.items() if n > 1),
         "unposted_tickets": sorted(t for t, ts in tickets if ts in (None, "", "posting")),
         "money_violations": money + [f"order {o} has {n} payouts" for o, n in per_order],
     }
-    counts = {k: (v[0] if k == "out_of_order_replies" and v else len(v)) for k, v in problems.items()}
+    counts = {k: len(v) for k, v in problems.items()}
     return {
         "ok": not any(counts.values()),
         **counts,

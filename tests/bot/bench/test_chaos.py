@@ -124,6 +124,7 @@ async def test_the_invariant_check_sees_doubles_losses_and_leftovers(store: Stor
         "payouts": 0,
     }
     assert check["examples"]["duplicate_replies"] == [(1, 1)]
+    assert check["examples"]["out_of_order_replies"] == [((1, 1), (1, 0))]
 
 
 class DoublePost(AssertionError):
@@ -155,7 +156,8 @@ async def test_a_short_soak_on_sqlite_loses_and_doubles_nothing() -> None:
     leftovers = {k: check[k] for k in ("lost_messages", "stuck_in_inbox", "dead_letters", "unanswered")}
     assert leftovers == dict.fromkeys(leftovers, 0), check["examples"]
     assert check["unposted_replies"] == check["unposted_tickets"] == check["money_violations"] == 0, check["examples"]
-    assert check["duplicate_staff_posts"] == check["out_of_order_replies"] == 0, check["examples"]
-    if check["duplicate_replies"]:
+    assert check["duplicate_staff_posts"] == 0, check["examples"]
+    if check["duplicate_replies"]:  # the late copy may also land after the thread's next reply (out of order)
         raise DoublePost(f"replies posted twice (inbox_id, seq): {check['examples']['duplicate_replies']}")
+    assert check["out_of_order_replies"] == 0, check["examples"]
     assert check["ok"] and result["ok"]
