@@ -204,7 +204,8 @@ class ChaosDriver(Driver):
         self.sent: list[tuple[str, str]] = []
         self.event_retries = 0
         self.undelivered = 0
-        self.typed_yes = 0  # refund replies that came without their Confirm button
+        self.without_button = 0  # refund answers whose first post had no Confirm button
+        self.typed_yes = 0  # ... and no button came later either: the customer typed "yes"
 
     async def run(self, conv: Conversation) -> None:
         try:
@@ -226,6 +227,8 @@ class ChaosDriver(Driver):
         again after a crash finds the refund its first run prepared, and only reports it), the
         customer answers "yes" in the thread instead."""
         await self.say(conv, f"Hi, my kettle from order ORD-7{conv.n:05d} arrived broken. I'd like a refund.")
+        if _with_button(self.slack.by_thread[(conv.channel, conv.root)], "refund_confirm") is None:
+            self.without_button += 1  # the answer came without the button (it rides on the last reply)
         wait = self.params.timeout / 4  # past the longest Retry-After the soak injects
         try:
             await self.slack.wait_thread(conv.channel, conv.root, lambda p: _with_button(p, "refund_confirm"), wait)
@@ -433,7 +436,8 @@ async def _soak(params: SoakParams, url: str, pg: Postgres | None) -> dict[str, 
         "conversation_errors": [_stalled(c, slack) for c in convs if c.error][:5],
         "log_errors": _log_errors([*chaos.retired, *replicas]),
         "event_retries": driver.event_retries,
-        "refund_prompts_without_button": driver.typed_yes,
+        "refund_answers_without_button": driver.without_button,
+        "refunds_confirmed_by_typing_yes": driver.typed_yes,
         "events_undelivered": driver.undelivered,
         "wall_s": round(wall, 1),
         "drain_s": round(drained, 1),

@@ -86,7 +86,7 @@ async def check_invariants(
         "unposted_replies": sorted((i, seq) for i, seq, st, _ in outbox if st != "posted"),
         "out_of_order_replies": out_of_order,
         "duplicate_staff_posts": sorted(t for t, n in staff_posts.items() if n > 1),
-        "unposted_tickets": sorted(t for t, ts in tickets if ts in (None, "", "posting")),
+        "unposted_tickets": sorted((t, ts) for t, ts in tickets if ts in (None, "", "posting")),
         "money_violations": money + [f"order {o} has {n} payouts" for o, n in per_order],
     }
     counts = {k: len(v) for k, v in problems.items()}

@@ -164,7 +164,13 @@ async def test_two_claim_clicks_on_different_replicas_make_one_owner(
     assert statuses == [200, 200]
     (owner,) = [r[0] for r in await q(pg, "SELECT claimed_by FROM tickets")]
     assert owner in (AGENT_ANA, "U_BEN")
-    assert sum("Already claimed" in (c.get("text") or "") for c in slack.called("chat.postEphemeral")) == 1
+
+    def refused() -> list[dict[str, Any]]:
+        return [c for c in slack.called("chat.postEphemeral") if "Already claimed" in (c.get("text") or "")]
+
+    await slack.wait_for(refused)  # the loser is told after its click was acknowledged
+    await slack.wait_for(lambda: slack.called("chat.update"))  # the winner's re-render, after its acknowledgement
+    assert len(refused()) == 1
 
 
 async def test_two_confirm_clicks_on_different_replicas_pay_once(
