@@ -204,6 +204,8 @@ class ChaosDriver(Driver):
         self.sent: list[tuple[str, str]] = []
         self.event_retries = 0
         self.undelivered = 0
+        self.started = time.monotonic()
+        self.timeline: dict[int, list[str]] = {}  # what each conversation sent and when, for a stalled one
         self.without_button = 0  # refund answers whose first post had no Confirm button
         self.typed_yes = 0  # ... and no button came later either: the customer typed "yes"
 
@@ -268,6 +270,8 @@ class ChaosDriver(Driver):
 
     async def say(self, conv: Conversation, text_: str) -> float:
         self.sent.append((conv.channel, f"{1_750_000_000 + self.ts + 1}.{self.ts + 1:06d}"))  # the ts next_ts() gives
+        at = time.monotonic() - self.started
+        self.timeline.setdefault(conv.n, []).append(f"{at:.1f}s sent {text_[:20]!r} as {self.sent[-1][1]}")
         try:
             return await super().say(conv, text_)
         except TimeoutError:
@@ -433,7 +437,8 @@ async def _soak(params: SoakParams, url: str, pg: Postgres | None) -> dict[str, 
         "replica_restarts": chaos.restarts,
         "conversations": len(convs),
         "completed": sum(c.done for c in convs),
-        "conversation_errors": [_stalled(c, slack) for c in convs if c.error][:5],
+        "conversation_errors": [_stalled(c, slack, driver) for c in convs if c.error][:5],
+        "conversations_stalled": sum(1 for c in convs if c.error),
         "log_errors": _log_errors([*chaos.retired, *replicas]),
         "event_retries": driver.event_retries,
         "refund_answers_without_button": driver.without_button,
@@ -446,10 +451,14 @@ async def _soak(params: SoakParams, url: str, pg: Postgres | None) -> dict[str, 
     }
 
 
-def _stalled(conv: Conversation, slack: FakeSlack) -> dict[str, Any]:
-    """A conversation that could not go on: its error, and what its thread showed the customer."""
+def _stalled(conv: Conversation, slack: FakeSlack, driver: ChaosDriver) -> dict[str, Any]:
+    """A conversation that could not go on: its error, what it sent and what its thread showed."""
     posts = slack.by_thread.get((conv.channel, conv.root), [])
-    return {"kind": conv.kind, "error": conv.error, "thread": [str(m.get("text"))[:120] for m in posts][:4]}
+    shown = [
+        f"{m['at'] - driver.started:.1f}s {(m.get('metadata') or {}).get('event_payload')} {str(m.get('text'))[:60]}"
+        for m in posts
+    ]
+    return {"kind": conv.kind, "error": conv.error, "sent": driver.timeline.get(conv.n, []), "thread": shown[:6]}
 
 
 def _log_errors(replicas: list[Replica]) -> dict[str, Any]:
