@@ -77,16 +77,21 @@ class Postgres:
 
     @classmethod
     async def throwaway(cls) -> Postgres:
-        """initdb and start a private server on a free port (fsync off: it is scratch)."""
+        """initdb and start a private server on a free port. fsync is off (it is scratch, and the
+        machine does not crash); synchronous_commit stays on, since `pg_ctl stop -m immediate`
+        would otherwise lose transactions that reported their commit."""
         bin_dir, user = _find_bin(), _server_user()
         root = Path(tempfile.mkdtemp(prefix="supportbot-soak-pg-"))
         if user:
             shutil.chown(root, user)
         port = _free_port()
         options = ["-c", "listen_addresses=127.0.0.1", "-p", str(port), "-k", str(root)]
-        options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "max_connections=300"]
+        options += ["-c", "fsync=off", "-c", "max_connections=300"]
         pg = cls(bin_dir, root / "data", port, user, options, owned=root)
-        await pg._run(str(bin_dir / "initdb"), "-D", str(pg.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        await pg._run(
+            str(bin_dir / "initdb"), "-D", str(pg.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+            "--locale=C.UTF-8",
+        )  # fmt: skip
         await pg.start()
         return pg
 
