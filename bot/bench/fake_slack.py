@@ -166,8 +166,9 @@ class FakeSlack:
             if (channel is None or m["channel"] == channel) and (thread_ts is None or m.get("thread_ts") == thread_ts)
         ]
 
-    async def wait_for(self, predicate: Callable[[], Any], limit: float = 20.0) -> Any:
-        """Until `predicate()` is truthy (re-checked on every call the fake serves); at most `limit` s."""
+    async def wait_for(self, predicate: Callable[[], Any], limit: float = 60.0) -> Any:
+        """Until `predicate()` is truthy (re-checked on every call the fake serves); at most `limit` s
+        (a hang guard, generous for a loaded machine: waiting ends as soon as the predicate holds)."""
         async with asyncio.timeout(limit), self._changed:
             while not (result := predicate()):
                 await self._changed.wait()

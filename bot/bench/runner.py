@@ -185,7 +185,7 @@ async def start_replica(env: dict[str, str]) -> Replica:
     )
     assert proc.stdout is not None
     log: list[str] = []
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(180):  # a hang guard: on a loaded 2-core machine a start took 30 s
         while True:
             line = (await proc.stdout.readline()).decode()
             if not line:

@@ -111,7 +111,7 @@ async def test_a_poison_message_is_dead_lettered_and_others_go_on(bot: Bot) -> N
     assert await bot.wait_replies(ok)
     alert = await bot.slack.wait_for(lambda: bot.slack.posts(channel=STAFF_CHANNEL))
     assert "could not be answered after 3 attempts" in alert[0]["text"]
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(60):
         await bot.rt.workers.wait_completed(4)  # three tries of the poison, one answer
     async with bot.rt.store.read() as s:
         assert (await s.execute(sql("SELECT status, attempts FROM inbox ORDER BY id"))).all() == [

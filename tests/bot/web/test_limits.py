@@ -67,7 +67,7 @@ async def send_part_of_a_body(url: str, path: str, headers: dict[str, str], body
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body[: len(body) // 2])
     await writer.drain()
     try:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(60):
             head = (await reader.readuntil(b"\r\n\r\n")).decode()
             length = next(int(h.split(":")[1]) for h in head.split("\r\n") if h.lower().startswith("content-length"))
             return int(head.split()[1]), await reader.readexactly(length)
