@@ -165,7 +165,7 @@ def text_leaks(said: str, *, others: list[tuple[str, str]], foreign_orders: list
     """What one customer-visible text gives away: internal codes, exception text, other customers'
     ids and emails, their order numbers."""
     upper, lower = said.upper(), said.lower()
-    found = [f"internal code {c!r}" for c in CODE.findall(said)]
+    found = [f"internal code {c[:40]!r}" for c in CODE.findall(said)]
     if TRACE.search(said):
         found.append("stack trace or exception text")
     found += [f"customer {cid}" for cid, email in others if cid.upper() in upper or email.lower() in lower]
