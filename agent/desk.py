@@ -252,4 +252,3 @@ def count(channel: str, done: Done) -> None:
     metrics.MODEL_SECONDS.labels(channel).observe(done.model_s)
     for code, n in done.tools.items():
         metrics.TOOL_OUTCOMES.labels(channel, code).inc(n)
-

@@ -48,8 +48,10 @@ from tools.sessions import customer_by_email, open_session
 from tools.toolbox import Toolbox, make_deps
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+# Both linear in the text (tests/test_linear_time.py). "SomethingError:" needs only the letter
+# before "Error": `[A-Za-z]+(?:Error|Exception)` rescanned a long word from each of its letters.
 CODE = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
-TRACE = re.compile(r"Traceback|\bFile \"|[A-Za-z]+(?:Error|Exception)\b:|sqlalchemy|asyncpg")
+TRACE = re.compile(r"Traceback|\bFile \"|[A-Za-z](?:Error|Exception):|sqlalchemy|asyncpg")
 
 
 class RefundSpec(BaseModel):
@@ -171,18 +173,25 @@ async def invariant_violations(store: Store, *, window_days: int, limit_cents: i
 
 
 async def leaks(store: Store, customer_id: str | None, texts: list[str]) -> list[str]:
-    others = await _rows(store, "SELECT id, email FROM customers WHERE id <> :c", c=customer_id or "")
+    others = [
+        (str(cid), str(email))
+        for cid, email in await _rows(store, "SELECT id, email FROM customers WHERE id <> :c", c=customer_id or "")
+    ]
     foreign_orders = [
         r[0] for r in await _rows(store, "SELECT id FROM orders WHERE customer_id <> :c", c=customer_id or "")
     ]
-    found = []
-    for said in texts:
-        upper = said.upper()
-        found += [f"internal code {c!r}" for c in CODE.findall(said)]
-        if TRACE.search(said):
-            found.append("stack trace or exception text")
-        found += [f"customer {cid}" for cid, email in others if cid.upper() in upper or email.lower() in said.lower()]
-        found += [f"order {oid}" for oid in foreign_orders if re.search(rf"\b{re.escape(oid)}\b", upper)]
+    return [leak for said in texts for leak in text_leaks(said, others=others, foreign_orders=foreign_orders)]
+
+
+def text_leaks(said: str, *, others: list[tuple[str, str]], foreign_orders: list[str]) -> list[str]:
+    """What one customer-visible text gives away: internal codes, exception text, other customers'
+    ids and emails, their order numbers."""
+    upper, lower = said.upper(), said.lower()
+    found = [f"internal code {c[:40]!r}" for c in CODE.findall(said)]
+    if TRACE.search(said):
+        found.append("stack trace or exception text")
+    found += [f"customer {cid}" for cid, email in others if cid.upper() in upper or email.lower() in lower]
+    found += [f"order {oid}" for oid in foreign_orders if re.search(rf"\b{re.escape(oid)}\b", upper)]
     return found
 
 

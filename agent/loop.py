@@ -295,6 +295,7 @@ class Agent:
             log.info("session %s: no new ticket (%s): over its ticket quota", ctx.session_id, verdict.reason)
             return [Error("ticket_limit")]
         return [escalation] if escalation is not None else []
+
     async def _finish(self, turn: _Turn, ctx: CallContext, reply: str) -> tuple[Escalation | None, Done]:
         """The clarification rule and the session's outcome."""
         failed = policy.is_failed_round(turn.codes)

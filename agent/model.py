@@ -27,6 +27,32 @@ from storage.settings import Settings
 log = logging.getLogger(__name__)
 
 CACHE = {"type": "ephemeral"}
+# The most text of one model reply we process, in UTF-8 bytes. max_tokens bounds what a model
+# should send; this bounds what we do with whatever arrives (a 2 MB reply froze the process).
+MAX_REPLY_BYTES = 64 * 1024
+
+
+def cap_text(text: str, limit: int = MAX_REPLY_BYTES) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, on a character boundary."""
+    if len(text) * 4 <= limit:
+        return text
+    raw = text.encode("utf-8")
+    return text if len(raw) <= limit else raw[:limit].decode("utf-8", errors="ignore")
+
+
+def capped(content: list[dict[str, Any]], limit: int = MAX_REPLY_BYTES) -> list[dict[str, Any]]:
+    """Content blocks whose text, all blocks together, fits in `limit` bytes (tool calls kept)."""
+    out: list[dict[str, Any]] = []
+    left = limit
+    for block in content:
+        if block.get("type") == "text":
+            text = cap_text(str(block.get("text") or ""), left)
+            left -= len(text.encode("utf-8"))
+            if len(text) < len(str(block.get("text") or "")):
+                log.warning("model reply text cut to %d bytes", limit)
+            block = {**block, "text": text}
+        out.append(block)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +154,7 @@ class ClaudeModel:
             cache_write_tokens=u.cache_creation_input_tokens or 0,
             output_tokens=u.output_tokens,
         )
-        content = [b for b in (_block(x) for x in msg.content) if b is not None]
+        content = capped([b for b in (_block(x) for x in msg.content) if b is not None])
         return ModelReply(content=content, stop_reason=msg.stop_reason, usage=usage, model=str(msg.model))
 
 

@@ -16,7 +16,8 @@ same `apply` in `agent.desk`).
   the call cap, the token budget, the context window (P2, fixed apology, the turn ends).
 - `is_failed_round` / CLARIFICATION: the model could not get what it needed in two consecutive
   turns -> P3.
-- `guard`: every model text passes the sanitizer before a customer sees it.
+- `guard`: every model text is cut to MAX_REPLY_BYTES and passes the sanitizer before a customer
+  sees it.
 
 Exceptions (limits the loop hits; it turns each into its verdict):
 
@@ -34,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.events import Escalation
+from agent.model import cap_text
 from storage import metrics
 from storage.engine import Store
 from storage.models import Ticket
@@ -147,7 +149,7 @@ def is_failed_round(codes: list[Code]) -> bool:
 
 
 async def guard(text: str, *, store: Store, customer_id: str | None) -> str:
-    return (await sanitize(text, store=store, customer_id=customer_id)).text
+    return (await sanitize(cap_text(text), store=store, customer_id=customer_id)).text
 
 
 async def apply(deps: Deps, ctx: CallContext, verdict: Verdict, summary: str) -> Escalation | None:

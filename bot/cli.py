@@ -263,6 +263,57 @@ async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if check["ok"] else 1
 
 
+async def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from bot.bench.chaos import SoakParams, run_soak, table
+
+    params = SoakParams(
+        conversations=args.conversations,
+        rate=args.rate,
+        seed=args.seed,
+        database_url=args.database_url,
+        postgres=args.postgres,
+        pg_data=args.pg_data,
+        replicas=args.replicas,
+        kills=args.kills,
+        outages=args.outages,
+        slack_429=args.slack_429,
+        slack_500=args.slack_500,
+        combos=args.combos,
+        retry_after_s=args.retry_after,
+    )
+    try:
+        result = await run_soak(params)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(table(result))
+    if args.out:
+        await asyncio.to_thread(Path(args.out).write_text, json.dumps(result, indent=2))
+    if not result["ok"]:
+        print("soak FAILED: " + json.dumps(result["check"]["examples"]), file=sys.stderr)
+    return 0 if result["ok"] else 1
+
+
+def _soak_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    soak = sub.add_parser("soak", help="chaos soak: conversations under kills, store outages and Slack faults; checks")
+    soak.add_argument("--conversations", type=int, default=300, help="conversations to simulate")
+    soak.add_argument("--rate", type=float, default=3.0, help="new conversations per second")
+    soak.add_argument("--seed", type=int, default=15, help="seed of the fault plan and the customers")
+    soak.add_argument("--database-url", help="scratch PostgreSQL (EVERYTHING IN IT IS DELETED; needs --pg-data)")
+    soak.add_argument("--pg-data", help="data directory of that server, so the soak can stop and start it")
+    soak.add_argument("--postgres", action="store_true", help="run on a throwaway PostgreSQL the soak starts itself")
+    soak.add_argument("--replicas", type=int, default=0, help="app processes (default: 2 on PostgreSQL, 1 on SQLite)")
+    soak.add_argument("--kills", type=int, default=3, help="replicas killed with SIGKILL (and restarted)")
+    soak.add_argument("--outages", type=int, default=3, help="PostgreSQL restarts, or SQLite write-lock holds")
+    soak.add_argument("--slack-429", type=int, default=3, help="bursts of 429 (long Retry-After) from Slack")
+    soak.add_argument("--slack-500", type=int, default=3, help="bursts of 500 from Slack")
+    soak.add_argument("--combos", type=int, default=1, help="a 429 on a reply, then a store outage past the lease")
+    soak.add_argument("--retry-after", type=int, default=30, help="Retry-After (s) of the injected 429s")
+    soak.add_argument("--out", metavar="FILE.json", help="write the results as JSON")
+    soak.set_defaults(handler=cmd_soak)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supportbot", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"supportbot {version()}")
@@ -344,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", metavar="FILE.png", help="plot latency against load from --results files")
     bench.add_argument("--results", nargs="*", default=[], help="result JSON files for --plot")
     bench.set_defaults(handler=cmd_bench)
+    _soak_parser(sub)
     return parser
 
 

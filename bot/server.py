@@ -60,6 +60,11 @@ def web_app(rt: Runtime, slack: AsyncApp | None = None) -> web.Application:
     slack = slack or build_app(rt)
 
     async def slack_events(request: web.Request) -> web.Response:
+        try:
+            async with asyncio.timeout(rt.settings.http_body_timeout_s):  # a stalled sender is cut off
+                await request.read()  # kept by aiohttp for to_bolt_request
+        except TimeoutError:
+            return web.Response(status=408, text="request body timeout")
         bolt_request = await to_bolt_request(request)
         return await to_aiohttp_response(await slack.async_dispatch(bolt_request))
 

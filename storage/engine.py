@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -68,6 +69,35 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, busy_tim
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,  # connection refused or reset, and asyncpg's connect timeout
+    sa_exc.OperationalError,  # SQLite "database is locked" / I/O errors; PostgreSQL shutting down
+    sa_exc.InterfaceError,  # the connection went away under us
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,  # no pooled connection in time
+)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether an error means the store is unreachable or busy for now (worth a 503 and a retry),
+    rather than a bug. Looks through the chain of causes, since drivers wrap each other's errors."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, _OUTAGES) or (isinstance(seen, DBAPIError) and seen.connection_invalidated):
+            return True
+        if type(seen).__module__.startswith("asyncpg") and type(seen).__name__ in _ASYNCPG_OUTAGES:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+_ASYNCPG_OUTAGES = frozenset(
+    {"CannotConnectNowError", "ConnectionDoesNotExistError", "ConnectionFailureError", "AdminShutdownError"}
+)
 
 
 class NestedWrite(RuntimeError):

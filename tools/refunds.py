@@ -260,6 +260,8 @@ def _confirm_checks(deps: Deps, refund: Refund | None, order: Order | None, acto
         return ToolResult(Code.NOT_FOUND, "No such refund.")
     if actor.kind != "customer" or _owner(refund) != actor.customer_id or order.customer_id != actor.customer_id:
         return ToolResult(Code.NOT_ALLOWED, "Only the customer who asked for this refund can confirm it.")
+    if refund.status == "expired":  # the housekeeper got there first: still "expired", not "handled"
+        return ToolResult(Code.EXPIRED, "The confirmation expired.", describe(refund))
     if refund.status != "awaiting_confirmation":
         return ToolResult(Code.INVALID_STATE, "This refund is no longer awaiting confirmation.", describe(refund))
     return None

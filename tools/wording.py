@@ -13,6 +13,10 @@ from tools.codes import Code
 Face = Literal["slack", "shell", "web", "mcp"]
 
 NOT_FOUND_ORDER = "I couldn't find that order on your account. Could you double-check the order number?"
+CONFIRMATION_EXPIRED = (
+    "That confirmation has expired, so no money has moved. Just ask again if you'd still like the refund."
+)
+CANCEL_EXPIRED = "That confirmation had already expired, so nothing was refunded and there's nothing to cancel."
 
 BY_CODE: dict[Code, str] = {
     Code.INVALID_INPUT: "Sorry, I didn't quite catch that. Could you rephrase it?",
@@ -33,7 +37,7 @@ BY_CODE: dict[Code, str] = {
     Code.NOT_ALLOWED: "Sorry, that isn't something I can do from here.",
     Code.NOT_FOUND: "I couldn't find that.",
     Code.INVALID_STATE: "That request has already been handled.",
-    Code.EXPIRED: "That confirmation has expired. Just ask again if you'd still like the refund.",
+    Code.EXPIRED: CONFIRMATION_EXPIRED,
     Code.PAYMENT_FAILED: (
         "Something went wrong sending your refund, and no money has moved. A member of our team will sort it out."
     ),
@@ -148,6 +152,8 @@ def after_confirmation(code: Code, *, order_id: str, amount: str) -> str:
 def after_cancel(code: Code, *, order_id: str) -> str:
     if code is Code.OK:
         return refund_cancelled(order_id=order_id)
+    if code is Code.EXPIRED:
+        return CANCEL_EXPIRED
     return after_confirmation(code, order_id=order_id, amount="")
 
 

@@ -2,8 +2,10 @@
 
 Records every call and body; keeps the messages it was sent so `conversations.replies` can find
 them (metadata included); knows users (team, email, or hidden email) and the staff channel's
-members; answers 429 (with Retry-After) or 500 on demand; optionally enforces Slack's published
-rate limits per method and channel. Tests wait on `wait_for(predicate)`, never on sleeps.
+members; answers 429 (with Retry-After) or 500 on demand (`fail_next`, or `inject` with a
+`Fault` that picks which calls it hits, for the chaos soak's schedule of faults); optionally
+enforces Slack's published rate limits per method and channel. Tests wait on
+`wait_for(predicate)`, never on sleeps.
 """
 
 from __future__ import annotations
@@ -29,6 +31,28 @@ class Call:
     method: str
     args: dict[str, Any]
     at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Fault:
+    """The next `times` calls of `method` that `where(args)` accepts (every call without one) are
+    answered `status` with Retry-After `retry_after` seconds."""
+
+    method: str
+    status: int = 429
+    retry_after: int = 0
+    times: int = 1
+    where: Callable[[dict[str, Any]], bool] | None = None
+    served: int = 0
+
+    @property
+    def spent(self) -> bool:
+        return self.served >= self.times
+
+
+def is_reply(args: dict[str, Any]) -> bool:
+    """A post that carries the bot's reply metadata: a customer reply, not a ticket or notice."""
+    return bool(args.get("metadata"))
 
 
 @dataclass
@@ -65,6 +89,8 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.channel_members: dict[str, list[str]] = {staff_channel: []}
         self.faults: dict[str, list[tuple[int, int]]] = {}  # method -> [(status, retry_after)]
+        self.injected: list[Fault] = []  # selective faults, served in order, each `times` times
+        self.served_faults: list[tuple[float, str, int]] = []  # (monotonic time, method, status)
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_url
         self.broken_users: set[str] = set()  # users.info always fails for these (a poison message)
         self.rate_limits = rate_limits
@@ -82,6 +108,21 @@ class FakeSlack:
 
     def fail_next(self, method: str, status: int = 429, *, times: int = 1, retry_after: int = 0) -> None:
         self.faults.setdefault(method, []).extend([(status, retry_after)] * times)
+
+    def inject(self, fault: Fault) -> Fault:
+        """Arm a fault; `wait_for(lambda: fault.spent)` waits until it has been served."""
+        self.injected.append(fault)
+        return fault
+
+    def _fault_for(self, method: str, args: dict[str, Any]) -> tuple[int, int] | None:
+        queued = self.faults.get(method)
+        if queued:
+            return queued.pop(0)
+        for fault in self.injected:
+            if fault.method == method and not fault.spent and (fault.where is None or fault.where(args)):
+                fault.served += 1
+                return fault.status, fault.retry_after
+        return None
 
     async def start(self) -> str:
         app = web.Application()
@@ -118,8 +159,9 @@ class FakeSlack:
             if (channel is None or m["channel"] == channel) and (thread_ts is None or m.get("thread_ts") == thread_ts)
         ]
 
-    async def wait_for(self, predicate: Callable[[], Any], limit: float = 20.0) -> Any:
-        """Until `predicate()` is truthy (re-checked on every call the fake serves); at most `limit` s."""
+    async def wait_for(self, predicate: Callable[[], Any], limit: float = 60.0) -> Any:
+        """Until `predicate()` is truthy (re-checked on every call the fake serves); at most `limit` s
+        (a hang guard, generous for a loaded machine: waiting ends as soon as the predicate holds)."""
         async with asyncio.timeout(limit), self._changed:
             while not (result := predicate()):
                 await self._changed.wait()
@@ -170,9 +212,10 @@ class FakeSlack:
         args = await self._args(request)
         self.calls.append(Call(method, args))
         try:
-            faults = self.faults.get(method)
-            if faults:
-                status, retry_after = faults.pop(0)
+            fault = self._fault_for(method, args)
+            if fault:
+                status, retry_after = fault
+                self.served_faults.append((time.monotonic(), method, status))
                 return web.json_response(
                     {"ok": False, "error": "ratelimited" if status == 429 else "internal_error"},
                     status=status,

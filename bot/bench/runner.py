@@ -185,7 +185,7 @@ async def start_replica(env: dict[str, str]) -> Replica:
     )
     assert proc.stdout is not None
     log: list[str] = []
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(180):  # a hang guard: on a loaded 2-core machine a start took 30 s
         while True:
             line = (await proc.stdout.readline()).decode()
             if not line:
@@ -202,6 +202,28 @@ async def start_replica(env: dict[str, str]) -> Replica:
 
     asyncio.get_running_loop().create_task(drain())  # noqa: RUF006 - ends with the process
     return Replica(proc, url, log)
+
+
+def replica_env(url: str, slack: FakeSlack, api: FakeMessagesAPI, *, workers: int, **extra: str) -> dict[str, str]:
+    """The environment of a replica: the fakes, the scratch store, nothing of ours from outside."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC", "SLACK", "SUPPORT", "MODEL"))}
+    return env | {
+        "DATABASE_URL": url,
+        "SLACK_BOT_TOKEN": "xoxb-bench",
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "SUPPORT_STAFF_CHANNEL": STAFF,
+        "MODEL_PROVIDER": "claude",
+        "ANTHROPIC_API_KEY": "bench",
+        "ANTHROPIC_BASE_URL": api.url,
+        "ANTHROPIC_TIMEOUT_S": "120",
+        "WORKER_CONCURRENCY": str(workers),
+        "LOG_LEVEL": "WARNING",
+        "INBOX_POLL_SECONDS": "0.2",
+        "DB_POOL_SIZE": "20",
+        "DB_MAX_OVERFLOW": "20",
+        **extra,
+    }
 
 
 def signed(body: str) -> dict[str, str]:
@@ -470,23 +492,7 @@ async def run_bench(params: Params) -> dict[str, Any]:
         for i in range(params.threads):
             slack.add_user(f"U_B{i}", team=CUSTOMER_TEAM, email=f"c{i}@bench.example")
         slack.channel_members[STAFF] = ["U_BENCH_STAFF"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC", "SLACK", "SUPPORT", "MODEL"))}
-        env |= {
-            "DATABASE_URL": url,
-            "SLACK_BOT_TOKEN": "xoxb-bench",
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": slack.api_url,
-            "SUPPORT_STAFF_CHANNEL": STAFF,
-            "MODEL_PROVIDER": "claude",
-            "ANTHROPIC_API_KEY": "bench",
-            "ANTHROPIC_BASE_URL": api.url,
-            "ANTHROPIC_TIMEOUT_S": "120",
-            "WORKER_CONCURRENCY": str(params.workers),
-            "LOG_LEVEL": "WARNING",
-            "INBOX_POLL_SECONDS": "0.2",
-            "DB_POOL_SIZE": "20",
-            "DB_MAX_OVERFLOW": "20",
-        }
+        env = replica_env(url, slack, api, workers=params.workers)
         replicas = [await start_replica(env) for _ in range(params.replicas)]
         convs: list[Conversation] = []
         try:

@@ -280,7 +280,6 @@ class McpFace:
             payload |= await self._messages()
         return types.CallToolResult(content=[_text(payload)], structured_content=payload, is_error=not result.ok)
 
-
     async def _messages(self) -> dict[str, Any]:
         """What the support team wrote to this customer since the last result (MCP has no push of
         its own to the person: their client shows it with the next result)."""

@@ -2,7 +2,9 @@
 
 Everything shown in a channel goes through `slack_text`: Slack markup is escaped, so no
 `<!channel>`, user mention or link the model (or a customer) invented can fire, and email
-addresses are never shown in a shared channel.
+addresses are never shown in a shared channel. Text in a block is cut to what Slack accepts
+there (`fit`), so a long reply is shortened instead of failing to render. All of it takes time
+linear in the text (tests/test_linear_time.py).
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from tools.patterns import EMAIL
+from tools import emails
 from tools.tickets import reason_text
 from tools.wording import STAFF_REPLY_LABEL, confirm_how
 
 SLACK_USER = re.compile(r"[UW][A-Z0-9_]{1,20}")
+SECTION_CHARS = 3000  # Slack's limit on a section's (and a context element's) text
 
 CONFIRM, CANCEL = "refund_confirm", "refund_cancel"
 CLAIM, RELEASE, RESOLVE = "ticket_claim", "ticket_release", "ticket_resolve"
@@ -41,7 +44,18 @@ def escape(text: str) -> str:
 
 def slack_text(text: str) -> str:
     """Text for a shared channel: markup escaped, emails hidden."""
-    return escape(EMAIL.sub("(email hidden)", text))
+    return escape(emails.hide(text))
+
+
+def fit(text: str, limit: int = SECTION_CHARS) -> str:
+    """Escaped text cut to `limit` characters with an ellipsis, never inside an `&…;` entity."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&", max(0, len(cut) - 5))
+    if amp >= 0 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
 
 
 def confirmation_blocks(*, refund_id: str, text: str, lead: str | None = None) -> list[Block]:
@@ -49,11 +63,11 @@ def confirmation_blocks(*, refund_id: str, text: str, lead: str | None = None) -
     reply, the exact refund in small print, the buttons (one post instead of two in a paced channel)."""
     prompt: list[Block] = (
         [
-            SectionBlock(block_id="refund_reply", text=MarkdownTextObject(text=slack_text(lead))),
-            ContextBlock(block_id="refund_prompt", elements=[MarkdownTextObject(text=slack_text(text))]),
+            SectionBlock(block_id="refund_reply", text=MarkdownTextObject(text=fit(slack_text(lead)))),
+            ContextBlock(block_id="refund_prompt", elements=[MarkdownTextObject(text=fit(slack_text(text)))]),
         ]
         if lead
-        else [SectionBlock(block_id="refund_prompt", text=MarkdownTextObject(text=slack_text(text)))]
+        else [SectionBlock(block_id="refund_prompt", text=MarkdownTextObject(text=fit(slack_text(text))))]
     )
     return [
         *prompt,
@@ -69,7 +83,7 @@ def confirmation_blocks(*, refund_id: str, text: str, lead: str | None = None) -
 
 def result_blocks(text: str) -> list[Block]:
     """What replaces the buttons once a confirmation was answered."""
-    return [SectionBlock(block_id="refund_prompt", text=MarkdownTextObject(text=slack_text(text)))]
+    return [SectionBlock(block_id="refund_prompt", text=MarkdownTextObject(text=fit(slack_text(text))))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +124,10 @@ def ticket_blocks(t: TicketView) -> list[Block]:
             block_id=f"ticket_{t.id}_header", text=PlainTextObject(text=f"{badge} · #{t.id} · {reason_text(t.reason)}")
         ),
         SectionBlock(block_id=f"ticket_{t.id}_fields", fields=fields),
-        SectionBlock(block_id=f"ticket_{t.id}_summary", text=MarkdownTextObject(text=escape(t.summary[:2800]) or "-")),
+        SectionBlock(
+            block_id=f"ticket_{t.id}_summary",
+            text=MarkdownTextObject(text=fit(escape(t.summary[:SECTION_CHARS])) or "-"),
+        ),
     ]
     value = str(t.id)
     buttons: list[ButtonElement] = []

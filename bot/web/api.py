@@ -9,12 +9,15 @@ guards and store as Slack, with the turn machinery in `bot.web.turns`.
 
 Identity (`bot.web.identity`): a signed customer token, or an anonymous visitor's opaque id. A
 session, its turns and its refunds answer only to the identity that created the session; to
-anyone else they do not exist (404). Requests are size-limited and rate-limited per identity (a
-counter in the store, so every replica sees the same count); an anonymous visitor's also per
+anyone else they do not exist (404). Requests are bounded (`bot.web.limits`): a body must arrive
+within HTTP_BODY_TIMEOUT_S (else 408), be at most 16 KiB (413) and nest at most a few levels
+(400); each identity is rate-limited (a counter in the store, so every replica sees the same
+count), with event-stream reads in a bucket of their own; an anonymous visitor's also per
 client address, and the new tickets its address opens per hour are capped (`bot.web.turns`).
 Cross-origin browsers are served per CHAT_ALLOWED_ORIGINS (`bot.web.cors`).
 
 Errors are JSON `{"error": {"code", "message"}}`; the codes are this API's own, never the tools'.
+While the store is unreachable every route answers 503 `unavailable` with Retry-After.
 """
 
 from __future__ import annotations
@@ -33,11 +36,20 @@ from bot.host import Host
 from bot.web import cors
 from bot.web.events import ConfirmationData, SessionState, message
 from bot.web.identity import Identity, identify
+from bot.web.limits import (
+    LIMITS,
+    RATE_WINDOW_S,
+    BadJson,
+    BodyTimeout,
+    BodyTooLarge,
+    Bucket,
+    bucket_subject,
+    parse_json,
+    read_body,
+)
 from bot.web.openapi import openapi
 from bot.web.schemas import (
     MAX_BODY_BYTES,
-    RATE_LIMIT,
-    RATE_WINDOW_S,
     ChatRequest,
     ChatResponse,
     ErrorBody,
@@ -47,6 +59,7 @@ from bot.web.schemas import (
 )
 from bot.web.turns import Stored, TurnLog, TurnRef
 from storage import metrics
+from storage.engine import is_unavailable
 from storage.models import ChatSession, OutboxMessage, Refund, WebTurn
 from storage.ratelimit import hit
 from tools import outbox
@@ -68,6 +81,7 @@ def _error_response(status: int, code: str, message: str, headers: dict[str, str
 
 
 _AIOHTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+UNAVAILABLE_RETRY_S = 5
 
 
 @web.middleware
@@ -84,7 +98,17 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
             raise
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return _error_response(exc.status, _AIOHTTP_ERRORS.get(exc.status, "http_error"), exc.reason, allow)
-    except Exception:
+    except Exception as exc:
+        if is_unavailable(exc):
+            log.warning(
+                "web api: %s %s: the store is unavailable (%s)", request.method, request.path, type(exc).__name__
+            )
+            return _error_response(
+                503,
+                "unavailable",
+                "The service is briefly unavailable. Please try again in a few seconds.",
+                {"Retry-After": str(UNAVAILABLE_RETRY_S)},
+            )
         log.exception("web api: %s %s failed", request.method, request.path)
         return _error_response(500, "internal_error", "Something went wrong on our side. Please try again.")
 
@@ -111,11 +135,12 @@ class WebApi:
         self.turns = TurnLog(rt)
         self.spec = openapi()
 
-    async def caller(self, request: web.Request) -> Identity:
+    async def caller(self, request: web.Request, bucket: Bucket = "chat") -> Identity:
         who = await identify(self.rt, request)
-        limits = [("identity", who.subject, RATE_LIMIT)]
+        limits = [("identity", bucket_subject(who.subject, bucket), LIMITS[bucket])]
         if who.client is not None:  # an anonymous visitor: a new id is free, an address is not
-            limits.append(("address", f"web:addr:{who.client}", self.rt.settings.chat_anonymous_requests_per_minute))
+            per_address = self.rt.settings.chat_anonymous_requests_per_minute * LIMITS[bucket] // LIMITS["chat"]
+            limits.append(("address", bucket_subject(f"web:addr:{who.client}", bucket), per_address))
         now = self.rt.clock.now()
         for by, subject, limit in limits:
             wait = await hit(self.rt.store, subject=subject, now=now, limit=limit, window_s=RATE_WINDOW_S)
@@ -126,14 +151,14 @@ class WebApi:
         return who
 
     async def body(self, request: web.Request) -> ChatRequest:
-        if (request.content_length or 0) > MAX_BODY_BYTES:
-            raise ApiError(413, "body_too_large", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
-        raw = await request.read()
-        if len(raw) > MAX_BODY_BYTES:
-            raise ApiError(413, "body_too_large", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
         try:
-            data = json.loads(raw or b"null")
-        except ValueError:
+            raw = await read_body(request, limit=MAX_BODY_BYTES, timeout_s=self.rt.settings.http_body_timeout_s)
+            data = parse_json(raw)
+        except BodyTooLarge:
+            raise ApiError(413, "body_too_large", f"The request body is larger than {MAX_BODY_BYTES} bytes.") from None
+        except BodyTimeout:
+            raise ApiError(408, "body_timeout", "The request body took too long to arrive.") from None
+        except BadJson:
             raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
         try:
             return ChatRequest.model_validate(data)
@@ -207,7 +232,7 @@ class WebApi:
         return web.json_response(body.model_dump(mode="json"), status=202, headers=who.headers())
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        who = await self.caller(request)
+        who = await self.caller(request, "read")
         turn = await self.owned_turn(who, request.match_info["turn_id"])
         stream = self.turns.follow(turn.id, after=_last_event_id(request))
         return await self._stream(request, who, ((b": keep-alive\n\n" if e is None else _sse(e)) async for e in stream))

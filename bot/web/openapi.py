@@ -10,10 +10,9 @@ from pydantic.json_schema import models_json_schema
 
 from bot.web.events import EVENT_DATA, MessageData
 from bot.web.identity import ANON_HEADER, TOKEN_HEADER
+from bot.web.limits import MAX_JSON_DEPTH, RATE_LIMIT, RATE_WINDOW_S, READ_RATE_LIMIT
 from bot.web.schemas import (
     MAX_BODY_BYTES,
-    RATE_LIMIT,
-    RATE_WINDOW_S,
     ChatRequest,
     ChatResponse,
     ErrorResponse,
@@ -34,22 +33,27 @@ ANON_REPLY = {ANON_HEADER: {"description": "The anonymous visitor's id: send it 
 CHAT_BODY = {"required": True, "content": {"application/json": {"schema": _ref("ChatRequest")}}}
 
 
-def _errors() -> dict[str, Any]:
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+
+
+def _errors(limit: int = RATE_LIMIT, what: str = "messages, confirmations and cancellations") -> dict[str, Any]:
     return {
-        "default": _json("ErrorResponse", "Any other error (500, or 503 while the service restarts)"),
+        "default": _json("ErrorResponse", "Any other error (500)"),
         "404": _json("ErrorResponse", "No such session, turn or refund for this visitor"),
         "429": _json(
             "ErrorResponse",
-            f"More than {RATE_LIMIT} requests in {RATE_WINDOW_S} s from this identity, or (anonymous visitors) "
+            f"More than {limit} {what} in {RATE_WINDOW_S} s from this identity, or (anonymous visitors) "
             "more than CHAT_ANONYMOUS_REQUESTS_PER_MINUTE from this client address",
-            headers={"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+            headers=RETRY_AFTER,
         ),
+        "503": _json("ErrorResponse", "The store is unreachable, or the service is restarting", headers=RETRY_AFTER),
     }
 
 
 def _body_errors() -> dict[str, Any]:
     return {
-        "400": _json("ErrorResponse", "The body is not JSON"),
+        "400": _json("ErrorResponse", f"The body is not JSON, or nests deeper than {MAX_JSON_DEPTH} levels"),
+        "408": _json("ErrorResponse", "The body did not arrive within HTTP_BODY_TIMEOUT_S seconds"),
         "413": _json("ErrorResponse", f"The body is larger than {MAX_BODY_BYTES} bytes"),
         "422": _json("ErrorResponse", "The body does not match ChatRequest (e.g. the message is too long)"),
     }
@@ -112,7 +116,7 @@ def _stream_routes() -> dict[str, Any]:
             "get": {
                 "summary": "The turn's events as Server-Sent Events, replayable",
                 "parameters": [_path_param("turn_id"), last_event],
-                "responses": {"200": sse, **_errors()},
+                "responses": {"200": sse, **_errors(READ_RATE_LIMIT, "event-stream reads")},
             }
         },
         "/api/sessions/{session_id}/events": {

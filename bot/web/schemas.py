@@ -6,10 +6,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.web.events import ConfirmationData, MessageData, SessionState
 from bot.web.identity import IdentityView
+from bot.web.limits import RATE_LIMIT, RATE_WINDOW_S, READ_RATE_LIMIT
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_MESSAGE_CHARS = 4000
-RATE_LIMIT, RATE_WINDOW_S = 30, 60  # requests per identity per window
+__all__ = ["RATE_LIMIT", "RATE_WINDOW_S", "READ_RATE_LIMIT"]  # re-exported: defined with the other limits
 
 
 class ChatRequest(BaseModel):

@@ -63,7 +63,9 @@ async def rows(bot: Bot, query: str, **params: Any) -> list[tuple[Any, ...]]:
 
 
 async def last_outcome(bot: Bot, user: str) -> str:
-    (outcome,) = await rows(bot, "SELECT outcome FROM audit_log WHERE actor = :a ORDER BY id DESC LIMIT 1", a=f"staff:{user}")
+    (outcome,) = await rows(
+        bot, "SELECT outcome FROM audit_log WHERE actor = :a ORDER BY id DESC LIMIT 1", a=f"staff:{user}"
+    )
     return str(outcome[0])
 
 
@@ -144,7 +146,9 @@ async def test_every_staff_act_is_the_same_on_every_face(bot: Bot, face: str) ->
     assert await rows(bot, "SELECT count(*) FROM payouts") == [(1,)]
     await said_once(bot, event, "Done: your refund of $349.00")
     assert await act(bot, face, "resolve", ticket_id, user=BEN) == "OK"
-    assert await rows(bot, "SELECT handed_off_by, outcome FROM sessions WHERE channel = 'slack'") == [(None, "auto_resolved")]
+    assert await rows(bot, "SELECT handed_off_by, outcome FROM sessions WHERE channel = 'slack'") == [
+        (None, "auto_resolved")
+    ]
     await said_once(bot, event, "I'm back")
     history = await rows(bot, "SELECT content FROM messages ORDER BY id")
     assert sum("We are looking at your machine now." in str(h) for h in history) == 1  # in the history once
@@ -158,7 +162,9 @@ async def test_a_colleagues_handoff_is_resolved_by_staff_and_the_bot_answers_aga
     assert await rows(bot, "SELECT claimed_by, claimed_kind FROM tickets") == [(COLLEAGUE, "colleague")]
     # the colleague cannot press staff buttons; any member of staff may resolve their ticket
     message = await staff_message(bot)
-    await bot.click("ticket_resolve", "1", user=COLLEAGUE, team=HOME_TEAM, channel=STAFF_CHANNEL, message_ts=message["ts"])
+    await bot.click(
+        "ticket_resolve", "1", user=COLLEAGUE, team=HOME_TEAM, channel=STAFF_CHANNEL, message_ts=message["ts"]
+    )
     assert await rows(bot, "SELECT status FROM tickets") == [("claimed",)]
     assert await act(bot, "slack", "resolve", 1, user=AGENT_ANA) == "OK"
     await said_once(bot, event, "I'm back")
@@ -213,7 +219,9 @@ async def test_dead_letters_follow_one_policy_on_every_face(bot: Bot) -> None:
     deps = make_deps(bot.rt.store, bot.rt.settings, bot.rt.clock)
     web = await open_session(deps, channel="web", actor=Actor.unverified("web:anon:x"))
     await desk.dead_letter(deps, session_id=web.session_id, item_id=99, attempts=3)
-    assert await rows(bot, "SELECT kind, channel FROM outbox WHERE session_id = :s", s=web.session_id) == [("apology", None)]
+    assert await rows(bot, "SELECT kind, channel FROM outbox WHERE session_id = :s", s=web.session_id) == [
+        ("apology", None)
+    ]
     assert await rows(bot, "SELECT priority, reason FROM tickets WHERE session_id = :s", s=web.session_id) == [
         ("P2", "dead_letter")
     ]

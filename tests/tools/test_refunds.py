@@ -78,6 +78,18 @@ async def test_expired_confirmation_does_nothing(toolbox: Toolbox, deps: Deps, s
     assert await rows(deps, "SELECT count(*) FROM payouts") == [(0,)]
 
 
+async def test_a_confirmation_the_housekeeper_expired_still_reads_as_expired(
+    toolbox: Toolbox, deps: Deps, sarah: CallContext
+) -> None:
+    rid = await ask(toolbox, sarah)
+    deps.clock.advance(minutes=deps.settings.refund_confirmation_ttl_minutes + 1)
+    assert [r.id for r in await refunds.expire_due(deps)] == [rid]
+    assert (await refunds.confirm(deps, refund_id=rid, actor=sarah.actor)).code is Code.EXPIRED
+    assert (await refunds.cancel(deps, refund_id=rid, actor=sarah.actor)).code is Code.EXPIRED
+    assert await rows(deps, "SELECT status FROM refunds") == [("expired",)]
+    assert await rows(deps, "SELECT count(*) FROM payouts") == [(0,)]
+
+
 async def test_expire_due_sweeps_old_confirmations(toolbox: Toolbox, deps: Deps, sarah: CallContext) -> None:
     rid = await ask(toolbox, sarah)
     assert await refunds.expire_due(deps) == []

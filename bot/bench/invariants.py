@@ -1,0 +1,108 @@
+"""What must hold after any run, read from the store and from the fake Slack's record of posts:
+every invariant query of the chaos soak is in `check_invariants`, so a schema change means
+editing one function.
+
+- every customer message the harness sent is in the inbox once, finished, and answered: each of
+  its replies reached Slack exactly once, in order within its thread;
+- nothing stuck: no inbox item left pending or working, no reply left unposted, no ticket left
+  without its staff-channel post; nothing dead-lettered;
+- the staff channel shows each ticket once;
+- money: the eval's rules (`agent.eval.invariant_violations`: one live refund per order, payouts
+  only for confirmed or approved refunds of the right amount, one payout each), and at most one
+  payout per order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import text
+
+from agent.eval import invariant_violations
+from bot.bench.fake_slack import FakeSlack
+from storage.engine import Store
+
+
+def _row_of(post: dict[str, Any]) -> int | None:
+    """The outbox row a post delivered (its metadata names it), or None for other posts."""
+    meta = (post.get("metadata") or {}).get("event_payload") or {}
+    return int(meta["row"]) if "row" in meta else None
+
+
+def _ticket_of(post: dict[str, Any]) -> int | None:
+    for block in post.get("blocks") or []:
+        block_id = str(block.get("block_id") or "")
+        if block_id.startswith("ticket_") and block_id.endswith("_header"):
+            return int(block_id.split("_")[1])
+    return None
+
+
+async def check_invariants(
+    store: Store,
+    slack: FakeSlack,
+    *,
+    sent: list[tuple[str, str]],
+    staff_channel: str,
+    window_days: int,
+    limit_cents: int,
+) -> dict[str, Any]:
+    """Counts of every violation (all zero when the run was correct) and a few examples of each."""
+    async with store.read() as s:
+        q = s.execute
+        inbox = {
+            (c, ts): (i, st) for i, c, ts, st in (await q(text("SELECT id, channel, ts, status FROM inbox"))).all()
+        }
+        rows = (
+            await q(
+                text(
+                    "SELECT id, inbox_id, seq, status FROM outbox WHERE channel IS NOT NULL AND ephemeral_user IS NULL"
+                )
+            )
+        ).all()
+        tickets = (await q(text("SELECT id, slack_ts FROM tickets"))).all()
+        per_order = (
+            await q(text("SELECT order_id, count(*) FROM payouts GROUP BY order_id HAVING count(*) > 1"))
+        ).all()
+        payouts = (await q(text("SELECT count(*) FROM payouts"))).scalar_one()
+    money = await invariant_violations(store, window_days=window_days, limit_cents=limit_cents)
+
+    key = {row: (i or 0, seq) for row, i, seq, _ in rows}  # (inbox_id, seq): acts outside a turn have inbox 0
+    posted = Counter(key.get(r, (-r, 0)) for m in slack.messages if (r := _row_of(m)) is not None)
+    expected = {key[row] for row, _, _, status in rows if status == "posted"}
+    replied = {i for i, _ in posted}
+    out_of_order = []  # (a reply, the earlier one posted after it)
+    for posts in slack.by_thread.values():
+        keys = [key[r] for m in posts if (r := _row_of(m)) is not None and r in key and key[r][0]]
+        out_of_order += [(a, b) for a, b in zip(keys, keys[1:], strict=False) if b < a]
+    staff_posts = Counter(
+        t for m in slack.messages if m["channel"] == staff_channel and not m.get("thread_ts") and (t := _ticket_of(m))
+    )
+    status = Counter(st for _, st in inbox.values())
+    lost = [key for key in sent if key not in inbox]
+    unanswered = [i for i, st in inbox.values() if st == "done" and i not in replied]
+    problems: dict[str, list[Any]] = {
+        "lost_messages": lost,
+        "stuck_in_inbox": [i for i, st in inbox.values() if st in ("pending", "working")],
+        "dead_letters": [i for i, st in inbox.values() if st == "dead"],
+        "unanswered": unanswered,
+        "duplicate_replies": sorted(k for k, n in posted.items() if n > 1),
+        "replies_missing_in_slack": sorted(expected - set(posted)),
+        "replies_not_recorded": sorted(set(posted) - set(key.values())),
+        "unposted_replies": sorted(key[row] for row, _, _, st in rows if st not in ("posted", "skipped")),
+        "out_of_order_replies": out_of_order,
+        "duplicate_staff_posts": sorted(t for t, n in staff_posts.items() if n > 1),
+        "unposted_tickets": sorted((t, ts) for t, ts in tickets if ts in (None, "", "posting")),
+        "money_violations": money + [f"order {o} has {n} payouts" for o, n in per_order],
+    }
+    counts = {k: len(v) for k, v in problems.items()}
+    return {
+        "ok": not any(counts.values()),
+        **counts,
+        "messages_sent": len(sent),
+        "inbox": dict(status),
+        "replies_posted": sum(posted.values()),
+        "tickets": len(tickets),
+        "payouts": int(payouts),
+        "examples": {k: v[:5] for k, v in problems.items() if v},
+    }
