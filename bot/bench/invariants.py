@@ -51,7 +51,8 @@ async def check_invariants(
     async with store.read() as s:
         q = s.execute
         inbox = {
-            (c, ts): (i, st) for i, c, ts, st in (await q(text("SELECT id, channel, ts, status FROM inbox"))).all()
+            (c, ts): (i, st, kind)
+            for i, c, ts, st, kind in (await q(text("SELECT id, channel, ts, status, kind FROM inbox"))).all()
         }
         rows = (
             await q(
@@ -78,13 +79,14 @@ async def check_invariants(
     staff_posts = Counter(
         t for m in slack.messages if m["channel"] == staff_channel and not m.get("thread_ts") and (t := _ticket_of(m))
     )
-    status = Counter(st for _, st in inbox.values())
+    status = Counter(st for _, st, _ in inbox.values())
     lost = [key for key in sent if key not in inbox]
-    unanswered = [i for i, st in inbox.values() if st == "done" and i not in replied]
+    # a message the bot finished without a reply (a click's answer may be the prompt's chat.update)
+    unanswered = [i for i, st, kind in inbox.values() if kind == "message" and st == "done" and i not in replied]
     problems: dict[str, list[Any]] = {
         "lost_messages": lost,
-        "stuck_in_inbox": [i for i, st in inbox.values() if st in ("pending", "working")],
-        "dead_letters": [i for i, st in inbox.values() if st == "dead"],
+        "stuck_in_inbox": [i for i, st, _ in inbox.values() if st in ("pending", "working")],
+        "dead_letters": [i for i, st, _ in inbox.values() if st == "dead"],
         "unanswered": unanswered,
         "duplicate_replies": sorted(k for k, n in posted.items() if n > 1),
         "replies_missing_in_slack": sorted(expected - set(posted)),

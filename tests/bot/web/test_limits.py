@@ -138,7 +138,7 @@ async def test_every_route_answers_503_while_postgresql_is_down_and_recovers(
     url = real.set(port=await proxy.start()).render_as_string(hide_password=False)
     settings = Settings(_env_file=None, database_url=url, chat_identity_secret=KEY)  # type: ignore[call-arg]
     store = Store.from_settings(settings)
-    bot = await start_bot(bot_settings(settings, slack), store, slack, workers=False)
+    bot = await start_bot(bot_settings(settings, slack), store, slack)
     try:
         api = await open_api(bot)
         assert (await api.chat("hello", headers=SARAH))["reply"]
@@ -165,7 +165,7 @@ async def test_every_route_answers_503_while_sqlite_is_locked_past_its_busy_time
     )
     store = Store.from_settings(settings)
     await upgrade(store)
-    bot = await start_bot(bot_settings(settings, slack), store, slack, workers=False)
+    bot = await start_bot(bot_settings(settings, slack), store, slack)
     other = sqlite3.connect(path, isolation_level=None)  # another process's connection, in effect
     try:
         api = await open_api(bot)
