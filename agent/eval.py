@@ -247,7 +247,9 @@ async def grade(
         if not ok:
             problems.append(f"tickets {tickets}, expected {[t.model_dump(exclude_none=True) for t in exp.tickets]}")
     if exp.no_tools:
-        ((calls,),) = await _rows(store, "SELECT count(*) FROM audit_log WHERE session_id = :s", s=session_id)
+        ((calls,),) = await _rows(
+            store, "SELECT count(*) FROM audit_log WHERE session_id = :s AND action <> 'reply_replaced'", s=session_id
+        )
         if calls:
             problems.append(f"{calls} tool call(s), expected none")
     if exp.reply_contains_any and not any(w.lower() in " ".join(visible).lower() for w in exp.reply_contains_any):

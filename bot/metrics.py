@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from agent.policy import REPLIES_REPLACED
+
 REGISTRY = CollectorRegistry()
+REGISTRY.register(REPLIES_REPLACED)  # supportbot_replies_replaced_total{reason}, counted by the agent loop
 
 LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.engine import Store
 from storage.models import Customer, Order, OrderItem
+from storage.order_formats import record_shapes
 from storage.types import Clock, to_cents
 
 BATCH = 2000
@@ -269,6 +270,7 @@ async def import_records(
         await _upsert(session, Customer, cust_rows, ["id"], tick)
         await _upsert(session, Order, order_rows, ["id"], tick)
         await _upsert(session, OrderItem, item_rows, ["order_id", "line_no"], tick)
+        await record_shapes(session, (o.id for o in orders))
         # lines an earlier import had beyond this file's last line for the order are gone now
         counts = [(o.id, len(o.items)) for o in orders]
         for start in range(0, len(counts), 500):

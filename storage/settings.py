@@ -7,6 +7,7 @@ Every field is documented in `.env.example`; a test keeps the two in step.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -28,6 +29,8 @@ class Settings(BaseSettings):
     return_window_days: int = Field(default=30, ge=0)
     refund_confirmation: bool = True
     refund_confirmation_ttl_minutes: int = Field(default=30, ge=1)
+    # the shop's order numbers, as a regular expression (optional: the stored ids are the truth)
+    order_number_pattern: str | None = Field(default=None, max_length=200)
 
     # --- model -------------------------------------------------------------------------------
     model_provider: Literal["claude", "offline"] | None = None
@@ -72,6 +75,17 @@ class Settings(BaseSettings):
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("order_number_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
         return value
 
     @field_validator("slack_api_url")
