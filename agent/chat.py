@@ -44,7 +44,8 @@ def build_model(settings: Settings, provider: str | None = None) -> Model:
 
 
 YES = {"yes", "y", "yep", "yeah", "yup", "confirm", "ok", "okay", "sure", "go ahead", "please do", "do it"}
-NO = {"no", "n", "nope", "cancel", "don't", "do not", "never mind", "nevermind", "stop"}
+YES |= {"sí", "si", "claro", "vale", "ja", "gerne", "jawohl"}  # Spanish and German
+NO = {"no", "n", "nope", "cancel", "don't", "do not", "never mind", "nevermind", "stop", "nein", "no gracias"}
 FILLER = re.compile(r"\b(please|thanks|thank you|go ahead|do it)\b")
 
 

@@ -72,12 +72,13 @@ def shape(order_id: str) -> str | None:
 
 
 def parse_shape(text: str) -> tuple[Segment, ...]:
+    """The stored form back into runs, split exactly as `segments` splits a token."""
     out: list[Segment] = []
     for m in re.finditer(r"<([da])(\d{1,2})>|[^<]+", text[:200]):
         if m.group(1):
             out.append((m.group(1), int(m.group(2))))
         else:
-            out.append(("=", m.group(0)))
+            out += [("=", run.group(0)) for run in _RUN.finditer(m.group(0))]
     return tuple(out)
 
 

@@ -52,7 +52,10 @@ async def refund_status(deps: Deps, ctx: CallContext, order_id: str | None, *, l
         }
         for r, o in rows
     ]
-    return ToolResult(Code.OK, "" if refunds else "No refunds found.", {"refunds": refunds})
+    data: dict[str, object] = {"refunds": refunds}
+    if order_id and order_id.strip():
+        data["order_id"] = order.id  # the customer's own order, as stored
+    return ToolResult(Code.OK, "" if refunds else "No refunds found.", data)
 
 
 async def get_refund_status(args: GetRefundStatusInput, ctx: CallContext, deps: Deps) -> ToolResult:
