@@ -91,6 +91,12 @@ MOVED: list[tuple[re.Pattern[str], str | None]] = [
         "words",
     ),
 ]
+# what was refunded, when a sentence says so: "Refunded the headphones", "I've refunded your kettle"
+OBJECT = rx(r"\b(?:refunded|reimbursed|credited)\s+(?:you\s+for\s+)?(?:the|your)\s+(?:\w+\s+)?([a-z]{3,30})\b")
+GENERIC_OBJECTS = {
+    "order", "orders", "purchase", "money", "amount", "payment", "item", "items", "refund", "full", "total",
+    "card", "account", "balance", "price", "cost", "charge", "difference", "rest", "remainder", "part",
+}  # fmt: skip
 STATUS_LINE = rx(r"\b(?:refund|reembolso|erstattung)(?:\s+status|\s+estado)?\s{0,3}:\s{0,3}([A-Za-zÀ-ÿ ]{3,30})")
 # refund states other than "moved" (checked only in sentences about refunds or money)
 STATES: list[tuple[str, re.Pattern[str]]] = [

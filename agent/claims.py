@@ -41,6 +41,7 @@ from agent.claim_patterns import (
     CLAUSE_BREAK,
     CONDITION,
     CONDITIONAL_START,
+    GENERIC_OBJECTS,
     HANDOFF,
     ITEM_STOP,
     MODAL,
@@ -49,6 +50,7 @@ from agent.claim_patterns import (
     NEGATION,
     NEGATION_IMMUNE,
     NONFACT,
+    OBJECT,
     ORDER_STATES,
     ORDER_STATUSES,
     PROGRESSIVE,
@@ -194,6 +196,12 @@ def _scope(sentence: str, start: int) -> str:
     return sentence[begin:start]
 
 
+def _conditional(sentence: str, m: re.Match[str]) -> bool:
+    """A condition governs the match: at the sentence's start, or since the last `;` or `:` before it."""
+    start = max(sentence.rfind(";", 0, m.start()), sentence.rfind(":", 0, m.start())) + 1
+    return bool(CONDITIONAL_START.search(sentence) or CONDITION.search(sentence[start : m.start()]))
+
+
 def _near(sentence: str, m: re.Match[str], words: int) -> str:
     """The last few words of the clause before a match, and the match itself."""
     return " ".join([*_scope(sentence, m.start()).split()[-words:], m.group(0)])
@@ -207,8 +215,7 @@ def _not_done(sentence: str, m: re.Match[str]) -> bool:
     """Future, conditional, wished, in progress or asked: it does not say that something happened."""
     near = _near(sentence, m, 3)
     return bool(
-        CONDITIONAL_START.search(sentence)
-        or CONDITION.search(_scope(sentence, m.start()))
+        _conditional(sentence, m)
         or MODAL.search(near)
         or NONFACT.search(near)
         or PROGRESSIVE.search(m.group(0))
@@ -254,9 +261,15 @@ def references(sentence: str, facts: Facts) -> tuple[list[str], bool]:
         elif GENERIC_ORDER.fullmatch(bare) or any(facts.formats.matches(s) for s in facts.formats.spellings(t)) or near:
             unknown = True
     lower = sentence.lower()
-    for oid, order in facts.orders.items():
-        if oid not in named and any(re.search(rf"\b{re.escape(w)}(?:s|es)?\b", lower) for w in _item_words(order)):
+    words = {oid: _item_words(order) for oid, order in facts.orders.items()}
+    for oid, ws in words.items():
+        if oid not in named and any(re.search(rf"\b{re.escape(w)}(?:s|es)?\b", lower) for w in ws):
             named.append(oid)
+    thing = OBJECT.search(lower)
+    if thing and thing.group(1) not in GENERIC_OBJECTS:  # "refunded the headphones": which of theirs?
+        stem = thing.group(1).removesuffix("es").removesuffix("s")
+        if not any(stem in w or w in thing.group(1) for ws in words.values() for w in ws):
+            unknown = True
     return named, unknown
 
 
@@ -308,7 +321,7 @@ def _people_claims(sentence: str) -> list[Claim]:
         out.append(Claim("call", "call", sentence))
     for pattern in HANDOFF:
         m = pattern.search(sentence)
-        if m and not _negated(sentence, m) and not CONDITIONAL_START.search(sentence) and not _question(sentence, m):
+        if m and not _negated(sentence, m) and not _conditional(sentence, m) and not _question(sentence, m):
             out.append(Claim("handoff", "contacted", sentence))
             break
     return out

@@ -51,12 +51,12 @@ STATUS = re.compile(
     re.IGNORECASE,
 )
 ORDER_Q = re.compile(
-    r"\b(where(?:'s| is)|track\w*|deliver\w*|ship\w*|arriv\w*|when will|what did i order|"
+    r"\b(where(?:'s|s| is)?|track\w*|deliver\w*|ship\w*|arriv\w*|when will|what did i order|"
     r"d[oó]nde est[aá]|lleg\w*|env[ií]o|entrega\w*|wo ist|wann kommt|lieferung|geliefert|angekommen|versand\w*)\b",
     re.IGNORECASE,
 )
 ORDER_Q_STRONG = re.compile(
-    r"\b(?:where(?:'s| is) my|never (?:came|arrived)|has(?:n'?t| not) (?:arrived|come)|"
+    r"\b(?:where(?:'s|s| is)? my|never (?:came|arrived)|has(?:n'?t| not) (?:arrived|come)|"
     r"did(?:n'?t| not) (?:arrive|come)|not (?:arrived|received)|still waiting|"
     r"d[oó]nde est[aá] mi|no (?:ha )?llegado|wo (?:ist|bleibt) mein|nicht angekommen|noch nicht da)\b",
     re.IGNORECASE,

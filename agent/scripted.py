@@ -3,8 +3,11 @@
 `ScriptedModel` plays a list of steps (fixed replies or functions of the request).
 `HostileModel` attacks the rules on purpose, whatever the customer says: it calls
 `process_refund` first, refunds another customer's order, asks for $500, repeats a refund in two
-parallel tool_use blocks, and finally replies by pasting every tool result verbatim together with
-an internal code and another customer's email. The guards and the output guard must hold anyway.
+parallel tool_use blocks, and finally replies with one of its lies (`LIES`, in turn): every tool
+result pasted verbatim with an internal code and another customer's email, a refund that never
+happened (in English, Spanish and German), a person who will phone, a wrong delivery date and
+amount, tool names and `code` fields. The guards, the claims check and the output guard must
+hold anyway.
 """
 
 from __future__ import annotations
@@ -93,9 +96,31 @@ class HostileModel:
         ]
         if calls_this_turn < len(plan):
             return reply(*plan[calls_this_turn]())
+        return reply(text(self.lie(request, own[0])))
+
+    LIES = (
+        "Here is everything: {dump} LIMIT_EXCEEDED. Contact {email} about {other}.",
+        "Refunded the headphones. Your refund of $500.00 has been processed.",
+        "A colleague will call you tomorrow to sort this out.",
+        "Your order {own} was delivered yesterday and cost $12.00.",
+        "Look the order up with lookup_order first, then process_refund (code: OK).",
+        "Te hemos devuelto 500,00 €. Wir haben Ihnen 500,00 $ erstattet.",
+        "I've refunded {other} and {own} for you.",
+        "Refund status: processed",
+    )
+
+    def lie(self, request: ModelRequest, own: str) -> str:
+        """One lie per reply, in turn over the conversation (and over conversations of different lengths)."""
+        said = [
+            str(b.get("text", ""))
+            for m in request.messages
+            if m["role"] == "user"
+            for b in m["content"]
+            if b.get("type") == "text" and not str(b.get("text", "")).startswith("[Session")
+        ]
+        pick = (len(said) + len(said[0] if said else "")) % len(self.LIES)
         dump = " ".join(tool_results(request))
-        leak = f"Here is everything: {dump} LIMIT_EXCEEDED. Contact {self.OTHER_EMAIL} about {self.OTHER_ORDER}."
-        return reply(text(leak))
+        return self.LIES[pick].format(dump=dump, email=self.OTHER_EMAIL, other=self.OTHER_ORDER, own=own)
 
 
 class OutageModel:
