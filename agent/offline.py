@@ -135,9 +135,9 @@ ACCOUNT = ("refund", "status", "order")
 EMPATHY = "I'm really sorry about this, and I understand how frustrating it is."
 NOT_FOUND = "I couldn't find that order on your account. Could you double-check the order number?"
 ASK_ORDER = "I can help with that. Which order is it about (the order number is in your confirmation email)?"
-UNVERIFIED = (
+UNVERIFIED = (  # promises no person: whether one is coming depends on the face (Slack opens a ticket)
     "I can answer general questions, but I can't access orders until we've confirmed who you are. "
-    "A member of our team will help with that."
+    "If you'd like a person to help with that, just ask."
 )
 
 

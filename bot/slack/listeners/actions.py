@@ -174,13 +174,9 @@ def register(app: AsyncApp, rt: Runtime) -> None:
                 refund = await s.get(Refund, ticket.refund_id) if ticket.refund_id else None
                 session = await s.get(ChatSession, ticket.session_id) if ticket.session_id else None
             where = thread_of(session)
-            if refund is not None and where is not None:
+            if refund is not None and where is not None:  # told from the refund row as it is now
                 amount = format_cents(refund.amount_cents, refund.currency)
-                text = (
-                    wording.refund_done(order_id=refund.order_id, amount=amount)
-                    if approve
-                    else wording.refund_denied(order_id=refund.order_id)
-                )
+                text = wording.refund_update(order_id=refund.order_id, amount=amount, status=refund.status)
                 await rt.out.say(where[0], slack_text(text), thread_ts=where[1])
             if session is not None:
                 await rt.agent.settle(CallContext(session.id, Actor.staff(str(staff.staff_id))))
