@@ -321,7 +321,9 @@ async def run_eval(
     database_url: str | None = None,
     only: list[str] | None = None,
     model: Model | None = None,
+    phrasings: int | None = None,
 ) -> dict[str, Any]:
+    """Every scenario (or `only` these), every phrasing (or the first `phrasings` of each)."""
     with tempfile.TemporaryDirectory(prefix="supportbot-eval-") as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'eval.db'}"
         store = Store.from_settings(settings, url=url)
@@ -331,7 +333,7 @@ async def run_eval(
             for scenario in load_scenarios():
                 if only and scenario.name not in only:
                     continue
-                for n in range(len(scenario.phrasings)):
+                for n in range(min(len(scenario.phrasings), phrasings or len(scenario.phrasings))):
                     results.append(await run_one(store, settings, scenario, n, provider=provider, model=model))
         finally:
             await store.dispose()

@@ -37,5 +37,7 @@ async def find_order(s: AsyncSession, typed: str, *, customer_id: str | None, fo
 
 
 def display(typed: str) -> str:
-    """How a typed number is echoed back: the same for an unknown order and another customer's."""
-    return " ".join(typed.split()).upper()[:MAX_ID]
+    """How a typed number is echoed back: the same for an unknown order and another customer's, and
+    only the characters an order number has (a pasted `{"code": …}` does not come back as JSON)."""
+    kept = "".join(ch for ch in typed if ch.isalnum() or ch in "#-/. ")
+    return " ".join(kept.split()).upper()[:MAX_ID]
