@@ -30,11 +30,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
-
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from agent.claim_patterns import (
     CALL,
@@ -63,117 +60,13 @@ from agent.claim_patterns import (
     status_word,
     when,
 )
-from storage.engine import Store
-from storage.models import Order, Refund, SessionOrder, Ticket
-from storage.order_formats import Formats, compact, digits, key, load_formats
+from agent.facts import Facts, OrderFact, RefundFact
+from storage.order_formats import compact, digits, key
 from storage.types import format_cents
 from tools import wording
 from tools.sanitizer import GENERIC_ORDER, ORDER_WORD, TOKEN, split_sentences
 
 IT = re.compile(r"\b(?:your order|it)\b", re.IGNORECASE)
-
-
-# --- facts ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class OrderFact:
-    id: str
-    status: str
-    total_cents: int
-    currency: str
-    placed_on: date
-    delivered_on: date | None
-    items: tuple[tuple[str, int, int], ...] = ()  # (name, unit price cents, quantity)
-
-    @property
-    def item(self) -> str:
-        return self.items[0][0] if self.items else "your order"
-
-    def amounts(self) -> set[int]:
-        return {self.total_cents} | {p for _, p, _ in self.items} | {p * q for _, p, q in self.items}
-
-
-@dataclass(frozen=True, slots=True)
-class RefundFact:
-    id: str
-    order_id: str
-    amount_cents: int
-    currency: str
-    status: str
-    here: bool  # made in this conversation, or reported to it by a tool
-
-
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What the store says for one session: the customer's orders and refunds, the session's ticket."""
-
-    orders: dict[str, OrderFact]
-    refunds: tuple[RefundFact, ...]
-    ticket_open: bool
-    looked_up: tuple[str, ...]
-    today: date
-    formats: Formats = field(default_factory=Formats)
-
-
-async def load_facts(
-    store: Store,
-    *,
-    session_id: str,
-    customer_id: str | None,
-    today: date,
-    seen_refunds: Iterable[str] = (),
-    order_pattern: str | None = None,
-) -> Facts:
-    seen = set(seen_refunds)
-    async with store.read() as s:
-        formats = await load_formats(s, order_pattern)
-        orders: list[Order] = []
-        refunds: list[Refund] = []
-        if customer_id:
-            orders = list(
-                (
-                    await s.scalars(
-                        select(Order).where(Order.customer_id == customer_id).options(selectinload(Order.items))
-                    )
-                ).all()
-            )
-            refunds = list(
-                (
-                    await s.scalars(
-                        select(Refund)
-                        .join(Order, Order.id == Refund.order_id)
-                        .where(Order.customer_id == customer_id)
-                        .order_by(Refund.created_at)
-                    )
-                ).all()
-            )
-        ticket = await s.scalar(
-            select(Ticket.id).where(Ticket.session_id == session_id, Ticket.status != "resolved").limit(1)
-        )
-        looked = (await s.scalars(select(SessionOrder.order_id).where(SessionOrder.session_id == session_id))).all()
-    return Facts(
-        orders={
-            o.id: OrderFact(
-                o.id,
-                o.status,
-                o.total_cents,
-                o.currency,
-                o.placed_at.date(),
-                o.delivered_at.date() if o.delivered_at else None,
-                tuple((i.name, i.unit_price_cents, i.quantity) for i in o.items),
-            )
-            for o in orders
-        },
-        refunds=tuple(
-            RefundFact(
-                r.id, r.order_id, r.amount_cents, r.currency, r.status, r.session_id == session_id or r.id in seen
-            )
-            for r in refunds
-        ),
-        ticket_open=ticket is not None,
-        looked_up=tuple(looked),
-        today=today,
-        formats=formats,
-    )
 
 
 # --- claims --------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from agent import claims
+from agent import claims, facts
 from agent.chat import Conversation, build_model
 from agent.events import Confirmation, Reply
 from agent.loop import Agent
@@ -181,14 +181,14 @@ async def false_claims(
     """Claims in the delivered texts that the store contradicts at the end of the run. Only claims
     that cannot become false later are graded: a refund that waited for confirmation may be
     confirmed since, but a refund issued stays issued and a ticket opened stays opened."""
-    facts = await claims.load_facts(store, session_id=session_id, customer_id=customer_id, today=today)
+    now = await facts.load_facts(store, session_id=session_id, customer_id=customer_id, today=today)
     ((tickets,),) = await _rows(store, "SELECT count(*) FROM tickets WHERE session_id = :s", s=session_id)
-    facts = replace(facts, ticket_open=bool(tickets))
+    now = replace(now, ticket_open=bool(tickets))
     found = []
     for said in texts:
         for sentence in split_sentences(said):
-            for c in claims.extract(sentence, facts):
-                if (c.kind == "order" or c.state in SETTLED) and not claims.holds(c, facts):
+            for c in claims.extract(sentence, now):
+                if (c.kind == "order" or c.state in SETTLED) and not claims.holds(c, now):
                     found.append(f"{c.kind} {c.state}: {sentence[:120]!r}")
     return found
 
@@ -301,6 +301,11 @@ async def grade(
     ((result.replaced,),) = await _rows(
         store, "SELECT count(*) FROM audit_log WHERE session_id = :s AND action = 'reply_replaced'", s=session_id
     )
+    await _usage(store, session_id, result)
+    result.passed = not problems and not result.leaks and not result.invariant_violations and not result.false_claims
+
+
+async def _usage(store: Store, session_id: str, result: RunResult) -> None:
     usage = await _rows(
         store,
         "SELECT coalesce(sum(input_tokens),0), coalesce(sum(cache_read_tokens),0), "
@@ -311,7 +316,6 @@ async def grade(
     i, cr, cw, o, n = usage[0]
     result.tokens = {"input": int(i), "cache_read": int(cr), "cache_write": int(cw), "output": int(o)}
     result.model_calls = int(n)
-    result.passed = not problems and not result.leaks and not result.invariant_violations and not result.false_claims
 
 
 async def run_eval(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-from agent import claims
+from agent import claims, facts
 from tools.codes import Code
 from tools.context import CallContext, Deps
 from tools.sanitizer import EXCEPTION_TEXT, cap, sanitize, strip_tool_text
@@ -109,11 +109,16 @@ def is_failed_round(codes: list[Code]) -> bool:
 # --- the output guard ----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Guarded:
-    """What a customer gets for a model's text, and why it differs from what the model wrote."""
+    """What a customer gets for a model's text, and why it differs from what the model wrote.
+
+    `reason` is None when the text went out as written (ids withheld and refund sentences rendered
+    from their rows aside); otherwise false_refund, false_handoff or false_order (a claim the store
+    contradicts), tool_text (pasted JSON or a code field), unsafe_text (an exception), or
+    tool_text_removed (sentences naming tools or repeating internal notes were dropped)."""
 
     text: str
-    reason: str | None = None  # false_refund | false_handoff | false_order | tool_text | unsafe_text | …
-    found: tuple[str, ...] = ()
+    reason: str | None = None
+    found: tuple[str, ...] = ()  # what was wrong, for the audit log
 
     @property
     def replaced(self) -> bool:
@@ -130,8 +135,8 @@ async def guard(
     async def clean(value: str) -> str:
         return (await sanitize(value, store=deps.store, customer_id=customer_id, order_pattern=pattern)).text
 
-    async def facts() -> claims.Facts:
-        return await claims.load_facts(
+    async def read_facts() -> facts.Facts:
+        return await facts.load_facts(
             deps.store,
             session_id=ctx.session_id,
             customer_id=customer_id,
@@ -143,16 +148,16 @@ async def guard(
     tool = strip_tool_text(cap(text, MAX_REPLY), notes=notes)
     if tool.unusable or EXCEPTION_TEXT.search(tool.text):
         reason = "tool_text" if tool.unusable else "unsafe_text"
-        return Guarded(await clean(claims.state_summary(await facts())), reason, tool.found)
+        return Guarded(await clean(claims.state_summary(await read_facts())), reason, tool.found)
     text = tool.text
     if ctx.actor.kind != "staff" and claims.has_claims(text):
-        verdict = claims.review(text, await facts())
+        verdict = claims.review(text, await read_facts())
         if verdict.reason is not None:
             return Guarded(await clean(verdict.text), verdict.reason, tuple(c.sentence for c in verdict.contradicted))
         text = verdict.text
     out = await sanitize(text, store=deps.store, customer_id=customer_id, order_pattern=pattern)
     if out.replaced:
-        return Guarded(await clean(claims.state_summary(await facts())), "unsafe_text", tuple(out.withheld))
+        return Guarded(await clean(claims.state_summary(await read_facts())), "unsafe_text", tuple(out.withheld))
     return Guarded(out.text, "tool_text_removed" if tool.found else None, tool.found)
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text as sql
 
-from agent import claims
+from agent import claims, facts
 from agent.policy import guard
 from storage.engine import Store
 from storage.importer import seed
@@ -202,6 +202,62 @@ def test_amounts_and_dates_are_read_in_every_format() -> None:
 
 
 def test_review_without_claims_changes_nothing() -> None:
-    facts = claims.Facts(orders={}, refunds=(), ticket_open=False, looked_up=(), today=TODAY.date())
+    empty = facts.Facts(orders={}, refunds=(), ticket_open=False, looked_up=(), today=TODAY.date())
     text = "Standard delivery takes 3-5 business days.\n\nAnything else?"
-    assert claims.review(text, facts).text == text
+    assert claims.review(text, empty).text == text
+
+
+async def _state(deps: Deps, ctx: CallContext, state: str) -> None:
+    """Bring the session to a state with the real tools (and the refund state machine)."""
+    from tools import refunds
+
+    toolbox = Toolbox(deps)
+    for oid in ("ORD-8842", "ORD-8901", "ORD-7710", "ORD-9120"):
+        assert (await toolbox.call("lookup_order", {"order_id": oid}, ctx)).ok
+    if state in ("awaiting", "processed"):
+        made = await toolbox.call("process_refund", {"order_id": "ORD-8842", "amount": 89.99, "reason": "x"}, ctx)
+        if state == "processed":
+            await refunds.confirm(deps, refund_id=made.data["refund_id"], actor=ctx.actor, session_id=ctx.session_id)
+    if state == "approval":
+        await toolbox.call("process_refund", {"order_id": "ORD-8901", "amount": 349, "reason": "leaks"}, ctx)
+    if state == "escalated":
+        await toolbox.call("escalate_to_human", {"reason": "other", "priority": "P3", "summary": "help"}, ctx)
+
+
+# what an honest model says in each state: none of it may be replaced (false positives)
+HONEST = [
+    ("looked", "Your ProBlend 500 blender (order ORD-8842) was delivered on November 19 and is still within the "
+     "30-day return window, so it's eligible for a full refund of $89.99. Would you like me to go ahead?"),
+    ("looked", "I'm sorry, your kettle (ORD-7710) was delivered on October 10, which is outside our 30-day return "
+     "window, so I can't refund it."),
+    ("looked", "Your mug set (ORD-9120) hasn't shipped yet, so it can't be refunded until it's delivered."),
+    ("looked", "I couldn't find an order with that number on your account. Could you double-check it?"),
+    ("looked", "Your espresso machine, order ORD-8901, came to $349.00 and was delivered on 2026-11-21."),
+    ("awaiting", "I've set up a refund of $89.99 for your blender (ORD-8842). Just press Confirm and it'll be on "
+     "its way!"),
+    ("awaiting", "Your refund is still waiting for your confirmation. Press Confirm when you're ready."),
+    ("awaiting", "Once you confirm, the $89.99 will be refunded to your original payment method."),
+    ("approval", "Because this refund is over our automatic limit, a supervisor needs to approve it. I've passed it "
+     "to our team for approval and they'll follow up here."),
+    ("approval", "Your refund of $349.00 for order ORD-8901 is pending approval by our team."),
+    ("processed", "Done! Your refund of $89.99 has been issued and should appear in 3-5 business days."),
+    ("processed", "Your refund of $89.99 for order ORD-8842 was processed today."),
+    ("escalated", "I've escalated this to our team and someone will follow up here shortly."),
+    ("escalated", "A member of our support team will reply in this thread."),
+    ("looked", "Hemos recibido tu mensaje. Tu pedido ORD-9120 todavía no ha sido enviado."),
+    ("looked", "Ihre Bestellung ORD-8842 wurde am 19.11.2026 zugestellt."),
+]
+
+
+@pytest.mark.parametrize(("state", "said"), HONEST)
+async def test_honest_replies_are_never_replaced(deps: Deps, sarah: CallContext, state: str, said: str) -> None:
+    await _state(deps, sarah, state)
+    out = await guard(said, deps=deps, ctx=sarah)
+    assert not out.replaced, (said, out)
+
+
+async def test_refunded_the_headphones_is_false_even_after_a_real_refund(deps: Deps, sarah: CallContext) -> None:
+    await _state(deps, sarah, "processed")
+    assert (await guard("Refunded the headphones.", deps=deps, ctx=sarah)).reason == "false_refund"
+    blender = await guard("I've refunded your blender.", deps=deps, ctx=sarah)
+    assert not blender.replaced and blender.text == "Order ORD-8842 (ProBlend 500 blender): refund of $89.99 is issued."

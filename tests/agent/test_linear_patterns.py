@@ -14,6 +14,7 @@ import gc
 import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import date
 
 import pytest
 
@@ -24,9 +25,11 @@ import agent.policy
 import storage.order_formats
 import tools.sanitizer
 from agent import claims
+from agent.facts import Facts
 from agent.offline_text import fix_typos, order_refs, tasks
 from tools.sanitizer import split_sentences, strip_tool_text
 
+NO_FACTS = Facts({}, (), False, (), date(2026, 1, 1))
 HOSTILE = ["a", "a ", "1-", "1.", "a@", "#1", "refund has been ", "Aa-1_"]
 
 
@@ -84,8 +87,7 @@ def test_pattern_is_linear(name: str, pattern: re.Pattern[str]) -> None:
     [
         lambda t: strip_tool_text(t),
         lambda t: claims.has_claims(t[:12_000]),
-        lambda t: [claims.extract(s, claims.Facts({}, (), False, (), __import__("datetime").date(2026, 1, 1)))
-                   for s in split_sentences(tools.sanitizer.cap(t, 12_000))],
+        lambda t: [claims.extract(s, NO_FACTS) for s in split_sentences(tools.sanitizer.cap(t, 12_000))],
         lambda t: agent.policy.classify(t),
         lambda t: tasks(fix_typos(t), carried=None, answering=False),
         lambda t: order_refs(t),
