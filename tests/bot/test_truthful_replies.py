@@ -15,7 +15,7 @@ from storage.engine import Store
 from storage.settings import Settings
 from tests.bot.conftest import Bot, bot_settings, start_bot, stop_bot
 from tests.bot.test_shell import shell
-from tests.bot.test_web_api import SARAH, open_api, web_bot
+from tests.bot.web.test_api import SARAH, open_api, web_bot
 from tests.fakes.slack_api import FakeSlack
 from tools import wording
 
