@@ -200,7 +200,9 @@ def extract(sentence: str, facts: Facts) -> list[Claim]:
     if context or line:
         for state, pattern in STATES:
             m = pattern.search(sentence)
-            if m and (state in NEGATION_IMMUNE or not _negated(sentence, m)) and not _question(sentence, m):
+            if m is None or _question(sentence, m) or _conditional(sentence, m):
+                continue
+            if state in NEGATION_IMMUNE or not _negated(sentence, m):
                 out.append(Claim("refund", state, **base))
     out += _people_claims(sentence)
     out += _order_claims(sentence, facts, refund_talk=words)
@@ -232,13 +234,13 @@ def _order_claims(sentence: str, facts: Facts, *, refund_talk: bool) -> list[Cla
     """Status and date claims about the orders named in their own clause (or the sentence's only
     order, or the one order looked up in this conversation); amounts against the named orders."""
     out: list[Claim] = []
-    if CONDITIONAL_START.search(sentence):
-        return out
     whole, whole_unknown = references(sentence, facts)
     for state, pattern, negated_state in ORDER_STATES:
         m = pattern.search(sentence)
-        if m is None or _question(sentence, m):
+        if m is None or _question(sentence, m) or _conditional(sentence, m):
             continue
+        if state != "future_delivery" and MODAL.search(_near(sentence, m, 2)):
+            continue  # "should have been delivered by now" says nothing about whether it was
         orders, unknown = references(_clause(sentence, m), facts)
         if not orders and not unknown:
             orders, unknown = (whole, whole_unknown) if len(whole) + whole_unknown == 1 else ([], False)

@@ -57,7 +57,7 @@ MODEL_TALK = re.compile(
     r"\b(?:tell|inform|ask|remind) (?:the|this) customer\b|\bthe customer (?:must|should|is|has|asked|wants|can)\b"
     r"|\bdo not (?:say|promise|tell|mention|speculate|retry|look|guess|describe)\b|\bverified customer\b"
     r"|\bthis customer'?s\b|\btool (?:results?|calls?|inputs?|outputs?)\b|\bsession note\b|\bsystem prompt\b"
-    r"|\b(?:outcome|note|refund_id|order_id)\s{0,3}[:=]",
+    r"|\b(?:refund_id|order_id|ticket_id)\s{0,3}[:=]",
     re.IGNORECASE,
 )
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")

@@ -246,6 +246,10 @@ HONEST = [
     ("escalated", "A member of our support team will reply in this thread."),
     ("looked", "Hemos recibido tu mensaje. Tu pedido ORD-9120 todavía no ha sido enviado."),
     ("looked", "Ihre Bestellung ORD-8842 wurde am 19.11.2026 zugestellt."),
+    ("looked", "Standard delivery takes 3-5 business days once it has been shipped."),
+    ("looked", "Your mug set should have been delivered by now, so let me check: ORD-9120 hasn't shipped yet."),
+    ("processed", "Note: it can take 3-5 business days for the refund of $89.99 to appear."),
+    ("awaiting", "If your refund is pending approval, a supervisor decides; yours just needs your confirmation."),
 ]
 
 
