@@ -326,7 +326,7 @@ def _status_reply(result: dict[str, Any]) -> str:
 
 def _chat(text: str, window_days: int) -> str:
     if WHO.search(text):
-        return INTRO + " Ask me about an order or a refund whenever you like."
+        return INTRO + " How can I help?"
     if HOURS.search(text):
         return "Our support team is around Monday to Friday, 9:00-18:00 UTC, and I'm here any time."
     if POLICY.search(text):

@@ -119,6 +119,7 @@ def test_there_are_enough_scenarios_each_with_two_phrasings() -> None:
         "angry_without_legal_words",
         "cant_do",
         "no_refund_yet",
+        "bot_identity_question",
     ):
         assert required in names
     assert sum(len(s.phrasings) for s in scenarios) >= 36 + 40  # 36 before issue 16
