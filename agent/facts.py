@@ -9,7 +9,7 @@ from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from storage.engine import Store
 from storage.models import Order, Refund, SessionOrder, Ticket
@@ -91,8 +91,10 @@ async def load_facts(
 async def _customers(s: AsyncSession, customer_id: str) -> tuple[list[Order], list[Refund]]:
     """The customer's orders (with their items) and refunds, oldest refund first."""
     orders = (
-        await s.scalars(select(Order).where(Order.customer_id == customer_id).options(selectinload(Order.items)))
-    ).all()
+        (await s.scalars(select(Order).where(Order.customer_id == customer_id).options(joinedload(Order.items))))
+        .unique()
+        .all()
+    )
     refunds = (
         await s.scalars(
             select(Refund)

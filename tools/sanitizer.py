@@ -103,6 +103,10 @@ def _tokens(text: str) -> dict[str, bool]:
     return out
 
 
+def _has_letters(token: str) -> bool:
+    return any(ch.isalpha() for ch in token)
+
+
 def _order_shaped(token: str, near_order_word: bool, formats: Formats) -> bool:
     bare = compact(token)
     if not any(ch.isalpha() for ch in bare) and not near_order_word:
@@ -118,12 +122,12 @@ async def _foreign(
     """Which of these emails and tokens are not the customer's own: {token or lowercased email: kind}."""
     foreign: dict[str, str] = {}
     async with store.read() as s:
-        own_email = await s.scalar(select(Customer.email).where(Customer.id == customer_id)) if customer_id else None
+        own_email = None
+        if customer_id and emails:
+            own_email = await s.scalar(select(Customer.email).where(Customer.id == customer_id))
         formats = await load_formats(s, pattern) if tokens else Formats()
         looked: dict[str, str] = {}  # a stored spelling -> the token it came from
-        for t, near in tokens.items():
-            if compact(t).isdigit() and not near:
-                continue  # a bare number: not looked up, so existing and unknown ones read alike
+        for t in tokens:
             for spelling in formats.spellings(t):
                 looked.setdefault(spelling, t)
         owners: dict[str, tuple[str, str]] = {}  # token -> (kind, owning customer)
@@ -165,7 +169,9 @@ async def sanitize(
     if EXCEPTION_TEXT.search(text):
         return Sanitized(GENERIC_FALLBACK, replaced=True)
     emails = set(EMAIL.findall(text))
-    tokens = _tokens(EMAIL.sub(" ", text))
+    # a bare number that nothing calls an order ("9:00-18:00", "in 2026") is never looked up, so
+    # existing and unknown ones read alike
+    tokens = {t: near for t, near in _tokens(EMAIL.sub(" ", text)).items() if near or _has_letters(t)}
     foreign = await _foreign(store, customer_id, emails, tokens, order_pattern) if emails or tokens else {}
     withheld: list[str] = []
 
