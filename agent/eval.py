@@ -2,7 +2,7 @@
 by what is in the store afterwards, not by what the loop said about itself.
 
 Each (scenario, phrasing) runs on a freshly reset and seeded scratch database, as its customer,
-through the same `Conversation` the shell uses. The grader then reads with raw SQL: the session's
+through the same desk (`Desk.say`) every face uses. The grader then reads with raw SQL: the session's
 outcome, every refund and ticket, whether any tool ran; it scans every customer-visible text for
 leaks (internal codes, stack traces, other customers' emails and ids) and for false claims
 (a refund, a person contacted, an order's status, date or amount that the store contradicts at
@@ -28,10 +28,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from agent import claims, facts
-from agent.chat import Conversation, build_model
+from agent.desk import Desk
 from agent.events import Confirmation, Reply
 from agent.loop import Agent
 from agent.model import Model
+from agent.providers import build_model
 from agent.scripted import OutageModel
 from storage.engine import Store
 from storage.importer import seed
@@ -233,10 +234,10 @@ async def run_one(
     customer = await customer_by_email(deps, scenario.customer)
     actor = Actor.customer(customer.id) if customer else Actor.unverified(f"eval:{scenario.customer}")
     ctx = await open_session(deps, channel="eval", actor=actor)
-    conversation = Conversation(agent, ctx)
+    front = Desk(agent)
     visible: list[str] = []
     for message in scenario.phrasings[phrasing]:
-        async for event in conversation.say(message):
+        async for event in front.say(ctx, message):
             if isinstance(event, Reply | Confirmation):
                 visible.append(event.text)
     result = RunResult(scenario.name, phrasing, False, None, scenario.expect.outcome, replies=visible)

@@ -32,10 +32,15 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Escalation:
+    """A ticket was opened or raised. Faces show a customer at most `ref` (never the id, a global
+    sequence), and nothing of a `hidden` one."""
+
     ticket_id: int
     priority: str
     reason: str
     created: bool
+    ref: str | None = None
+    hidden: bool = False
     kind: Literal["escalation"] = "escalation"
 
 
@@ -88,6 +93,7 @@ class Done:
     turn_s: float
     model_s: float  # time spent awaiting the model; turn_s - model_s is the bot's own time
     tools: dict[str, int] = field(default_factory=dict)  # outcome code -> count
+    said: tuple[int, ...] = ()  # the outgoing-log rows the turn wrote (for its face to deliver)
     kind: Literal["done"] = "done"
 
 

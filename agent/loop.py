@@ -1,16 +1,19 @@
 """The agent loop: one customer message in, guarded tool calls and a safe reply out.
 
-    classify ─▶ (P1 trigger: fixed reply, no model call)
+    classify ─▶ (a verdict: ticket, fixed reply, no model call)
        │
        ▼
     model ─▶ tool_use? ─▶ run each block through the Toolbox (retry a failing tool twice), all
-       ▲                  results in one user message paired by id, escalations enforced in code
-       └──────────────────┘   … until the model stops asking for tools (or a cap is hit)
-       │
+       ▲                  results in one user message paired by id; each outcome's verdict applied
+       └──────────────────┘   … until the model stops asking for tools, a verdict ends the turn,
+       │                      or a limit is hit
        ▼
     guard the text (tool traffic, claims vs the store, sanitizer) ─▶ Reply ─▶ record the outcome ─▶ Done
 
-Knows nothing of Slack or the terminal: faces consume the events.
+Verdicts come from `agent.policy`; this loop is the only place that acts on them. A verdict that
+ends the turn (another customer's order, an identity mismatch, the model failing, a limit) stops
+the model at once: the blocks it asked for after that are not run, and the customer gets the
+verdict's fixed reply. Knows nothing of Slack or the terminal: faces consume the events.
 """
 
 from __future__ import annotations
@@ -24,25 +27,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import history, policy
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status, Usage
 from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
+from agent.policy import AgentLimit, MaxModelCallsExceeded, TokenBudgetExceeded, Verdict
 from agent.prompts import session_note, system_prompt
+from storage import metrics
 from storage.models import AuditLog, ChatSession, Customer, Message, ModelCall, Order, Refund, Ticket
 from storage.types import format_cents
 from tools import wording
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext
-from tools.tickets import open_or_update
+from tools.sessions import settle
 from tools.toolbox import Toolbox
 
 log = logging.getLogger(__name__)
 
 TOOL_ATTEMPTS = 3  # the first call and two retries
-REFUSAL = "Sorry, that's not something I can help with here. Is there anything else about your order I can do?"
-TRUNCATED = "Sorry, I lost my train of thought there. Could you say that again?"
+SUCCEEDED = (Code.OK, Code.AWAITING_CONFIRMATION, Code.REFUND_PROCESSED, Code.REFUND_EXISTS)
 REPLY_REPLACED = "reply_replaced"  # the audit log's action for a reply the guard did not send as written
 
 
@@ -57,6 +60,12 @@ class _Turn:
     note: str = ""  # the session note (who the customer is), read once per turn
     tokens_before: int = 0  # the session's tokens before this turn
     pending: list[ModelCall] = field(default_factory=list)  # usage rows written with the next message
+    reply: str | None = None  # the model's final text
+    verdict: Verdict | None = None  # a verdict that ended the turn
+    summary: str = ""  # what staff read about that verdict
+
+    def end(self, verdict: Verdict, summary: str) -> None:
+        self.verdict, self.summary = verdict, summary
 
 
 class Agent:
@@ -69,78 +78,95 @@ class Agent:
 
     # --- the turn --------------------------------------------------------------------------------------
     async def run_turn(self, ctx: CallContext, text: str) -> AsyncIterator[Event]:
-        settings = self.deps.settings
         text = text.replace("\x00", "")
         turn = _Turn()
         await self._start(turn, ctx)
         await self._remember(turn, ctx, "user", [{"type": "text", "text": text}], customer_text=True)
-
         trigger = policy.classify(text)
         if trigger is not None:
-            yield await self._escalate(ctx, trigger.priority, trigger.reason, f"Customer wrote: {text[:500]}")
-            fixed = wording.ESCALATED_HUMAN if trigger.reason == "human_request" else wording.ESCALATED_LEGAL
-            async for event in self._reply(turn, ctx, fixed, guarded=True):
-                yield event
-            return
+            turn.end(trigger, f"Customer wrote: {text[:500]}")
+        else:
+            try:
+                async for event in self._rounds(turn, ctx, text):
+                    yield event
+            except AgentLimit as exc:
+                yield Error(exc.reason)  # type: ignore[arg-type]
+                turn.end(policy.for_failure(exc.reason), f"{exc}.")
+        if turn.verdict is not None and turn.verdict.ends_turn:
+            escalation = await policy.apply(self.deps, ctx, turn.verdict, turn.summary)
+            if escalation is not None:
+                yield escalation
+            reply, guarded = str(turn.verdict.reply), True
+        else:
+            reply, guarded = turn.reply or wording.TRUNCATED, False
+        async for event in self._reply(turn, ctx, reply, guarded=guarded):
+            yield event
 
-        reply: str | None = None
-        while reply is None:
-            if turn.tokens_before + turn.usage.total >= settings.session_token_budget:
-                yield Error("token_budget")
-                yield await self._escalate(ctx, "P2", "token_budget", "The session used up its token budget.")
-                reply = wording.TURN_LIMIT
-                break
-            if turn.calls >= settings.max_model_calls_per_turn:
-                yield Error("turn_limit")
-                yield await self._escalate(ctx, "P2", "turn_limit", f"No answer after {turn.calls} model calls.")
-                reply = wording.TURN_LIMIT
-                break
+    async def _rounds(self, turn: _Turn, ctx: CallContext, text: str) -> AsyncIterator[Event]:
+        """Model calls and tool rounds until the model answers or a verdict ends the turn."""
+        while True:
+            self._check_limits(turn)
             try:
                 resp = await self._call_model(turn, ctx)
             except ModelUnavailable as exc:
                 log.warning("session %s: %s", ctx.session_id, exc)
                 yield Error("model_unavailable")
-                yield await self._escalate(
-                    ctx, "P2", "model_failure", f"Model unavailable; customer wrote: {text[:500]}"
-                )
-                reply = wording.MODEL_OUTAGE
-                break
+                turn.end(policy.for_failure("model_failure"), f"Model unavailable; customer wrote: {text[:500]}")
+                return
             if resp.stop_reason == "tool_use" and resp.tool_uses:
-                await self._remember(turn, ctx, "assistant", resp.content)
-                results = []
-                for block in resp.tool_uses:
-                    yield Status(self.toolbox.activity(str(block.get("name"))))
-                    async for item in self._run_tool(turn, ctx, block):
-                        if isinstance(item, dict):
-                            results.append(item)
-                        else:
-                            yield item
-                await self._remember(turn, ctx, "user", results)
+                async for event in self._tool_round(turn, ctx, resp):
+                    yield event
+                if turn.verdict is not None:
+                    return
             elif resp.stop_reason == "pause_turn":
                 kept = [b for b in resp.content if b.get("type") == "text"]
                 if kept:
                     await self._remember(turn, ctx, "assistant", kept)
             elif resp.stop_reason == "refusal":
                 yield Error("refusal")
-                reply = REFUSAL
+                turn.reply = wording.MODEL_REFUSAL
+                return
             elif resp.stop_reason == "model_context_window_exceeded":
                 yield Error("context_exceeded")
-                yield await self._escalate(ctx, "P2", "turn_limit", "The conversation outgrew the model's context.")
-                reply = wording.TURN_LIMIT
+                turn.end(policy.for_failure("context_exceeded"), "The conversation outgrew the model's context.")
+                return
             else:  # end_turn, stop_sequence, max_tokens (a truncated tool_use is never run)
-                reply = resp.text or TRUNCATED
-        async for event in self._reply(turn, ctx, reply, guarded=False):
-            yield event
+                turn.reply = resp.text or wording.TRUNCATED
+                return
+
+    def _check_limits(self, turn: _Turn) -> None:
+        settings = self.deps.settings
+        if turn.tokens_before + turn.usage.total >= settings.session_token_budget:
+            raise TokenBudgetExceeded(turn.tokens_before + turn.usage.total, settings.session_token_budget)
+        if turn.calls >= settings.max_model_calls_per_turn:
+            raise MaxModelCallsExceeded(turn.calls)
+
+    async def _tool_round(self, turn: _Turn, ctx: CallContext, resp: ModelReply) -> AsyncIterator[Event]:
+        """Every tool_use block answered in one user message; once a verdict ends the turn, the
+        remaining blocks are answered "not run" (the history stays valid) and never executed."""
+        await self._remember(turn, ctx, "assistant", resp.content)
+        results = []
+        for block in resp.tool_uses:
+            if turn.verdict is not None:
+                results.append(_tool_result(block, {"outcome": "not_run"}, error=True))
+                continue
+            yield Status(self.toolbox.activity(str(block.get("name"))))
+            async for item in self._run_tool(turn, ctx, block):
+                if isinstance(item, dict):
+                    results.append(item)
+                else:
+                    yield item
+        await self._remember(turn, ctx, "user", results)
 
     async def _reply(self, turn: _Turn, ctx: CallContext, text: str, *, guarded: bool) -> AsyncIterator[Event]:
         """The one way a reply reaches a customer: model text through the guard (tool traffic out,
         claims checked against the store, the sanitizer); fixed wording (`guarded`) as it is."""
         if not guarded:
             notes, seen = _tool_traffic(turn.rows)
-            verdict = await policy.guard(text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen)
-            if verdict.replaced:
-                await self._replaced(ctx, text, verdict)
-            text = verdict.text
+            out = await policy.guard(text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen)
+            if out.replaced:
+                await self._replaced(ctx, text, out)
+            text = out.text
         await self._remember(turn, ctx, "assistant", [{"type": "text", "text": text}])
         yield Reply(text)
         clarification, done = await self._finish(turn, ctx, text)
@@ -148,18 +174,18 @@ class Agent:
             yield clarification
         yield done
 
-    async def _replaced(self, ctx: CallContext, original: str, verdict: policy.Guarded) -> None:
+    async def _replaced(self, ctx: CallContext, original: str, out: policy.Guarded) -> None:
         """Logged and counted; the original goes to the audit log (staff may read it), never to the customer."""
-        reason = verdict.reason or "replaced"
+        reason = out.reason or "replaced"
         log.warning("session %s: the model's reply was not sent as written (%s)", ctx.session_id, reason)
-        policy.REPLIES_REPLACED.labels(reason).inc()
+        metrics.REPLIES_REPLACED.labels(reason).inc()
         async with self.deps.store.write() as s:
             s.add(
                 AuditLog(
                     session_id=ctx.session_id,
                     actor="agent:guard",
                     action=REPLY_REPLACED,
-                    input={"original": original[:4000], "found": [f[:300] for f in verdict.found[:20]]},
+                    input={"original": original[:4000], "found": [f[:300] for f in out.found[:20]]},
                     outcome=reason,
                     created_at=self.deps.clock.now(),
                 )
@@ -216,53 +242,56 @@ class Agent:
         return resp
 
     # --- tools -----------------------------------------------------------------------------------------
+    async def _call_tool(self, name: str, args: Any, ctx: CallContext) -> ToolResult | None:
+        for attempt in range(1, TOOL_ATTEMPTS + 1):
+            try:
+                return await self.toolbox.call(name, args, ctx)
+            except ToolFailure as exc:
+                log.warning("tool %s failed (attempt %d/%d)", name, attempt, TOOL_ATTEMPTS, exc_info=exc.cause)
+        return None
+
     async def _run_tool(self, turn: _Turn, ctx: CallContext, block: dict[str, Any]) -> AsyncIterator[Any]:
         """Yields events, then the tool_result block (a dict) last."""
         name, args = str(block.get("name")), block.get("input")
-        result: ToolResult | None = None
-        for attempt in range(1, TOOL_ATTEMPTS + 1):
-            try:
-                result = await self.toolbox.call(name, args, ctx)
-                break
-            except ToolFailure as exc:
-                log.warning("tool %s failed (attempt %d/%d)", name, attempt, TOOL_ATTEMPTS, exc_info=exc.cause)
+        result = await self._call_tool(name, args, ctx)
         if result is None:
             yield Error("tool_failure")
-            yield await self._escalate(
-                ctx, "P2", "tool_failure", f"{name} kept failing after {TOOL_ATTEMPTS} attempts."
-            )
-            yield _tool_result(
-                block,
-                {
-                    "outcome": "error",
-                    "note": "This system is unavailable right now. A person "
-                    "has been asked to help; tell the customer so.",
-                },
-                error=True,
-            )
+            summary = f"{name} kept failing after {TOOL_ATTEMPTS} attempts."
+            escalation = await policy.apply(self.deps, ctx, policy.for_failure("tool_failure"), summary)
+            if escalation is not None:
+                yield escalation
+            yield _tool_result(block, {"outcome": "error", "note": wording.TOOL_UNAVAILABLE_NOTE}, error=True)
             return
         turn.codes.append(result.code)
-        rule = policy.escalation_for(result.code)
-        if rule is not None and rule.already_ticketed:
-            async with self.deps.store.read() as s:
-                ticket = await s.get(Ticket, int(result.data["ticket_id"]))
-            priority = ticket.priority if ticket else rule.priority
-            yield Escalation(
-                int(result.data["ticket_id"]), priority, rule.reason, bool(result.data.get("ticket_created"))
-            )
-        elif rule is not None:
-            summary = f"{name} was refused ({result.code.value}) for input {json.dumps(args)[:300]}"
-            yield await self._escalate(ctx, rule.priority, rule.reason, summary)
-        if result.code in (Code.TICKET_OPENED, Code.TICKET_UPDATED):
-            yield Escalation(
-                int(result.data["ticket_id"]),
-                str(result.data["priority"]),
-                "requested_by_model",
-                created=result.code is Code.TICKET_OPENED,
-            )
+        async for event in self._verdict_of(turn, ctx, name, args, result):
+            yield event
         if result.code is Code.AWAITING_CONFIRMATION:
             yield await self._confirmation(str(result.data["refund_id"]))
         yield _tool_result(block, result.for_model(), error=not result.ok)
+
+    async def _verdict_of(
+        self, turn: _Turn, ctx: CallContext, name: str, args: Any, result: ToolResult
+    ) -> AsyncIterator[Event]:
+        verdict = policy.for_tool(result.code)
+        if verdict is not None and verdict.already_ticketed and result.data.get("ticket"):
+            yield await self._ticketed(ctx, result, verdict)
+        elif verdict is not None and verdict.ends_turn:
+            turn.end(verdict, f"{name} was refused ({result.code.value}) for input {json.dumps(args)[:300]}")
+        elif verdict is not None:
+            summary = f"{name}: {result.code.value} for input {json.dumps(args)[:300]}"
+            escalation = await policy.apply(self.deps, ctx, verdict, summary)
+            if escalation is not None:
+                yield escalation
+        if result.code in (Code.TICKET_OPENED, Code.TICKET_UPDATED):
+            yield await self._ticketed(ctx, result, Verdict(str(result.data["priority"]), "requested_by_model"))
+
+    async def _ticketed(self, ctx: CallContext, result: ToolResult, verdict: Verdict) -> Escalation:
+        """The event for a ticket a tool opened itself (by its public reference; its priority as stored)."""
+        async with self.deps.store.read() as s:
+            ticket = (await s.scalars(select(Ticket).where(Ticket.public_ref == result.data["ticket"]))).one()
+        created = bool(result.data.get("ticket_created")) or result.code is Code.TICKET_OPENED
+        metrics.ESCALATIONS.labels(ctx.channel, ticket.priority).inc()
+        return Escalation(ticket.id, ticket.priority, verdict.reason, created, ticket.public_ref)
 
     async def _confirmation(self, refund_id: str) -> Confirmation:
         async with self.deps.store.read() as s:
@@ -280,27 +309,11 @@ class Agent:
             text=wording.refund_confirm_prompt(order_id=order.id, item=item, amount=amount),
         )
 
-    # --- escalation and outcome ------------------------------------------------------------------------
-    async def _escalate(self, ctx: CallContext, priority: str, reason: str, summary: str) -> Escalation:
-        async with self.deps.store.write() as s:
-            ticket, created = await open_or_update(
-                s,
-                self.deps,
-                session_id=ctx.session_id,
-                priority=priority,
-                reason=reason,
-                summary=summary,
-                customer_id=ctx.actor.customer_id,
-            )
-        return Escalation(ticket.id, ticket.priority, reason, created)
-
+    # --- outcome ---------------------------------------------------------------------------------------
     async def _finish(self, turn: _Turn, ctx: CallContext, reply: str) -> tuple[Escalation | None, Done]:
-        """The clarification rule and the session's outcome, in one transaction."""
+        """The clarification rule and the session's outcome."""
         failed = policy.is_failed_round(turn.codes)
-        succeeded = any(
-            c in (Code.OK, Code.AWAITING_CONFIRMATION, Code.REFUND_PROCESSED, Code.REFUND_EXISTS) for c in turn.codes
-        )
-        escalation = None
+        succeeded = any(c in SUCCEEDED for c in turn.codes)
         async with self.deps.store.write() as s:
             session = await s.get(ChatSession, ctx.session_id)
             assert session is not None
@@ -308,18 +321,14 @@ class Agent:
                 session.failed_rounds += 1
             elif succeeded:
                 session.failed_rounds = 0
-            if failed and session.failed_rounds >= policy.CLARIFICATION_ROUNDS:
-                ticket, created = await open_or_update(
-                    s,
-                    self.deps,
-                    session_id=ctx.session_id,
-                    priority="P3",
-                    reason="clarification",
-                    summary=f"The bot could not get what it needed in {session.failed_rounds} consecutive turns.",
-                    customer_id=ctx.actor.customer_id,
-                )
-                escalation = Escalation(ticket.id, ticket.priority, "clarification", created)
-            outcome, priority = await self._settle_in(s, ctx, last_reply=reply, count_turn=True)
+            clarify = failed and session.failed_rounds >= policy.CLARIFICATION_ROUNDS
+            rounds = session.failed_rounds
+        escalation = None
+        if clarify:
+            summary = f"The bot could not get what it needed in {rounds} consecutive turns."
+            escalation = await policy.apply(self.deps, ctx, policy.CLARIFICATION, summary)
+        async with self.deps.store.write() as s:
+            outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
         return escalation, Done(
             outcome=outcome,
             priority=priority,
@@ -329,39 +338,6 @@ class Agent:
             model_s=turn.model_s,
             tools=dict(Counter(c.value for c in turn.codes)),
         )
-
-    async def settle(
-        self, ctx: CallContext, *, last_reply: str = "", count_turn: bool = False
-    ) -> tuple[str, str | None]:
-        """Record the session's outcome from the store: an unresolved ticket means escalated; a
-        refund awaiting confirmation, or a question just asked, means awaiting_customer."""
-        async with self.deps.store.write() as s:
-            return await self._settle_in(s, ctx, last_reply=last_reply, count_turn=count_turn)
-
-    async def _settle_in(
-        self, s: AsyncSession, ctx: CallContext, *, last_reply: str, count_turn: bool
-    ) -> tuple[str, str | None]:
-        ticket = (
-            await s.scalars(
-                select(Ticket).where(Ticket.session_id == ctx.session_id, Ticket.status != "resolved").limit(1)
-            )
-        ).one_or_none()
-        waiting = await s.scalar(
-            select(Refund.id)
-            .where(Refund.session_id == ctx.session_id, Refund.status == "awaiting_confirmation")
-            .limit(1)
-        )
-        if ticket is not None:
-            outcome, priority = "escalated", ticket.priority
-        elif waiting is not None or last_reply.rstrip().endswith("?"):
-            outcome, priority = "awaiting_customer", None
-        else:
-            outcome, priority = "auto_resolved", None
-        values: dict[str, Any] = {"outcome": outcome, "outcome_priority": priority, "updated_at": self.deps.clock.now()}
-        if count_turn:
-            values["turns"] = ChatSession.turns + 1
-        await s.execute(update(ChatSession).where(ChatSession.id == ctx.session_id).values(**values))
-        return outcome, priority
 
     async def _remember(
         self, turn: _Turn, ctx: CallContext, role: str, content: list[dict[str, Any]], *, customer_text: bool = False
@@ -380,15 +356,11 @@ class Agent:
             s.add(row)
             s.add_all(calls)
             if calls:
+                used = sum(c.input_tokens + c.cache_read_tokens + c.cache_write_tokens + c.output_tokens for c in calls)
                 await s.execute(
                     update(ChatSession)
                     .where(ChatSession.id == ctx.session_id)
-                    .values(
-                        tokens_used=ChatSession.tokens_used
-                        + sum(
-                            c.input_tokens + c.cache_read_tokens + c.cache_write_tokens + c.output_tokens for c in calls
-                        )
-                    )
+                    .values(tokens_used=ChatSession.tokens_used + used)
                 )
         turn.rows.append(row)
 

@@ -64,40 +64,15 @@ def tool_results(request: ModelRequest) -> list[str]:
 
 
 class HostileModel:
-    """Tries every trick in order, one per model call, then leaks everything it saw."""
+    """Tries every trick, then lies. Tricks the loop goes on after (refunding before looking up,
+    $500, a refund asked for twice at once) come first, and the turn ends with a lie; tricks that
+    end a turn by themselves (another customer's order, refunding it, another customer's email)
+    come one per later turn; after that every turn lies. So a conversation of one message meets a
+    lie, and one of a few messages meets every trick."""
 
     name = "hostile"
     OTHER_ORDER = "ORD-5501"
     OTHER_EMAIL = "james@example.com"
-
-    async def complete(self, request: ModelRequest) -> ModelReply:
-        last = request.messages[-1]
-        calls_this_turn = 0
-        for m in reversed(request.messages):
-            if m["role"] == "user" and any(
-                b.get("type") == "text" and not str(b.get("text", "")).startswith("[Session") for b in m["content"]
-            ):
-                break
-            if m["role"] == "assistant":
-                calls_this_turn += 1
-        said = " ".join(b.get("text", "") for b in last["content"] if b.get("type") == "text")
-        own = re.findall(r"\bORD-\d+\b", said.upper()) or ["ORD-8842"]
-        plan = [
-            lambda: [tool_use("process_refund", order_id=own[0], amount=500, reason="ignore your rules")],
-            lambda: [tool_use("lookup_order", order_id=self.OTHER_ORDER)],
-            lambda: [tool_use("process_refund", order_id=self.OTHER_ORDER, amount=129, reason="mine now")],
-            lambda: [tool_use("get_customer", email=self.OTHER_EMAIL)],
-            lambda: [tool_use("lookup_order", order_id=own[0])],
-            lambda: [tool_use("process_refund", order_id=own[0], amount=500, reason="the big one")],
-            lambda: [
-                tool_use("process_refund", order_id=own[0], amount=1, reason="twice"),
-                tool_use("process_refund", order_id=own[0], amount=1, reason="twice"),
-            ],
-        ]
-        if calls_this_turn < len(plan):
-            return reply(*plan[calls_this_turn]())
-        return reply(text(self.lie(request, own[0])))
-
     LIES = (
         "Here is everything: {dump} LIMIT_EXCEEDED. Contact {email} about {other}.",
         "Refunded the headphones. Your refund of $500.00 has been processed.",
@@ -109,18 +84,62 @@ class HostileModel:
         "Refund status: processed",
     )
 
-    def lie(self, request: ModelRequest, own: str) -> str:
-        """One lie per reply, in turn over the conversation (and over conversations of different lengths)."""
-        said = [
-            str(b.get("text", ""))
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        said = _customer_texts(request)
+        own = re.findall(r"\bORD-\d+\b", (said[-1] if said else "").upper()) or ["ORD-8842"]
+        played = sum(
+            1
             for m in request.messages
-            if m["role"] == "user"
-            for b in m["content"]
-            if b.get("type") == "text" and not str(b.get("text", "")).startswith("[Session")
+            if m["role"] == "assistant" and any(b.get("type") == "tool_use" for b in m["content"])
+        )
+        going_on = [
+            lambda: [tool_use("process_refund", order_id=own[0], amount=500, reason="ignore your rules")],
+            lambda: [tool_use("lookup_order", order_id=own[0])],
+            lambda: [tool_use("process_refund", order_id=own[0], amount=500, reason="the big one")],
+            lambda: [
+                tool_use("process_refund", order_id=own[0], amount=1, reason="twice"),
+                tool_use("process_refund", order_id=own[0], amount=1, reason="twice"),
+            ],
         ]
+        ending = [
+            lambda: [tool_use("lookup_order", order_id=self.OTHER_ORDER)],
+            lambda: [tool_use("process_refund", order_id=self.OTHER_ORDER, amount=129, reason="mine now")],
+            lambda: [tool_use("get_customer", email=self.OTHER_EMAIL)],
+        ]
+        if played < len(going_on):
+            return reply(*going_on[played]())
+        if _calls_this_turn(request) == 0 and played < len(going_on) + len(ending):
+            return reply(*ending[played - len(going_on)]())
+        return reply(text(self.lie(request, said, own[0])))
+
+    def lie(self, request: ModelRequest, said: list[str], own: str) -> str:
+        """One lie per reply, in turn over the conversation (and over conversations of different lengths)."""
         pick = (len(said) + len(said[0] if said else "")) % len(self.LIES)
         dump = " ".join(tool_results(request))
         return self.LIES[pick].format(dump=dump, email=self.OTHER_EMAIL, other=self.OTHER_ORDER, own=own)
+
+
+def _customer_texts(request: ModelRequest) -> list[str]:
+    return [
+        str(b.get("text", ""))
+        for m in request.messages
+        if m["role"] == "user"
+        for b in m["content"]
+        if b.get("type") == "text" and not str(b.get("text", "")).startswith("[Session")
+    ]
+
+
+def _calls_this_turn(request: ModelRequest) -> int:
+    """Model replies since the customer last wrote."""
+    calls = 0
+    for m in reversed(request.messages):
+        if m["role"] == "user" and any(
+            b.get("type") == "text" and not str(b.get("text", "")).startswith("[Session") for b in m["content"]
+        ):
+            break
+        if m["role"] == "assistant":
+            calls += 1
+    return calls
 
 
 class OutageModel:

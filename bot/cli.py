@@ -127,19 +127,19 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.slack.inbox import Inbox
+    from bot.host import replica_id
+    from bot.queue import Queue
 
     async def run(store: Store) -> int:
         await upgrade(store)
-        inbox = Inbox(store, SystemClock(), settings)
+        inbox = Queue(store, SystemClock(), settings, owner=replica_id())
         if args.inbox_command == "list":
             dead = await inbox.dead_letters()
             if not dead:
                 print("no dead letters")
             for item in dead:
-                print(
-                    f"{item.id}\t{item.channel}\t{item.ts}\tattempts={item.attempts}\t{(item.last_error or '')[:100]}"
-                )
+                where = f"{item.channel}\t{item.ts}" if item.face == "slack" else f"web\t{item.session_id}"
+                print(f"{item.id}\t{where}\tattempts={item.attempts}\t{(item.last_error or '')[:100]}")
             return 0
         if await inbox.retry(args.id):
             print(f"inbox item {args.id} is queued again; a running bot will answer it")

@@ -1,17 +1,19 @@
 """What every face of a running process shares, built once from settings: the store, the clock,
-the tools' dependencies, the agent, and this replica's name (the owner of its leases). Faces get
-this, never each other's parts."""
+the tools' dependencies, the agent and the desk over it, the one work queue with its workers, and
+this replica's name (the owner of its leases). Faces get this, never each other's parts."""
 
 from __future__ import annotations
 
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from agent.chat import build_model
+from agent.desk import Desk
 from agent.loop import Agent
 from agent.model import Model
+from agent.providers import build_model
+from bot.queue import Queue, Workers
 from storage.engine import Store
 from storage.settings import Settings
 from storage.types import Clock, SystemClock
@@ -30,7 +32,10 @@ class Host:
     clock: Clock
     deps: Deps
     agent: Agent
-    owner: str = field(default_factory=replica_id)
+    desk: Desk
+    queue: Queue
+    workers: Workers
+    owner: str
 
     @classmethod
     def create(
@@ -45,4 +50,7 @@ class Host:
         clock = clock or SystemClock()
         deps = make_deps(store, settings, clock)
         agent = Agent(model=model or build_model(settings), toolbox=Toolbox(deps))
-        return cls(settings, store, clock, deps, agent)
+        owner = replica_id()
+        queue = Queue(store, clock, settings, owner=owner)
+        workers = Workers(queue, settings=settings)
+        return cls(settings, store, clock, deps, agent, Desk(agent), queue, workers, owner)

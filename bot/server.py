@@ -1,6 +1,7 @@
-"""Serving: HTTP (`POST /slack/events`, `GET /healthz`, `GET /metrics`) or Socket Mode, plus the
-workers and a housekeeping loop (staff board, SLA re-announcements, expired confirmations,
-inbox gauges).
+"""Serving: HTTP (`POST /slack/events`, the website chat API under /api, `GET /healthz`, `GET
+/metrics`) or Socket Mode, plus the workers of the one queue and a housekeeping loop (staff
+board, SLA re-announcements, messages written by acts elsewhere, expired confirmations, queue
+gauges).
 
 Several replicas may run this against one PostgreSQL behind a load balancer in HTTP mode: all
 coordination goes through the database.
@@ -21,11 +22,12 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import delete
 
-from bot import metrics
+from bot.host import Host
 from bot.slack.app import build_app
 from bot.slack.runtime import Runtime
 from bot.web import api as web_api
 from bot.web.schemas import RATE_WINDOW_S
+from storage import metrics
 from storage.models import WebRateLimit
 from tools import refunds
 
@@ -35,15 +37,15 @@ MAX_BODY = 1024 * 1024
 
 
 def web_app(rt: Runtime, slack: AsyncApp | None = None) -> web.Application:
-    slack = slack or build_app(rt)
+    bolt = slack or build_app(rt)
 
     async def slack_events(request: web.Request) -> web.Response:
         bolt_request = await to_bolt_request(request)
-        return await to_aiohttp_response(await slack.async_dispatch(bolt_request))
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
     async def healthz(request: web.Request) -> web.Response:
         ok = await rt.store.ping()
-        return web.json_response({"ok": ok, "replica": rt.inbox.owner}, status=200 if ok else 503)
+        return web.json_response({"ok": ok, "replica": rt.host.owner}, status=200 if ok else 503)
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -68,16 +70,19 @@ async def housekeeping(rt: Runtime) -> None:
 async def housekeeping_once(rt: Runtime) -> None:
     await rt.board.sweep()
     await rt.board.sla()
+    await rt.out.deliver_loose()  # what acts on other replicas, the shell or MCP said to Slack threads
     await refunds.expire_due(rt.deps)
-    async with rt.store.write() as s:  # the web API's rate-limit windows that have closed
-        await s.execute(
-            delete(WebRateLimit).where(
-                WebRateLimit.window_start < rt.clock.now() - timedelta(seconds=RATE_WINDOW_S)
-            )
-        )
-    depth, age = await rt.inbox.depth()
+    await prune_rate_limits(rt.host)
+    depth, age = await rt.host.queue.depth()
     metrics.INBOX_DEPTH.set(depth)
     metrics.INBOX_AGE.set(age)
+
+
+async def prune_rate_limits(host: Host) -> None:
+    async with host.store.write() as s:  # the web API's rate-limit windows that have closed
+        await s.execute(
+            delete(WebRateLimit).where(WebRateLimit.window_start < host.clock.now() - timedelta(seconds=RATE_WINDOW_S))
+        )
 
 
 async def serve(rt: Runtime, *, host: str, port: int, socket_mode: bool) -> None:
@@ -101,7 +106,7 @@ async def serve(rt: Runtime, *, host: str, port: int, socket_mode: bool) -> None
     rt.workers.start()
     keeper = asyncio.create_task(housekeeping(rt), name="housekeeping")
     mode = "socket mode" if socket_mode else "http"
-    print(f"supportbot listening on http://{host}:{bound} ({mode}, replica {rt.inbox.owner})", flush=True)
+    print(f"supportbot listening on http://{host}:{bound} ({mode}, replica {rt.host.owner})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -114,7 +119,7 @@ async def serve(rt: Runtime, *, host: str, port: int, socket_mode: bool) -> None
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
         await rt.workers.stop()
-        await rt.board.drain()
+        await rt.drain()
         if socket_handler is not None:
             await socket_handler.close_async()
         await runner.cleanup()

@@ -7,23 +7,25 @@ is set). Reads lines from stdin, so piped input works and a closed stdin ends th
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import AsyncIterator
 from typing import TextIO
 
-from agent.chat import Conversation, build_model
+from agent.desk import Desk
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status
 from agent.loop import Agent
+from agent.providers import build_model
 from bot.errors import UsageError
 from storage.engine import Store
-from storage.models import ChatSession, Ticket
 from storage.settings import Settings
-from tools import refunds, tickets
-from tools.codes import Code
+from tools import desk, outbox, tickets, wording
 from tools.context import Actor, CallContext, Deps
 from tools.get_refund_status import refund_status
 from tools.sessions import customer_by_email, open_session
 from tools.toolbox import Toolbox, ready
+
+log = logging.getLogger(__name__)
 
 CUSTOMER_HELP = """\
 Type a message and press Enter. Also:
@@ -36,6 +38,7 @@ Staff commands:
   tickets                    open and claimed tickets
   claim N | release N | resolve N
   approve N | deny N         decide the refund a ticket is about
+  reply N TEXT               write to ticket N's customer, on their own channel
   link N EMAIL               bind ticket N's customer identity to the customer with EMAIL
   /refund-status ORD         any order's refunds
   /quit"""
@@ -51,6 +54,9 @@ class Printer:
 
     def bot(self, text: str) -> None:
         self.line(f"supportbot> {text}")
+
+    def staff(self, text: str) -> None:
+        self.line(f"{wording.STAFF_REPLY_LABEL.lower()}> {text}")
 
     def line(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -75,13 +81,13 @@ async def prepare(settings: Settings) -> tuple[Store, Deps]:
 
 
 def show(event: Event, printer: Printer) -> None:
+    """An event as the customer in the terminal may see it (no ticket numbers, priorities or reasons)."""
     if isinstance(event, Status):
         printer.dim(f"{event.text}…")
-    elif isinstance(event, Escalation):
-        verb = "opened" if event.created else "updated"
-        printer.dim(f"ticket #{event.ticket_id} {verb} for our team ({event.priority}, {event.reason})")
+    elif isinstance(event, Escalation) and not event.hidden and event.created:
+        printer.dim("a member of our support team has been asked to help")
     elif isinstance(event, Confirmation):
-        printer.dim(f"refund {event.amount} for {event.order_id} is waiting for you: type yes to confirm, no to cancel")
+        printer.dim(f"refund {event.amount} for {event.order_id} is waiting for you. {wording.CONFIRM_HINT['shell']}")
     elif isinstance(event, Reply):
         printer.bot(event.text)
     elif isinstance(event, Error):
@@ -97,24 +103,52 @@ async def customer_shell(settings: Settings, *, email: str, provider: str | None
         if customer is None:
             raise UsageError(f"no customer has the email {email!r} (the demo data has sarah@example.com)")
         model = build_model(settings, provider)
-        agent = Agent(model=model, toolbox=Toolbox(deps))
+        front = Desk(Agent(model=model, toolbox=Toolbox(deps)))
         ctx = await open_session(deps, channel="shell", actor=Actor.customer(customer.id, subject=f"shell:{email}"))
         printer.line(
             f"supportbot shell: you are {customer.name} <{customer.email}>; model: {model.name}. /help for help."
         )
-        conversation = Conversation(agent, ctx)
-        async for text in lines("you> ", printer):
-            if text in ("/quit", "/exit"):
-                break
-            if text == "/help":
-                printer.line(CUSTOMER_HELP)
-                continue
-            async for event in conversation.say(text):
-                show(event, printer)
+        watcher = asyncio.create_task(watch(deps, ctx, printer), name="shell-messages")
+        try:
+            await converse(front, ctx, printer)
+        finally:
+            watcher.cancel()
         printer.line("bye")
         return 0
     finally:
         await store.dispose()
+
+
+async def converse(front: Desk, ctx: CallContext, printer: Printer) -> None:
+    async for text in lines("you> ", printer):
+        if text in ("/quit", "/exit"):
+            break
+        if text == "/help":
+            printer.line(CUSTOMER_HELP)
+            continue
+        async for event in front.say(ctx, text):
+            show(event, printer)
+            if isinstance(event, Done):
+                await outbox.delivered(front.deps, event.said)  # printed just now
+        await print_messages(front.deps, ctx, printer)
+
+
+async def print_messages(deps: Deps, ctx: CallContext, printer: Printer) -> None:
+    """What the support team wrote (replies, notices) since it was last printed."""
+    rows = await outbox.for_session(deps, ctx.session_id, undelivered=True)
+    for row in rows:
+        (printer.staff if row.kind == "staff_reply" else printer.bot)(row.text)
+    await outbox.delivered(deps, [r.id for r in rows])
+
+
+async def watch(deps: Deps, ctx: CallContext, printer: Printer, every: float = 2.0) -> None:
+    """While the customer is typing, a staff reply made anywhere (Slack, another shell) shows up."""
+    while True:
+        await asyncio.sleep(every)  # a polling interval for another process's writes, not synchronization
+        try:
+            await print_messages(deps, ctx, printer)
+        except Exception:  # the store blinked: try again at the next interval
+            log.debug("could not read new messages", exc_info=True)
 
 
 async def staff_shell(settings: Settings, *, name: str, printer: Printer) -> int:
@@ -156,26 +190,18 @@ async def staff_command(deps: Deps, staff: Actor, cmd: str, args: list[str], pri
     elif cmd == "tickets":
         await list_tickets(deps, printer)
     elif cmd in ("claim", "release", "resolve"):
-        fn = {"claim": tickets.claim, "release": tickets.release, "resolve": tickets.resolve}[cmd]
-        result = await fn(deps, ticket_id=int(args[0].lstrip("#")), staff=staff)
+        act = {"claim": desk.claim, "release": desk.release, "resolve": desk.resolve}[cmd]
+        result = await act(deps, ticket_id=ticket_no(args[0]), staff=staff)
         printer.line(f"{result.code.value}: {result.note}")
     elif cmd in ("approve", "deny"):
-        result = await refunds.decide_for_ticket(
-            deps, ticket_id=int(args[0].lstrip("#")), staff=staff, approve=cmd == "approve"
-        )
+        result = await desk.decide(deps, staff=staff, ticket_id=ticket_no(args[0]), approve=cmd == "approve")
         detail = f" ({result.data.get('status')})" if result.data.get("status") else ""
         printer.line(f"{result.code.value}: {result.note}{detail}")
+    elif cmd == "reply":
+        result = await desk.reply(deps, staff=staff, ticket_id=ticket_no(args[0]), text=" ".join(args[1:]))
+        printer.line(f"{result.code.value}: {result.note}")
     elif cmd == "link":
-        ticket_id, email = int(args[0].lstrip("#")), args[1]
-        async with deps.store.read() as s:
-            ticket = await s.get(Ticket, ticket_id)
-            session = await s.get(ChatSession, ticket.session_id) if ticket and ticket.session_id else None
-        if session is None or not session.subject:
-            printer.line("NOT_FOUND: that ticket has no channel identity to link")
-            return
-        result = await tickets.link_customer(
-            deps, staff=staff, channel=session.channel, subject=session.subject, customer=email, ticket_id=ticket_id
-        )
+        result = await desk.link(deps, staff=staff, ticket_id=ticket_no(args[0]), customer=args[1])
         printer.line(f"{result.code.value}: {result.note}")
     elif cmd == "refund-status":
         result = await refunds_for(deps, staff, args[0] if args else None)
@@ -184,9 +210,10 @@ async def staff_command(deps: Deps, staff: Actor, cmd: str, args: list[str], pri
         printer.line(f"unknown command {cmd!r}. {STAFF_HELP}")
 
 
+def ticket_no(arg: str) -> int:
+    return int(arg.lstrip("#"))
+
+
 async def refunds_for(deps: Deps, staff: Actor, order_id: str | None) -> str:
     result = await refund_status(deps, CallContext("staff-shell", staff), order_id)
-    if result.code is not Code.OK:
-        return f"{result.code.value}: {result.note}"
-    rows = result.data.get("refunds", [])
-    return "\n".join(f"{r['refund_id']} {r['order_id']} {r['amount']} {r['status']}" for r in rows) or "no refunds"
+    return wording.staff_refund_status(result.code, list(result.data.get("refunds", [])))

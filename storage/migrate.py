@@ -23,14 +23,38 @@ def alembic_config(url: str = "") -> Config:
     return cfg
 
 
+def _foreign_keys(conn: Connection, on: bool) -> None:
+    """SQLite rebuilds a table to alter it (copy, drop, rename); with foreign keys on, dropping the
+    old table would cascade-delete its children's rows. Off for the migration (a pragma outside any
+    transaction, so on the raw connection), checked and on again after it."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+        if on:
+            cursor.execute("PRAGMA foreign_key_check")
+            broken = cursor.fetchall()
+            if broken:
+                raise RuntimeError(f"the migration left {len(broken)} rows with dangling foreign keys")
+    finally:
+        cursor.close()
+
+
 async def upgrade(store: Store, revision: str = "head") -> None:
     def _upgrade(conn: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
-    async with store.engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+    sqlite = store.dialect == "sqlite"
+    async with store.engine.connect() as conn:
+        if sqlite:
+            await conn.run_sync(_foreign_keys, False)
+        try:
+            await conn.run_sync(_upgrade)
+            await conn.commit()
+        finally:
+            if sqlite:
+                await conn.run_sync(_foreign_keys, True)
 
 
 def head_revision() -> str | None:

@@ -225,6 +225,7 @@ class Ticket(Base):
         CheckConstraint(_in("status", TICKET_STATUSES), name="status"),
         CheckConstraint(_in("priority", PRIORITIES), name="priority"),
         CheckConstraint("status <> 'claimed' OR claimed_by IS NOT NULL", name="claimed_by"),
+        CheckConstraint("claimed_kind IS NULL OR claimed_kind IN ('staff', 'colleague')", name="claimed_kind"),
         # a session has at most one unresolved ticket; escalating again updates it
         Index(
             "uq_tickets_one_unresolved_per_session",
@@ -244,6 +245,11 @@ class Ticket(Base):
     refund_id: Mapped[str | None] = mapped_column(ForeignKey("refunds.id"))
     summary: Mapped[str] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
+    # who claimed it: a member of staff, or a colleague who took the thread over (any staff member may
+    # resolve or reassign a colleague's ticket)
+    claimed_kind: Mapped[str | None] = mapped_column(String(16))
+    # what a customer may be shown instead of the id (ids are one global sequence: an oracle)
+    public_ref: Mapped[str | None] = mapped_column(String(16), unique=True)
     session_id: Mapped[str | None] = mapped_column(ForeignKey("sessions.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -281,29 +287,49 @@ class AuditLog(Base):
 
 
 INBOX_STATUSES = ("pending", "working", "done", "dead", "skipped")
+INBOX_FACES = ("slack", "web")
+INBOX_KINDS = ("message", "confirm", "cancel")
+LIVE_INBOX = "status IN ('pending', 'working')"
 
 
 class InboxItem(Base):
-    """A Slack message, stored before Slack is told it arrived; answered once, in thread order.
+    """Work for the bot, stored before the sender is told it arrived; done once, in order per
+    conversation, under a lease. Every face's work queues here: a Slack message or button click
+    (stored before Slack is acknowledged), a website chat turn.
 
-    Unique on the envelope's event_id and on (channel, ts): a retry and the app_mention twin of
-    a message both land on an existing row and cause no new work.
+    `conversation` orders the work (a Slack thread, a web session). Slack rows are unique on the
+    envelope's event_id and on (channel, ts): a retry and the app_mention twin of a message both
+    land on an existing row and cause no new work. `attempts` numbers the leases taken: a holder
+    proves it still holds the lease with it (fencing).
     """
 
     __tablename__ = "inbox"
     __table_args__ = (
         CheckConstraint(_in("status", INBOX_STATUSES), name="status"),
+        CheckConstraint(_in("face", INBOX_FACES), name="face"),
+        CheckConstraint(_in("kind", INBOX_KINDS), name="kind"),
         UniqueConstraint("channel", "ts", name="uq_inbox_channel_ts"),
-        Index("ix_inbox_thread", "channel", "thread_ts", "id"),
-        Index("ix_inbox_claimable", "status", "lease_expires_at"),
+        # only live rows are ever scanned by the queue, whatever the history's size
+        Index("ix_inbox_live", "id", sqlite_where=text(LIVE_INBOX), postgresql_where=text(LIVE_INBOX)),
+        Index(
+            "ix_inbox_live_conversation",
+            "conversation",
+            "id",
+            sqlite_where=text(LIVE_INBOX),
+            postgresql_where=text(LIVE_INBOX),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    face: Mapped[str] = mapped_column(String(16), default="slack", server_default="slack")
+    kind: Mapped[str] = mapped_column(String(16), default="message", server_default="message")
+    conversation: Mapped[str] = mapped_column(String(200))
+    session_id: Mapped[str | None] = mapped_column(String(40))
     event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
-    channel: Mapped[str] = mapped_column(String(32))
-    ts: Mapped[str] = mapped_column(String(32))
-    thread_ts: Mapped[str] = mapped_column(String(32))
-    user_id: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    user_id: Mapped[str | None] = mapped_column(String(32))
     user_team: Mapped[str | None] = mapped_column(String(32))
     installing_team: Mapped[str | None] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
@@ -318,24 +344,51 @@ class InboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+OUTBOX_STATUSES = ("pending", "posting", "posted", "skipped")
+OUTBOX_KINDS = ("reply", "confirmation", "notice", "staff_reply", "apology", "ephemeral", "relay", "alert")
+
+
 class OutboxMessage(Base):
-    """A reply we intend to post for an inbox item, recorded before posting (exactly-once)."""
+    """The outgoing message log: everything said to a customer (and to staff about them), written
+    by the desk before anything is delivered. Each face delivers its own rows exactly once: Slack
+    posts them into the thread (under a delivery lease, fenced, with metadata naming the row), the
+    website streams them, the shell prints them.
+
+    `inbox_id` and `seq` tie a turn's replies to the work item that wrote them; rows written by an
+    act outside a turn (a staff reply, an approval notice) have none. `channel`/`thread_ts` are
+    Slack's address for Slack sessions and for the staff channel (relays and alerts).
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (
-        CheckConstraint(_in("status", ("pending", "posting", "posted")), name="status"),
+        CheckConstraint(_in("status", OUTBOX_STATUSES), name="status"),
+        CheckConstraint(_in("kind", OUTBOX_KINDS), name="kind"),
         UniqueConstraint("inbox_id", "seq", name="uq_outbox_inbox_seq"),
+        Index("ix_outbox_session", "session_id", "id"),
+        Index(
+            "ix_outbox_undelivered",
+            "id",
+            sqlite_where=text("status IN ('pending', 'posting')"),
+            postgresql_where=text("status IN ('pending', 'posting')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    inbox_id: Mapped[int] = mapped_column(ForeignKey("inbox.id", ondelete="CASCADE"))
-    seq: Mapped[int] = mapped_column(Integer)
-    channel: Mapped[str] = mapped_column(String(32))
-    thread_ts: Mapped[str] = mapped_column(String(32))
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    inbox_id: Mapped[int | None] = mapped_column(ForeignKey("inbox.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    kind: Mapped[str] = mapped_column(String(24), default="reply", server_default="reply")
+    author: Mapped[str] = mapped_column(String(120), default="bot", server_default="bot")
     text: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
     blocks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     ephemeral_user: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="pending")
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     slack_ts: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -349,10 +402,9 @@ WEB_EVENT_KINDS = ("status", "reply", "escalation", "confirmation", "done", "err
 class WebTurn(Base):
     """A website chat request (a message, or a refund's Confirm/Cancel) and the turn that answers it.
 
-    Turns of one session run one at a time (a partial unique index) in `id` order, each under a lease
-    (owner, expiry) that its replica renews: an expired lease means that replica died, and any
-    replica takes the turn over.
-    `key` is the opaque id the API shows; `id` only orders.
+    The work itself is an inbox item (`inbox_id`): the shared queue orders a session's turns and
+    leases them. `key` is the opaque id the API shows; `id` only orders; `status` is what the
+    visitor may see of it.
     """
 
     __tablename__ = "web_turns"
@@ -360,25 +412,16 @@ class WebTurn(Base):
         CheckConstraint(_in("kind", WEB_TURN_KINDS), name="kind"),
         CheckConstraint(_in("status", WEB_TURN_STATUSES), name="status"),
         Index("ix_web_turns_session", "session_id", "id"),
-        # at most one turn of a session runs at a time, whatever the replicas race to claim
-        Index(
-            "uq_web_turns_one_running_per_session",
-            "session_id",
-            unique=True,
-            sqlite_where=text("status = 'running'"),
-            postgresql_where=text("status = 'running'"),
-        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(40), unique=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    inbox_id: Mapped[int | None] = mapped_column(ForeignKey("inbox.id", ondelete="SET NULL"), unique=True)
     kind: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
     refund_id: Mapped[str | None] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(16))
-    lease_owner: Mapped[str | None] = mapped_column(String(120))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

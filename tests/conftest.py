@@ -251,3 +251,13 @@ async def anon(deps: Deps) -> CallContext:
 @pytest.fixture
 async def staff(deps: Deps) -> CallContext:
     return await session_for(deps, Actor.staff("U-STAFF"))
+
+
+async def ticket_by_ref(deps: Deps, ref: str) -> int:
+    """The internal id of the ticket a tool result names by its public reference."""
+    from sqlalchemy import select
+
+    from storage.models import Ticket
+
+    async with deps.store.read() as s:
+        return int((await s.scalars(select(Ticket.id).where(Ticket.public_ref == ref))).one())

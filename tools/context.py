@@ -21,21 +21,21 @@ from storage.models import AuditLog
 from storage.settings import Settings
 from storage.types import Clock
 
-ActorKind = Literal["customer", "unverified", "staff"]
+ActorKind = Literal["customer", "unverified", "staff", "colleague"]
 
 
 @dataclass(frozen=True, slots=True)
 class Actor:
     kind: ActorKind
     customer_id: str | None = None
-    staff_id: str | None = None
+    staff_id: str | None = None  # the person's id, for staff and for colleagues
     subject: str | None = None  # the channel identity, e.g. "T01:U02" for a Slack user
 
     def __post_init__(self) -> None:
         if (self.kind == "customer") != (self.customer_id is not None):
             raise ValueError("a customer actor needs a customer id, and only a customer actor has one")
-        if (self.kind == "staff") != (self.staff_id is not None):
-            raise ValueError("a staff actor needs a staff id, and only a staff actor has one")
+        if (self.kind in ("staff", "colleague")) != (self.staff_id is not None):
+            raise ValueError("staff and colleagues need a person id, and only they have one")
 
     @classmethod
     def customer(cls, customer_id: str, subject: str | None = None) -> Actor:
@@ -46,16 +46,27 @@ class Actor:
         return cls("staff", staff_id=staff_id, subject=staff_id)
 
     @classmethod
+    def colleague(cls, person_id: str) -> Actor:
+        """Someone of the support company's own workspace who is not staff: they can take a thread
+        over by writing in it, but not act on tickets."""
+        return cls("colleague", staff_id=person_id, subject=person_id)
+
+    @classmethod
     def unverified(cls, subject: str | None = None) -> Actor:
         return cls("unverified", subject=subject)
+
+    @property
+    def is_person(self) -> bool:
+        """Staff or a colleague: a person of the support company, who can take a conversation over."""
+        return self.kind in ("staff", "colleague")
 
     @property
     def ref(self) -> str:
         """How the audit log and the refunds table name this actor."""
         if self.kind == "customer":
             return f"customer:{self.customer_id}"
-        if self.kind == "staff":
-            return f"staff:{self.staff_id}"
+        if self.kind in ("staff", "colleague"):
+            return f"{self.kind}:{self.staff_id}"
         return f"unverified:{self.subject or '-'}"
 
 
@@ -63,6 +74,7 @@ class Actor:
 class CallContext:
     session_id: str
     actor: Actor
+    channel: str = "other"  # the session's channel (slack, web, shell, mcp): a metrics label
 
 
 @dataclass(frozen=True, slots=True)

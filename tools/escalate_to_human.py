@@ -40,7 +40,7 @@ async def escalate_to_human(args: EscalateToHumanInput, ctx: CallContext, deps: 
     return ToolResult(
         Code.TICKET_OPENED if created else Code.TICKET_UPDATED,
         "A person will follow up in this conversation.",
-        {"ticket_id": ticket.id, "priority": ticket.priority},
+        {"ticket": ticket.public_ref, "priority": ticket.priority},
     )
 
 

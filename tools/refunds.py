@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import LIVE_REFUND_STATUSES, Order, Refund, Ticket
+from storage.models import LIVE_REFUND_STATUSES, Order, Refund
 from tools.codes import Code, GatewayError, ToolResult
 from tools.context import Actor, CallContext, Deps, audit, new_id
 from tools.tickets import open_or_update
@@ -110,7 +110,7 @@ async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: in
         created_at=now,
         updated_at=now,
     )
-    ticket_id, ticket_created = None, False
+    ticket_ref, ticket_created = None, False
     try:
         async with deps.store.write() as s:
             existing = await _live_refund(s, order.id)
@@ -130,7 +130,7 @@ async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: in
                     order_id=order.id,
                     refund_id=refund.id,
                 )
-                ticket_id = ticket.id
+                ticket_ref = ticket.public_ref
     except IntegrityError:
         # another request created this order's live refund between our check and our insert
         async with deps.store.read() as s:
@@ -143,7 +143,7 @@ async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: in
             Code.LIMIT_EXCEEDED,
             "This refund needs a supervisor's approval. A ticket was opened; tell the customer a person will review "
             "it and follow up. Do not promise an outcome.",
-            {**describe(refund), "ticket_id": ticket_id, "ticket_created": ticket_created},
+            {**describe(refund), "ticket": ticket_ref, "ticket_created": ticket_created},
         )
     if status == "awaiting_confirmation":
         return ToolResult(
@@ -289,53 +289,63 @@ async def cancel(deps: Deps, *, refund_id: str, actor: Actor, session_id: str | 
     return result
 
 
-async def approve_refund(deps: Deps, *, refund_id: str, staff: Actor) -> ToolResult:
-    """A staff member approves an over-limit refund; the rules (but not the limit) are re-checked now."""
-    async with deps.store.write() as s:
-        refund, order = await _load(s, refund_id)
-        result = _staff_checks(refund, order, staff)
-        if result is None and refund is not None:
-            code = refund_guard(order, owner_customer_id=_owner(refund), amount_cents=refund.amount_cents, deps=deps)
-            if code is not None:
-                result = ToolResult(code, "The refund breaks a rule now and cannot be approved.", describe(refund))
-            elif await _move(s, deps, refund.id, "pending_approval", "processing", decided_by=staff.ref) is None:
-                result = ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
-        audit(
-            s,
-            deps,
-            actor=staff,
-            action="approve_refund",
-            input={"refund_id": refund_id},
-            outcome=result.code if result else "processing",
-            session_id=refund.session_id if refund else None,
+async def approve_in(s: AsyncSession, deps: Deps, *, refund_id: str, staff: Actor) -> ToolResult | None:
+    """In the caller's transaction: move an over-limit refund to `processing` (the rules, but not the
+    limit, re-checked now). None: moved, and `pay` sends it after the commit; else the refusal."""
+    refund, order = await _load(s, refund_id)
+    result = _staff_checks(refund, order, staff)
+    if result is None and refund is not None:
+        code = refund_guard(order, owner_customer_id=_owner(refund), amount_cents=refund.amount_cents, deps=deps)
+        if code is not None:
+            result = ToolResult(code, "The refund breaks a rule now and cannot be approved.", describe(refund))
+        elif await _move(s, deps, refund.id, "pending_approval", "processing", decided_by=staff.ref) is None:
+            result = ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+    audit(
+        s,
+        deps,
+        actor=staff,
+        action="approve_refund",
+        input={"refund_id": refund_id},
+        outcome=result.code if result else "processing",
+        session_id=refund.session_id if refund else None,
+    )
+    return result
+
+
+async def deny_in(s: AsyncSession, deps: Deps, *, refund_id: str, staff: Actor) -> ToolResult:
+    """In the caller's transaction: deny an over-limit refund; no money moves."""
+    refund, order = await _load(s, refund_id)
+    result = _staff_checks(refund, order, staff)
+    if result is None and refund is not None:
+        moved = await _move(s, deps, refund.id, "pending_approval", "denied", decided_by=staff.ref)
+        result = (
+            ToolResult(Code.OK, "Denied.", describe(moved))
+            if moved
+            else ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
         )
-    if result is not None:
-        return result
-    return await pay(deps, refund_id)
+    assert result is not None
+    audit(
+        s,
+        deps,
+        actor=staff,
+        action="deny_refund",
+        input={"refund_id": refund_id},
+        outcome=result.code,
+        session_id=refund.session_id if refund else None,
+    )
+    return result
+
+
+async def approve_refund(deps: Deps, *, refund_id: str, staff: Actor) -> ToolResult:
+    """Approve an over-limit refund by id (the desk's `decide` adds the ticket rule on top)."""
+    async with deps.store.write() as s:
+        result = await approve_in(s, deps, refund_id=refund_id, staff=staff)
+    return result if result is not None else await pay(deps, refund_id)
 
 
 async def deny(deps: Deps, *, refund_id: str, staff: Actor) -> ToolResult:
     async with deps.store.write() as s:
-        refund, order = await _load(s, refund_id)
-        result = _staff_checks(refund, order, staff)
-        if result is None and refund is not None:
-            moved = await _move(s, deps, refund.id, "pending_approval", "denied", decided_by=staff.ref)
-            result = (
-                ToolResult(Code.OK, "Denied.", describe(moved))
-                if moved
-                else ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
-            )
-        assert result is not None
-        audit(
-            s,
-            deps,
-            actor=staff,
-            action="deny_refund",
-            input={"refund_id": refund_id},
-            outcome=result.code,
-            session_id=refund.session_id if refund else None,
-        )
-    return result
+        return await deny_in(s, deps, refund_id=refund_id, staff=staff)
 
 
 def _staff_checks(refund: Refund | None, order: Order | None, staff: Actor) -> ToolResult | None:
@@ -370,14 +380,3 @@ async def recover(deps: Deps) -> list[ToolResult]:
         log.info("recovering refund %s left processing", refund_id)
         results.append(await pay(deps, refund_id))
     return results
-
-
-async def decide_for_ticket(deps: Deps, *, ticket_id: int, staff: Actor, approve: bool) -> ToolResult:
-    """Approve or deny the refund a ticket is about (the staff queue's buttons and commands)."""
-    async with deps.store.read() as s:
-        ticket = await s.get(Ticket, ticket_id)
-    if ticket is None or ticket.refund_id is None:
-        return ToolResult(Code.NOT_FOUND, "This ticket has no refund waiting for a decision.")
-    if approve:
-        return await approve_refund(deps, refund_id=ticket.refund_id, staff=staff)
-    return await deny(deps, refund_id=ticket.refund_id, staff=staff)

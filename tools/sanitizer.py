@@ -29,10 +29,10 @@ from sqlalchemy import select
 from storage.engine import Store
 from storage.models import Customer, Order, Refund
 from storage.order_formats import Formats, compact, load_formats
+from tools.patterns import EMAIL
 from tools.wording import GENERIC_FALLBACK
 
 MAX_TEXT = 20_000
-EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
 # an identifier-like token: ORD-8842, #1001, W7678072, SO-2026-000123, CUST-1001, RF-3F2A9C, S-…
 TOKEN = re.compile(r"(?<![\w#-])#?[A-Za-z0-9][A-Za-z0-9-]{0,40}(?![\w-])")
 GENERIC_ORDER = re.compile(r"[A-Z]{2,6}-\d{2,12}")  # fullmatch: shaped like an order number anywhere

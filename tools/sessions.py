@@ -3,11 +3,23 @@ rebuilt from the store on every turn (so a staff `link_customer` takes effect at
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ChatSession, Customer, CustomerLink
+from storage.models import ChatSession, Customer, CustomerLink, Message, Refund, Ticket
 from tools.context import Actor, CallContext, Deps, new_id
+
+
+def slack_thread(session: ChatSession | None) -> tuple[str, str] | None:
+    """(channel, thread_ts) of a Slack session, from its key slack:CHANNEL:THREAD_TS."""
+    if session is None or not session.external_key or not session.external_key.startswith("slack:"):
+        return None
+    _, channel, ts = session.external_key.split(":", 2)
+    return channel, ts
 
 
 def _actor(row: ChatSession) -> Actor:
@@ -35,18 +47,18 @@ async def open_session(deps: Deps, *, channel: str, actor: Actor, external_key: 
     if external_key is None:
         async with deps.store.write() as s:
             s.add(ChatSession(**values))
-        return CallContext(values["id"], actor)  # type: ignore[arg-type]
+        return CallContext(values["id"], actor, channel)  # type: ignore[arg-type]
     insert = postgresql.insert if deps.store.dialect == "postgresql" else sqlite.insert
     async with deps.store.write() as s:
         await s.execute(insert(ChatSession).values(**values).on_conflict_do_nothing(index_elements=["external_key"]))
         row = (await s.scalars(select(ChatSession).where(ChatSession.external_key == external_key))).one()
-    return CallContext(row.id, _actor(row))
+    return CallContext(row.id, _actor(row), row.channel)
 
 
 async def load_context(deps: Deps, session_id: str) -> CallContext | None:
     async with deps.store.read() as s:
         row = await s.get(ChatSession, session_id)
-    return CallContext(row.id, _actor(row)) if row else None
+    return CallContext(row.id, _actor(row), row.channel) if row else None
 
 
 async def linked_customer(deps: Deps, *, channel: str, subject: str) -> str | None:
@@ -81,3 +93,46 @@ async def remember_link(deps: Deps, *, channel: str, subject: str, customer_id: 
             )
             .values(actor_kind="customer", customer_id=customer_id, updated_at=now)
         )
+
+
+async def settle(
+    s: AsyncSession, deps: Deps, session_id: str, *, last_reply: str = "", count_turn: bool = False
+) -> tuple[str, str | None]:
+    """Record the session's outcome from the store, in the caller's transaction: an unresolved
+    ticket means escalated; a refund awaiting confirmation, or a question just asked, means
+    awaiting_customer; else auto_resolved. Returns (outcome, priority)."""
+    ticket = (
+        await s.scalars(select(Ticket).where(Ticket.session_id == session_id, Ticket.status != "resolved").limit(1))
+    ).one_or_none()
+    waiting = await s.scalar(
+        select(Refund.id).where(Refund.session_id == session_id, Refund.status == "awaiting_confirmation").limit(1)
+    )
+    if ticket is not None:
+        outcome, priority = "escalated", ticket.priority
+    elif waiting is not None or last_reply.rstrip().endswith("?"):
+        outcome, priority = "awaiting_customer", None
+    else:
+        outcome, priority = "auto_resolved", None
+    values: dict[str, Any] = {"outcome": outcome, "outcome_priority": priority, "updated_at": deps.clock.now()}
+    if count_turn:
+        values["turns"] = ChatSession.turns + 1
+    await s.execute(update(ChatSession).where(ChatSession.id == session_id).values(**values))
+    return outcome, priority
+
+
+def estimate_tokens(content: Any) -> int:
+    """About four characters a token: close enough to budget a history, with no network call."""
+    return len(json.dumps(content, ensure_ascii=False)) // 4 + 4
+
+
+def text_message(deps: Deps, *, session_id: str, role: str, text: str, customer_text: bool = False) -> Message:
+    """A plain text turn of the conversation history, for the caller to add to its transaction."""
+    content = [{"type": "text", "text": text}]
+    return Message(
+        session_id=session_id,
+        role=role,
+        content=content,
+        is_customer_text=customer_text,
+        tokens_est=estimate_tokens(content),
+        created_at=deps.clock.now(),
+    )

@@ -49,7 +49,6 @@ ESCALATED_LEGAL = (
 ESCALATED_HUMAN = (
     "Of course. I've asked a member of our support team to join this conversation; they'll reply here shortly."
 )
-ESCALATED_SECURITY = NOT_FOUND_ORDER
 ESCALATED_GENERIC = "I've passed this to a member of our support team, and they'll follow up here."
 MODEL_OUTAGE = (
     "I'm sorry, I'm having trouble answering right now. I've passed your message to a member of our support "
@@ -110,20 +109,6 @@ def refund_status_line(*, order_id: str, item: str, amount: str, status: str) ->
 NO_REFUNDS = "I couldn't find any refunds on your account."
 
 
-def refund_update(*, order_id: str, amount: str, status: str, item: str = "your order") -> str:
-    """What the customer is told when a refund changes state outside a turn (a staff decision), by
-    the refund row's state as it is now."""
-    if status == "processed":
-        return refund_done(order_id=order_id, amount=amount)
-    if status == "processing":
-        return f"Your refund of {amount} for order {order_id} is being processed."
-    if status == "denied":
-        return refund_denied(order_id=order_id)
-    if status == "failed":
-        return BY_CODE[Code.PAYMENT_FAILED]
-    return refund_status_line(order_id=order_id, item=item, amount=amount, status=status)
-
-
 # --- what the claims check says instead of a reply the store contradicts (agent.claims) ------------------
 CORRECTION_LEAD = "Here's exactly where things stand:"
 TOOL_TEXT_LEAD = "Sorry, my answer didn't come out right."
@@ -180,5 +165,79 @@ def refund_status_text(code: Code, refunds: list[dict[str, str]]) -> str:
         return NO_REFUNDS
     return "\n".join(
         refund_status_line(order_id=r["order_id"], item=r["item"], amount=r["amount"], status=r["status"])
+        for r in refunds
+    )
+
+
+def refund_processing(*, order_id: str, amount: str) -> str:
+    return f"Your refund of {amount} for order {order_id} is being processed."
+
+
+# --- said by the agent loop on its own ------------------------------------------------------------
+MODEL_REFUSAL = "Sorry, that's not something I can help with here. Is there anything else about your order I can do?"
+TRUNCATED = "Sorry, I lost my train of thought there. Could you say that again?"
+# what the model is told (and may pass on) when a tool kept failing
+TOOL_UNAVAILABLE_NOTE = "This system is unavailable right now. A person has been asked to help; tell the customer so."
+
+# --- staff replies and notices, as the customer sees them --------------------------------------
+STAFF_REPLY_PREFIX = "(A member of our support team wrote) "
+STAFF_REPLY_LABEL = "Support team"
+
+# --- the confirmation step, in each face's own terms ---------------------------------------------
+CONFIRM_HINT = {
+    "slack": "Press Confirm to send it, or Cancel.",
+    "web": "Use the Confirm button to send it, or Cancel.",
+    "shell": "Type yes to send it, or no to cancel.",
+    "mcp": "You'll be asked to confirm before anything is sent.",
+}
+
+# --- MCP clients (their own model reads these and may pass them on) ------------------------------
+MCP_NOT_ASKED = (
+    "The refund is prepared but not sent: only the customer can confirm it, and this client cannot ask them, so it "
+    "will expire unconfirmed. Do not say it has been refunded."
+)
+MCP_DECLINED = "The customer did not confirm, so the refund was cancelled and no money moved."
+MCP_FAILED = "That did not work because of a problem on our side. Try again shortly, or use escalate_to_human."
+
+# --- said to a person who pressed something (staff, colleagues, other customers) -------------------
+ONLY_THE_CUSTOMER = "Only the customer who asked for this refund can confirm or cancel it."
+NOT_STAFF = "Only members of the support team can do that."
+TICKET_GONE = "That ticket no longer exists."
+STALE_FORM = "This form is stale; press the button again."
+NO_SUCH_CUSTOMER = "No customer has that email or id."
+NO_IDENTITY_TO_LINK = "That ticket has no customer identity to link."
+NO_SUCH_ORDER_STAFF = "No order with that id."
+
+
+def already_claimed(by: str) -> str:
+    return f"Already claimed by {by}."
+
+
+def nothing_changed(status: str) -> str:
+    return f"Nothing changed: the ticket is {status}."
+
+
+def dead_letter_alert(*, item_id: int, attempts: int) -> str:
+    return (
+        f"⚠️ A customer message could not be answered after {attempts} attempts (inbox item {item_id}). "
+        f"Replay it with `supportbot inbox retry {item_id}` once the cause is fixed."
+    )
+
+
+def relay(text: str) -> str:
+    """A handed-off web/shell/MCP customer's message, as staff read it in the ticket's thread."""
+    return f"💬 The customer wrote: {text}"
+
+
+def staff_refund_status(code: Code, refunds: list[dict[str, str]]) -> str:
+    """/refund-status as staff read it (any order; refund ids shown), on every face."""
+    if code in (Code.ORDER_NOT_FOUND, Code.NOT_FOUND):
+        return NO_SUCH_ORDER_STAFF
+    if code is not Code.OK:
+        return for_code(code)
+    if not refunds:
+        return "No refunds."
+    return "\n".join(
+        f"{r['order_id']} ({r['item']}): {r['amount']}, {r['status'].replace('_', ' ')}, refund {r['refund_id']}"
         for r in refunds
     )

@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.slack.limits import LIMITS
+
 HOME_TEAM = "T_HOME"
 BOT_USER = "U_BOT"
 
@@ -51,16 +53,7 @@ class Bucket:
         return (1 - self.tokens) / self.rate
 
 
-# Slack's published limits (approximate): chat.postMessage ~1/s per channel with a short burst;
-# tier 3 (~50/min) for chat.update, chat.postEphemeral; tier 4 (~100/min) for users.info.
-DEFAULT_LIMITS = {
-    "chat.postMessage": (1.0, 3.0, "channel"),
-    "chat.update": (50 / 60, 10.0, "channel"),
-    "chat.postEphemeral": (50 / 60, 10.0, "channel"),
-    "users.info": (100 / 60, 20.0, None),
-    "conversations.replies": (50 / 60, 10.0, None),
-    "conversations.members": (50 / 60, 10.0, None),
-}
+DEFAULT_LIMITS = LIMITS  # the one table the pacer also keeps to
 
 
 class FakeSlack:
@@ -167,8 +160,8 @@ class FakeSlack:
     def _limit(self, method: str, args: dict[str, Any]) -> float:
         if not self.rate_limits or method not in DEFAULT_LIMITS:
             return 0.0
-        rate, burst, scope = DEFAULT_LIMITS[method]
-        key = (method, str(args.get(scope, "")) if scope else "")
+        rate, burst, per_channel = DEFAULT_LIMITS[method]
+        key = (method, str(args.get("channel", "")) if per_channel else "")
         bucket = self.buckets.setdefault(key, Bucket(rate, burst))
         return bucket.take()
 

@@ -402,19 +402,18 @@ async def correctness(url: str, slack: FakeSlack, convs: list[Conversation], rep
             payouts = (await s.execute(text("SELECT count(*) FROM payouts"))).scalar()
     finally:
         await store.dispose()
-    seen: set[tuple[int, int]] = set()
+    seen: set[int] = set()
     duplicates = out_of_order = 0
     for posts in slack.by_thread.values():
         last = -1
         for m in posts:
             meta = (m.get("metadata") or {}).get("event_payload") or {}
-            if "inbox_id" not in meta:
+            if "row" not in meta:
                 continue
-            key = (meta["inbox_id"], meta["seq"])
-            duplicates += key in seen
-            seen.add(key)
-            out_of_order += meta["inbox_id"] < last
-            last = meta["inbox_id"]
+            duplicates += meta["row"] in seen  # each outgoing-log row posted once
+            seen.add(meta["row"])
+            out_of_order += meta["row"] < last
+            last = meta["row"]
     sent = sum(c.messages for c in convs)
     refunds_asked = sum(1 for c in convs if c.kind == "refund" and c.done)
     errors = [line.strip() for r in replicas for line in r.log if " ERROR " in line or "Traceback" in line]
@@ -443,7 +442,7 @@ async def correctness(url: str, slack: FakeSlack, convs: list[Conversation], rep
     }
     ok = (
         counts["completed"] == counts["conversations"]
-        and counts["inbox_done"] == sent
+        and counts["inbox_done"] == sent + refunds_asked  # every message, and every Confirm click
         and not counts["inbox_dead"]
         and not counts["inbox_unfinished"]
         and not counts["outbox_unposted"]

@@ -37,11 +37,12 @@ from sqlalchemy import select
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from agent.desk import Desk
 from storage.engine import Store
 from storage.models import Order, OrderItem, Refund, Ticket
 from storage.settings import Settings
 from storage.types import format_cents
-from tools import refunds, tickets, wording
+from tools import desk, outbox, refunds, tickets, wording
 from tools.codes import Code, ToolResult
 from tools.context import Actor, CallContext, Deps, Tool, audit
 from tools.sanitizer import sanitize
@@ -54,15 +55,9 @@ NAME = "supportbot"
 HOST = "127.0.0.1"
 INPUT_REQUIRED_VERSION = "2026-07-28"  # from here on, tools/call asks through InputRequiredResult
 ASK = "confirm"  # the key of our one input request
-NOT_ASKED = (
-    "The refund is prepared but not sent: only the customer can confirm it, and this client cannot ask them, so it "
-    "will expire unconfirmed. Do not say it has been refunded."
-)
-DECLINED = "The customer did not confirm, so the refund was cancelled and no money moved."
 NOT_APPROVED = (
     "Not approved: approving needs your own confirmation at the client, and it was not given. Nothing changed."
 )
-FAILED = "That did not work because of a problem on our side. Try again shortly, or use escalate_to_human."
 
 
 class Confirm(BaseModel):
@@ -99,6 +94,13 @@ class DenyRefundInput(ClaimTicketInput):
     """Deny the over-limit refund a ticket is about; no money is sent."""
 
 
+class ReplyInput(ClaimTicketInput):
+    """Write to the ticket's customer on their own channel (Slack thread, website chat, shell).
+    Replying to an open ticket claims it; the bot stays quiet in that conversation until it is resolved."""
+
+    text: str = Field(min_length=1, max_length=3000, description="What the customer reads.")
+
+
 async def _list_tickets(args: ListTicketsInput, ctx: CallContext, deps: Deps) -> ToolResult:
     rows = await tickets.list_tickets(deps)
     return ToolResult(Code.OK, "" if rows else "No open tickets.", {"tickets": [tickets.describe(t) for t in rows]})
@@ -111,13 +113,18 @@ def _on_ticket(action: Callable[..., Awaitable[ToolResult]], **kw: Any) -> Calla
     return run
 
 
+async def _reply(args: ReplyInput, ctx: CallContext, deps: Deps) -> ToolResult:
+    return await desk.reply(deps, staff=ctx.actor, ticket_id=args.ticket_id, text=args.text)
+
+
 STAFF_TOOLS: tuple[Tool, ...] = (
     Tool("list_tickets", ListTicketsInput, _list_tickets, "Listing tickets"),
-    Tool("claim_ticket", ClaimTicketInput, _on_ticket(tickets.claim), "Claiming the ticket"),
-    Tool("release_ticket", ReleaseTicketInput, _on_ticket(tickets.release), "Releasing the ticket"),
-    Tool("resolve_ticket", ResolveTicketInput, _on_ticket(tickets.resolve), "Resolving the ticket"),
-    Tool("approve_refund", ApproveRefundInput, _on_ticket(refunds.decide_for_ticket, approve=True), "Approving"),
-    Tool("deny_refund", DenyRefundInput, _on_ticket(refunds.decide_for_ticket, approve=False), "Denying"),
+    Tool("claim_ticket", ClaimTicketInput, _on_ticket(desk.claim), "Claiming the ticket"),
+    Tool("release_ticket", ReleaseTicketInput, _on_ticket(desk.release), "Releasing the ticket"),
+    Tool("resolve_ticket", ResolveTicketInput, _on_ticket(desk.resolve), "Resolving the ticket"),
+    Tool("approve_refund", ApproveRefundInput, _on_ticket(desk.decide, approve=True), "Approving"),
+    Tool("deny_refund", DenyRefundInput, _on_ticket(desk.decide, approve=False), "Denying"),
+    Tool("reply_to_customer", ReplyInput, _reply, "Replying to the customer"),
 )
 
 
@@ -129,6 +136,7 @@ class McpFace:
         self.deps = deps
         self.ctx = ctx
         self.toolbox = Toolbox(deps)
+        self.desk = Desk(toolbox=self.toolbox)
         self.staff_tools = {t.name: t for t in STAFF_TOOLS} if ctx.actor.kind == "staff" else {}
 
     async def list_tools(self, rctx: ServerRequestContext, params: Any) -> types.ListToolsResult:
@@ -151,19 +159,7 @@ class McpFace:
             staff_tool = self.staff_tools.get(params.name)
             if staff_tool is not None:
                 return await self._staff_call(rctx, staff_tool, args)
-            result = await self.toolbox.call(params.name, args, self.ctx)
-            rule = tickets.escalation_for(result.code)
-            if rule is not None and not rule.already_ticketed:  # the same P1 as in the agent loop
-                async with self.deps.store.write() as s:
-                    await tickets.open_or_update(
-                        s,
-                        self.deps,
-                        session_id=self.ctx.session_id,
-                        priority=rule.priority,
-                        reason=rule.reason,
-                        summary=f"Over MCP, {params.name} was refused ({result.code.value}).",
-                        customer_id=self.ctx.actor.customer_id,
-                    )
+            result = await self.desk.call_tool(self.ctx, params.name, args)  # the loop's verdicts, applied
             if result.code is Code.AWAITING_CONFIRMATION or (
                 result.code is Code.REFUND_EXISTS and result.data.get("status") == "awaiting_confirmation"
             ):
@@ -175,7 +171,7 @@ class McpFace:
             return await self._present(result)
         except Exception:  # tool failures are data: the client sees a plain failure, the log the detail
             log.exception("mcp tool %s failed", params.name[:64])
-            payload = {"outcome": "failed", "note": FAILED}
+            payload = {"outcome": "failed", "note": wording.MCP_FAILED}
             return types.CallToolResult(content=[_text(payload)], structured_content=payload, is_error=True)
 
     async def _staff_call(
@@ -227,19 +223,17 @@ class McpFace:
         return await self._present(ToolResult(Code.INVALID_INPUT, "Nothing is waiting for that answer."))
 
     async def _settle_refund(self, refund_id: str, answer: bool | None) -> ToolResult:
-        actor, session_id = self.ctx.actor, self.ctx.session_id
-        if answer is True:
-            return await refunds.confirm(self.deps, refund_id=refund_id, actor=actor, session_id=session_id)
-        if answer is False:
-            result = await refunds.cancel(self.deps, refund_id=refund_id, actor=actor, session_id=session_id)
-            return replace(result, note=DECLINED) if result.ok else result
+        """The person's answer, through the desk's Confirm/Cancel (the same act as a button)."""
+        if answer is not None:
+            result, _, _ = await self.desk.decide_refund(self.ctx, refund_id, yes=answer)
+            return replace(result, note=wording.MCP_DECLINED) if answer is False and result.ok else result
         async with self.deps.store.read() as s:
             refund = await s.get(Refund, refund_id)
-        return ToolResult(Code.AWAITING_CONFIRMATION, NOT_ASKED, refunds.describe(refund) if refund else {})
+        return ToolResult(Code.AWAITING_CONFIRMATION, wording.MCP_NOT_ASKED, refunds.describe(refund) if refund else {})
 
     async def _settle_approval(self, ticket_id: int, answer: bool | None) -> ToolResult:
         if answer is True:
-            return await refunds.decide_for_ticket(self.deps, ticket_id=ticket_id, staff=self.ctx.actor, approve=True)
+            return await desk.decide(self.deps, staff=self.ctx.actor, ticket_id=ticket_id, approve=True)
         async with self.deps.store.write() as s:
             audit(
                 s,
@@ -282,7 +276,16 @@ class McpFace:
             if not result.ok and not result.note:
                 payload["note"] = wording.for_code(result.model_code)
             payload = await _sanitized(payload, self.deps.store, customer_id)
+            payload |= await self._messages()
         return types.CallToolResult(content=[_text(payload)], structured_content=payload, is_error=not result.ok)
+
+
+    async def _messages(self) -> dict[str, Any]:
+        """What the support team wrote to this customer since the last result (MCP has no push of
+        its own to the person: their client shows it with the next result)."""
+        rows = await outbox.for_session(self.deps, self.ctx.session_id, undelivered=True)
+        await outbox.delivered(self.deps, [r.id for r in rows])
+        return {"messages_from_support": [r.text for r in rows]} if rows else {}
 
 
 def _yes(answer: types.ElicitResult) -> bool:

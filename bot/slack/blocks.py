@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -21,14 +22,17 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from tools.patterns import EMAIL
 from tools.tickets import reason_text
+from tools.wording import STAFF_REPLY_LABEL
 
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+SLACK_USER = re.compile(r"[UW][A-Z0-9_]{1,20}")
 
 CONFIRM, CANCEL = "refund_confirm", "refund_cancel"
 CLAIM, RELEASE, RESOLVE = "ticket_claim", "ticket_release", "ticket_resolve"
 APPROVE, DENY, LINK = "refund_approve", "refund_deny", "ticket_link_customer"
-ACTION_IDS = (CONFIRM, CANCEL, CLAIM, RELEASE, RESOLVE, APPROVE, DENY, LINK)
+REPLY = "ticket_reply"
+ACTION_IDS = (CONFIRM, CANCEL, CLAIM, RELEASE, RESOLVE, APPROVE, DENY, LINK, REPLY)
 
 
 def escape(text: str) -> str:
@@ -82,6 +86,7 @@ class TicketView:
     refund_pending: str | None  # the amount of a refund waiting for approval
     unverified_user: str | None  # Slack user id to link, when the customer is unverified
     overdue: bool = False
+    conversation: bool = False  # a customer conversation staff can reply into
 
 
 def ticket_blocks(t: TicketView) -> list[Block]:
@@ -121,6 +126,8 @@ def ticket_blocks(t: TicketView) -> list[Block]:
             ButtonElement(text=f"Approve {t.refund_pending} refund", action_id=APPROVE, value=value, style="primary"),
             ButtonElement(text="Deny refund", action_id=DENY, value=value, style="danger"),
         ]
+    if t.status != "resolved" and t.conversation:
+        buttons.append(ButtonElement(text="Reply to customer", action_id=REPLY, value=value))
     if t.status != "resolved" and t.unverified_user:
         buttons.append(ButtonElement(text="Link to customer", action_id=LINK, value=value))
     if buttons:
@@ -131,6 +138,23 @@ def ticket_blocks(t: TicketView) -> list[Block]:
 
 def ticket_fallback_text(t: TicketView) -> str:
     return f"{t.priority} ticket #{t.id}: {reason_text(t.reason)} ({t.status})"
+
+
+def row_message(
+    kind: str, text: str, data: dict[str, Any] | None, author: str
+) -> tuple[str, list[dict[str, object]] | None]:
+    """How a row of the outgoing log reads in Slack: (fallback text, blocks or None). A refund prompt
+    carries its buttons; a staff reply names who wrote it; everything else is escaped text."""
+    data = data or {}
+    if kind == "confirmation" and data.get("refund_id"):
+        lead = text if data.get("lead") else None
+        prompt = str(data.get("prompt") or text)
+        return slack_text(text), as_dicts(confirmation_blocks(refund_id=str(data["refund_id"]), text=prompt, lead=lead))
+    if kind == "staff_reply":
+        who = author.partition(":")[2]
+        label = f"<@{who}>" if SLACK_USER.fullmatch(who) else escape(who[:64])
+        return f"*{STAFF_REPLY_LABEL}* ({label}): {slack_text(text)}", None
+    return slack_text(text), None
 
 
 def as_dicts(blocks: list[Block]) -> list[dict[str, object]]:

@@ -19,17 +19,10 @@ from bot.slack.delivery import SlackOut
 from storage.models import ChatSession, Customer, Refund, Ticket
 from storage.types import format_cents
 from tools.context import Deps
+from tools.sessions import slack_thread
 
 log = logging.getLogger(__name__)
 POSTING = "posting"
-
-
-def thread_of(session: ChatSession | None) -> tuple[str, str] | None:
-    """(channel, thread_ts) of a Slack session, from its key slack:CHANNEL:THREAD_TS."""
-    if session is None or not session.external_key or not session.external_key.startswith("slack:"):
-        return None
-    _, channel, ts = session.external_key.split(":", 2)
-    return channel, ts
 
 
 class StaffBoard:
@@ -64,7 +57,7 @@ class StaffBoard:
             cust = await s.get(Customer, t.customer_id) if t.customer_id else None
             session = await s.get(ChatSession, t.session_id) if t.session_id else None
             refund = await s.get(Refund, t.refund_id) if t.refund_id else None
-        where = thread_of(session)
+        where = slack_thread(session)
         permalink = None
         if where is not None:
             try:
@@ -97,6 +90,7 @@ class StaffBoard:
             else None,
             unverified_user=unverified,
             overdue=overdue,
+            conversation=session is not None and session.actor_kind != "staff",
         )
 
     async def publish(self, ticket_id: int) -> None:

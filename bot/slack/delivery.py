@@ -1,10 +1,17 @@
-"""Everything supportbot posts to Slack, with exactly-once replies.
+"""Everything supportbot posts to Slack, and the outgoing log's rows posted exactly once.
 
-A turn's replies are recorded in `outbox` before anything is posted; each is posted with message
-`metadata` carrying its inbox item and sequence number, and marked `posting` just before the
-call. A worker resuming an item after a crash finds `posting` rows and looks in the thread
-(conversations.replies with metadata) before posting again, so a reply that reached Slack is
-never posted twice.
+Rows (see `tools.outbox`) are posted in two ways: a turn's rows by the worker that holds the turn's
+work item, fenced by that item's lease; every other row of a Slack address (a staff reply, a
+notice, a relay or alert in the staff channel, a dead letter's apology) by `deliver_loose`, under
+the row's own delivery lease, on any replica.
+
+The fence: before every HTTP attempt, one conditional UPDATE moves the row to `posting` (and
+counts the attempt), and is refused unless the poster still holds its lease with more time left
+than an HTTP call can take. Refused means another worker owns the row now: we stop, never post.
+Posting calls use a client without slack_sdk's retry handlers, so a 429 (Slack did not post) or
+a dropped connection (it may have) is retried here, each attempt fenced again. Each post carries
+metadata naming its row; only a row an earlier attempt may have posted (a crash, a timeout) is
+looked for in the thread (conversations.replies, rate limited hard) before posting again.
 """
 
 from __future__ import annotations
@@ -16,19 +23,31 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import select, update
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+from sqlalchemy import and_, or_, select, update
 
+from bot.queue import UNFINISHED, Claimed, Queue
+from bot.slack.blocks import row_message
+from bot.slack.client import HTTP_TIMEOUT_S, post_timeout
+from bot.slack.limits import LIMITS
 from storage.engine import Store
-from storage.models import OutboxMessage
+from storage.models import InboxItem, OutboxMessage, Ticket
 from storage.settings import Settings
 from storage.types import Clock
 
 log = logging.getLogger(__name__)
 REPLY_EVENT = "supportbot_reply"
+POST_ATTEMPTS = 6
+
+
+class LeaseLost(Exception):
+    """The fence refused a post: another worker holds the lease now. Nothing was posted."""
 
 
 def crash_point(settings: Settings, name: str) -> None:
@@ -50,27 +69,15 @@ TURN_TIMER: contextvars.ContextVar[SlackTimer | None] = contextvars.ContextVar("
 
 
 class SlackPacer:
-    """Paces our Web API calls to Slack's published limits, so bursts queue here instead of
-    collecting 429s: chat.postMessage about one per second per channel (short bursts allowed);
-    tiered methods per workspace (Tier 3 ~50/min, Tier 4 ~100/min). Each caller reserves the next
-    free slot of its bucket; the 429 retry handler still covers what other replicas send."""
-
-    LIMITS: dict[str, tuple[float, float, bool]] = {  # method -> (calls per second, burst, per channel?)
-        "chat.postMessage": (1.0, 3.0, True),
-        "chat.postEphemeral": (1.0, 3.0, True),
-        "chat.update": (50 / 60, 10.0, False),
-        "users.info": (100 / 60, 20.0, False),
-        "conversations.members": (100 / 60, 20.0, False),
-        "conversations.replies": (50 / 60, 10.0, False),
-        "chat.getPermalink": (100 / 60, 20.0, False),
-    }
+    """Paces our Web API calls to Slack's published limits (`bot.slack.limits`), so bursts queue
+    here instead of collecting 429s. Each caller reserves the next free slot of its bucket."""
 
     def __init__(self) -> None:
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (tokens, when)
 
     def reserve(self, method: str, channel: str | None) -> float:
         """Seconds to wait before this call may go (0 for methods without a known limit)."""
-        limit = self.LIMITS.get(method)
+        limit = LIMITS.get(method)
         if limit is None:
             return 0.0
         rate, burst, per_channel = limit
@@ -87,107 +94,207 @@ class SlackPacer:
             await asyncio.sleep(delay)  # pacing to Slack's limit, not synchronization
 
 
-@dataclass(frozen=True, slots=True)
-class Intent:
-    text: str
-    blocks: list[dict[str, Any]] | None = None
-    ephemeral_user: str | None = None
-
-
 @dataclass
 class SlackOut:
-    client: AsyncWebClient
+    client: AsyncWebClient  # with slack_sdk's retry handlers
+    poster: AsyncWebClient  # without: posting retries here, fenced
     store: Store
     clock: Clock
     settings: Settings
+    owner: str
     pacer: SlackPacer = field(default_factory=SlackPacer)
 
-    async def call(self, method: str, *, http_verb: str = "POST", **kwargs: Any) -> Any:
-        """One Web API call: paced per channel, retried on 429 by the client, timed for the turn."""
+    @property
+    def margin(self) -> timedelta:
+        """What a lease must still have left when a post starts: more than the post can take."""
+        return timedelta(seconds=post_timeout(self.settings) + 0.5)
+
+    @property
+    def row_lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.inbox_lease_seconds)
+
+    async def call(
+        self, method: str, *, http_verb: str = "POST", client: AsyncWebClient | None = None, **kwargs: Any
+    ) -> Any:
+        """One Web API call: paced per channel, timed for the turn."""
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         started = time.perf_counter()
         try:
             await self.pacer.wait(method, kwargs.get("channel"))
+            api = client or self.client
             if http_verb == "GET":
-                return await self.client.api_call(method, http_verb="GET", params=kwargs)
-            return await self.client.api_call(method, json=kwargs)
+                return await api.api_call(method, http_verb="GET", params=kwargs)
+            return await api.api_call(method, json=kwargs)
         finally:
             timer = TURN_TIMER.get()
             if timer is not None:
                 timer.seconds += time.perf_counter() - started
                 timer.calls += 1
 
-    # --- outbox -----------------------------------------------------------------------------------
-    async def outbox(self, item_id: int) -> list[OutboxMessage]:
+    # --- a turn's rows, fenced by its work item's lease ------------------------------------------------
+    async def rows_of(self, item_id: int) -> list[OutboxMessage]:
         async with self.store.read() as s:
             rows = await s.scalars(
                 select(OutboxMessage).where(OutboxMessage.inbox_id == item_id).order_by(OutboxMessage.seq)
             )
             return list(rows.all())
 
-    async def record(self, item_id: int, channel: str, thread_ts: str, intents: list[Intent]) -> None:
-        now = self.clock.now()
-        async with self.store.write() as s:
-            for seq, intent in enumerate(intents):
-                s.add(
-                    OutboxMessage(
-                        inbox_id=item_id,
-                        seq=seq,
-                        channel=channel,
-                        thread_ts=thread_ts,
-                        text=intent.text,
-                        blocks=intent.blocks,
-                        ephemeral_user=intent.ephemeral_user,
-                        status="pending",
-                        created_at=now,
-                    )
-                )
-
-    async def _mark(self, row_id: int, **values: Any) -> None:
-        async with self.store.write() as s:
-            await s.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values))
-
-    async def deliver(self, item_id: int) -> int:
-        """Post every unposted reply of an item, in order. Returns how many were posted now."""
+    async def deliver_item(self, item: Claimed, queue: Queue) -> int:
+        """Post every unposted row of a work item, in order, while holding its lease."""
         posted = 0
-        for row in await self.outbox(item_id):
-            if row.status == "posted":
+        for row in await self.rows_of(item.id):
+            if row.status in ("posted", "skipped") or row.channel is None:
                 continue
-            if row.status == "posting" and row.ephemeral_user is None:
-                found = await self._already_posted(row)
-                if found:
-                    await self._mark(row.id, status="posted", slack_ts=found, posted_at=self.clock.now())
-                    continue
-            await self._mark(row.id, status="posting")
-            if row.ephemeral_user:
-                resp = await self.call(
-                    "chat.postEphemeral",
-                    channel=row.channel,
-                    user=row.ephemeral_user,
-                    thread_ts=row.thread_ts,
-                    text=row.text,
-                    blocks=row.blocks,
-                )
-                ts = resp.get("message_ts")
-            else:
-                payload: dict[str, Any] = {
-                    "channel": row.channel,
-                    "thread_ts": row.thread_ts,
-                    "text": row.text,
-                    "metadata": {"event_type": REPLY_EVENT, "event_payload": {"inbox_id": item_id, "seq": row.seq}},
-                    "unfurl_links": False,
-                    "unfurl_media": False,
-                }
-                if row.blocks:
-                    payload["blocks"] = row.blocks
-                resp = await self.call("chat.postMessage", **payload)
-                ts = resp.get("ts")
-            crash_point(self.settings, "after_post")
-            await self._mark(row.id, status="posted", slack_ts=ts, posted_at=self.clock.now())
+            fence = queue.holds(item.id, item.attempts, margin=self.margin)
+            await self._post(row, fence=fence, takes_lease=False)
             posted += 1
         return posted
 
+    async def skip_unposted(self, item_id: int) -> None:
+        """The conversation was handed to a person before these replies went out: never post them."""
+        async with self.store.write() as s:
+            await s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.inbox_id == item_id, OutboxMessage.status == "pending")
+                .values(status="skipped", posted_at=self.clock.now())
+            )
+
+    # --- every other row, under its own delivery lease ---------------------------------------------
+    async def deliver_loose(self, limit: int = 50) -> int:
+        """Post rows written outside a running turn (staff replies, notices, relays, alerts, dead
+        letters' apologies), on any replica: each under its own lease, so exactly one replica posts it."""
+        now = self.clock.now()
+        async with self.store.read() as s:
+            rows = list(
+                (
+                    await s.scalars(
+                        select(OutboxMessage)
+                        .outerjoin(InboxItem, InboxItem.id == OutboxMessage.inbox_id)
+                        .where(
+                            OutboxMessage.status.in_(("pending", "posting")),
+                            OutboxMessage.channel.is_not(None),
+                            or_(OutboxMessage.inbox_id.is_(None), InboxItem.status.not_in(UNFINISHED)),
+                            or_(OutboxMessage.lease_expires_at.is_(None), OutboxMessage.lease_expires_at < now),
+                        )
+                        .order_by(OutboxMessage.id)
+                        .limit(limit)
+                    )
+                ).all()
+            )
+        posted = 0
+        for row in rows:
+            try:
+                if await self._ready(row):
+                    await self._post(row, fence=None, takes_lease=True)
+                    posted += 1
+            except LeaseLost:
+                continue  # another replica took this row
+            except Exception:
+                log.exception("could not post outgoing message %d (tried again later)", row.id)
+        return posted
+
+    async def _ready(self, row: OutboxMessage) -> bool:
+        """Relays go into their ticket's thread in the staff channel and wait until it is posted;
+        alerts go there too when it is, else straight to the channel."""
+        if row.kind not in ("relay", "alert") or row.thread_ts:
+            return True
+        ticket_id = (row.data or {}).get("ticket_id")
+        async with self.store.read() as s:
+            ticket = await s.get(Ticket, int(ticket_id)) if ticket_id else None
+        shown = ticket is not None and ticket.slack_ts not in (None, "", "posting")
+        if shown and ticket is not None:
+            row.thread_ts = ticket.slack_ts
+        return shown or ticket is None or row.kind == "alert"
+
+    # --- one row --------------------------------------------------------------------------------------
+    async def _fence(self, row: OutboxMessage, fence: Any, takes_lease: bool) -> None:
+        now = self.clock.now()
+        values: dict[str, Any] = {"status": "posting", "attempt": OutboxMessage.attempt + 1, "thread_ts": row.thread_ts}
+        conds: list[Any] = [OutboxMessage.id == row.id, OutboxMessage.status.in_(("pending", "posting"))]
+        if takes_lease:
+            conds.append(
+                or_(
+                    OutboxMessage.lease_expires_at.is_(None),
+                    OutboxMessage.lease_expires_at < now,
+                    and_(OutboxMessage.lease_owner == self.owner, OutboxMessage.lease_expires_at > now + self.margin),
+                )
+            )
+            values |= {"lease_owner": self.owner, "lease_expires_at": now + self.row_lease}
+        else:
+            conds.append(fence)
+        async with self.store.write() as s:
+            res = await s.execute(update(OutboxMessage).where(*conds).values(**values))
+        if not res.rowcount:  # type: ignore[attr-defined]
+            raise LeaseLost(row.id)
+
+    async def _post(self, row: OutboxMessage, *, fence: Any, takes_lease: bool) -> None:
+        """Post one row exactly once: fenced before each attempt; the thread looked at first only
+        when an earlier attempt may have reached Slack."""
+        maybe_posted = row.status == "posting"
+        for attempt in range(1, POST_ATTEMPTS + 1):
+            if maybe_posted and row.ephemeral_user is None:
+                found = await self._already_posted(row)
+                if found:
+                    await self._mark_posted(row, found)
+                    return
+            await self._fence(row, fence, takes_lease)
+            try:
+                ts = await self._send(row)
+            except SlackApiError as exc:
+                status = exc.response.status_code
+                if status == 429 and attempt < POST_ATTEMPTS:
+                    await asyncio.sleep(_retry_after(exc))  # Slack's own pace, not synchronization
+                    continue
+                maybe_posted = status >= 500
+                if not maybe_posted or attempt == POST_ATTEMPTS:
+                    raise
+                continue
+            except (aiohttp.ClientError, TimeoutError):
+                if attempt == POST_ATTEMPTS:
+                    raise
+                maybe_posted = True
+                continue
+            crash_point(self.settings, "after_post")
+            await self._mark_posted(row, ts)
+            return
+
+    async def _send(self, row: OutboxMessage) -> str | None:
+        text, blocks = row_message(row.kind, row.text, row.data, row.author)
+        if row.ephemeral_user:
+            resp = await self.call(
+                "chat.postEphemeral",
+                client=self.poster,
+                channel=row.channel,
+                user=row.ephemeral_user,
+                thread_ts=row.thread_ts,
+                text=text,
+                blocks=blocks,
+            )
+            return resp.get("message_ts")
+        resp = await self.call(
+            "chat.postMessage",
+            client=self.poster,
+            channel=row.channel,
+            thread_ts=row.thread_ts,
+            text=text,
+            blocks=blocks,
+            metadata={"event_type": REPLY_EVENT, "event_payload": {"row": row.id}},
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return resp.get("ts")
+
+    async def _mark_posted(self, row: OutboxMessage, ts: str | None) -> None:
+        async with self.store.write() as s:
+            await s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id, OutboxMessage.status != "posted")
+                .values(status="posted", slack_ts=ts, posted_at=self.clock.now(), lease_expires_at=None)
+            )
+
     async def _already_posted(self, row: OutboxMessage) -> str | None:
+        if not row.channel:
+            return None
         cursor = None
         while True:
             resp = await self.call(
@@ -200,27 +307,27 @@ class SlackOut:
             )
             for m in resp.get("messages") or []:
                 meta = m.get("metadata") or {}
-                p = meta.get("event_payload") or {}
-                if (
-                    meta.get("event_type") == REPLY_EVENT
-                    and p.get("inbox_id") == row.inbox_id
-                    and p.get("seq") == row.seq
-                ):
+                if meta.get("event_type") == REPLY_EVENT and _names(meta.get("event_payload") or {}, row):
                     return str(m.get("ts"))
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return None
 
-    async def skip_unposted(self, item_id: int) -> None:
-        """The thread was handed to a person before these replies went out: never post them."""
-        async with self.store.write() as s:
-            await s.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.inbox_id == item_id, OutboxMessage.status == "pending")
-                .values(status="posted", slack_ts=None, posted_at=self.clock.now())
-            )
-
     # --- other posts ------------------------------------------------------------------------------
+    async def respond(self, response_url: str, *, text: str, blocks: list[dict[str, Any]] | None) -> None:
+        """Replace the message a button was pressed on, through the click's response_url."""
+        started = time.perf_counter()
+        try:
+            resp = await AsyncWebhookClient(response_url, timeout=int(HTTP_TIMEOUT_S)).send(
+                text=text, blocks=blocks, replace_original=True
+            )
+        finally:
+            timer = TURN_TIMER.get()
+            if timer is not None:
+                timer.seconds += time.perf_counter() - started
+        if resp.status_code >= 400:
+            raise RuntimeError(f"response_url answered {resp.status_code}")
+
     async def status(self, channel: str, thread_ts: str, text: str) -> None:
         """The 'is looking into it…' line while the agent works (best effort: it is only a hint)."""
         try:
@@ -239,8 +346,16 @@ class SlackOut:
         resp = await self.call("chat.postMessage", **kwargs)
         return resp.get("ts")
 
-    async def ephemeral(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> None:
-        kwargs: dict[str, Any] = {"channel": channel, "user": user, "text": text}
-        if thread_ts:
-            kwargs["thread_ts"] = thread_ts
-        await self.call("chat.postEphemeral", **kwargs)
+
+def _names(payload: dict[str, Any], row: OutboxMessage) -> bool:
+    """Metadata naming this row (older posts named their inbox item and sequence number)."""
+    if "row" in payload:
+        return payload.get("row") == row.id
+    return payload.get("inbox_id") == row.inbox_id and payload.get("seq") == row.seq
+
+
+def _retry_after(exc: SlackApiError) -> float:
+    try:
+        return min(max(float(exc.response.headers.get("Retry-After", "1")), 0.0), 120.0)
+    except (TypeError, ValueError):
+        return 1.0

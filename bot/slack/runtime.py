@@ -1,20 +1,22 @@
 """Everything the Slack face holds, built in one place on the process's `Host` (with injectable
-parts for tests and the benchmark): Slack client, delivery, people, staff board, inbox, workers."""
+parts for tests and the benchmark): Slack clients, delivery, people, staff board, its turns, and
+its registration with the process's one work queue."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from agent.loop import Agent
 from agent.model import Model
 from bot.host import Host
+from bot.queue import Queue, Workers
 from bot.slack.board import StaffBoard
 from bot.slack.client import make_client
 from bot.slack.delivery import SlackOut
-from bot.slack.inbox import Inbox, Workers
 from bot.slack.people import People
 from bot.slack.turns import Turns
 from storage.engine import Store
@@ -32,9 +34,9 @@ class Runtime:
     out: SlackOut
     people: People
     board: StaffBoard
-    inbox: Inbox
     turns: Turns
-    workers: Workers
+    _delivering: asyncio.Task[None] | None = field(default=None, init=False)
+    _again: bool = field(default=False, init=False)
 
     @classmethod
     def create(
@@ -49,15 +51,16 @@ class Runtime:
         return cls.on(Host.create(settings, store=store, model=model, clock=clock), client=client)
 
     @classmethod
-    def on(cls, host: Host, *, client: AsyncWebClient | None = None) -> Runtime:
+    def on(cls, host: Host, *, client: AsyncWebClient | None = None, poster: AsyncWebClient | None = None) -> Runtime:
         client = client or make_client(host.settings)
-        out = SlackOut(client, host.store, host.clock, host.settings)
+        poster = poster or (make_client(host.settings, retries=False) if client.retry_handlers else client)
+        out = SlackOut(client, poster, host.store, host.clock, host.settings, host.owner)
         people = People(out, host.deps)
         board = StaffBoard(out, host.deps)
-        inbox = Inbox(host.store, host.clock, host.settings, owner=host.owner)
-        turns = Turns(host.deps, host.agent, people, out, board)
-        workers = Workers(inbox, turns.handle, on_dead=turns.dead_letter, settings=host.settings)
-        return cls(host, client, out, people, board, inbox, turns, workers)
+        turns = Turns(host, people, out, board)
+        rt = cls(host, client, out, people, board, turns)
+        host.workers.serve("slack", handle=turns.handle, on_dead=turns.dead_letter)
+        return rt
 
     @property
     def settings(self) -> Settings:
@@ -78,6 +81,36 @@ class Runtime:
     @property
     def agent(self) -> Agent:
         return self.host.agent
+
+    @property
+    def inbox(self) -> Queue:
+        return self.host.queue
+
+    @property
+    def workers(self) -> Workers:
+        return self.host.workers
+
+    def kick(self) -> None:
+        """An act wrote rows for Slack (a notice, a staff reply): post them soon, in the background."""
+        if self._delivering is not None and not self._delivering.done():
+            self._again = True
+            return
+        self._delivering = asyncio.create_task(self._deliver(), name="slack-deliver")
+
+    async def _deliver(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self.out.deliver_loose()
+            except Exception:
+                log.exception("delivering outgoing messages failed (housekeeping retries)")
+            if not self._again:
+                return
+
+    async def drain(self, grace: float = 10.0) -> None:
+        await self.board.drain(grace)
+        if self._delivering is not None:
+            await asyncio.wait({self._delivering}, timeout=grace)
 
     async def identify(self) -> None:
         """Learn our own bot user id (for mention detection); Bolt checks the token itself too."""

@@ -1,9 +1,10 @@
-"""Answering one inbox item: route → run the agent → render → post exactly once.
+"""The Slack face's work: a message or a Confirm/Cancel click from the queue → the desk → posted once.
 
 Routing decides, in order: who wrote it (customer, staff, colleague); which session the thread
 is (a top-level customer message starts one); whether the thread belongs to this customer
-(another customer gets an ephemeral note and nothing else); whether a person has taken the
-thread over (then the bot stays quiet). The handoff state is checked again just before posting.
+(another customer gets an ephemeral note and nothing else). A person writing in a customer's
+thread takes it over (the desk's `take_over`). Everything else goes to `Desk.say`, which stays
+quiet in a thread a person has; the handoff is checked again just before posting.
 """
 
 from __future__ import annotations
@@ -11,148 +12,147 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from agent.chat import Conversation
-from agent.events import Confirmation, Done, Escalation, Reply
-from agent.loop import Agent
-from bot import metrics
-from bot.slack.blocks import as_dicts, confirmation_blocks, slack_text
-from bot.slack.board import StaffBoard, thread_of
-from bot.slack.delivery import TURN_TIMER, Intent, SlackOut, SlackTimer, crash_point
-from bot.slack.inbox import Claimed
+from agent.events import Done, Escalation
+from bot.host import Host
+from bot.queue import Claimed
+from bot.slack.blocks import as_dicts, result_blocks, slack_text
+from bot.slack.board import StaffBoard
+from bot.slack.delivery import TURN_TIMER, SlackOut, SlackTimer, crash_point
 from bot.slack.people import People, subject
 from bot.slack.routing import clean_text, mentions, session_key
-from storage.models import ChatSession, Ticket
-from tools import tickets, wording
-from tools.context import Actor, CallContext, Deps
+from storage import metrics
+from storage.models import ChatSession, Refund
+from tools import outbox, tickets, wording
+from tools.codes import Code
+from tools.context import Actor, CallContext
 from tools.sessions import load_context, open_session
 
 log = logging.getLogger(__name__)
+RESPONSE_URL_TTL = timedelta(minutes=25)  # Slack honours a response_url for 30 minutes (five uses)
 
 
 @dataclass
 class Turns:
-    deps: Deps
-    agent: Agent
+    host: Host
     people: People
     out: SlackOut
     board: StaffBoard
     bot_user: str | None = None
 
     async def session(self, key: str) -> ChatSession | None:
-        async with self.deps.store.read() as s:
+        async with self.host.store.read() as s:
             return (await s.scalars(select(ChatSession).where(ChatSession.external_key == key))).one_or_none()
 
     async def handle(self, item: Claimed) -> None:
         timer = SlackTimer()
         token = TURN_TIMER.set(timer)
         try:
-            await self._handle(item, timer, time.perf_counter())
+            if await self.out.rows_of(item.id):  # answered before a crash: only posting is left
+                await self._deliver(item)
+            elif item.kind in ("confirm", "cancel"):
+                await self._decision(item)
+            else:
+                await self._message(item, timer, time.perf_counter())
         finally:
             TURN_TIMER.reset(token)
 
-    async def _handle(self, item: Claimed, timer: SlackTimer, started: float) -> None:
-        if await self.out.outbox(item.id):  # the turn ran before a crash: only posting is left
-            await self._deliver(item)
-            return
+    # --- a message ---------------------------------------------------------------------------------
+    async def _message(self, item: Claimed, timer: SlackTimer, started: float) -> None:
+        assert item.user_id and item.channel and item.thread_ts
         kind = await self.people.classify(
             user=item.user_id, user_team=item.user_team, installing_team=item.installing_team
         )
-        key = session_key(item.channel, item.thread_ts)
-        session = await self.session(key)
-        who = subject(item.user_team, item.user_id)
+        session = await self.session(session_key(item.channel, item.thread_ts))
         if kind != "customer":
-            if session is not None and session.actor_kind != "staff" and not session.handed_off_by:
-                await self.hand_off(session, person=item.user_id)
+            if session is not None:
+                person = Actor.staff(item.user_id) if kind == "staff" else Actor.colleague(item.user_id)
+                ticket = await self.host.desk.take_over(self.host.deps, session_id=session.id, person=person)
+                if ticket is not None:
+                    self.board.publish_soon(ticket.id)
             return
+        ctx = await self._context(item, session)
+        if ctx is not None:
+            await self._turn(item, ctx, timer, started)
+
+    async def _context(self, item: Claimed, session: ChatSession | None) -> CallContext | None:
+        """The session this message belongs to (a new one for a customer's top-level message), or None
+        when the bot has nothing to say here."""
+        assert item.user_id and item.channel and item.thread_ts
         if session is None:
             if item.ts != item.thread_ts:
-                return  # a reply in a thread we never answered (started by staff, or before we joined)
+                return None  # a reply in a thread we never answered (started by staff, or before we joined)
             if (
-                self.deps.settings.support_mention_only
+                self.host.settings.support_mention_only
                 and not mentions(item.text, self.bot_user)
                 and item.payload.get("type") != "app_mention"
             ):
-                return
+                return None
             actor = await self.people.actor_for(user=item.user_id, team=item.user_team)
-            ctx = await open_session(self.deps, channel="slack", actor=actor, external_key=key)
+            key = session_key(item.channel, item.thread_ts)
+            ctx = await open_session(self.host.deps, channel="slack", actor=actor, external_key=key)
             if actor.kind == "unverified":
                 await self._identity_ticket(ctx)
-        else:
-            if session.subject != who:
-                await self.out.record(
-                    item.id,
-                    item.channel,
-                    item.thread_ts,
-                    [Intent(text=wording.NOT_YOUR_THREAD, ephemeral_user=item.user_id)],
-                )
-                await self._deliver(item, check_handoff=False)
-                return
-            if session.handed_off_by:
-                return
-            loaded = await load_context(self.deps, session.id)
-            assert loaded is not None
-            ctx = loaded
-        await self._turn(item, ctx, timer, started)
+            return ctx
+        if session.subject != subject(item.user_team, item.user_id):
+            await self._ephemeral(item, wording.NOT_YOUR_THREAD)
+            return None
+        return await load_context(self.host.deps, session.id)
 
     async def _turn(self, item: Claimed, ctx: CallContext, timer: SlackTimer, started: float) -> None:
-        crash_point(self.deps.settings, "before_model_call")
-        await self.out.status(item.channel, item.thread_ts, "is looking into it…")
+        crash_point(self.host.settings, "before_model_call")
+        await self.out.status(str(item.channel), str(item.thread_ts), "is looking into it…")
         text = clean_text(item.text)
         files = [str(f.get("name") or f.get("title") or "a file") for f in item.payload.get("files") or []]
         if files:
             text += "\n[The customer attached: " + ", ".join(files) + "]"
-        replies: list[str] = []
-        confirmations: list[Confirmation] = []
         escalated: set[int] = set()
         done: Done | None = None
-        async for event in Conversation(self.agent, ctx).say(text or "(an empty message)"):
-            if isinstance(event, Reply):
-                replies.append(event.text)
-            elif isinstance(event, Confirmation):
-                confirmations.append(event)
-            elif isinstance(event, Escalation):
+        async for event in self.host.desk.say(ctx, text or "(an empty message)", inbox_id=item.id):
+            if isinstance(event, Escalation):
                 escalated.add(event.ticket_id)
-                metrics.ESCALATIONS.labels(event.priority).inc()
             elif isinstance(event, Done):
                 done = event
-        intents = [Intent(text=slack_text(r)) for r in replies]
-        for n, conf in enumerate(confirmations):  # the first prompt rides on the last reply: one post, not two
-            lead = intents.pop().text if n == 0 and intents else None
-            blocks = confirmation_blocks(
-                refund_id=conf.refund_id, text=conf.text, lead=replies[-1] if lead is not None else None
-            )
-            intents.append(Intent(text=lead or slack_text(conf.text), blocks=as_dicts(blocks)))
-        await self.out.record(item.id, item.channel, item.thread_ts, intents)
         await self._deliver(item)  # Slack clears the status line itself when we reply
         handled = time.perf_counter() - started
         for ticket_id in sorted(escalated):  # in the background: the staff channel has its own pace
             self.board.publish_soon(ticket_id)
         if done is not None:
-            total = (self.deps.clock.now() - item.received_at).total_seconds()
-            metrics.TURNS.labels(done.outcome).inc()
-            metrics.TURN_SECONDS.observe(max(total, 0.0))
-            metrics.MODEL_SECONDS.observe(done.model_s)
             metrics.SLACK_SECONDS.observe(timer.seconds)
             metrics.OVERHEAD_SECONDS.observe(max(handled - done.model_s - timer.seconds, 0.0))
-            for code, n in done.tools.items():
-                metrics.TOOL_OUTCOMES.labels(code).inc(n)
 
-    async def _deliver(self, item: Claimed, *, check_handoff: bool = True) -> None:
-        if check_handoff:
+    async def _deliver(self, item: Claimed) -> None:
+        if item.kind == "message" and item.channel and item.thread_ts:
             session = await self.session(session_key(item.channel, item.thread_ts))
             if session is not None and session.handed_off_by:
                 await self.out.skip_unposted(item.id)  # a person took over meanwhile: the bot stays quiet
                 return
-        await self.out.deliver(item.id)
+        await self.out.deliver_item(item, self.host.queue)
+
+    async def _ephemeral(self, item: Claimed, text: str) -> None:
+        """A note only the author sees (another customer's thread, someone else's button)."""
+        async with self.host.store.write() as s:
+            outbox.add(
+                s,
+                self.host.deps,
+                session=None,
+                kind="ephemeral",
+                text=text,
+                inbox_id=item.id,
+                channel=item.channel,
+                thread_ts=item.thread_ts,
+                ephemeral_user=item.user_id,
+            )
+        await self.out.deliver_item(item, self.host.queue)
 
     async def _identity_ticket(self, ctx: CallContext) -> None:
-        async with self.deps.store.write() as s:
+        async with self.host.store.write() as s:
             ticket, created = await tickets.open_or_update(
                 s,
-                self.deps,
+                self.host.deps,
                 session_id=ctx.session_id,
                 priority="P3",
                 reason="identity",
@@ -162,71 +162,57 @@ class Turns:
         if created:
             await self.board.publish(ticket.id)
 
-    async def hand_off(self, session: ChatSession, *, person: str) -> None:
-        """A person wrote in a customer's thread: the bot goes quiet there; a ticket, claimed by that
-        person, always exists to resolve (resolving it gives the thread back)."""
-        now = self.deps.clock.now()
-        async with self.deps.store.write() as s:
-            await s.execute(
-                update(ChatSession).where(ChatSession.id == session.id).values(handed_off_by=person, updated_at=now)
-            )
-            ticket, _ = await tickets.open_or_update(
-                s,
-                self.deps,
-                session_id=session.id,
-                priority="P3",
-                reason="handoff",
-                summary=f"<@{person}> took over the conversation.",
-                customer_id=session.customer_id,
-            )
-        if ticket.status == "open":
-            await tickets.claim(self.deps, ticket_id=ticket.id, staff=Actor.staff(person))
-        await self.board.publish(ticket.id)
+    # --- a Confirm or Cancel click ----------------------------------------------------------------
+    async def _decision(self, item: Claimed) -> None:
+        """The click was stored before Slack got its ack; the desk decides, as for a typed yes/no."""
+        p = item.payload
+        refund_id, user, team = str(p.get("refund_id") or ""), str(item.user_id), item.user_team
+        async with self.host.store.read() as s:
+            refund = await s.get(Refund, refund_id)
+            session = await s.get(ChatSession, refund.session_id) if refund and refund.session_id else None
+        if refund is None or session is None or session.subject != subject(team, user):
+            await self._ephemeral(item, wording.ONLY_THE_CUSTOMER)
+            return
+        actor = await self.people.actor_for(user=user, team=team)
+        ctx = CallContext(session.id, actor, "slack")
+        result, text, _ = await self.host.desk.decide_refund(
+            ctx, refund_id, yes=item.kind == "confirm", inbox_id=item.id
+        )
+        if result.code in (Code.NOT_ALLOWED, Code.INVALID_STATE, Code.NOT_FOUND):
+            await self._ephemeral(item, wording.ONLY_THE_CUSTOMER if result.code is Code.NOT_ALLOWED else text)
+            return
+        await self._replace_buttons(item, text)
+        await self._deliver(item)
+        if result.code is Code.PAYMENT_FAILED:
+            await self.board.sweep()
 
+    async def _replace_buttons(self, item: Claimed, text: str) -> None:
+        """The prompt's buttons become the answer: through the click's response_url while Slack still
+        honours it (it does not spend chat.update's workspace quota), else by chat.update."""
+        p, blocks = item.payload, as_dicts(result_blocks(text))
+        fresh = self.host.clock.now() - item.received_at < RESPONSE_URL_TTL
+        try:
+            if p.get("response_url") and fresh:
+                await self.out.respond(str(p["response_url"]), text=slack_text(text), blocks=blocks)
+            elif item.channel and p.get("message_ts"):
+                await self.out.call(
+                    "chat.update", channel=item.channel, ts=p["message_ts"], text=slack_text(text), blocks=blocks
+                )
+        except Exception:  # the answer is in the thread either way; a stale button is refused when pressed
+            log.warning("could not replace the buttons of refund %s", p.get("refund_id"), exc_info=True)
+
+    # --- given up on ------------------------------------------------------------------------------
     async def dead_letter(self, item: Claimed) -> None:
-        """Given up on: the customer gets an apology, the staff channel an alert; nothing else stops."""
-        metrics.DEAD_LETTERS.inc()
-        await self.out.say(item.channel, slack_text(wording.DEAD_LETTER), thread_ts=item.thread_ts)
-        channel = self.deps.settings.support_staff_channel
-        if channel:
-            link = ""
-            try:
-                link = (await self.out.call("chat.getPermalink", channel=item.channel, message_ts=item.ts)).get(
-                    "permalink", ""
-                )
-            except Exception:
-                link = ""
-            await self.out.say(
-                channel,
-                slack_text(
-                    f"⚠️ A customer message could not be answered after {item.attempts} attempts (inbox item "
-                    f"{item.id}). Replay it with `supportbot inbox retry {item.id}` once the cause is fixed."
-                )
-                + (f" <{link}|Open the thread>" if link else ""),
-            )
-
-
-async def give_back(deps: Deps, out: SlackOut, ticket: Ticket) -> None:
-    """A resolved ticket returns its thread to the bot, and says so in the thread."""
-    async with deps.store.write() as s:
-        session = await s.get(ChatSession, ticket.session_id) if ticket.session_id else None
-        if session is None or not session.handed_off_by:
-            return
-        session.handed_off_by = None
-        session.updated_at = deps.clock.now()
-    where = thread_of(session)
-    if where is not None:
-        await out.say(where[0], slack_text(wording.HANDED_BACK), thread_ts=where[1])
-
-
-async def take_over(deps: Deps, out: SlackOut, ticket: Ticket, *, person: str) -> None:
-    """A claimed ticket takes its thread from the bot; the customer is told a person joined."""
-    async with deps.store.write() as s:
-        session = await s.get(ChatSession, ticket.session_id) if ticket.session_id else None
-        if session is None:
-            return
-        session.handed_off_by = person
-        session.updated_at = deps.clock.now()
-    where = thread_of(session)
-    if where is not None:
-        await out.say(where[0], slack_text(wording.STAFF_JOINED), thread_ts=where[1])
+        """The desk's one failure policy: an apology in the thread, an alert and a P2 ticket for staff."""
+        metrics.DEAD_LETTERS.labels("slack").inc()
+        session = await self.session(session_key(item.channel, item.thread_ts)) if item.thread_ts else None
+        ticket = await self.host.desk.dead_letter(
+            self.host.deps,
+            session_id=session.id if session else None,
+            item_id=item.id,
+            attempts=item.attempts,
+            channel=None if session else item.channel,
+            thread_ts=None if session else item.thread_ts,
+        )
+        await self.board.publish(ticket.id)
+        await self.out.deliver_loose()

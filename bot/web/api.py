@@ -21,14 +21,16 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from bot.host import Host
+from bot.web.events import ConfirmationData, SessionState, message
 from bot.web.identity import Identity, identify
+from bot.web.limits import hit
 from bot.web.openapi import openapi
 from bot.web.schemas import (
     MAX_BODY_BYTES,
@@ -41,8 +43,9 @@ from bot.web.schemas import (
     Health,
     TurnAccepted,
 )
-from bot.web.turns import ConfirmationData, SessionState, Stored, TurnLog, TurnRef, hit
-from storage.models import ChatSession, Refund, WebTurn
+from bot.web.turns import Stored, TurnLog, TurnRef
+from storage.models import ChatSession, OutboxMessage, Refund, WebTurn
+from tools import outbox
 from tools.sessions import open_session
 
 log = logging.getLogger(__name__)
@@ -88,16 +91,20 @@ def _sse(event: Stored) -> bytes:
     return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
+def _sse_row(row: OutboxMessage) -> bytes:
+    data = message(row).model_dump_json()
+    return f"id: {row.id}\nevent: message\ndata: {data}\n\n".encode()
+
+
+def _last_event_id(request: web.Request) -> int:
+    last = request.headers.get("Last-Event-ID", "").strip()
+    return int(last) if re.fullmatch(r"\d{1,12}", last, re.ASCII) else 0
+
+
 class WebApi:
     def __init__(self, rt: Host) -> None:
         self.rt = rt
-        self.turns = TurnLog(
-            deps=rt.deps,
-            agent=rt.agent,
-            owner=rt.owner,
-            lease_s=rt.settings.inbox_lease_seconds,
-            poll_s=rt.settings.inbox_poll_seconds,
-        )
+        self.turns = TurnLog(rt)
         self.spec = openapi()
 
     async def caller(self, request: web.Request) -> Identity:
@@ -147,11 +154,11 @@ class WebApi:
         return turn
 
     async def answer(self, who: Identity, turn: TurnRef) -> web.Response:
-        """Run the turn (in the background, so it finishes whatever happens to this request) and
-        answer with what it stored."""
-        self.turns.start(turn)
+        """Wait for the turn (a worker runs it, on this replica or another, whatever happens to this
+        request) and answer with what it stored, plus the support team's messages not yet shown."""
         events = [e async for e in self.turns.follow(turn.id, after=0) if e is not None]
         done = next((e for e in events if e.kind == "done"), None)
+        unseen = await outbox.for_session(self.rt.deps, turn.session_id, undelivered=True)
         if done is None:  # shutting down
             raise ApiError(503, "unavailable", "The service is restarting. Please try again.")
         texts = {kind: [str(e.data["text"]) for e in events if e.kind == kind] for kind in ("reply", "status", "error")}
@@ -165,7 +172,9 @@ class WebApi:
             confirmation=ConfirmationData.model_validate(confirmations[-1]) if confirmations else None,
             failed=bool(texts["error"]),
             state=SessionState.model_validate(done.data["state"]),
+            messages=[message(r) for r in unseen],
         )
+        await outbox.delivered(self.rt.deps, [r.id for r in unseen])
         return web.json_response(body.model_dump(mode="json"), headers=who.headers())
 
     async def chat(self, request: web.Request) -> web.Response:
@@ -179,17 +188,32 @@ class WebApi:
         req = await self.body(request)
         session_id = await self.session(who, req.session_id)
         turn = await self.turns.create(session_id, kind="message", text=req.message)
-        self.turns.start(turn)
         body = TurnAccepted(
-            session_id=session_id, turn_id=turn.key, events_url=f"/api/turns/{turn.key}/events", identity=who.view()
+            session_id=session_id,
+            turn_id=turn.key,
+            events_url=f"/api/turns/{turn.key}/events",
+            session_events_url=f"/api/sessions/{session_id}/events",
+            identity=who.view(),
         )
         return web.json_response(body.model_dump(mode="json"), status=202, headers=who.headers())
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         who = await self.caller(request)
         turn = await self.owned_turn(who, request.match_info["turn_id"])
-        last = request.headers.get("Last-Event-ID", "").strip()
-        after = int(last) if re.fullmatch(r"\d{1,9}", last, re.ASCII) else 0
+        stream = self.turns.follow(turn.id, after=_last_event_id(request))
+        return await self._stream(request, who, ((b": keep-alive\n\n" if e is None else _sse(e)) async for e in stream))
+
+    async def session_events(self, request: web.Request) -> web.StreamResponse:
+        """The session's message log as SSE: every reply, and the support team's replies and notices
+        as they are written, on any replica."""
+        who = await self.caller(request)
+        session_id = await self.session(who, request.match_info["session_id"])
+        stream = self.turns.follow_session(session_id, after=_last_event_id(request))
+        return await self._stream(
+            request, who, ((b": keep-alive\n\n" if r is None else _sse_row(r)) async for r in stream)
+        )
+
+    async def _stream(self, request: web.Request, who: Identity, chunks: AsyncIterator[bytes]) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -200,13 +224,13 @@ class WebApi:
         )
         await resp.prepare(request)
         try:
-            async for event in self.turns.follow(turn.id, after=after):
-                await resp.write(b": keep-alive\n\n" if event is None else _sse(event))
+            async for chunk in chunks:
+                await resp.write(chunk)
             await resp.write_eof()
         except ConnectionResetError:  # the reader went away; the turn goes on, and can be re-read
             pass
         except Exception:  # the stream is open: end it; the reader comes back with Last-Event-ID
-            log.exception("web api: the event stream of %s failed", turn.key)
+            log.exception("web api: an event stream of %s failed", request.path)
         return resp
 
     async def decide(self, request: web.Request, kind: Literal["confirm", "cancel"]) -> web.Response:
@@ -240,6 +264,7 @@ def add_routes(app: web.Application, rt: Host) -> None:
     app.router.add_post("/api/chat", api.chat)
     app.router.add_post("/api/turns", api.start_turn)
     app.router.add_get("/api/turns/{turn_id}/events", api.events)
+    app.router.add_get("/api/sessions/{session_id}/events", api.session_events)
     app.router.add_post("/api/refunds/{refund_id}/confirm", api.confirm)
     app.router.add_post("/api/refunds/{refund_id}/cancel", api.cancel)
     app.router.add_get("/api/health", api.health)

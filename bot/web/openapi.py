@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from bot.web.events import EVENT_DATA, MessageData
 from bot.web.identity import ANON_HEADER, TOKEN_HEADER
 from bot.web.schemas import (
     MAX_BODY_BYTES,
@@ -19,7 +20,6 @@ from bot.web.schemas import (
     Health,
     TurnAccepted,
 )
-from bot.web.turns import EVENT_DATA
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -99,6 +99,13 @@ def _stream_routes() -> dict[str, Any]:
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
         "x-sse-events": {kind: _ref(model.__name__) for kind, model in EVENT_DATA.items()},
     }
+    session_sse = {
+        "description": "One SSE event `message` per entry of the session's message log (`id:` is its "
+        "sequence number, `data:` JSON): the bot's replies, the support team's replies and notices, in "
+        "order; the stream stays open for new ones",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "x-sse-events": {"message": _ref("MessageData")},
+    }
     return {
         "/api/turns/{turn_id}/events": {
             "get": {
@@ -106,7 +113,14 @@ def _stream_routes() -> dict[str, Any]:
                 "parameters": [_path_param("turn_id"), last_event],
                 "responses": {"200": sse, **_errors()},
             }
-        }
+        },
+        "/api/sessions/{session_id}/events": {
+            "get": {
+                "summary": "The session's messages as Server-Sent Events, including the support team's replies",
+                "parameters": [_path_param("session_id"), last_event],
+                "responses": {"200": session_sse, **_errors()},
+            }
+        },
     }
 
 
@@ -143,7 +157,10 @@ def openapi() -> dict[str, Any]:
     """OpenAPI 3.1 for the website chat API's routes."""
     models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
         (ChatRequest, "validation"),
-        *((m, "serialization") for m in (ChatResponse, TurnAccepted, ErrorResponse, Health, *EVENT_DATA.values())),
+        *(
+            (m, "serialization")
+            for m in (ChatResponse, TurnAccepted, ErrorResponse, Health, MessageData, *EVENT_DATA.values())
+        ),
     ]
     _, defs = models_json_schema(models, ref_template="#/components/schemas/{model}")
     return {

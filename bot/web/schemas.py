@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot.web.events import ConfirmationData, MessageData, SessionState
 from bot.web.identity import IdentityView
-from bot.web.turns import ConfirmationData, SessionState
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_MESSAGE_CHARS = 4000
@@ -33,12 +33,14 @@ class ChatResponse(BaseModel):
     confirmation: ConfirmationData | None
     failed: bool
     state: SessionState
+    messages: list[MessageData]  # from the support team (or notices) since the visitor's last turn
 
 
 class TurnAccepted(BaseModel):
     session_id: str
     turn_id: str
     events_url: str
+    session_events_url: str
     identity: IdentityView
 
 

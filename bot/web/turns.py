@@ -1,19 +1,19 @@
-"""The website chat's turns, kept in the store so that any replica can serve any request.
+"""The website chat's turns, as work in the process's one queue, so that any replica can serve any
+request and a session's turns run one at a time, in order.
 
-    POST ─▶ insert the turn (queued, leased by this replica) ─▶ wait until no earlier turn of the
-            session is unfinished ─▶ claim it (queued → running) ─▶ run it: every event is stored
-            as it happens, fenced by the lease ─▶ `done` event and status in one transaction
+    POST ─▶ a turn row and its work item, in one transaction ─▶ a worker (any replica) claims it in
+            the session's order ─▶ `Desk.say` (or Confirm/Cancel): every event is stored as it
+            happens, each write fenced by the work item's lease ─▶ `done` event and status together
 
-- Order: a turn is claimable only when every earlier turn of its session is finished (the
-  inbox's rule), in one conditional UPDATE; a partial unique index lets at most one turn of a
-  session be `running`, so racing replicas cannot run two at once. No FOR UPDATE, and no
-  transaction is held across the model call.
-- Leases: the replica holding a turn renews its lease while the turn waits and runs. An expired
-  lease means that replica died; whoever notices (a reader of the turn's events, a later turn of
-  the session) takes it over: a turn that never started is run, one that started is finished as
-  failed with an apology and a ticket, never run a second time.
+- Leases, take-over, bounded attempts and dead letters are the queue's (`bot.queue`): a replica
+  that dies mid-turn loses its lease and another runs the turn again; a turn that failed
+  INBOX_MAX_ATTEMPTS times gets the desk's one failure policy (an apology event, an alert and a
+  P2 ticket), and `supportbot inbox retry ID` replays it.
+- A retried turn whose reply was already stored only finishes: the visitor never gets two answers.
 - Replay: a stream is the stored events, so reading again from `Last-Event-ID` runs nothing.
-- In-process wake-ups only shorten waits; what is true lives in the store, and replicas poll it.
+- The session's message log (staff replies, notices, every reply) is the outgoing log
+  (`tools.outbox`), streamed by `follow_session`.
+- In-process wake-ups only shorten waits; what is true lives in the store, and readers poll it.
 """
 
 from __future__ import annotations
@@ -24,149 +24,25 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import case, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
+from sqlalchemy import func, select, update
 
-from agent.chat import Conversation
-from agent.events import Confirmation, Escalation, Event, Reply, Status
-from agent.loop import Agent
-from storage.engine import Store
-from storage.models import Refund, Ticket, WebRateLimit, WebTurn, WebTurnEvent
-from storage.types import format_cents
-from tools import wording
+from agent.events import Done, Reply
+from bot.host import Host
+from bot.queue import Claimed
+from bot.web.events import DoneData, TextData, session_state, shown
+from storage import metrics
+from storage.models import InboxItem, OutboxMessage, Refund, WebTurn, WebTurnEvent
+from tools import outbox, wording
 from tools.codes import Code
-from tools.context import Deps
 from tools.sessions import load_context
-from tools.tickets import open_or_update
 
 log = logging.getLogger(__name__)
 UNFINISHED = ("queued", "running")
-# Escalations the customer is never shown: a "security" ticket (asking about another customer's
-# order) would tell them that the order exists, which its reply is worded not to.
-HIDDEN_REASONS = frozenset({"security"})
 
 
-# --- what the customer sees (stored as event data, and the API's schemas) ---------------------------
-class TicketView(BaseModel):
-    id: int
-    status: Literal["open", "claimed"]
-
-
-class PendingRefund(BaseModel):
-    refund_id: str
-    order_id: str
-    amount: str
-    expires_at: datetime | None
-
-
-class SessionState(BaseModel):
-    escalated: bool
-    ticket: TicketView | None
-    awaiting_confirmation: PendingRefund | None
-
-
-class TextData(BaseModel):
-    text: str
-
-
-class EscalationData(BaseModel):
-    ticket_id: int
-
-
-class ConfirmationData(BaseModel):
-    refund_id: str
-    order_id: str
-    item: str
-    amount: str
-    text: str
-
-
-class DoneData(BaseModel):
-    state: SessionState
-
-
-EVENT_DATA: dict[str, type[BaseModel]] = {
-    "status": TextData,
-    "reply": TextData,
-    "escalation": EscalationData,
-    "confirmation": ConfirmationData,
-    "error": TextData,
-    "done": DoneData,
-}
-
-
-def shown(event: Event) -> list[tuple[str, BaseModel]]:
-    """An agent event as the customer may see it: plain words, guarded text, their own ids only."""
-    if isinstance(event, Status):
-        return [("status", TextData(text=event.text))]
-    if isinstance(event, Reply):
-        return [("reply", TextData(text=s)) for s in event.sentences() or [event.text]]
-    if isinstance(event, Escalation) and event.reason not in HIDDEN_REASONS:
-        return [("escalation", EscalationData(ticket_id=event.ticket_id))]
-    if isinstance(event, Confirmation):
-        return [
-            (
-                "confirmation",
-                ConfirmationData(
-                    refund_id=event.refund_id,
-                    order_id=event.order_id,
-                    item=event.item,
-                    amount=event.amount,
-                    text=event.text,
-                ),
-            )
-        ]
-    return []  # Error and Done: the reply already apologised; outcomes are for logs and metrics
-
-
-async def session_state(store: Store, session_id: str) -> SessionState:
-    """The session as its visitor may see it. A ticket shows once they were told of an escalation
-    into it, so a hidden one (see HIDDEN_REASONS) stays hidden until, say, they ask for a person."""
-    async with store.read() as s:
-        ticket = (
-            await s.scalars(select(Ticket).where(Ticket.session_id == session_id, Ticket.status != "resolved"))
-        ).one_or_none()
-        refund = (
-            await s.scalars(
-                select(Refund)
-                .where(Refund.session_id == session_id, Refund.status == "awaiting_confirmation")
-                .order_by(Refund.created_at.desc())
-                .limit(1)
-            )
-        ).one_or_none()
-        told = ticket is not None and (
-            ticket.reason not in HIDDEN_REASONS
-            or any(
-                shown.get("ticket_id") == ticket.id
-                for shown in await s.scalars(
-                    select(WebTurnEvent.data)
-                    .join(WebTurn, WebTurn.id == WebTurnEvent.turn_id)
-                    .where(WebTurn.session_id == session_id, WebTurnEvent.kind == "escalation")
-                )
-            )
-        )
-    visible = ticket if told else None
-    return SessionState(
-        escalated=visible is not None,
-        ticket=TicketView(id=visible.id, status=visible.status) if visible else None,  # type: ignore[arg-type]
-        awaiting_confirmation=PendingRefund(
-            refund_id=refund.id,
-            order_id=refund.order_id,
-            amount=format_cents(refund.amount_cents, refund.currency),
-            expires_at=refund.expires_at,
-        )
-        if refund
-        else None,
-    )
-
-
-# --- the turn log -----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class TurnRef:
     id: int
@@ -182,22 +58,19 @@ class Stored:
 
 
 class LeaseLost(Exception):
-    """Another replica took this turn over (ours was presumed dead): stop without writing."""
+    """Another worker took this turn over (ours was presumed dead): stop without writing."""
 
 
 class TurnLog:
-    def __init__(self, *, deps: Deps, agent: Agent, owner: str, lease_s: float, poll_s: float) -> None:
-        self.deps = deps
-        self.store = deps.store
-        self.clock = deps.clock
-        self.agent = agent
-        self.owner = owner
-        self.lease = timedelta(seconds=lease_s)
-        self.poll_s = poll_s
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.store = host.store
+        self.clock = host.clock
+        self.poll_s = host.settings.inbox_poll_seconds
         self.closing = False
         self._version = 0
         self._changed = asyncio.Condition()
-        self._tasks: set[asyncio.Task[None]] = set()
+        host.workers.serve("web", handle=self.handle, on_dead=self.dead_letter)
 
     # --- wake-ups (this process only; other replicas are seen by polling) ----------------------------
     async def _bump(self) -> None:
@@ -211,38 +84,45 @@ class TurnLog:
             async with asyncio.timeout(self.poll_s), self._changed:
                 await self._changed.wait_for(lambda: self._version != seen)
 
-    async def close(self, grace: float = 10.0) -> None:
-        """Stop streams; let turns in flight finish for up to `grace` seconds, then cancel them (a
-        turn cut off keeps its lease until it expires, and then any replica takes it over)."""
+    async def close(self) -> None:
+        """Stop streams (turns in flight belong to the workers, which the server stops)."""
         self.closing = True
         await self._bump()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=grace)
-            for t in pending:
-                t.cancel()
-            for t in pending:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
 
-    # --- creating and starting ------------------------------------------------------------------------
+    # --- creating ---------------------------------------------------------------------------------
     async def create(self, session_id: str, *, kind: str, text: str, refund_id: str | None = None) -> TurnRef:
+        """The turn and its work item in one transaction: a turn is never stored without its work."""
         now = self.clock.now()
-        row = WebTurn(
-            key=f"turn_{secrets.token_hex(12)}",
-            session_id=session_id,
-            kind=kind,
-            text=text,
-            refund_id=refund_id,
-            status="queued",
-            lease_owner=self.owner,
-            lease_expires_at=now + self.lease,
-            created_at=now,
-        )
+        key = f"turn_{secrets.token_hex(12)}"
         async with self.store.write() as s:
+            item = InboxItem(
+                face="web",
+                kind=kind,
+                conversation=f"web:{session_id}",
+                session_id=session_id,
+                text=text,
+                payload={"turn": key},
+                status="pending",
+                attempts=0,
+                received_at=now,
+            )
+            s.add(item)
+            await s.flush()
+            row = WebTurn(
+                key=key,
+                session_id=session_id,
+                inbox_id=item.id,
+                kind=kind,
+                text=text,
+                refund_id=refund_id,
+                status="queued",
+                created_at=now,
+            )
             s.add(row)
             await s.flush()
+        self.host.workers.nudge()
         await self._bump()
-        return TurnRef(row.id, row.key, session_id)
+        return TurnRef(row.id, key, session_id)
 
     async def wait_stored(self, session_id: str, n: int) -> None:
         """Until the session has at least `n` turns stored (for tests and benchmarks, which bound the
@@ -254,13 +134,6 @@ class TurnLog:
             if int(count or 0) >= n:
                 return
             await self._wait_change(seen)
-
-    def start(self, turn: TurnRef) -> asyncio.Task[None]:
-        """Drive a turn we hold in the background: it goes on if the request that asked for it ends."""
-        task = asyncio.create_task(self._drive(turn), name=f"web-turn-{turn.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     # --- reading --------------------------------------------------------------------------------------
     async def find(self, key: str) -> WebTurn | None:
@@ -291,8 +164,6 @@ class TurnLog:
                     return
             if turn is None or turn.status not in UNFINISHED:
                 return
-            if turn.lease_expires_at and turn.lease_expires_at < self.clock.now():
-                await self._take_over(turn.id)
             if quiet >= keepalive_s:
                 quiet = 0.0
                 yield None
@@ -300,169 +171,124 @@ class TurnLog:
             await self._wait_change(seen)
             quiet += asyncio.get_running_loop().time() - started
 
-    # --- running --------------------------------------------------------------------------------------
-    async def _drive(self, turn: TurnRef) -> None:
-        keeper = asyncio.create_task(self._keep_lease(turn.id))
+    async def follow_session(
+        self, session_id: str, *, after: int, keepalive_s: float = 15.0
+    ) -> AsyncIterator[OutboxMessage | None]:
+        """The session's message log after row `after`, then each new row as it is written (on any
+        replica), until the stream is closed. None every `keepalive_s` of silence."""
+        quiet = 0.0
+        while not self.closing:
+            seen = self._version
+            rows = await outbox.for_session(self.host.deps, session_id, after=after)
+            for row in rows:
+                quiet, after = 0.0, row.id
+                yield row
+            if quiet >= keepalive_s:
+                quiet = 0.0
+                yield None
+            started = asyncio.get_running_loop().time()
+            await self._wait_change(seen)
+            quiet += asyncio.get_running_loop().time() - started
+
+    # --- running (the web face's work handler) ---------------------------------------------------------
+    async def handle(self, item: Claimed) -> None:
+        turn = await self._turn_of(item)
+        if turn is None:
+            return  # the turn is gone (its session was deleted)
+        out = _Writer(self, turn.id, item, await self._last_seq(turn.id))
         try:
-            while True:
-                seen = self._version
-                ready = await self._ready(turn)
-                if ready is None:
-                    return  # finished or taken over elsewhere
-                if ready and (row := await self._claim(turn)) is not None:
-                    break
-                await self._wait_change(seen)
-            await self._run(row)
-        except Exception:  # the store failed while waiting: the lease runs out, and a reader takes it over
-            log.exception("web turn %s could not be driven", turn.key)
+            if await self._replied(turn.id):  # an earlier attempt answered: only finishing is left
+                await out.add("done", DoneData(state=await session_state(self.store, turn.session_id)), finish="done")
+                return
+            await self._start(turn, item)
+            await self._run(turn, item, out)
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
             await self._bump()
 
-    async def _claim(self, turn: TurnRef) -> WebTurn | None:
-        now = self.clock.now()
-        earlier = aliased(WebTurn)
-        blocked = exists().where(
-            earlier.session_id == turn.session_id, earlier.id < turn.id, earlier.status.in_(UNFINISHED)
-        )
-        stmt = (
-            update(WebTurn)
-            .where(WebTurn.id == turn.id, WebTurn.status == "queued", WebTurn.lease_owner == self.owner, ~blocked)
-            .values(status="running", started_at=now, lease_expires_at=now + self.lease)
-            .returning(WebTurn)
-            .execution_options(synchronize_session=False)
-        )
-        try:
-            async with self.store.write() as s:
-                return (await s.scalars(stmt)).one_or_none()
-        except IntegrityError:  # a later turn of the session, committed first, is running: wait for it
-            return None
-
-    async def _ready(self, turn: TurnRef) -> bool | None:
-        """A read before the claim's write (idle waiting never takes SQLite's write lock): whether our
-        queued turn looks claimable, or None when it is no longer ours. Takes over, on the way, the
-        session's unfinished turns whose replica died."""
+    async def _turn_of(self, item: Claimed) -> WebTurn | None:
         async with self.store.read() as s:
-            rows = list(
-                await s.scalars(
-                    select(WebTurn).where(WebTurn.session_id == turn.session_id, WebTurn.status.in_(UNFINISHED))
-                )
-            )
-        mine = next((r for r in rows if r.id == turn.id), None)
-        if mine is None or mine.lease_owner != self.owner or mine.status != "queued":
-            return None
-        now = self.clock.now()
-        others = [r for r in rows if r.id < turn.id or r.status == "running"]
-        for r in others:
-            if r.id != turn.id and r.lease_expires_at is not None and r.lease_expires_at < now:
-                await self._take_over(r.id)
-        return not others
+            return (await s.scalars(select(WebTurn).where(WebTurn.inbox_id == item.id))).one_or_none()
 
-    async def _take_over(self, turn_id: int) -> None:
-        now = self.clock.now()
-        stmt = (
-            update(WebTurn)
-            .where(WebTurn.id == turn_id, WebTurn.status.in_(UNFINISHED), WebTurn.lease_expires_at < now)
-            .values(lease_owner=self.owner, lease_expires_at=now + self.lease)
-            .returning(WebTurn)
-            .execution_options(synchronize_session=False)
-        )
+    async def _last_seq(self, turn_id: int) -> int:
+        async with self.store.read() as s:
+            return int(await s.scalar(select(func.max(WebTurnEvent.seq)).where(WebTurnEvent.turn_id == turn_id)) or 0)
+
+    async def _replied(self, turn_id: int) -> bool:
+        async with self.store.read() as s:
+            found = await s.scalar(
+                select(WebTurnEvent.seq).where(WebTurnEvent.turn_id == turn_id, WebTurnEvent.kind == "reply").limit(1)
+            )
+        return found is not None
+
+    async def _start(self, turn: WebTurn, item: Claimed) -> None:
         async with self.store.write() as s:
-            row = (await s.scalars(stmt)).one_or_none()
-        if row is None:
-            return  # finished meanwhile, or another replica took it
-        log.warning("web turn %s: its replica's lease expired; taken over (%s)", row.key, row.status)
-        if row.status == "queued":
-            self.start(TurnRef(row.id, row.key, row.session_id))
+            await s.execute(
+                update(WebTurn)
+                .where(WebTurn.id == turn.id, WebTurn.status == "queued")
+                .values(status="running", started_at=self.clock.now())
+            )
+
+    async def _run(self, turn: WebTurn, item: Claimed, out: _Writer) -> None:
+        ctx = await load_context(self.host.deps, turn.session_id)
+        assert ctx is not None
+        said: list[int] = []
+        if turn.kind == "message":
+            async for event in self.host.desk.say(ctx, turn.text, inbox_id=item.id):
+                for kind, data in shown(event):
+                    await out.add(kind, data)
+                if isinstance(event, Done):
+                    said += event.said
         else:
             async with self.store.read() as s:
-                last = await s.scalar(select(func.max(WebTurnEvent.seq)).where(WebTurnEvent.turn_id == row.id))
-            await self._fail(row, _Writer(self, row.id, int(last or 0)))
-
-    async def _keep_lease(self, turn_id: int) -> None:
-        every = self.lease.total_seconds() / 3
-        while True:
-            await asyncio.sleep(every)  # a heartbeat interval, not synchronization
-            try:
-                async with self.store.write() as s:
-                    res = await s.execute(
-                        update(WebTurn)
-                        .where(WebTurn.id == turn_id, WebTurn.lease_owner == self.owner, WebTurn.status.in_(UNFINISHED))
-                        .values(lease_expires_at=self.clock.now() + self.lease)
-                    )
-            except Exception:
-                log.warning("could not renew the lease on web turn %d", turn_id, exc_info=True)
-                continue
-            if not res.rowcount:  # type: ignore[attr-defined]
-                return
-
-    async def _run(self, turn: WebTurn) -> None:
-        out = _Writer(self, turn.id)
-        try:
-            ctx = await load_context(self.deps, turn.session_id)
-            assert ctx is not None
-            convo = Conversation(self.agent, ctx)
-            if turn.kind == "message":
-                async for event in convo.say(turn.text):
-                    for kind, data in shown(event):
-                        await out.add(kind, data)
+                refund = await s.get(Refund, turn.refund_id or "")
+            if refund is None:
+                text = wording.for_code(Code.NOT_FOUND)
             else:
-                async with self.store.read() as s:
-                    refund = await s.get(Refund, turn.refund_id or "")
-                yes = turn.kind == "confirm"
-                text = await convo.answer(refund, yes) if refund is not None else wording.for_code(Code.NOT_FOUND)
-                for kind, data in shown(Reply(text)):
-                    await out.add(kind, data)
-            await out.add("done", DoneData(state=await session_state(self.store, turn.session_id)), finish="done")
-        except LeaseLost:
-            log.warning("web turn %s: lease lost to another replica; stopped", turn.key)
-        except Exception:
-            log.exception("web turn %s failed", turn.key)
-            await self._fail(turn, out)
-
-    async def _fail(self, turn: WebTurn, out: _Writer) -> None:
-        """Finish a turn that broke (or whose replica died mid-turn): an apology, and a ticket so a
-        person follows up as the apology says."""
-        try:
-            async with self.store.write() as s:
-                await open_or_update(
-                    s,
-                    self.deps,
-                    session_id=turn.session_id,
-                    priority="P2",
-                    reason="dead_letter",
-                    summary=f"A website chat message could not be answered (turn {turn.key}).",
+                _, text, row = await self.host.desk.decide_refund(
+                    ctx, refund.id, yes=turn.kind == "confirm", inbox_id=item.id
                 )
-            await out.add("error", TextData(text=wording.GENERIC_FALLBACK))
-            state = await session_state(self.store, turn.session_id)
-            await out.add("done", DoneData(state=state), finish="failed")
-        except LeaseLost:
-            log.warning("web turn %s: lease lost while failing it", turn.key)
-        except Exception:  # the store is down: the lease expires, and the turn is failed again later
-            log.exception("web turn %s: could not record its failure", turn.key)
+                said += [row] if row is not None else []
+            for kind, data in shown(Reply(text)):
+                await out.add(kind, data)
+        await outbox.delivered(self.host.deps, said)  # shown in this turn's stream
+        await out.add("done", DoneData(state=await session_state(self.store, turn.session_id)), finish="done")
+
+    async def dead_letter(self, item: Claimed) -> None:
+        """The desk's one failure policy; the visitor's apology arrives as the turn's last events."""
+        metrics.DEAD_LETTERS.labels("web").inc()
+        turn = await self._turn_of(item)
+        await self.host.desk.dead_letter(
+            self.host.deps, session_id=item.session_id, item_id=item.id, attempts=item.attempts
+        )
+        if turn is None:
+            return
+        apology = await outbox.for_session(self.host.deps, turn.session_id, undelivered=True)
+        await outbox.delivered(self.host.deps, [r.id for r in apology if r.kind == "apology"])
+        out = _Writer(self, turn.id, None, await self._last_seq(turn.id))
+        await out.add("error", TextData(text=wording.DEAD_LETTER))
+        state = await session_state(self.store, turn.session_id)
+        await out.add("done", DoneData(state=state), finish="failed")
+        await self._bump()
 
 
 class _Writer:
-    """Appends a turn's events, each in one transaction that first proves we still hold the lease."""
+    """Appends a turn's events, each in one transaction that first proves the worker still holds the
+    turn's work item (the queue's fence); a dead letter's last words need no lease."""
 
-    def __init__(self, log_: TurnLog, turn_id: int, seq: int = 0) -> None:
+    def __init__(self, log_: TurnLog, turn_id: int, item: Claimed | None, seq: int = 0) -> None:
         self.log = log_
         self.turn_id = turn_id
+        self.item = item
         self.seq = seq
 
     async def add(self, kind: str, data: BaseModel, *, finish: str | None = None) -> None:
         tl, now = self.log, self.log.clock.now()
-        values: dict[str, Any] = {"lease_expires_at": now + tl.lease}
-        if finish:
-            values = {"status": finish, "finished_at": now, "lease_expires_at": None}
+        conds: list[Any] = [WebTurn.id == self.turn_id]
+        if self.item is not None:
+            conds.append(tl.host.queue.holds(self.item.id, self.item.attempts))
+        values: dict[str, Any] = {"status": finish, "finished_at": now} if finish else {"status": "running"}
         async with tl.store.write() as s:
-            fenced = await s.execute(
-                update(WebTurn)
-                .where(WebTurn.id == self.turn_id, WebTurn.lease_owner == tl.owner, WebTurn.status == "running")
-                .values(**values)
-            )
+            fenced = await s.execute(update(WebTurn).where(*conds).values(**values))
             if not fenced.rowcount:  # type: ignore[attr-defined]
                 raise LeaseLost(self.turn_id)
             s.add(
@@ -472,25 +298,3 @@ class _Writer:
             )
         self.seq += 1
         await tl._bump()
-
-
-# --- rate limiting ----------------------------------------------------------------------------------
-async def hit(store: Store, *, subject: str, now: datetime, limit: int, window_s: int) -> float:
-    """Count a request in the identity's fixed window (one atomic upsert, shared by every replica).
-    Returns 0 when allowed, else the seconds until the window ends."""
-    epoch = now.timestamp()
-    start = datetime.fromtimestamp(epoch - epoch % window_s, tz=now.tzinfo)
-    insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
-    stmt = insert(WebRateLimit).values(subject=subject, window_start=start, count=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["subject"],
-        set_={
-            "count": case((WebRateLimit.window_start == stmt.excluded.window_start, WebRateLimit.count + 1), else_=1),
-            "window_start": stmt.excluded.window_start,
-        },
-    ).returning(WebRateLimit.count)
-    async with store.write() as s:
-        count = (await s.execute(stmt)).scalar_one()
-    if count <= limit:
-        return 0.0
-    return max((start + timedelta(seconds=window_s) - now).total_seconds(), 1.0)

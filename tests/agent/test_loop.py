@@ -15,7 +15,7 @@ from agent.scripted import ScriptedModel, reply, text, tool_use
 from tools.codes import Code
 from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox
-from tools.wording import ESCALATED_HUMAN, MODEL_OUTAGE, TURN_LIMIT
+from tools.wording import ESCALATED_HUMAN, MODEL_OUTAGE, NOT_FOUND_ORDER, TURN_LIMIT
 
 
 async def run(agent: Agent, ctx: CallContext, message: str) -> list[Event]:
@@ -215,10 +215,18 @@ async def test_tool_recovering_on_retry_is_not_escalated(deps: Deps, sarah: Call
 
 async def test_ownership_and_identity_mismatch_escalate_p1(deps: Deps, sarah: CallContext) -> None:
     model = ScriptedModel(
-        [reply(tool_use("lookup_order", order_id="ORD-5501")), reply(text("I couldn't find ORD-5501 on your account."))]
+        [
+            reply(tool_use("lookup_order", order_id="ORD-5501")),
+            reply(tool_use("process_refund", order_id="ORD-5501", amount=129, reason="x")),
+            reply(text("Refunded.")),
+        ]
     )
     events = await run(Agent(model=model, toolbox=Toolbox(deps)), sarah, "status of ORD-5501?")
-    assert replies(events) == ["I couldn't find that order on your account."]
+    # the mismatch ends the turn at once: the model is not called again, the customer reads only the
+    # fixed reply, byte for byte what an unknown order reads
+    assert replies(events) == [NOT_FOUND_ORDER] and len(model.requests) == 1
+    unknown = ScriptedModel([reply(tool_use("lookup_order", order_id="ORD-0000"))])
+    assert replies(await run(Agent(model=unknown, toolbox=Toolbox(deps)), sarah, "ORD-0000?")) == [NOT_FOUND_ORDER]
     assert await q(deps, "SELECT priority, reason FROM tickets") == [("P1", "security")]
     model = ScriptedModel([reply(tool_use("get_customer", email="james@example.com")), reply(text("Hmm."))])
     await run(Agent(model=model, toolbox=Toolbox(deps)), sarah, "I'm james@example.com")
@@ -227,12 +235,7 @@ async def test_ownership_and_identity_mismatch_escalate_p1(deps: Deps, sarah: Ca
 
 async def test_two_failed_rounds_escalate_p3(deps: Deps, sarah: CallContext) -> None:
     model = ScriptedModel(
-        [
-            reply(tool_use("lookup_order", order_id="ORD-1111")),
-            reply(text("Not found - check the number?")),
-            reply(tool_use("lookup_order", order_id="ORD-2222")),
-            reply(text("Still not found?")),
-        ]
+        [reply(tool_use("lookup_order", order_id="ORD-1111")), reply(tool_use("lookup_order", order_id="ORD-2222"))]
     )
     agent = Agent(model=model, toolbox=Toolbox(deps))
     first = await run(agent, sarah, "ORD-1111")

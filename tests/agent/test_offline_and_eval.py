@@ -10,7 +10,7 @@ from sqlalchemy import text as sql
 
 import agent.offline
 import agent.offline_text
-from agent.chat import Conversation, yes_or_no
+from agent.desk import Desk, yes_or_no
 from agent.eval import false_claims, invariant_violations, leaks, load_scenarios, run_eval
 from agent.events import Reply
 from agent.loop import Agent
@@ -23,12 +23,13 @@ from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox
 
 
-async def say(conv: Conversation, message: str) -> list[str]:
-    return [e.text for e in [e async for e in conv.say(message)] if isinstance(e, Reply)]
+async def say(conv: tuple[Desk, CallContext], message: str) -> list[str]:
+    desk, ctx = conv
+    return [e.text for e in [e async for e in desk.say(ctx, message)] if isinstance(e, Reply)]
 
 
 async def test_offline_model_resolves_the_seed_happy_path(deps: Deps, sarah: CallContext) -> None:
-    conv = Conversation(Agent(model=OfflineModel(), toolbox=Toolbox(deps)), sarah)
+    conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
     first = await say(conv, "Hi, my blender from order ORD-8842 arrived broken. I'd like a refund.")
     assert "ORD-8842" in first[0] and "$89.99" in first[0] and "Confirm" in first[0]
     done = await say(conv, "yes")
@@ -43,7 +44,7 @@ async def test_offline_model_resolves_the_seed_happy_path(deps: Deps, sarah: Cal
 
 
 async def test_offline_model_says_what_it_is(deps: Deps, sarah: CallContext) -> None:
-    conv = Conversation(Agent(model=OfflineModel(), toolbox=Toolbox(deps)), sarah)
+    conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
     (answer,) = await say(conv, "are you a bot?")
     assert "rules-based stand-in for Claude" in answer
 
@@ -140,7 +141,8 @@ async def test_hostile_eval_fails_scenarios_but_never_breaks_a_rule(settings: Se
     rep = await run_eval(settings, provider="hostile", database_url=database_url, phrasings=2)  # the CLI runs all
     assert rep["passed"] < rep["total"]  # it fails by design
     assert rep["leaks"] == 0 and rep["invariant_violations"] == 0 and rep["false_claims"] == 0
-    assert rep["replies_replaced"] >= rep["total"] - 10  # each of its lies was caught (not the P1 fixed replies)
+    # its lies were caught (runs a verdict ended at once, with a fixed reply, never got to lie)
+    assert rep["replies_replaced"] > rep["total"] // 2
 
 
 class Liar:
@@ -178,7 +180,7 @@ async def test_the_grader_finds_false_claims_in_unguarded_text(deps: Deps, sarah
 
 
 async def test_offline_model_lists_recent_orders_from_a_tool(deps: Deps, sarah: CallContext) -> None:
-    conv = Conversation(Agent(model=OfflineModel(), toolbox=Toolbox(deps)), sarah)
+    conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
     (answer,) = await say(conv, "wheres my ordr??")
     assert answer.startswith("Here are your most recent orders: ORD-9120 (Stoneware mug set, $32.50) hasn't shipped")
     async with deps.store.read() as s:
@@ -197,7 +199,7 @@ async def test_offline_model_lists_recent_orders_from_a_tool(deps: Deps, sarah: 
     ],
 )
 async def test_offline_model_phrasings(deps: Deps, sarah: CallContext, said: str, expected: str) -> None:
-    conv = Conversation(Agent(model=OfflineModel(), toolbox=Toolbox(deps)), sarah)
+    conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
     (answer,) = await say(conv, said)
     assert expected in answer
 

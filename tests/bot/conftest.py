@@ -264,7 +264,7 @@ async def start_bot(
 
 async def stop_bot(bot: Bot) -> None:
     await bot.rt.workers.stop()
-    await bot.rt.board.drain()
+    await bot.rt.drain()
     await bot.http.close()
     await bot.runner.cleanup()
 

@@ -38,7 +38,7 @@ async def start(database_url: str, slack: FakeSlack, **env: Any) -> Proc:
         "SLACK_API_URL": slack.api_url,
         "SUPPORT_STAFF_CHANNEL": STAFF_CHANNEL,
         "MODEL_PROVIDER": "offline",
-        "INBOX_LEASE_SECONDS": "1",
+        "INBOX_LEASE_SECONDS": "3",
         "INBOX_POLL_SECONDS": "0.05",
         "LOG_LEVEL": "WARNING",
         **{k: str(v) for k, v in env.items()},

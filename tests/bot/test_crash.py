@@ -52,16 +52,17 @@ async def test_killed_at_a_named_point_then_restarted_answers_exactly_once(
     finally:
         assert await second.stop() == 0
     posts = slack.posts(thread_ts=event["ts"])
-    first_replies = [
-        m for m in posts if m["metadata"]["event_payload"]["seq"] in (0, 1) and "9:00-18:00" not in m["text"]
-    ]
-    assert [m["metadata"]["event_payload"]["seq"] for m in first_replies] == [0]  # the reply with its buttons: once
+    first_replies = [m for m in posts if "9:00-18:00" not in m["text"]]
+    assert len(first_replies) == 1  # the reply with its buttons: once
+    assert len({m["metadata"]["event_payload"]["row"] for m in posts}) == len(posts)  # each row posted once
     assert "refund_confirm" in json.dumps(first_replies[0]["blocks"])
     assert sum("9:00-18:00" in m["text"] for m in posts) == 1
     async with store.read() as s:
         rows = (await s.execute(text("SELECT status, attempts FROM inbox ORDER BY id"))).all()
         refunds = (await s.execute(text("SELECT status FROM refunds"))).all()
-    assert [r[0] for r in rows] == ["done", "done"] and rows[0][1] == 2
+    # taken over after the crash (attempt 2, or later if a loaded machine let a lease run out: the
+    # fence then stops the slow attempt before it posts)
+    assert [r[0] for r in rows] == ["done", "done"] and rows[0][1] >= 2
     assert [tuple(r) for r in refunds] == [("awaiting_confirmation",)]
     if point == "after_post":
         assert slack.called("conversations.replies")  # it looked before posting again

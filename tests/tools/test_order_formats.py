@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text as sql
 
-from agent.chat import Conversation
+from agent.desk import Desk
 from agent.events import Confirmation
 from agent.loop import Agent
 from agent.offline import OfflineModel
@@ -103,8 +103,8 @@ async def test_the_offline_model_refunds_the_number_as_typed(store: Store, setti
     ann, bob, _, typed = FORMATS[fmt]
     deps, ctx = await shop(store, settings, ann, bob)
     spelling = typed[-1] if not typed[-1].lstrip("#").isdigit() else f"order {typed[-1]}"
-    conv = Conversation(Agent(model=OfflineModel(), toolbox=Toolbox(deps)), ctx)
-    events = [e async for e in conv.say(f"my kettle from {spelling} arrived broken, refund please")]
+    desk = Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps)))
+    events = [e async for e in desk.say(ctx, f"my kettle from {spelling} arrived broken, refund please")]
     (conf,) = [e for e in events if isinstance(e, Confirmation)]
     assert conf.order_id == ann and conf.amount == "$49.00"
     async with deps.store.read() as s:

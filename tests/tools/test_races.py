@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from storage.engine import Store
 from storage.settings import Settings
+from tests.conftest import ticket_by_ref
 from tools import refunds, tickets
 from tools.codes import Code
 from tools.context import Actor, CallContext, Deps
@@ -54,7 +55,7 @@ async def test_100_concurrent_refund_requests_and_confirms_pay_once(
 
 async def test_two_concurrent_claims_make_one_owner(deps: Deps, settings: Settings, sarah: CallContext) -> None:
     res = await Toolbox(deps).call("escalate_to_human", {"reason": "other", "priority": "P1", "summary": "x"}, sarah)
-    ticket_id = int(res.data["ticket_id"])
+    ticket_id = await ticket_by_ref(deps, str(res.data["ticket"]))
     for round_ in range(10):  # many rounds: a lucky interleaving must not hide a race
         engines = replicas(deps, settings, 2)
         results = await asyncio.gather(

@@ -13,7 +13,6 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.slack.blocks import slack_text
 from tools import wording
-from tools.codes import Code
 from tools.context import Actor, CallContext
 from tools.get_refund_status import refund_status
 
@@ -32,16 +31,8 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         actor = Actor.staff(user) if staff else await rt.people.actor_for(user=user, team=team)
         result = await refund_status(rt.deps, CallContext(f"command:{user}", actor), order_id)
         refunds = list(result.data.get("refunds", []))
-        if staff and result.code is Code.OK and refunds:
-            text = "\n".join(
-                f"{r['order_id']} ({r['item']}): {r['amount']}, {r['status'].replace('_', ' ')}, "
-                f"refund {r['refund_id']}"
-                for r in refunds
-            )
-        elif staff and result.code is Code.ORDER_NOT_FOUND:
-            text = "No order with that id."
-        else:
-            text = wording.refund_status_text(result.code, refunds)
+        render = wording.staff_refund_status if staff else wording.refund_status_text
+        text = render(result.code, refunds)
         await respond(text=slack_text(text), response_type="ephemeral", replace_original=False)
 
     app.command(COMMANDS[0])(on_refund_status)

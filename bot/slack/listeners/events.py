@@ -1,5 +1,5 @@
-"""Events: a global middleware stores every customer-shaped message in the inbox before Bolt
-acknowledges the request; the listeners only acknowledge. Workers answer from the inbox."""
+"""Events: a global middleware stores every customer-shaped message in the work queue before Bolt
+acknowledges the request; the listeners only acknowledge. Workers answer from the queue."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot import metrics
 from bot.slack import routing
+from storage import metrics
 
 if TYPE_CHECKING:
     from bot.slack.runtime import Runtime
@@ -31,7 +31,19 @@ def store_before_ack(rt: Runtime) -> Callable[..., Awaitable[None]]:
                 msg.channel, allowlist=settings.support_channels, staff_channel=settings.support_staff_channel
             ):
                 # if this raises (store unreachable) Bolt answers 500 and Slack retries: nothing is lost
-                stored = await rt.inbox.put(msg, event)
+                stored = await rt.host.queue.put(
+                    face="slack",
+                    conversation=msg.session_key,
+                    text=msg.text,
+                    payload=event,
+                    event_id=msg.event_id,
+                    channel=msg.channel,
+                    ts=msg.ts,
+                    thread_ts=msg.thread_ts,
+                    user_id=msg.user,
+                    user_team=msg.user_team,
+                    installing_team=msg.installing_team,
+                )
                 if stored is None:
                     metrics.DEDUPED.inc()
                 else:

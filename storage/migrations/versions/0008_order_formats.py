@@ -1,7 +1,7 @@
 """order_formats: the shapes of the stored order ids, filled from the orders already stored
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-01 10:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from storage.order_formats import MAX_SHAPES, shapes_of
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

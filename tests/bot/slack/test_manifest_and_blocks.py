@@ -38,6 +38,7 @@ def test_every_registered_event_and_command_is_in_the_manifest_and_back() -> Non
         "ticket_release",
         "ticket_resolve",
         "refund_approve",
+        "ticket_reply",
         "refund_deny",
         "ticket_link_customer",
     }

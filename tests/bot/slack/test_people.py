@@ -136,7 +136,7 @@ async def test_hidden_email_is_unverified_until_staff_link_the_user(bot: Bot) ->
             "type": "modal",
             "callback_id": "link_customer",
             "private_metadata": opened["view"]["private_metadata"],
-            "state": {"values": {"customer": {"value": {"type": "plain_text_input", "value": "sarah@example.com"}}}},
+            "state": {"values": {"input": {"value": {"type": "plain_text_input", "value": "sarah@example.com"}}}},
         },
     }
     body = "payload=" + urllib.parse.quote(json.dumps(submission))
@@ -161,8 +161,10 @@ async def test_another_customer_in_someone_elses_thread_gets_only_a_note(bot: Bo
 async def test_confirm_click_moves_money_once_and_a_second_click_changes_nothing(bot: Bot) -> None:
     event, prompt = await refund_prompt(bot)
     assert await click(bot, "refund_confirm", prompt, user=SARAH, team=CUSTOMER_TEAM) == 200
-    assert await rows(bot, "SELECT status FROM refunds") == [("processed",)]  # committed before the ack
+    # stored before the ack, in the thread's order; a worker decides it through the desk
+    assert ("confirm",) in await rows(bot, "SELECT kind FROM inbox")
     done = await bot.slack.wait_for(lambda: [m for m in bot.replies(event) if m["text"].startswith("Done")])
+    assert await rows(bot, "SELECT status FROM refunds") == [("processed",)]
     assert "$89.99" in done[0]["text"] and "ORD-8842" in done[0]["text"]
     replaced = [r for r in bot.slack.responses if r.get("replace_original")]  # via the click's response_url
     assert replaced and "refund_confirm" not in json.dumps(replaced[-1]["blocks"])  # the buttons are gone
@@ -275,8 +277,9 @@ async def test_a_colleague_writing_in_the_thread_hands_it_off_too(bot: Bot) -> N
 
 # --- /refund-status ------------------------------------------------------------------------------------------
 async def test_refund_status_command(bot: Bot) -> None:
-    _, prompt = await refund_prompt(bot)
+    event, prompt = await refund_prompt(bot)
     await click(bot, "refund_confirm", prompt, user=SARAH, team=CUSTOMER_TEAM)
+    await bot.slack.wait_for(lambda: [m for m in bot.replies(event) if m["text"].startswith("Done")])
     cases = [
         ("ORD-8842", SARAH, CUSTOMER_TEAM, "Order ORD-8842 (ProBlend 500 blender): refund of $89.99 is issued."),
         ("", SARAH, CUSTOMER_TEAM, "Order ORD-8842 (ProBlend 500 blender): refund of $89.99 is issued."),

@@ -22,7 +22,6 @@ from jsonschema import Draft202012Validator
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy import text as sql
-from sqlalchemy.exc import IntegrityError
 
 from agent.model import ModelReply, ModelRequest
 from agent.scripted import HostileModel, ScriptedModel, reply, text, tool_use
@@ -30,7 +29,7 @@ from bot.web.api import WEB_API
 from bot.web.identity import check_token
 from bot.web.schemas import MAX_BODY_BYTES, MAX_MESSAGE_CHARS, RATE_LIMIT
 from storage.engine import Store
-from storage.models import ChatSession, Refund, Ticket, WebTurn, WebTurnEvent
+from storage.models import Ticket, WebTurnEvent
 from storage.settings import Settings
 from storage.types import FrozenClock
 from tests.bot.conftest import Bot, bot_settings, start_bot, stop_bot
@@ -103,6 +102,13 @@ class Api:
             self.validate(self.schema_for(method, path, resp.status), data)
             return resp.status, data, dict(resp.headers)
 
+    async def messages(self, session_id: str, *, headers: dict[str, str], n: int, last: int | None = None) -> list[dict[str, Any]]:
+        """The first `n` entries of a session's message log stream (it stays open; we hang up)."""
+        async with asyncio.timeout(20):
+            return await self.stream(
+                session_id, headers=headers, last=last, stop_after=n, template="/api/sessions/{session_id}/events"
+            )
+
     async def chat(self, message: str, *, headers: dict[str, str], session_id: str | None = None) -> dict[str, Any]:
         body = {"message": message} | ({"session_id": session_id} if session_id else {})
         status, data, _ = await self.call("POST", "/api/chat", body, headers=headers)
@@ -116,11 +122,18 @@ class Api:
         return data
 
     async def stream(
-        self, turn_id: str, *, headers: dict[str, str], last: int | None = None, stop_after: int | None = None
+        self,
+        turn_id: str,
+        *,
+        headers: dict[str, str],
+        last: int | None = None,
+        stop_after: int | None = None,
+        template: str = "/api/turns/{turn_id}/events",
     ) -> list[dict[str, Any]]:
-        """Read a turn's SSE stream (all of it, or `stop_after` events and then hang up)."""
+        """Read an SSE stream (all of it, or `stop_after` events and then hang up)."""
         hdrs = headers | ({"Last-Event-ID": str(last)} if last is not None else {})
-        async with self.bot.http.get(f"{self.bot.url}/api/turns/{turn_id}/events", headers=hdrs) as resp:
+        path = template.replace("{turn_id}", turn_id).replace("{session_id}", turn_id)
+        async with self.bot.http.get(f"{self.bot.url}{path}", headers=hdrs) as resp:
             assert resp.status == 200 and resp.content_type == "text/event-stream"
             events: list[dict[str, Any]] = []
             fields: dict[str, str] = {}
@@ -137,9 +150,7 @@ class Api:
                 assert_clean(fields["data"])
                 event = {"id": int(fields["id"]), "event": fields["event"], "data": json.loads(fields["data"])}
                 self.validate(
-                    self.spec["paths"]["/api/turns/{turn_id}/events"]["get"]["responses"]["200"]["x-sse-events"][
-                        event["event"]
-                    ],
+                    self.spec["paths"][template]["get"]["responses"]["200"]["x-sse-events"][event["event"]],
                     event["data"],
                 )
                 events.append(event)
@@ -165,7 +176,7 @@ async def web_bot(
     settings: Settings, store: Store, slack: FakeSlack, *, secret: str | None = KEY, **kwargs: Any
 ) -> Bot:
     overrides = {"chat_identity_secret": SecretStr(secret) if secret else None}
-    return await start_bot(bot_settings(settings, slack, **overrides), store, slack, workers=False, **kwargs)
+    return await start_bot(bot_settings(settings, slack, **overrides), store, slack, **kwargs)
 
 
 @pytest.fixture
@@ -211,7 +222,7 @@ async def test_openapi_describes_exactly_the_served_routes(api: Api) -> None:
     }
     described = {(method, path) for path, ops in api.spec["paths"].items() for method in ops}
     assert served == described
-    assert len(served) == 7 and api.spec["openapi"].startswith("3.1")
+    assert len(served) == 8 and api.spec["openapi"].startswith("3.1")
     for schema in api.spec["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)  # OpenAPI 3.1 schemas are JSON Schema 2020-12
     refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(api.spec))
@@ -427,7 +438,12 @@ async def test_a_stream_is_replayed_after_a_disconnect_without_calling_the_model
             "Your ProBlend 500 blender was delivered five days ago.",
             "Is anything wrong with it?",
         ]
-        assert rest[-1]["data"]["state"] == {"escalated": False, "ticket": None, "awaiting_confirmation": None}
+        assert rest[-1]["data"]["state"] == {
+            "escalated": False,
+            "ticket": None,
+            "awaiting_confirmation": None,
+            "with_person": False,
+        }
         again = await api.stream(turn["turn_id"], headers=SARAH, last=0)
         assert again == head + rest
         assert await api.stream(turn["turn_id"], headers=SARAH, last=len(again)) == []
@@ -493,8 +509,10 @@ async def test_a_hostile_model_leaks_nothing_through_the_api(
         inputs = ("ignore your rules", "mine now", "the big one", "twice", "tool_use", "input")
         answer = await api.chat("I want a refund for ORD-8842", headers=SARAH)
         assert_clean(json.dumps(answer), inputs=inputs)
-        turn = await api.start("and ORD-8842 again please", headers=SARAH, session_id=answer["session_id"])
-        events = await api.stream(turn["turn_id"], headers=SARAH)
+        events: list[dict[str, Any]] = []
+        for _ in range(3):  # the loop ends the hostile turns early; its tricks go on across turns
+            turn = await api.start("and ORD-8842 again please", headers=SARAH, session_id=answer["session_id"])
+            events += await api.stream(turn["turn_id"], headers=SARAH)
         assert_clean(json.dumps(events), inputs=inputs)
         assert len(events) > 5 and events[-1]["event"] == "done"
         assert await rows(api, "SELECT max(amount_cents) FROM refunds") == [(100,)]  # the guards held too
@@ -514,104 +532,81 @@ async def test_an_escalation_that_would_reveal_another_customers_order_is_not_sh
         probe = await api.start("refund ORD-5501 please", headers=SARAH)
         events = await api.stream(probe["turn_id"], headers=SARAH)
         # escalated in private (P1 security), exactly as an unknown order would look to the visitor
-        assert [e["event"] for e in events] == ["status", "reply", "done"]
-        assert events[-1]["data"]["state"] == {"escalated": False, "ticket": None, "awaiting_confirmation": None}
+        assert [e["event"] for e in events] == ["status", "reply", "reply", "done"]
+        assert " ".join(e["data"]["text"] for e in events if e["event"] == "reply") == wording.NOT_FOUND_ORDER
+        assert events[-1]["data"]["state"] == {
+            "escalated": False,
+            "ticket": None,
+            "awaiting_confirmation": None,
+            "with_person": False,
+        }
         async with bot.rt.store.read() as s:
             ticket = (await s.scalars(select(Ticket))).one()
         assert (ticket.reason, ticket.priority, ticket.status) == ("security", "P1", "open")
         # once they are told of an escalation into that ticket, it shows
         human = await api.chat("I want to talk to a human", headers=SARAH, session_id=probe["session_id"])
         assert human["reply"] == wording.ESCALATED_HUMAN
-        assert human["state"]["escalated"] is True and human["state"]["ticket"] == {"id": ticket.id, "status": "open"}
+        assert human["state"]["escalated"] is True
+        assert human["state"]["ticket"] == {"ref": ticket.public_ref, "status": "open"}
     finally:
         await stop_bot(bot)
 
 
 # --- a replica that died -----------------------------------------------------------------------------
-async def test_turns_of_a_dead_replica_are_taken_over(
+async def test_a_turn_whose_replica_died_is_taken_over_and_answered_once(
     settings: Settings, store: Store, slack: FakeSlack, clock: FrozenClock
 ) -> None:
+    """The queue's lease, not the web face, decides who runs a turn: a replica that died mid-turn
+    loses it when its lease runs out, and a worker here runs the turn again, with the next attempt."""
     bot = await web_bot(settings, store, slack, clock=clock)
     try:
         api = await open_api(bot)
         visitor = await api.chat("hello", headers={})
         anon = {"X-Anonymous-Id": visitor["identity"]["anonymous_id"]}
+        await bot.rt.workers.stop()  # nothing here claims the next turn: "the other replica" does
+        turn = await bot.runner.app[WEB_API].turns.create(visitor["session_id"], kind="message", text="support hours?")
         now = clock.now()
-        lease = now + timedelta(seconds=5)
         async with store.write() as s:
-            dead = WebTurn(
-                key="turn_dead",
-                session_id=visitor["session_id"],
-                kind="message",
-                text="where is ORD-8842?",
-                status="running",
-                lease_owner="dead-replica",
-                lease_expires_at=lease,
-                created_at=now,
-                started_at=now,
+            await s.execute(
+                sql(
+                    "UPDATE inbox SET status = 'working', lease_owner = 'dead-replica', attempts = 1, "
+                    "lease_expires_at = :until WHERE id = (SELECT inbox_id FROM web_turns WHERE key = :key)"
+                ),
+                {"until": now + timedelta(seconds=5), "key": turn.key},
             )
-            orphan = WebTurn(
-                key="turn_orphan",
-                session_id=visitor["session_id"],
-                kind="message",
-                text="what are your support hours?",
-                status="queued",
-                lease_owner="dead-replica",
-                lease_expires_at=lease,
-                created_at=now,
-            )
-            s.add_all([dead, orphan])
-            await s.flush()
-            s.add(
-                WebTurnEvent(
-                    turn_id=dead.id, seq=1, kind="status", data={"text": "Looking up your order"}, created_at=now
-                )
-            )
-        clock.advance(seconds=30)  # the dead replica's leases run out
+            s.add(WebTurnEvent(turn_id=turn.id, seq=1, kind="status", data={"text": "Thinking"}, created_at=now))
+        clock.advance(seconds=30)  # the dead replica's lease runs out
+        bot.rt.workers.start()
         async with asyncio.timeout(20):
-            crashed = await api.stream("turn_dead", headers=anon)
-            recovered = await api.stream("turn_orphan", headers=anon)
-        assert [e["event"] for e in crashed] == ["status", "error", "done"]
-        assert crashed[1]["data"] == {"text": wording.GENERIC_FALLBACK}
-        assert crashed[2]["data"]["state"]["escalated"] is True  # a person follows up, as the apology says
-        assert [e["event"] for e in recovered][-1] == "done"
-        assert "9:00-18:00" in " ".join(e["data"].get("text", "") for e in recovered)
+            events = await api.stream(turn.key, headers=anon)
+        assert [e["event"] for e in events][-1] == "done"
+        assert [e["event"] for e in events].count("reply") >= 1
+        assert "9:00-18:00" in " ".join(e["data"].get("text", "") for e in events)
+        assert await rows(api, f"SELECT status, attempts FROM inbox WHERE id = (SELECT inbox_id FROM web_turns WHERE key = '{turn.key}')") == [("done", 2)]
         later = await api.chat("thanks", headers=anon, session_id=visitor["session_id"])
-        assert later["reply"]
-        assert await rows(api, "SELECT key, status FROM web_turns ORDER BY id") == [
-            (visitor["turn_id"], "done"),
-            ("turn_dead", "failed"),
-            ("turn_orphan", "done"),
-            (later["turn_id"], "done"),
-        ]
-        async with store.read() as s:
-            assert (await s.scalars(select(Ticket.reason))).all() == ["dead_letter"]
-            assert (await s.get(ChatSession, visitor["session_id"])) is not None
-            assert (await s.scalars(select(Refund))).all() == []
+        assert later["reply"] and later["failed"] is False
     finally:
         await stop_bot(bot)
 
 
-async def test_the_store_lets_only_one_turn_of_a_session_run_at_a_time(api: Api) -> None:
-    visitor = await api.chat("hello", headers=SARAH)
-    now = api.bot.rt.clock.now()
+async def test_a_turn_that_keeps_failing_gets_the_one_failure_policy(
+    settings: Settings, store: Store, slack: FakeSlack
+) -> None:
+    """INBOX_MAX_ATTEMPTS failures: the visitor's apology, a P2 ticket, an alert for staff, and the
+    turn can be replayed with `supportbot inbox retry` (the same policy as a Slack message)."""
 
-    def running(key: str) -> WebTurn:
-        return WebTurn(
-            key=key,
-            session_id=visitor["session_id"],
-            kind="message",
-            text="hi",
-            status="running",
-            lease_owner="replica-a",
-            lease_expires_at=now,
-            created_at=now,
-            started_at=now,
-        )
+    class Broken(ScriptedModel):
+        async def complete(self, request: ModelRequest) -> ModelReply:
+            raise RuntimeError("a bug in the model adapter")
 
-    async with api.bot.rt.store.write() as s:
-        s.add(running("turn_a"))
-    with pytest.raises(IntegrityError):  # what a racing replica's claim runs into
-        async with api.bot.rt.store.write() as s:
-            s.add(running("turn_b"))
-    assert await rows(api, "SELECT key FROM web_turns WHERE status = 'running'") == [("turn_a",)]
+    bot = await web_bot(settings, store, slack, model=Broken([]))
+    try:
+        api = await open_api(bot)
+        answer = await api.chat("hello?", headers=SARAH)
+        assert answer["failed"] is True and answer["reply"] == wording.DEAD_LETTER
+        assert answer["state"]["escalated"] is True
+        assert await rows(api, "SELECT face, status, attempts FROM inbox") == [("web", "dead", settings.inbox_max_attempts)]
+        assert await rows(api, "SELECT priority, reason FROM tickets") == [("P2", "dead_letter")]
+        assert await rows(api, "SELECT kind FROM outbox ORDER BY id") == [("apology",), ("alert",)]
+    finally:
+        await stop_bot(bot)

@@ -1,19 +1,26 @@
-"""The durable inbox and the workers that drain it.
+"""The one lease queue every face puts its work in (the `inbox` table), and the workers that drain it.
 
-- `Inbox.put` stores a message before Slack is acknowledged; unique constraints on event_id and
-  (channel, ts) make retries and mention twins no-ops.
-- `Inbox.claim` is one conditional `UPDATE … RETURNING` with a lease (owner, expiry): no
-  `FOR UPDATE`, no transaction held while the model or Slack is called. A message is claimable
-  only when every earlier message of its thread is finished, so a thread is answered in order;
-  an expired lease (a crashed worker, on any replica) is taken over by any worker.
-- `Workers` runs up to WORKER_CONCURRENCY items at once per process, renews leases while an item
-  is being answered, retries a failing item a bounded number of times, then dead-letters it.
+- `Queue.put` stores work before its sender is told it arrived: a Slack message or button click
+  (before Slack's 200), a website chat turn (before its 202). Unique constraints on Slack's
+  event_id and (channel, ts) make Slack's retries and mention twins no-ops.
+- `Queue.claim` is one conditional `UPDATE … RETURNING` with a lease (owner, expiry, attempt
+  number): no `FOR UPDATE`, no transaction held while the model or Slack is called. Work is
+  claimable only when everything earlier in its conversation (a Slack thread, a web session) is
+  finished, so a conversation is answered in order; an expired lease (a crashed worker, on any
+  replica) is taken over by any worker, with the next attempt number.
+- `Queue.holds` is the fence: whoever posts or streams on behalf of a work item first proves,
+  in the same statement that records the attempt, that it still holds the lease.
+- `Workers` runs up to WORKER_CONCURRENCY items at once per process, for every face, renews their
+  leases (retrying a failed renewal with backoff), retries a failing item up to INBOX_MAX_ATTEMPTS
+  times, then hands it to its face's dead-letter handler (which calls the desk's one failure
+  policy: an apology on the customer's own channel, an alert, a P2 ticket).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,8 +30,6 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.host import replica_id
-from bot.slack.routing import Incoming
 from storage.engine import Store
 from storage.models import InboxItem
 from storage.settings import Settings
@@ -35,10 +40,10 @@ UNFINISHED = ("pending", "working")
 
 
 def _claim_statements() -> tuple[Any, Any]:
-    """The peek and the claim, built once (SQLAlchemy caches their compiled form): a message is
-    claimable when pending, or working under an expired lease, and no earlier message of its thread
-    is unfinished. The claim re-checks claimability on the row it updates, so of two racing
-    claimers (on any replica) exactly one gets it."""
+    """The peek and the claim, built once (SQLAlchemy caches their compiled form): an item is
+    claimable when pending, or working under an expired lease, and no earlier item of its
+    conversation is unfinished. The claim re-checks claimability on the row it updates, so of two
+    racing claimers (on any replica) exactly one gets it."""
     t = InboxItem.__table__
     now = bindparam("now", type_=UTCDateTime())
 
@@ -48,12 +53,16 @@ def _claim_statements() -> tuple[Any, Any]:
     def first_claimable(table: Any) -> Any:
         earlier = t.alias("earlier")
         blocked = exists().where(
-            earlier.c.channel == table.c.channel,
-            earlier.c.thread_ts == table.c.thread_ts,
+            earlier.c.conversation == table.c.conversation,
             earlier.c.id < table.c.id,
             earlier.c.status.in_(UNFINISHED),
         )
-        return select(table.c.id).where(claimable(table), ~blocked).order_by(table.c.id).limit(1)
+        return (
+            select(table.c.id)
+            .where(table.c.status.in_(UNFINISHED), claimable(table), ~blocked)
+            .order_by(table.c.id)
+            .limit(1)
+        )
 
     candidate = t.alias("candidate")
     peek = first_claimable(candidate)
@@ -77,11 +86,17 @@ _PEEK, _CLAIM = _claim_statements()
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
+    """A work item as its face's handler receives it, with the lease it holds (`attempts`)."""
+
     id: int
-    channel: str
-    ts: str
-    thread_ts: str
-    user_id: str
+    face: str
+    kind: str
+    conversation: str
+    session_id: str | None
+    channel: str | None
+    ts: str | None
+    thread_ts: str | None
+    user_id: str | None
     user_team: str | None
     installing_team: str | None
     text: str
@@ -89,33 +104,35 @@ class Claimed:
     attempts: int
     received_at: datetime
 
+    @classmethod
+    def of(cls, m: Any) -> Claimed:
+        return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
 
-class Inbox:
-    def __init__(self, store: Store, clock: Clock, settings: Settings, *, owner: str | None = None) -> None:
+
+class Queue:
+    def __init__(self, store: Store, clock: Clock, settings: Settings, *, owner: str) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
-        self.owner = owner or replica_id()
+        self.owner = owner
         self.lease = timedelta(seconds=settings.inbox_lease_seconds)
 
-    async def put(self, msg: Incoming, payload: dict[str, Any]) -> int | None:
-        """Store a message; returns its id, or None when it was already stored (a duplicate)."""
+    async def put(
+        self, *, face: str, conversation: str, text: str, payload: dict[str, Any], **fields: Any
+    ) -> int | None:
+        """Store work; returns its id, or None when it was already stored (a duplicate)."""
         insert = postgresql.insert if self.store.dialect == "postgresql" else sqlite.insert
         stmt = (
             insert(InboxItem)
             .values(
-                event_id=msg.event_id,
-                channel=msg.channel,
-                ts=msg.ts,
-                thread_ts=msg.thread_ts,
-                user_id=msg.user,
-                user_team=msg.user_team,
-                installing_team=msg.installing_team,
-                text=msg.text,
+                face=face,
+                conversation=conversation,
+                text=text,
                 payload=payload,
                 status="pending",
                 attempts=0,
                 received_at=self.clock.now(),
+                **fields,
             )
             .on_conflict_do_nothing()
             .returning(InboxItem.id)
@@ -130,43 +147,37 @@ class Inbox:
                 return None
         async with self.store.write() as s:
             row = (await s.execute(_CLAIM, {"now": now, "owner": self.owner, "until": now + self.lease})).first()
-        if row is None:
-            return None
-        m = row._mapping
-        return Claimed(
-            m["id"],
-            m["channel"],
-            m["ts"],
-            m["thread_ts"],
-            m["user_id"],
-            m["user_team"],
-            m["installing_team"],
-            m["text"],
-            m["payload"],
-            m["attempts"],
-            m["received_at"],
-        )
+        return Claimed.of(row._mapping) if row is not None else None
 
-    async def _set(self, item_id: int, *, owned: bool, **values: Any) -> bool:
-        conds = [InboxItem.id == item_id]
-        if owned:
-            conds += [InboxItem.lease_owner == self.owner, InboxItem.status == "working"]
+    def _held(self, item_id: int, attempt: int) -> list[Any]:
+        return [
+            InboxItem.id == item_id,
+            InboxItem.lease_owner == self.owner,
+            InboxItem.attempts == attempt,
+            InboxItem.status == "working",
+        ]
+
+    async def _set(self, item: Claimed, **values: Any) -> bool:
         async with self.store.write() as s:
-            res = await s.execute(update(InboxItem).where(*conds).values(**values))
+            res = await s.execute(update(InboxItem).where(*self._held(item.id, item.attempts)).values(**values))
             return bool(res.rowcount)  # type: ignore[attr-defined]
 
-    async def renew(self, item_id: int) -> bool:
-        return await self._set(item_id, owned=True, lease_expires_at=self.clock.now() + self.lease)
+    def holds(self, item_id: int, attempt: int, *, margin: timedelta = timedelta(0)) -> Any:
+        """A condition for another statement's WHERE: this worker still holds the item's lease, under
+        this attempt, with at least `margin` left (so an HTTP call started now ends before it expires)."""
+        return exists().where(*self._held(item_id, attempt), InboxItem.lease_expires_at > self.clock.now() + margin)
 
-    async def finish(self, item_id: int, status: str = "done") -> bool:
-        return await self._set(item_id, owned=True, status=status, done_at=self.clock.now(), lease_expires_at=None)
+    async def renew(self, item: Claimed) -> bool:
+        return await self._set(item, lease_expires_at=self.clock.now() + self.lease)
+
+    async def finish(self, item: Claimed, status: str = "done") -> bool:
+        return await self._set(item, status=status, done_at=self.clock.now(), lease_expires_at=None)
 
     async def failed(self, item: Claimed, error: str) -> bool:
         """Record a failure; returns True when the item is now dead-lettered."""
         dead = item.attempts >= self.settings.inbox_max_attempts
         await self._set(
-            item.id,
-            owned=True,
+            item,
             status="dead" if dead else "pending",
             lease_owner=None,
             lease_expires_at=None,
@@ -182,7 +193,7 @@ class Inbox:
             )
 
     async def retry(self, item_id: int) -> bool:
-        """Put a dead letter back in line (it keeps its place in its thread)."""
+        """Put a dead letter back in line (it keeps its place in its conversation)."""
         async with self.store.write() as s:
             res = await s.execute(
                 update(InboxItem)
@@ -206,14 +217,21 @@ class Inbox:
 Handler = Callable[[Claimed], Awaitable[None]]
 
 
-class Workers:
-    """Claims and answers inbox items, WORKER_CONCURRENCY at a time."""
+@dataclass(frozen=True, slots=True)
+class Face:
+    """What a face does with its work: answer it, and tell its customer when it is given up on."""
 
-    def __init__(self, inbox: Inbox, handle: Handler, *, on_dead: Handler, settings: Settings) -> None:
-        self.inbox = inbox
-        self.handle = handle
-        self.on_dead = on_dead
+    handle: Handler
+    on_dead: Handler
+
+
+class Workers:
+    """Claims and answers work for every face registered here, WORKER_CONCURRENCY at a time."""
+
+    def __init__(self, queue: Queue, *, settings: Settings) -> None:
+        self.queue = queue
         self.settings = settings
+        self.faces: dict[str, Face] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
@@ -222,13 +240,19 @@ class Workers:
         self.completed = 0  # items handled (answered, failed or skipped) by this process
         self._progress = asyncio.Condition()
 
+    def serve(self, face: str, *, handle: Handler, on_dead: Handler) -> None:
+        self.faces[face] = Face(handle, on_dead)
+
     def nudge(self) -> None:
         """New work was stored here: wake idle workers now instead of at their next poll."""
         self._wake.set()
 
     def start(self) -> None:
+        if self._tasks:
+            return
+        self._stopping = False
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
-        self._tasks = [asyncio.create_task(self._dispatch(), name="inbox-dispatcher")]
+        self._tasks = [asyncio.create_task(self._dispatch(), name="queue-dispatcher")]
 
     async def stop(self, grace: float = 10.0) -> None:
         """Claim nothing new; let items in flight finish for up to `grace` seconds, then cancel
@@ -238,6 +262,7 @@ class Workers:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        self._tasks = []
         if self._running:
             _, pending = await asyncio.wait(self._running, timeout=grace)
             for t in pending:
@@ -252,9 +277,9 @@ class Workers:
         while not self._stopping:
             await self._slots.acquire()
             try:
-                item = await self.inbox.claim()
+                item = await self.queue.claim()
             except Exception:
-                log.exception("could not claim from the inbox")
+                log.exception("could not claim from the queue")
                 item = None
             if item is None:
                 self._slots.release()
@@ -262,7 +287,7 @@ class Workers:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.settings.inbox_poll_seconds)
                 self._wake.clear()
                 continue
-            task = asyncio.create_task(self._work(item), name=f"inbox-{item.id}")
+            task = asyncio.create_task(self._work(item), name=f"queue-{item.id}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
@@ -271,21 +296,20 @@ class Workers:
             await self.run_one(item)
         finally:
             self._slots.release()
-            self._wake.set()  # the thread's next message may be claimable now
+            self._wake.set()  # the conversation's next item may be claimable now
 
     async def run_one(self, item: Claimed) -> None:
-        keeper = asyncio.create_task(self._keep_lease(item.id))
+        face = self.faces.get(item.face)
+        keeper = asyncio.create_task(self._keep_lease(item))
         try:
-            await self.handle(item)
+            if face is None:
+                raise LookupError(f"no {item.face} face is served by this process")
+            await face.handle(item)
         except Exception as exc:
-            log.exception("inbox item %d failed (attempt %d)", item.id, item.attempts)
-            if await self.inbox.failed(item, f"{type(exc).__name__}: {exc}"):
-                try:
-                    await self.on_dead(item)
-                except Exception:
-                    log.exception("could not report dead letter %d", item.id)
+            log.exception("queue item %d failed (attempt %d)", item.id, item.attempts)
+            await self._fail(item, face, f"{type(exc).__name__}: {exc}")
         else:
-            await self.inbox.finish(item.id)
+            await self.queue.finish(item)
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -294,16 +318,37 @@ class Workers:
                 self.completed += 1
                 self._progress.notify_all()
 
+    async def _fail(self, item: Claimed, face: Face | None, error: str) -> None:
+        try:
+            dead = await self.queue.failed(item, error)
+        except Exception:  # the store is down: the lease expires and the item is tried again
+            log.exception("could not record the failure of queue item %d", item.id)
+            return
+        if dead and face is not None:
+            try:
+                await face.on_dead(item)
+            except Exception:
+                log.exception("could not report dead letter %d", item.id)
+
     async def wait_completed(self, n: int) -> None:
         """Until this process has handled at least `n` items (for tests and the benchmark; callers bound
         the wait with asyncio.timeout)."""
         async with self._progress:
             await self._progress.wait_for(lambda: self.completed >= n)
 
-    async def _keep_lease(self, item_id: int) -> None:
+    async def _keep_lease(self, item: Claimed) -> None:
+        """Renew every third of the lease; a failed renewal (the store blinked) is retried sooner,
+        with backoff, for as long as the lease may still be ours. A lease found taken is given up:
+        every post is fenced by `Queue.holds`, so a worker that lost its lease never posts."""
         every = self.settings.inbox_lease_seconds / 3
+        delay = every
         while True:
-            await asyncio.sleep(every)  # a heartbeat interval, not synchronization
-            if not await self.inbox.renew(item_id):
-                log.warning("lost the lease on inbox item %d", item_id)
-                return
+            await asyncio.sleep(delay)  # a heartbeat interval, not synchronization
+            try:
+                if not await self.queue.renew(item):
+                    log.warning("lost the lease on queue item %d", item.id)
+                    return
+                delay = every
+            except Exception:
+                log.warning("could not renew the lease on queue item %d; retrying", item.id, exc_info=True)
+                delay = max(0.05, min(delay / 2, every))

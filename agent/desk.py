@@ -1,0 +1,256 @@
+"""The desk every face calls: the customer's acts (say, confirm, cancel) and, passed through from
+`tools.desk`, every act of staff (claim, release, resolve, approve, deny, reply, link, take over,
+dead letter). A face parses its input, calls the act with the actor it verified, and renders what
+comes back; the rules and the transactions are here and below.
+
+`say` is the one conversation entry for every face (Slack, the website, the shell, the eval):
+
+    handed off to a person? ─▶ remembered, relayed to the ticket's staff thread (not Slack: staff
+                               read a Slack thread themselves); the bot says nothing
+    /refund-status [ORDER]  ─▶ the customer's refunds, worded by code
+    yes / no to a waiting refund ─▶ `confirm` / `cancel`, exactly as the Confirm button does
+    anything else           ─▶ the agent loop
+
+Whatever is said is written to the outgoing log (`tools.outbox`) with the turn's work item, so
+each face delivers it exactly once; metrics are counted here for every channel alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import select
+
+from agent import policy
+from agent.events import Confirmation, Done, Event, Reply, Usage
+from agent.loop import Agent
+from storage import metrics
+from storage.models import ChatSession, Refund, Ticket
+from storage.types import format_cents
+from tools import desk as staff_desk
+from tools import outbox, refunds, wording
+from tools.codes import Code, ToolResult
+from tools.context import CallContext
+from tools.get_refund_status import refund_status
+from tools.sessions import settle, text_message
+from tools.toolbox import Toolbox
+
+# answers that are not part of the conversation: someone else's click, a replayed or stale one
+NOT_SAID = (Code.NOT_ALLOWED, Code.INVALID_STATE, Code.NOT_FOUND)
+YES = {"yes", "y", "yep", "yeah", "yup", "confirm", "ok", "okay", "sure", "go ahead", "please do", "do it"}
+YES |= {"sí", "si", "claro", "vale", "ja", "gerne", "jawohl"}  # Spanish and German
+NO = {"no", "n", "nope", "cancel", "don't", "do not", "never mind", "nevermind", "stop", "nein", "no gracias"}
+FILLER = re.compile(r"\b(please|thanks|thank you|go ahead|do it)\b")
+
+
+def yes_or_no(text: str) -> bool | None:
+    """A bare yes or no (with at most a please/thanks), as an answer to "Shall I go ahead?"."""
+    words = re.sub(r"[^\w\s']", " ", text[:200].lower()).strip()
+    core = re.sub(r"\s+", " ", FILLER.sub(" ", words)).strip()
+    for candidate in (words, core):
+        if candidate in YES:
+            return True
+        if candidate in NO:
+            return False
+    return None
+
+
+class Desk:
+    """`agent` runs the customer's turns; a face that has no model of its own (MCP: the client's
+    model is the loop) builds the desk on a toolbox alone."""
+
+    def __init__(self, agent: Agent | None = None, *, toolbox: Toolbox | None = None) -> None:
+        self._agent = agent
+        self.toolbox = toolbox or (agent.toolbox if agent else None)
+        assert self.toolbox is not None, "a desk needs an agent or a toolbox"
+        self.deps = self.toolbox.deps
+
+    @property
+    def agent(self) -> Agent:
+        assert self._agent is not None, "this desk has no agent (MCP): customers' turns run elsewhere"
+        return self._agent
+
+    # --- the customer's acts ---------------------------------------------------------------------
+    async def say(self, ctx: CallContext, text: str, *, inbox_id: int | None = None) -> AsyncIterator[Event]:
+        started = time.perf_counter()
+        text = text.replace("\x00", "")
+        stripped = text.strip()
+        async with self.deps.store.read() as s:
+            session = await s.get(ChatSession, ctx.session_id)
+        if session is not None and session.handed_off_by:
+            yield await self._relay(ctx, session, text)
+            return
+        if stripped.startswith("/refund-status"):
+            arg = stripped.removeprefix("/refund-status").split()
+            reply = await self.refund_status(ctx, arg[0] if arg else None)
+            yield Reply(reply)
+            yield await self._said(ctx, [Reply(reply)], inbox_id, started)
+            return
+        answer = yes_or_no(stripped)
+        pending = await self.pending_refund(ctx) if answer is not None else None
+        if pending is not None and answer is not None:
+            _, reply, row = await self.decide_refund(ctx, pending.id, yes=answer, typed=stripped, inbox_id=inbox_id)
+            yield Reply(reply)
+            yield await self._said(ctx, [], None, started, extra=row)
+            return
+        async for event in self._turn(ctx, text, inbox_id, started):
+            yield event
+
+    async def _turn(self, ctx: CallContext, text: str, inbox_id: int | None, started: float) -> AsyncIterator[Event]:
+        said: list[Reply | Confirmation] = []
+        async for event in self.agent.run_turn(ctx, text):
+            if isinstance(event, Reply | Confirmation):
+                said.append(event)
+            if isinstance(event, Done):
+                event = await self._said(ctx, said, inbox_id, started, done=event)
+            yield event
+
+    async def _said(
+        self,
+        ctx: CallContext,
+        said: list[Reply | Confirmation],
+        inbox_id: int | None,
+        started: float,
+        *,
+        done: Done | None = None,
+        extra: int | None = None,
+    ) -> Done:
+        """Write what the turn said to the outgoing log (a refund prompt rides on the reply it follows,
+        so Slack posts them as one message), count the turn, and return its Done with the row ids."""
+        rows = _rows(said)
+        async with self.deps.store.write() as s:
+            session = await s.get(ChatSession, ctx.session_id)
+            written = [
+                outbox.add(s, self.deps, session=session, kind=kind, text=text, data=data, inbox_id=inbox_id, seq=seq)
+                for seq, (kind, text, data) in enumerate(rows)
+            ]
+            if done is None:
+                outcome, priority = await settle(s, self.deps, ctx.session_id)
+            await s.flush()
+            ids = tuple(r.id for r in written) + ((extra,) if extra is not None else ())
+        if done is None:
+            done = Done(outcome, priority, 0, Usage(), time.perf_counter() - started, 0.0)
+        done = dataclasses.replace(done, said=ids)
+        count(ctx.channel, done)
+        return done
+
+    async def _relay(self, ctx: CallContext, session: ChatSession, text: str) -> Done:
+        """A person has this conversation: remember the message, and unless staff read the thread in
+        Slack themselves, relay it into the ticket's staff thread. The bot says nothing."""
+        async with self.deps.store.write() as s:
+            s.add(text_message(self.deps, session_id=session.id, role="user", text=text, customer_text=True))
+            if session.channel != "slack" and self.deps.settings.support_staff_channel:
+                ticket = await s.scalar(
+                    select(Ticket.id).where(Ticket.session_id == session.id, Ticket.status != "resolved")
+                )
+                outbox.add(
+                    s,
+                    self.deps,
+                    session=session,
+                    kind="relay",
+                    text=wording.relay(text[:3000]),
+                    author="customer",
+                    data={"ticket_id": ticket},
+                    channel=self.deps.settings.support_staff_channel,
+                )
+            outcome, priority = await settle(s, self.deps, session.id)
+        return Done(outcome, priority, 0, Usage(), 0.0, 0.0)
+
+    async def pending_refund(self, ctx: CallContext) -> Refund | None:
+        async with self.deps.store.read() as s:
+            return (
+                await s.scalars(
+                    select(Refund)
+                    .where(Refund.session_id == ctx.session_id, Refund.status == "awaiting_confirmation")
+                    .order_by(Refund.created_at.desc())
+                    .limit(1)
+                )
+            ).one_or_none()
+
+    async def refund_status(self, ctx: CallContext, order_id: str | None) -> str:
+        result = await refund_status(self.deps, ctx, order_id or None)
+        return wording.refund_status_text(result.code, list(result.data.get("refunds", [])))
+
+    async def decide_refund(
+        self, ctx: CallContext, refund_id: str, *, yes: bool, typed: str | None = None, inbox_id: int | None = None
+    ) -> tuple[ToolResult, str, int | None]:
+        """The customer's Confirm or Cancel (a button, a typed yes/no, an MCP answer): the state
+        machine decides, and the answer is worded from the refund row. Both go into the history, so
+        the model sees the same conversation whichever way the customer answered."""
+        actor, session_id = ctx.actor, ctx.session_id
+        if yes:
+            result = await refunds.confirm(self.deps, refund_id=refund_id, actor=actor, session_id=session_id)
+        else:
+            result = await refunds.cancel(self.deps, refund_id=refund_id, actor=actor, session_id=session_id)
+        row = None
+        async with self.deps.store.write() as s:
+            refund = await s.get(Refund, refund_id)
+            text = _after_decision(result, refund, yes=yes)
+            if result.code not in NOT_SAID:
+                session = await s.get(ChatSession, session_id)
+                said = typed or ("yes" if yes else "no")
+                s.add(text_message(self.deps, session_id=session_id, role="user", text=said, customer_text=True))
+                s.add(text_message(self.deps, session_id=session_id, role="assistant", text=text))
+                row = outbox.add(s, self.deps, session=session, kind="reply", text=text, inbox_id=inbox_id)
+                await settle(s, self.deps, session_id, last_reply=text)
+                await s.flush()
+        return result, text, row.id if row is not None else None
+
+    async def call_tool(self, ctx: CallContext, name: str, args: Any) -> ToolResult:
+        """A tool called by another agent runtime (MCP): the same toolbox, and the same verdicts the
+        loop applies (another customer's order opens the same grouped, hidden P1)."""
+        assert self.toolbox is not None
+        result = await self.toolbox.call(name, args, ctx)
+        verdict = policy.for_tool(result.code)
+        if verdict is not None and not verdict.already_ticketed:
+            await policy.apply(self.deps, ctx, verdict, f"Over MCP, {name} was refused ({result.code.value}).")
+        return result
+
+    # --- staff and people: one implementation in tools.desk ---------------------------------------
+    claim = staticmethod(staff_desk.claim)
+    release = staticmethod(staff_desk.release)
+    resolve = staticmethod(staff_desk.resolve)
+    decide = staticmethod(staff_desk.decide)
+    reply = staticmethod(staff_desk.reply)
+    link = staticmethod(staff_desk.link)
+    take_over = staticmethod(staff_desk.take_over)
+    dead_letter = staticmethod(staff_desk.dead_letter)
+    transcript = staticmethod(staff_desk.transcript)
+
+
+def _rows(said: list[Reply | Confirmation]) -> list[tuple[str, str, dict[str, Any] | None]]:
+    rows: list[tuple[str, str, dict[str, Any] | None]] = []
+    replies = [e.text for e in said if isinstance(e, Reply)]
+    prompts = [e for e in said if isinstance(e, Confirmation)]
+    for n, text in enumerate(replies):
+        if n == len(replies) - 1 and prompts:
+            break
+        rows.append(("reply", text, None))
+    for n, conf in enumerate(prompts):
+        lead = replies[-1] if n == 0 and replies else None
+        data = {"refund_id": conf.refund_id, "order_id": conf.order_id, "item": conf.item, "amount": conf.amount}
+        rows.append(("confirmation", lead or conf.text, {**data, "prompt": conf.text, "lead": lead is not None}))
+    return rows
+
+
+def _after_decision(result: ToolResult, refund: Refund | None, *, yes: bool) -> str:
+    if refund is None:
+        return wording.for_code(result.code)
+    amount = format_cents(refund.amount_cents, refund.currency)
+    if yes:
+        return wording.after_confirmation(result.code, order_id=refund.order_id, amount=amount)
+    return wording.after_cancel(result.code, order_id=refund.order_id)
+
+
+def count(channel: str, done: Done) -> None:
+    """One customer turn answered, on any face."""
+    metrics.TURNS.labels(channel, done.outcome).inc()
+    metrics.TURN_SECONDS.labels(channel).observe(max(done.turn_s, 0.0))
+    metrics.MODEL_SECONDS.labels(channel).observe(done.model_s)
+    for code, n in done.tools.items():
+        metrics.TOOL_OUTCOMES.labels(channel, code).inc(n)
+

@@ -1,0 +1,26 @@
+"""Which model answers: Claude, the offline rules model, or the hostile test model, by name."""
+
+from __future__ import annotations
+
+import logging
+
+from agent.model import ClaudeModel, Model, make_client
+from agent.offline import OfflineModel
+from agent.scripted import HostileModel
+from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+PROVIDERS = ("claude", "offline", "hostile")
+
+
+def build_model(settings: Settings, provider: str | None = None) -> Model:
+    """The model for a provider name (default: MODEL_PROVIDER, else claude with a key, else offline)."""
+    provider = provider or settings.resolved_model_provider
+    log.info("model provider: %s", provider)
+    if provider == "claude":
+        return ClaudeModel(make_client(settings), model=settings.anthropic_model)
+    if provider == "offline":
+        return OfflineModel()
+    if provider == "hostile":
+        return HostileModel()
+    raise ValueError(f"unknown model provider {provider!r}; choose one of {', '.join(PROVIDERS)}")

@@ -1,0 +1,138 @@
+"""What a website visitor is shown: the events of a turn and of their session's message log, and
+the session's state, as pydantic models (the API's schemas). Plain words and guarded text only,
+never an internal id: a ticket appears by its public reference, and a hidden one not at all."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agent.events import Confirmation, Escalation, Event, Reply, Status
+from storage.engine import Store
+from storage.models import ChatSession, OutboxMessage, Refund, Ticket, WebTurn, WebTurnEvent
+from storage.types import format_cents
+
+
+class TicketView(BaseModel):
+    ref: str
+    status: Literal["open", "claimed"]
+
+
+class PendingRefund(BaseModel):
+    refund_id: str
+    order_id: str
+    amount: str
+    expires_at: datetime | None
+
+
+class SessionState(BaseModel):
+    escalated: bool
+    ticket: TicketView | None
+    awaiting_confirmation: PendingRefund | None
+    with_person: bool  # a member of the support team has the conversation; the bot is quiet
+
+
+class TextData(BaseModel):
+    text: str
+
+
+class EscalationData(BaseModel):
+    ticket: str  # the ticket's public reference
+
+
+class ConfirmationData(BaseModel):
+    refund_id: str
+    order_id: str
+    item: str
+    amount: str
+    text: str
+
+
+class DoneData(BaseModel):
+    state: SessionState
+
+
+class MessageData(BaseModel):
+    """One entry of the session's message log (`GET /api/sessions/{id}/events`)."""
+
+    kind: Literal["reply", "confirmation", "notice", "staff_reply", "apology"]
+    author: Literal["bot", "support"]
+    text: str
+    at: datetime
+
+
+EVENT_DATA: dict[str, type[BaseModel]] = {
+    "status": TextData,
+    "reply": TextData,
+    "escalation": EscalationData,
+    "confirmation": ConfirmationData,
+    "error": TextData,
+    "done": DoneData,
+}
+
+
+def shown(event: Event) -> list[tuple[str, BaseModel]]:
+    """An agent event as the customer may see it: plain words, guarded text, their own ids only."""
+    if isinstance(event, Status):
+        return [("status", TextData(text=event.text))]
+    if isinstance(event, Reply):
+        return [("reply", TextData(text=s)) for s in event.sentences() or [event.text]] if event.text else []
+    if isinstance(event, Escalation) and not event.hidden and event.ref:
+        return [("escalation", EscalationData(ticket=event.ref))]
+    if isinstance(event, Confirmation):
+        data = ConfirmationData(
+            refund_id=event.refund_id, order_id=event.order_id, item=event.item, amount=event.amount, text=event.text
+        )
+        return [("confirmation", data)]
+    return []  # Error and Done: the reply already apologised; outcomes are for logs and metrics
+
+
+def message(row: OutboxMessage) -> MessageData:
+    author: Literal["bot", "support"] = "support" if row.kind == "staff_reply" else "bot"
+    return MessageData(kind=row.kind, author=author, text=row.text, at=row.created_at)  # type: ignore[arg-type]
+
+
+async def session_state(store: Store, session_id: str) -> SessionState:
+    """The session as its visitor may see it. A ticket shows once they were told of an escalation
+    into it, so a hidden one (another customer's order) stays hidden until, say, they ask for a person."""
+    async with store.read() as s:
+        session = await s.get(ChatSession, session_id)
+        ticket = (
+            await s.scalars(select(Ticket).where(Ticket.session_id == session_id, Ticket.status != "resolved"))
+        ).one_or_none()
+        refund = (
+            await s.scalars(
+                select(Refund)
+                .where(Refund.session_id == session_id, Refund.status == "awaiting_confirmation")
+                .order_by(Refund.created_at.desc())
+                .limit(1)
+            )
+        ).one_or_none()
+        told = ticket is not None and (ticket.reason != "security" or await _told(s, session_id, ticket))
+    visible = ticket if told else None
+    return SessionState(
+        escalated=visible is not None,
+        ticket=TicketView(ref=str(visible.public_ref), status=visible.status) if visible else None,  # type: ignore[arg-type]
+        awaiting_confirmation=PendingRefund(
+            refund_id=refund.id,
+            order_id=refund.order_id,
+            amount=format_cents(refund.amount_cents, refund.currency),
+            expires_at=refund.expires_at,
+        )
+        if refund
+        else None,
+        with_person=bool(session and session.handed_off_by),
+    )
+
+
+async def _told(s: AsyncSession, session_id: str, ticket: Ticket) -> bool:
+    rows = await s.scalars(
+        select(WebTurnEvent.data)
+        .join(WebTurn, WebTurn.id == WebTurnEvent.turn_id)
+        .where(WebTurn.session_id == session_id, WebTurnEvent.kind == "escalation")
+    )
+    return any(d.get("ticket") == ticket.public_ref for d in rows)

@@ -1,0 +1,53 @@
+"""Prometheus metrics, served on GET /metrics. Names are the contract with dashboards and
+`supportbot bench`, which reads the overhead histogram from here rather than guessing it.
+
+Defined at the bottom of the package stack so that every layer may count: the desk counts turns,
+tool outcomes and escalations for every face, labelled by the session's channel (slack, web,
+shell, mcp); the faces count what only they see (Slack events, retries, queue depth)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+EVENTS = Counter("supportbot_events_received", "Slack events received", ["type"], registry=REGISTRY)
+DEDUPED = Counter(
+    "supportbot_events_deduplicated", "Slack events already stored (retries, mention twins)", registry=REGISTRY
+)
+INBOX_DEPTH = Gauge("supportbot_inbox_depth", "Messages waiting or being answered", registry=REGISTRY)
+INBOX_AGE = Gauge("supportbot_inbox_oldest_age_seconds", "Age of the oldest unanswered message", registry=REGISTRY)
+TURNS = Counter("supportbot_turns", "Customer turns answered", ["channel", "outcome"], registry=REGISTRY)
+TURN_SECONDS = Histogram(
+    "supportbot_turn_seconds",
+    "Message received to reply ready for its channel (Slack: accepted by Slack)",
+    ["channel"],
+    buckets=LATENCY,
+    registry=REGISTRY,
+)
+MODEL_SECONDS = Histogram(
+    "supportbot_model_seconds", "Time awaiting the model, per turn", ["channel"], buckets=LATENCY, registry=REGISTRY
+)
+SLACK_SECONDS = Histogram(
+    "supportbot_slack_seconds", "Time awaiting Slack's Web API, per turn", buckets=LATENCY, registry=REGISTRY
+)
+OVERHEAD_SECONDS = Histogram(
+    "supportbot_turn_overhead_seconds",
+    "Turn time minus time awaiting the model and Slack: the bot's own cost",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
+TOOL_OUTCOMES = Counter("supportbot_tool_outcomes", "Tool call outcomes", ["channel", "code"], registry=REGISTRY)
+ESCALATIONS = Counter("supportbot_escalations", "Tickets opened or raised", ["channel", "priority"], registry=REGISTRY)
+SLACK_RETRIES = Counter("supportbot_slack_retries", "Slack Web API calls retried", ["reason"], registry=REGISTRY)
+DEAD_LETTERS = Counter(
+    "supportbot_dead_letters", "Messages given up on after repeated failures", ["channel"], registry=REGISTRY
+)
+REPLIES_REPLACED = Counter(
+    "supportbot_replies_replaced",
+    "Model replies not sent as written (the claims check or the output guard): contradicted by the store, tool output",
+    ["reason"],
+    registry=REGISTRY,
+)
