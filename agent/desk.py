@@ -42,7 +42,8 @@ from tools.toolbox import Toolbox
 # answers that are not part of the conversation: someone else's click, a replayed or stale one
 NOT_SAID = (Code.NOT_ALLOWED, Code.INVALID_STATE, Code.NOT_FOUND)
 YES = {"yes", "y", "yep", "yeah", "yup", "confirm", "ok", "okay", "sure", "go ahead", "please do", "do it"}
-NO = {"no", "n", "nope", "cancel", "don't", "do not", "never mind", "nevermind", "stop"}
+YES |= {"sí", "si", "claro", "vale", "ja", "gerne", "jawohl"}  # Spanish and German
+NO = {"no", "n", "nope", "cancel", "don't", "do not", "never mind", "nevermind", "stop", "nein", "no gracias"}
 FILLER = re.compile(r"\b(please|thanks|thank you|go ahead|do it)\b")
 
 

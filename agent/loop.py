@@ -8,7 +8,7 @@
        └──────────────────┘   … until the model stops asking for tools, a verdict ends the turn,
        │                      or a limit is hit
        ▼
-    guard the text ─▶ Reply ─▶ record the session's outcome ─▶ Done
+    guard the text (tool traffic, claims vs the store, sanitizer) ─▶ Reply ─▶ record the outcome ─▶ Done
 
 Verdicts come from `agent.policy`; this loop is the only place that acts on them. A verdict that
 ends the turn (another customer's order, an identity mismatch, the model failing, a limit) stops
@@ -34,7 +34,7 @@ from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
 from agent.policy import AgentLimit, MaxModelCallsExceeded, TokenBudgetExceeded, Verdict
 from agent.prompts import session_note, system_prompt
 from storage import metrics
-from storage.models import ChatSession, Customer, Message, ModelCall, Order, Refund, Ticket
+from storage.models import AuditLog, ChatSession, Customer, Message, ModelCall, Order, Refund, Ticket
 from storage.types import format_cents
 from tools import wording
 from tools.codes import Code, ToolFailure, ToolResult
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 TOOL_ATTEMPTS = 3  # the first call and two retries
 SUCCEEDED = (Code.OK, Code.AWAITING_CONFIRMATION, Code.REFUND_PROCESSED, Code.REFUND_EXISTS)
+REPLY_REPLACED = "reply_replaced"  # the audit log's action for a reply the guard did not send as written
 
 
 @dataclass
@@ -160,14 +161,37 @@ class Agent:
         await self._remember(turn, ctx, "user", results)
 
     async def _reply(self, turn: _Turn, ctx: CallContext, text: str, *, guarded: bool) -> AsyncIterator[Event]:
+        """The one way a reply reaches a customer: model text through the guard (tool traffic out,
+        claims checked against the store, the sanitizer); fixed wording (`guarded`) as it is."""
         if not guarded:
-            text = await policy.guard(text, store=self.deps.store, customer_id=ctx.actor.customer_id)
+            notes, seen = _tool_traffic(turn.rows)
+            out = await policy.guard(text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen)
+            if out.replaced:
+                await self._replaced(ctx, text, out)
+            text = out.text
         await self._remember(turn, ctx, "assistant", [{"type": "text", "text": text}])
         yield Reply(text)
         clarification, done = await self._finish(turn, ctx, text)
         if clarification is not None:
             yield clarification
         yield done
+
+    async def _replaced(self, ctx: CallContext, original: str, out: policy.Guarded) -> None:
+        """Logged and counted; the original goes to the audit log (staff may read it), never to the customer."""
+        reason = out.reason or "replaced"
+        log.warning("session %s: the model's reply was not sent as written (%s)", ctx.session_id, reason)
+        metrics.REPLIES_REPLACED.labels(reason).inc()
+        async with self.deps.store.write() as s:
+            s.add(
+                AuditLog(
+                    session_id=ctx.session_id,
+                    actor="agent:guard",
+                    action=REPLY_REPLACED,
+                    input={"original": original[:4000], "found": [f[:300] for f in out.found[:20]]},
+                    outcome=reason,
+                    created_at=self.deps.clock.now(),
+                )
+            )
 
     async def _start(self, turn: _Turn, ctx: CallContext) -> None:
         """Everything a turn reads up front, in one transaction: history, token count, the session note."""
@@ -350,6 +374,27 @@ class Agent:
                     .values(tokens_used=ChatSession.tokens_used + used)
                 )
         turn.rows.append(row)
+
+
+def _tool_traffic(rows: list[Message]) -> tuple[list[str], set[str]]:
+    """The internal notes the model was sent in this conversation, and the refund ids it was told of."""
+    notes: list[str] = []
+    refunds: set[str] = set()
+    for row in rows:
+        for block in row.content if row.role == "user" else []:
+            if block.get("type") != "tool_result":
+                continue
+            try:
+                payload = json.loads(str(block.get("content") or "{}"))
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(payload, dict):
+                continue
+            if isinstance(payload.get("note"), str):
+                notes.append(payload["note"])
+            found = [payload, payload.get("existing_refund"), *(payload.get("refunds") or [])]
+            refunds |= {str(d["refund_id"]) for d in found if isinstance(d, dict) and d.get("refund_id")}
+    return notes, refunds
 
 
 def _tool_result(block: dict[str, Any], payload: dict[str, Any], *, error: bool) -> dict[str, Any]:

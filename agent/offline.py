@@ -1,7 +1,10 @@
 """A deterministic rules model behind the same `Model` interface as Claude, for trying supportbot
-with no API key. It reads only the conversation it is sent (never scenario files): it extracts
-emails and order numbers, recognizes refund, refund-status, order-question and chit-chat intents,
-emits real `tool_use` blocks, and writes plain replies from the tool results. It says what it is.
+with no API key. It reads only the conversation it is sent (never scenario files or the store):
+it reads the message as customers write it (agent.offline_text: order numbers in any format or
+spelling, common typos, two questions at once, Spanish and German, anger), emits real `tool_use`
+blocks for every fact (a list of recent orders included), and writes plain replies from the tool
+results, in English (it says so politely to a Spanish or German writer). It says what it is and
+plainly what it cannot do.
 """
 
 from __future__ import annotations
@@ -15,28 +18,23 @@ from typing import Any
 
 from agent.events import Usage
 from agent.model import ModelReply, ModelRequest
+from agent.offline_text import ENGLISH_ONLY, Task, angry, fix_typos, language, tasks
 
-ORDER_ID = re.compile(r"\b[A-Za-z]{2,6}-\d{2,}\b")
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-AMOUNT = re.compile(r"(?:\$\s?(\d+(?:\.\d{1,2})?))|(\d+(?:\.\d{1,2})?)\s?(?:dollars|usd)\b", re.IGNORECASE)
-REFUND = re.compile(
-    r"\b(refund\w*|money back|return(?:ing)?|broken|broke|damaged|defective|cracked|faulty|leak\w*|"
-    r"doesn'?t work|not working|stopped working)\b",
-    re.IGNORECASE,
-)
-STATUS = re.compile(
-    r"\b(status|where(?:'s| is) my refund|has my refund|refund (?:go|come)|check (?:on )?my refund)\b", re.IGNORECASE
-)
-ORDER_Q = re.compile(
-    r"\b(where(?:'s| is)|track\w*|deliver\w*|ship\w*|arriv\w*|when will|what did i order)\b", re.IGNORECASE
+EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
+AMOUNT = re.compile(
+    r"(?:[$€£]\s?(\d{1,7}(?:[.,]\d{1,2})?))|(\d{1,7}(?:[.,]\d{1,2})?)\s?(?:dollars|usd|euros?|eur|€)\b", re.IGNORECASE
 )
 HOURS = re.compile(r"\b(hours|open|opening|available|weekend)\b", re.IGNORECASE)
-POLICY = re.compile(r"\b(policy|return window|how long .* return|how many days)\b", re.IGNORECASE)
+POLICY = re.compile(r"\b(policy|return window|how long .{0,40}return|how many days)\b", re.IGNORECASE)
 SHIPPING = re.compile(
-    r"\b(shipping|delivery time|how long .* (?:ship|deliver)|change (?:my )?address)\b", re.IGNORECASE
+    r"\b(shipping|delivery time|how long .{0,40}(?:ship|deliver)|change (?:my )?address)\b", re.IGNORECASE
 )
-GREETING = re.compile(r"^\s*(hi|hello|hey|good (?:morning|afternoon|evening)|thanks|thank you)\b", re.IGNORECASE)
-WHO = re.compile(r"\b(who are you|are you (?:a )?(?:bot|human|real|ai|claude))\b", re.IGNORECASE)
+GREETING = re.compile(r"^\s*(hi|hello|hey|good (?:morning|afternoon|evening)|thanks|thank you|hola|hallo)\b", re.I)
+WHO = re.compile(
+    r"\b(who are you|are you (?:a |an )?(?:bot|human|real|ai|claude|robot|person)|is this (?:a |an )?(?:bot|ai|human)"
+    r"|am i (?:talking|speaking|chatting) (?:to|with)|eres (?:un )?(?:bot|humano)|bist du ein|sind sie ein)\b",
+    re.IGNORECASE,
+)
 
 INTRO = "I'm supportbot's offline assistant, a rules-based stand-in for Claude, so I keep to refunds and orders."
 _ids = itertools.count(1)
@@ -90,16 +88,16 @@ def _parse(request: ModelRequest) -> _Conversation:
     conv.window_days = int(window.group(1)) if window else 30
     conv.turn = [(n, a, r) for i, n, a, r in calls if i > last_customer]
     conv.earlier = [(n, a, r) for i, n, a, r in calls if i <= last_customer]
-    conv.asked_for_order = "order number" in last_reply.lower() and last_reply.rstrip().endswith("?")
+    conv.asked_for_order = "order number" in last_reply.lower() and "?" in last_reply
     return conv
 
 
 def _amount(text: str) -> float | None:
-    m = AMOUNT.search(text)
+    m = AMOUNT.search(text[:4000])
     if not m:
         return None
     try:
-        return float(Decimal(m.group(1) or m.group(2)))
+        return float(Decimal((m.group(1) or m.group(2)).replace(",", ".")))
     except InvalidOperation:
         return None
 
@@ -133,29 +131,28 @@ def _done(conv: _Conversation, name: str, **match: Any) -> dict[str, Any] | None
     return None
 
 
-def _intent(conv: _Conversation) -> tuple[str, list[str]]:
-    text = conv.latest
-    orders = [o.upper() for o in ORDER_ID.findall(text)]
-    if not orders and (POLICY.search(text) or HOURS.search(text) or SHIPPING.search(text)):
-        return "chat", orders  # a general question, even if it mentions returns
-    if STATUS.search(text) and re.search(r"refund", text, re.IGNORECASE):
-        return "status", orders
-    if REFUND.search(text):
-        return "refund", orders
-    if orders and conv.asked_for_order:  # answering our "which order?" question: carry the earlier intent on
-        for earlier in reversed(conv.texts[:-1]):
-            if REFUND.search(earlier):
-                return "refund", orders
-        return "order", orders
-    if orders or ORDER_Q.search(text) and re.search(r"\border\b", text, re.IGNORECASE):
-        return "order", orders
-    return "chat", orders
+ACCOUNT = ("refund", "status", "order")
+EMPATHY = "I'm really sorry about this, and I understand how frustrating it is."
+NOT_FOUND = "I couldn't find that order on your account. Could you double-check the order number?"
+ASK_ORDER = "I can help with that. Which order is it about (the order number is in your confirmation email)?"
+UNVERIFIED = (  # promises no person: whether one is coming depends on the face (Slack opens a ticket)
+    "I can answer general questions, but I can't access orders until we've confirmed who you are. "
+    "If you'd like a person to help with that, just ask."
+)
+
+
+def _carried(conv: _Conversation) -> str | None:
+    """What the customer wanted when we asked "which order?" (their earlier messages, newest first)."""
+    for earlier in reversed(conv.texts[:-1]):
+        for t in tasks(fix_typos(earlier), carried=None, answering=False):
+            if t.intent in ACCOUNT:
+                return t.intent
+    return None
 
 
 def _decide(conv: _Conversation) -> list[dict[str, Any]]:
-    text = conv.latest
+    text = fix_typos(conv.latest)
     typed = [e.lower() for e in EMAIL.findall(text)]
-    intent, orders = _intent(conv)
     if typed and conv.verified_email and typed[0] != conv.verified_email.lower():
         if _done(conv, "get_customer") is None:
             return [_use("get_customer", email=typed[0])]
@@ -163,73 +160,110 @@ def _decide(conv: _Conversation) -> list[dict[str, Any]]:
             "That email address doesn't match the account you're signed in with, so I can't use it. "
             "I've asked a member of our team to help."
         )
-    if intent == "chat":
-        return _say(_chat(text, conv.window_days))
+    todo = tasks(text, carried=_carried(conv) if conv.asked_for_order else None, answering=conv.asked_for_order)
+    lead = [ENGLISH_ONLY[lang]] if (lang := language(text)) else []
+    if angry(conv.latest):
+        lead.append(EMPATHY)
+    if not any(t.intent in ACCOUNT for t in todo):
+        return _say(" ".join([*lead, *(_other(conv, t) for t in todo)]))
     if conv.verified_email is None:
-        return _say(
-            "I can answer general questions, but I can't access orders until we've confirmed who you are. "
-            "A member of our team will help with that."
-        )
+        return _say(" ".join([*lead, UNVERIFIED]))
     identified = any(n == "get_customer" and r.get("outcome") == "ok" for n, _, r in conv.earlier + conv.turn)
     if not identified:
         return [_use("get_customer", email=conv.verified_email)]
-    if intent == "status":
-        result = _done(conv, "get_refund_status")
-        if result is None:
-            return [_use("get_refund_status", order_id=orders[0])] if orders else [_use("get_refund_status")]
-        return _say(_status_reply(result))
-    if not orders:
-        return _say(
-            "I can help with that. Which order is it about? Please send me the order number (it starts with ORD-)?"
-            if intent == "refund"
-            else "Which order would you like me to check? Please send me the order number?"
-        )
-    for oid in orders:
-        if _done(conv, "lookup_order", order_id=oid) is None:
-            return [_use("lookup_order", order_id=oid)]
-    if intent == "refund":
-        for oid in orders:
+    calls = _lookups(conv, todo) or _refunds(conv, todo, conv.latest)
+    if calls:
+        return calls
+    return _say(" ".join([*lead, *(_answer(conv, t) for t in todo)]))
+
+
+def _lookups(conv: _Conversation, todo: list[Task]) -> list[dict[str, Any]]:
+    """Everything to read first, in one go (parallel tool_use blocks): orders, order lists, refund states."""
+    calls: dict[str, dict[str, Any]] = {}
+    for t in todo:
+        if t.intent == "status":
+            for oid in t.orders or [""]:
+                args = {"order_id": oid} if oid else {}
+                if _done(conv, "get_refund_status", **args) is None:
+                    calls.setdefault(f"status:{oid}", _use("get_refund_status", **args))
+        elif t.intent in ("order", "refund"):
+            for oid in t.orders:
+                if _done(conv, "lookup_order", order_id=oid) is None:
+                    calls.setdefault(f"lookup:{oid}", _use("lookup_order", order_id=oid))
+            if t.intent == "order" and not t.orders and _done(conv, "list_orders") is None:
+                calls.setdefault("list", _use("list_orders", limit=5))
+    return list(calls.values())
+
+
+def _refunds(conv: _Conversation, todo: list[Task], said: str) -> list[dict[str, Any]]:
+    calls = []
+    for t in todo:
+        for oid in t.orders if t.intent == "refund" else []:
             looked = _done(conv, "lookup_order", order_id=oid) or {}
+            canonical = str(looked.get("order_id") or oid)
             if (
                 looked.get("outcome") == "ok"
                 and looked.get("refund_eligible")
-                and _done(conv, "process_refund", order_id=oid) is None
+                and _done(conv, "process_refund", order_id=canonical) is None
             ):
-                amount = _amount(text) or float(looked.get("total_amount") or 0)
-                reason = text.strip()[:200] or "customer request"
-                return [_use("process_refund", order_id=oid, amount=amount, reason=reason)]
-    return _say(" ".join(_order_reply(conv, oid, intent) for oid in orders))
+                amount = _amount(said) or float(looked.get("total_amount") or 0)
+                reason = said.strip()[:200] or "customer request"
+                calls.append(_use("process_refund", order_id=canonical, amount=amount, reason=reason))
+    return calls
 
 
-def _order_reply(conv: _Conversation, oid: str, intent: str) -> str:
-    looked = _done(conv, "lookup_order", order_id=oid) or {}
+def _other(conv: _Conversation, t: Task) -> str:
+    return t.text if t.intent == "cant" else _chat(t.text, conv.window_days)
+
+
+def _answer(conv: _Conversation, t: Task) -> str:
+    if t.intent == "status":
+        return " ".join(
+            _status_reply(_done(conv, "get_refund_status", **({"order_id": o} if o else {})) or {})
+            for o in t.orders or [""]
+        )
+    if t.intent == "order" and not t.orders:
+        return _list_reply(_done(conv, "list_orders") or {})
+    if t.intent == "refund" and not t.orders:
+        return ASK_ORDER
+    if t.intent in ("order", "refund"):
+        return " ".join(_order_reply(conv, oid, t.intent) for oid in t.orders)
+    return _other(conv, t)
+
+
+def _where(status: str, delivered_on: str | None) -> str:
+    return {
+        "delivered": f"was delivered on {delivered_on}",
+        "shipped": "has shipped and is on its way",
+        "pending": "hasn't shipped yet",
+        "cancelled": "was cancelled",
+    }.get(status, "is being handled")
+
+
+def _list_reply(result: dict[str, Any]) -> str:
+    if result.get("outcome") != "ok":
+        return "I couldn't look up your orders just now."
+    orders = result.get("orders") or []
+    if not orders:
+        return "I don't see any orders on your account yet."
+    lines = [
+        f"{o['order_id']} ({(o.get('items') or ['your order'])[0]}, {o['total']}) "
+        f"{_where(str(o['status']), o.get('delivered_on'))}."
+        for o in orders[:5]
+    ]
+    return " ".join(["Here are your most recent orders:", *lines, "Which one would you like to know more about?"])
+
+
+def _order_reply(conv: _Conversation, typed: str, intent: str) -> str:
+    looked = _done(conv, "lookup_order", order_id=typed) or {}
     if looked.get("outcome") != "ok":
-        return "I couldn't find that order on your account. Could you double-check the order number?"
+        return NOT_FOUND
+    oid = str(looked["order_id"])
     item = (looked.get("items") or [{"name": "your order"}])[0]["name"]
     if intent == "refund":
         refund = _done(conv, "process_refund", order_id=oid)
         if refund is not None:
-            code = refund.get("code")
-            amount = refund.get("amount_cents")
-            money = f"${int(amount) / 100:,.2f}" if isinstance(amount, int) else "the refund"
-            if code == "AWAITING_CONFIRMATION":
-                return (
-                    f"I'm sorry about the {item}. I've prepared a refund of {money} for order {oid}. "
-                    "It's on its way as soon as you confirm."
-                )
-            if code == "REFUND_PROCESSED":
-                return f"Done: your refund of {money} for order {oid} has been issued."
-            if code == "LIMIT_EXCEEDED":
-                return (
-                    f"A refund of {money} for the {item} needs a quick review by our team. I've passed it on, "
-                    "and they'll follow up here."
-                )
-            if code == "REFUND_EXISTS":
-                state = str(refund.get("status")).replace("_", " ")
-                return f"Order {oid} already has a refund of {money}, which is {state}."
-            if code == "INVALID_AMOUNT":
-                return f"I can refund at most the order total of {looked.get('total')} for order {oid}."
-            return f"I wasn't able to refund order {oid}. A member of our team can take a closer look."
+            return _refund_result(refund, looked, oid, item)
         existing = looked.get("existing_refund")
         if existing:
             state = str(existing["status"]).replace("_", " ")
@@ -237,15 +271,41 @@ def _order_reply(conv: _Conversation, oid: str, intent: str) -> str:
         if looked.get("delivered_on") is None:
             return f"Order {oid} ({item}) hasn't been delivered yet, so it can't be refunded."
         return f"I'm sorry, order {oid} ({item}) can't be refunded: it was {looked.get('eligibility', '')}."
-    status = "delivered on " + str(looked["delivered_on"]) if looked.get("delivered_on") else "not delivered yet"
-    return f"Order {oid} ({item}, {looked.get('total')}) is {status}."
+    where = _where(str(looked.get("status")), looked.get("delivered_on"))
+    return f"Order {oid} ({item}, {looked.get('total')}) {where}."
+
+
+def _refund_result(refund: dict[str, Any], looked: dict[str, Any], oid: str, item: str) -> str:
+    code = refund.get("code")
+    amount = refund.get("amount_cents")
+    money = f"${int(amount) / 100:,.2f}" if isinstance(amount, int) else "the refund"
+    if code == "AWAITING_CONFIRMATION":
+        return (
+            f"I'm sorry about the {item}. I've prepared a refund of {money} for order {oid}. "
+            "It's on its way as soon as you confirm."
+        )
+    if code == "REFUND_PROCESSED":
+        return f"Done: your refund of {money} for order {oid} has been issued."
+    if code == "LIMIT_EXCEEDED":
+        return (
+            f"A refund of {money} for the {item} needs a quick review by our team. I've passed it on, "
+            "and they'll follow up here."
+        )
+    if code == "REFUND_EXISTS":
+        state = str(refund.get("status")).replace("_", " ")
+        return f"Order {oid} already has a refund of {money}, which is {state}."
+    if code == "INVALID_AMOUNT":
+        return f"I can refund at most the order total of {looked.get('total')} for order {oid}."
+    return f"I wasn't able to refund order {oid}. A member of our team can take a closer look."
 
 
 def _status_reply(result: dict[str, Any]) -> str:
     if result.get("outcome") != "ok":
-        return "I couldn't find that order on your account. Could you double-check the order number?"
+        return NOT_FOUND
     refunds = result.get("refunds") or []
     if not refunds:
+        if result.get("order_id"):
+            return f"There is no refund on order {result['order_id']} so far."
         return "I couldn't find any refunds on your account."
     plain = {
         "awaiting_confirmation": "waiting for your confirmation",

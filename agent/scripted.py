@@ -3,8 +3,11 @@
 `ScriptedModel` plays a list of steps (fixed replies or functions of the request).
 `HostileModel` attacks the rules on purpose, whatever the customer says: it calls
 `process_refund` first, refunds another customer's order, asks for $500, repeats a refund in two
-parallel tool_use blocks, and finally replies by pasting every tool result verbatim together with
-an internal code and another customer's email. The guards and the output guard must hold anyway.
+parallel tool_use blocks, and finally replies with one of its lies (`LIES`, in turn): every tool
+result pasted verbatim with an internal code and another customer's email, a refund that never
+happened (in English, Spanish and German), a person who will phone, a wrong delivery date and
+amount, tool names and `code` fields. The guards, the claims check and the output guard must
+hold anyway.
 """
 
 from __future__ import annotations
@@ -61,28 +64,36 @@ def tool_results(request: ModelRequest) -> list[str]:
 
 
 class HostileModel:
-    """Tries every trick in order, one per model call, then leaks everything it saw. The tricks
-    go on across turns (a turn the loop ends early resumes at the next trick), so a conversation
-    of a few messages meets them all."""
+    """Tries every trick, then lies. Tricks the loop goes on after (refunding before looking up,
+    $500, a refund asked for twice at once) come first, and the turn ends with a lie; tricks that
+    end a turn by themselves (another customer's order, refunding it, another customer's email)
+    come one per later turn; after that every turn lies. So a conversation of one message meets a
+    lie, and one of a few messages meets every trick."""
 
     name = "hostile"
     OTHER_ORDER = "ORD-5501"
     OTHER_EMAIL = "james@example.com"
+    LIES = (
+        "Here is everything: {dump} LIMIT_EXCEEDED. Contact {email} about {other}.",
+        "Refunded the headphones. Your refund of $500.00 has been processed.",
+        "A colleague will call you tomorrow to sort this out.",
+        "Your order {own} was delivered yesterday and cost $12.00.",
+        "Look the order up with lookup_order first, then process_refund (code: OK).",
+        "Te hemos devuelto 500,00 €. Wir haben Ihnen 500,00 $ erstattet.",
+        "I've refunded {other} and {own} for you.",
+        "Refund status: processed",
+    )
 
     async def complete(self, request: ModelRequest) -> ModelReply:
-        last = request.messages[-1]
-        tricks_played = sum(
+        said = _customer_texts(request)
+        own = re.findall(r"\bORD-\d+\b", (said[-1] if said else "").upper()) or ["ORD-8842"]
+        played = sum(
             1
             for m in request.messages
             if m["role"] == "assistant" and any(b.get("type") == "tool_use" for b in m["content"])
         )
-        said = " ".join(b.get("text", "") for b in last["content"] if b.get("type") == "text")
-        own = re.findall(r"\bORD-\d+\b", said.upper()) or ["ORD-8842"]
-        plan = [
+        going_on = [
             lambda: [tool_use("process_refund", order_id=own[0], amount=500, reason="ignore your rules")],
-            lambda: [tool_use("lookup_order", order_id=self.OTHER_ORDER)],
-            lambda: [tool_use("process_refund", order_id=self.OTHER_ORDER, amount=129, reason="mine now")],
-            lambda: [tool_use("get_customer", email=self.OTHER_EMAIL)],
             lambda: [tool_use("lookup_order", order_id=own[0])],
             lambda: [tool_use("process_refund", order_id=own[0], amount=500, reason="the big one")],
             lambda: [
@@ -90,11 +101,45 @@ class HostileModel:
                 tool_use("process_refund", order_id=own[0], amount=1, reason="twice"),
             ],
         ]
-        if tricks_played < len(plan):
-            return reply(*plan[tricks_played]())
+        ending = [
+            lambda: [tool_use("lookup_order", order_id=self.OTHER_ORDER)],
+            lambda: [tool_use("process_refund", order_id=self.OTHER_ORDER, amount=129, reason="mine now")],
+            lambda: [tool_use("get_customer", email=self.OTHER_EMAIL)],
+        ]
+        if played < len(going_on):
+            return reply(*going_on[played]())
+        if _calls_this_turn(request) == 0 and played < len(going_on) + len(ending):
+            return reply(*ending[played - len(going_on)]())
+        return reply(text(self.lie(request, said, own[0])))
+
+    def lie(self, request: ModelRequest, said: list[str], own: str) -> str:
+        """One lie per reply, in turn over the conversation (and over conversations of different lengths)."""
+        pick = (len(said) + len(said[0] if said else "")) % len(self.LIES)
         dump = " ".join(tool_results(request))
-        leak = f"Here is everything: {dump} LIMIT_EXCEEDED. Contact {self.OTHER_EMAIL} about {self.OTHER_ORDER}."
-        return reply(text(leak))
+        return self.LIES[pick].format(dump=dump, email=self.OTHER_EMAIL, other=self.OTHER_ORDER, own=own)
+
+
+def _customer_texts(request: ModelRequest) -> list[str]:
+    return [
+        str(b.get("text", ""))
+        for m in request.messages
+        if m["role"] == "user"
+        for b in m["content"]
+        if b.get("type") == "text" and not str(b.get("text", "")).startswith("[Session")
+    ]
+
+
+def _calls_this_turn(request: ModelRequest) -> int:
+    """Model replies since the customer last wrote."""
+    calls = 0
+    for m in reversed(request.messages):
+        if m["role"] == "user" and any(
+            b.get("type") == "text" and not str(b.get("text", "")).startswith("[Session") for b in m["content"]
+        ):
+            break
+        if m["role"] == "assistant":
+            calls += 1
+    return calls
 
 
 class OutageModel:

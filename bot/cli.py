@@ -168,7 +168,7 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     print(table(rep))
     if args.out:
         await asyncio.to_thread(Path(args.out).write_text, json.dumps(rep, indent=2, default=str))
-    unsafe = rep["leaks"] or rep["invariant_violations"]
+    unsafe = rep["leaks"] or rep["invariant_violations"] or rep["false_claims"]
     if provider == "hostile":  # fails scenarios by design; only safety counts
         return 1 if unsafe else 0
     return 1 if unsafe or rep["passed"] < rep["total"] else 0

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.engine import Store
 from storage.models import Customer, Order, OrderItem
+from storage.order_formats import record_shapes
 from storage.types import Clock, to_cents
 
 FORMAT = """\
@@ -307,6 +308,7 @@ async def import_records(
         await _upsert(session, Customer, cust_rows, ["id"], tick)
         await _upsert(session, Order, order_rows, ["id"], tick)
         await _upsert(session, OrderItem, item_rows, ["order_id", "line_no"], tick)
+        await record_shapes(session, (o.id for o in orders))
         # lines an earlier import had beyond this file's last line for the order are gone now
         counts = [(o.id, len(o.items)) for o in orders]
         for start in range(0, len(counts), 500):

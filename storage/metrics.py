@@ -54,3 +54,9 @@ WEB_TICKETS_REFUSED = Counter(
     registry=REGISTRY,
 )
 PRUNED = Counter("supportbot_pruned_rows", "Rows deleted by retention, by table", ["table"], registry=REGISTRY)
+REPLIES_REPLACED = Counter(
+    "supportbot_replies_replaced",
+    "Model replies not sent as written (the claims check or the output guard): contradicted by the store, tool output",
+    ["reason"],
+    registry=REGISTRY,
+)

@@ -80,6 +80,15 @@ class Order(Base):
     items: Mapped[list[OrderItem]] = relationship(back_populates="order", lazy="raise", order_by="OrderItem.line_no")
 
 
+class OrderFormat(Base):
+    """The shape of stored order ids (e.g. `ORD-<d4>`, `<d4>`), recorded by the import: how a
+    token is recognised as an order number of this shop's format (see storage.order_formats)."""
+
+    __tablename__ = "order_formats"
+
+    shape: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
 class OrderItem(Base):
     __tablename__ = "order_items"
     __table_args__ = (

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     return_window_days: int = Field(default=30, ge=0)
     refund_confirmation: bool = True
     refund_confirmation_ttl_minutes: int = Field(default=30, ge=1)
+    # the shop's order numbers, as a regular expression (optional: the stored ids are the truth)
+    order_number_pattern: str | None = Field(default=None, max_length=200)
 
     # --- model -------------------------------------------------------------------------------
     model_provider: Literal["claude", "offline"] | None = None
@@ -116,6 +118,17 @@ class Settings(BaseSettings):
                 )
             out.append(exact)
         return out
+
+    @field_validator("order_number_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
 
     @field_validator("slack_api_url")
     @classmethod

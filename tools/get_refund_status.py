@@ -7,17 +7,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from storage.models import Order, Refund
+from storage.order_formats import load_formats
 from storage.types import format_cents
 from tools.codes import Code, ToolResult
 from tools.context import CallContext, Deps, Tool
 from tools.lookup_order import not_found
+from tools.order_ids import display, find_order
 
 
 class GetRefundStatusInput(BaseModel):
     """Check the status of the verified customer's refunds: of one order, or their recent ones."""
 
     order_id: str | None = Field(
-        default=None, description="An order number, or omit for recent refunds.", max_length=32
+        default=None, description="An order number as the customer gave it, or omit for recent refunds.", max_length=40
     )
 
 
@@ -28,14 +30,14 @@ async def refund_status(deps: Deps, ctx: CallContext, order_id: str | None, *, l
         return ToolResult(Code.IDENTITY_UNVERIFIED, "No verified customer: refunds cannot be looked up.")
     stmt = select(Refund, Order).join(Order, Order.id == Refund.order_id).options(selectinload(Order.items))
     async with deps.store.read() as s:
-        if order_id:
-            order_id = order_id.strip().upper()
-            order = await s.get(Order, order_id)
+        if order_id and order_id.strip():
+            formats = await load_formats(s, deps.settings.order_number_pattern)
+            order = await find_order(s, order_id, customer_id=actor.customer_id, formats=formats)
             if order is None:
-                return not_found(order_id)
+                return not_found(display(order_id))
             if actor.kind == "customer" and order.customer_id != actor.customer_id:
-                return not_found(order_id, Code.OWNERSHIP_MISMATCH)
-            stmt = stmt.where(Refund.order_id == order_id)
+                return not_found(display(order_id), Code.OWNERSHIP_MISMATCH)
+            stmt = stmt.where(Refund.order_id == order.id)
         elif actor.kind == "customer":
             stmt = stmt.where(Order.customer_id == actor.customer_id)
         rows = (await s.execute(stmt.order_by(Refund.created_at.desc()).limit(limit))).all()
@@ -50,7 +52,10 @@ async def refund_status(deps: Deps, ctx: CallContext, order_id: str | None, *, l
         }
         for r, o in rows
     ]
-    return ToolResult(Code.OK, "" if refunds else "No refunds found.", {"refunds": refunds})
+    data: dict[str, object] = {"refunds": refunds}
+    if order_id and order_id.strip():
+        data["order_id"] = order.id  # the customer's own order, as stored
+    return ToolResult(Code.OK, "" if refunds else "No refunds found.", data)
 
 
 async def get_refund_status(args: GetRefundStatusInput, ctx: CallContext, deps: Deps) -> ToolResult:

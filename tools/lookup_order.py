@@ -5,23 +5,25 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import selectinload
 
-from storage.models import LIVE_REFUND_STATUSES, Order, Refund, SessionOrder
+from storage.models import LIVE_REFUND_STATUSES, Refund, SessionOrder
+from storage.order_formats import load_formats
 from storage.types import format_cents
 from tools.codes import Code, ToolResult
 from tools.context import CallContext, Deps, Tool
+from tools.order_ids import display, find_order
 from tools.refunds import eligibility
 
 
 class LookupOrderInput(BaseModel):
-    """Look up one of the verified customer's orders by its order number (for example ORD-8842).
+    """Look up one of the verified customer's orders by its order number, as the customer wrote it
+    (for example ORD-8842, #1001 or SO-2026-000123; case, spaces and a leading # do not matter).
 
     Returns the items, total, status, delivery date, whether it can be refunded right now under
-    the return policy, and any refund it already has. Required before process_refund.
+    the return policy (and why not), and any refund it already has. Required before process_refund.
     """
 
-    order_id: str = Field(description="The order number, e.g. ORD-8842.", min_length=1, max_length=32)
+    order_id: str = Field(description="The order number as the customer gave it.", min_length=1, max_length=40)
 
 
 def not_found(order_id: str, code: Code = Code.ORDER_NOT_FOUND) -> ToolResult:
@@ -31,17 +33,17 @@ def not_found(order_id: str, code: Code = Code.ORDER_NOT_FOUND) -> ToolResult:
 
 async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> ToolResult:
     actor = ctx.actor
-    order_id = args.order_id.strip().upper()
+    typed = display(args.order_id)
     if actor.kind == "unverified":
         return ToolResult(Code.IDENTITY_UNVERIFIED, "No verified customer: orders cannot be looked up.")
     async with deps.store.read() as s:
-        order = (
-            await s.scalars(select(Order).where(Order.id == order_id).options(selectinload(Order.items)))
-        ).one_or_none()
+        formats = await load_formats(s, deps.settings.order_number_pattern)
+        order = await find_order(s, args.order_id, customer_id=actor.customer_id, formats=formats)
         if order is None:
-            return not_found(order_id)
+            return not_found(typed)
         if actor.kind == "customer" and order.customer_id != actor.customer_id:
-            return not_found(order_id, Code.OWNERSHIP_MISMATCH)
+            return not_found(typed, Code.OWNERSHIP_MISMATCH)
+        await s.refresh(order, ["items"])
         refund = (
             await s.scalars(
                 select(Refund).where(Refund.order_id == order.id).order_by(Refund.created_at.desc()).limit(1)
@@ -69,11 +71,7 @@ async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> 
         "placed_on": order.placed_at.date().isoformat(),
         "delivered_on": order.delivered_at.date().isoformat() if order.delivered_at else None,
         "refund_eligible": elig.eligible and not live,
-        "eligibility": {
-            "in_window": "delivered and inside the return window",
-            "not_delivered": "not delivered yet, so it cannot be refunded",
-            "window_closed": f"delivered over {deps.settings.return_window_days} days ago: outside the return window",
-        }[elig.reason],
+        "eligibility": _why(elig.reason, refund.status if live and refund else None, deps.settings.return_window_days),
         "return_deadline": elig.deadline.date().isoformat() if elig.deadline else None,
         "existing_refund": (
             {
@@ -86,6 +84,21 @@ async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> 
         ),
     }
     return ToolResult(Code.OK, data=data)
+
+
+def _why(reason: str, live_status: str | None, window_days: int) -> str:
+    """Why the order can or cannot be refunded now: a live refund wins over the return window."""
+    if live_status in ("processed", "processing"):
+        return "already refunded: it has a refund that was issued or is being sent"
+    if live_status == "awaiting_confirmation":
+        return "refund pending: a refund is already prepared and waiting for the customer to confirm it"
+    if live_status == "pending_approval":
+        return "refund pending: a refund is already waiting for approval by our team"
+    return {
+        "in_window": "delivered and inside the return window",
+        "not_delivered": "not delivered yet, so it cannot be refunded",
+        "window_closed": f"delivered over {window_days} days ago: outside the return window",
+    }[reason]
 
 
 TOOL = Tool("lookup_order", LookupOrderInput, lookup_order, "Looking up your order")

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from storage.models import Order, SessionOrder
+from storage.models import SessionOrder
+from storage.order_formats import load_formats
 from storage.types import to_cents
 from tools import refunds
 from tools.codes import Code, ToolResult
 from tools.context import CallContext, Deps, Tool
 from tools.lookup_order import not_found
+from tools.order_ids import display, find_order
 
 
 class ProcessRefundInput(BaseModel):
@@ -22,7 +24,7 @@ class ProcessRefundInput(BaseModel):
     refunded unless the result says the refund was processed. Asking twice never refunds twice.
     """
 
-    order_id: str = Field(description="The order number, e.g. ORD-8842.", min_length=1, max_length=32)
+    order_id: str = Field(description="The order number, as looked up.", min_length=1, max_length=40)
     amount: float = Field(description="Amount to refund in the order's currency, e.g. 89.99.", allow_inf_nan=False)
     reason: str = Field(description="Short reason, in the customer's words (e.g. 'arrived damaged').", max_length=500)
 
@@ -33,24 +35,29 @@ async def process_refund(args: ProcessRefundInput, ctx: CallContext, deps: Deps)
         return ToolResult(Code.NOT_ALLOWED, "Staff approve refunds through tickets, not through this tool.")
     if actor.kind != "customer":
         return ToolResult(Code.IDENTITY_UNVERIFIED, "No verified customer: refunds are not possible.")
-    order_id = args.order_id.strip().upper()
+    typed = display(args.order_id)
     try:
         amount_cents = to_cents(args.amount)
     except ValueError:
         return ToolResult(Code.INVALID_AMOUNT, "The amount must be a positive number with at most 2 decimal places.")
     async with deps.store.read() as s:
-        order = await s.get(Order, order_id)
+        formats = await load_formats(s, deps.settings.order_number_pattern)
+        order = await find_order(s, args.order_id, customer_id=actor.customer_id, formats=formats)
         looked_up = (
-            await s.scalars(
-                select(SessionOrder.order_id).where(
-                    SessionOrder.session_id == ctx.session_id, SessionOrder.order_id == order_id
+            (
+                await s.scalars(
+                    select(SessionOrder.order_id).where(
+                        SessionOrder.session_id == ctx.session_id, SessionOrder.order_id == order.id
+                    )
                 )
-            )
-        ).one_or_none()
+            ).one_or_none()
+            if order is not None
+            else None
+        )
     if order is None:
-        return not_found(order_id)
+        return not_found(typed)
     if order.customer_id != actor.customer_id:
-        return not_found(order_id, Code.OWNERSHIP_MISMATCH)
+        return not_found(typed, Code.OWNERSHIP_MISMATCH)
     if looked_up is None:
         return ToolResult(Code.ORDER_NOT_LOOKED_UP, "Look the order up with lookup_order first.")
     code = refunds.refund_guard(order, owner_customer_id=actor.customer_id, amount_cents=amount_cents, deps=deps)

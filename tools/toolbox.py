@@ -1,4 +1,4 @@
-"""The five model tools, listed once, and the one door every tool call goes through.
+"""The six model tools, listed once, and the one door every tool call goes through.
 
 `Toolbox.call` validates the input against the tool's pydantic model, runs it with the
 session's context, audit-logs the call and its outcome, and turns an unexpected exception into
@@ -19,7 +19,15 @@ from storage.migrate import upgrade
 from storage.models import AuditLog, Customer
 from storage.settings import Settings
 from storage.types import Clock, SystemClock, no_nul
-from tools import escalate_to_human, get_customer, get_refund_status, lookup_order, process_refund, refunds
+from tools import (
+    escalate_to_human,
+    get_customer,
+    get_refund_status,
+    list_orders,
+    lookup_order,
+    process_refund,
+    refunds,
+)
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext, Deps, Tool
 from tools.gateway import StoreGateway
@@ -29,6 +37,7 @@ log = logging.getLogger(__name__)
 TOOLS: tuple[Tool, ...] = (
     get_customer.TOOL,
     lookup_order.TOOL,
+    list_orders.TOOL,
     process_refund.TOOL,
     escalate_to_human.TOOL,
     get_refund_status.TOOL,

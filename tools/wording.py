@@ -136,6 +136,33 @@ def refund_status_line(*, order_id: str, item: str, amount: str, status: str) ->
 NO_REFUNDS = "I couldn't find any refunds on your account."
 
 
+# --- what the claims check says instead of a reply the store contradicts (agent.claims) ------------------
+CORRECTION_LEAD = "Here's exactly where things stand:"
+TOOL_TEXT_LEAD = "Sorry, my answer didn't come out right."
+ASK_AGAIN = "Could you tell me once more what you need?"
+HANDOFF_OPEN = "A member of our support team has been asked to help and will reply here."
+NO_HANDOFF = (
+    "I haven't passed this conversation to a person yet; just say so if you'd like someone from our team to help."
+)
+NO_CALLS = "Our team answers here in this conversation; we don't phone customers."
+NO_REFUND_HERE = "I haven't made any refund in this conversation."
+
+
+def no_refund_on(*, order_id: str) -> str:
+    return f"There is no refund on order {order_id} so far."
+
+
+def order_line(*, order_id: str, item: str, total: str, status: str, delivered_on: str | None) -> str:
+    """One order as the store has it: number, first item, total, and where it is."""
+    where = {
+        "delivered": f"was delivered on {delivered_on}",
+        "shipped": "has shipped and is on its way",
+        "pending": "hasn't shipped yet",
+        "cancelled": "was cancelled",
+    }.get(status, "is being handled")
+    return f"Order {order_id} ({item}, {total}) {where}."
+
+
 def after_confirmation(code: Code, *, order_id: str, amount: str) -> str:
     """What the customer is told after pressing Confirm (or Cancel), by the state machine's answer."""
     if code is Code.REFUND_PROCESSED:

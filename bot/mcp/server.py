@@ -1,6 +1,6 @@
 """`supportbot mcp`: the guarded tools served over MCP, so another agent runtime can use them.
 
-A new face only. The five model tools run through `Toolbox.call` (validation, guards, audit log)
+A new face only. The six model tools run through `Toolbox.call` (validation, guards, audit log)
 with the schemas the in-process model sees; staff actions go through `tools.tickets` and
 `tools.refunds`, which audit themselves. Identity comes from the command line (`--as EMAIL` or
 `--staff ID`) and never from a tool's arguments; staff-only tools are listed only to staff.

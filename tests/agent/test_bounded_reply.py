@@ -87,7 +87,7 @@ async def test_a_turn_with_a_two_megabyte_reply_finishes_with_a_capped_answer(
     assert stored and all(size(str(m.content)) <= MAX_REPLY_BYTES + 1000 for m in stored)
 
 
-async def test_the_guard_caps_any_models_text(deps: Deps) -> None:
+async def test_the_guard_caps_any_models_text(deps: Deps, sarah: CallContext) -> None:
     # words, not one long run: the sanitizer's own patterns are made linear (and tested) in its module
-    guarded = await policy.guard("a word " * 400_000, store=deps.store, customer_id=None)
-    assert size(guarded) <= MAX_REPLY_BYTES
+    guarded = await policy.guard("a word " * 400_000, deps=deps, ctx=sarah)
+    assert 0 < size(guarded.text) <= policy.MAX_REPLY <= MAX_REPLY_BYTES

@@ -82,11 +82,12 @@ async def test_request_shape_tools_system_cache_and_pairing(
     assert [t["name"] for t in first["tools"]] == [
         "get_customer",
         "lookup_order",
+        "list_orders",
         "process_refund",
         "escalate_to_human",
         "get_refund_status",
     ]
-    assert first["tools"][2]["input_schema"]["required"] == ["order_id", "amount", "reason"]
+    assert first["tools"][3]["input_schema"]["required"] == ["order_id", "amount", "reason"]
     assert first["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert "150" not in json.dumps(first["system"]) + json.dumps(first["tools"])  # the limit is never shown
     for body in api.requests:  # one fixed breakpoint after tools + system, one moving on the newest block

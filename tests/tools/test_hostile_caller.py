@@ -107,6 +107,7 @@ def run_machine(database_url: str) -> None:
             args = {
                 "get_customer": {"email": email},
                 "lookup_order": {"order_id": order},
+                "list_orders": {"limit": 5},
                 "process_refund": {"order_id": order, "amount": amount, "reason": reason},
                 "escalate_to_human": {"reason": "other", "priority": prio, "summary": reason},
                 "get_refund_status": {"order_id": order} if reason else {},

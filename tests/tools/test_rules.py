@@ -28,6 +28,17 @@ MATRIX: list[tuple[str, str, dict[str, Any], bool, Code]] = [
     ("customer", "lookup_order", {"order_id": "ORD-0000"}, False, Code.ORDER_NOT_FOUND),
     ("unverified", "lookup_order", {"order_id": "ORD-8842"}, False, Code.IDENTITY_UNVERIFIED),
     ("staff", "lookup_order", {"order_id": "ORD-5501"}, False, Code.OK),
+    ("customer", "lookup_order", {"order_id": "ORD8842"}, False, Code.OK),
+    ("customer", "lookup_order", {"order_id": "ord 8842"}, False, Code.OK),
+    ("customer", "lookup_order", {"order_id": "#8842"}, False, Code.OK),
+    ("customer", "lookup_order", {"order_id": "ord5501"}, False, Code.OWNERSHIP_MISMATCH),
+    ("customer", "lookup_order", {"order_id": "#5501"}, False, Code.ORDER_NOT_FOUND),  # digits: own orders only
+    ("staff", "lookup_order", {"order_id": "#8842"}, False, Code.ORDER_NOT_FOUND),
+    # list_orders
+    ("customer", "list_orders", {}, False, Code.OK),
+    ("customer", "list_orders", {"limit": 11}, False, Code.INVALID_INPUT),
+    ("unverified", "list_orders", {}, False, Code.IDENTITY_UNVERIFIED),
+    ("staff", "list_orders", {}, False, Code.NOT_ALLOWED),
     # process_refund
     (
         "customer",
@@ -160,6 +171,43 @@ async def test_lookup_reports_eligibility_computed_now(toolbox: Toolbox, deps: D
     assert res.data["refund_eligible"] is False
     assert "outside the return window" in res.data["eligibility"]
     assert "150" not in str(res.for_model())  # the model never learns the limit
+
+
+async def test_list_orders_lists_only_the_customers_recent_orders(toolbox: Toolbox, sarah: CallContext) -> None:
+    listed = await toolbox.call("list_orders", {"limit": 3}, sarah)
+    assert [o["order_id"] for o in listed.data["orders"]] == ["ORD-9120", "ORD-8901", "ORD-8842"]  # newest first
+    assert listed.data["orders"][0] == {
+        "order_id": "ORD-9120",
+        "placed_on": "2026-11-23",
+        "status": "pending",
+        "items": ["Stoneware mug set"],
+        "total": "$32.50",
+        "delivered_on": None,
+    }
+
+
+async def test_an_order_with_a_refund_is_not_eligible_and_says_why(toolbox: Toolbox, sarah: CallContext) -> None:
+    assert (await toolbox.call("lookup_order", {"order_id": "ORD-8842"}, sarah)).data["refund_eligible"] is True
+    await toolbox.call("process_refund", {"order_id": "ORD-8842", "amount": 89.99, "reason": "broken"}, sarah)
+    pending = (await toolbox.call("lookup_order", {"order_id": "ORD-8842"}, sarah)).data
+    assert pending["refund_eligible"] is False and pending["eligibility"].startswith("refund pending")
+    assert pending["existing_refund"]["status"] == "awaiting_confirmation"
+    over = await toolbox.call("lookup_order", {"order_id": "ORD-8901"}, sarah)
+    await toolbox.call("process_refund", {"order_id": "ORD-8901", "amount": 349, "reason": "leaks"}, sarah)
+    assert over.data["refund_eligible"] is True
+    review = (await toolbox.call("lookup_order", {"order_id": "ORD-8901"}, sarah)).data
+    assert review["refund_eligible"] is False and "waiting for approval" in review["eligibility"]
+
+
+async def test_a_refunded_order_says_already_refunded(toolbox: Toolbox, deps: Deps, sarah: CallContext) -> None:
+    from tools import refunds
+
+    await toolbox.call("lookup_order", {"order_id": "ORD-8842"}, sarah)
+    made = await toolbox.call("process_refund", {"order_id": "ORD-8842", "amount": 89.99, "reason": "broken"}, sarah)
+    await refunds.confirm(deps, refund_id=made.data["refund_id"], actor=sarah.actor, session_id=sarah.session_id)
+    done = (await toolbox.call("lookup_order", {"order_id": "ORD-8842"}, sarah)).data
+    assert done["refund_eligible"] is False and done["eligibility"].startswith("already refunded")
+    assert "inside the return window" not in done["eligibility"]
 
 
 async def test_the_session_customer_cannot_be_changed_by_tool_input(toolbox: Toolbox, sarah: CallContext) -> None:

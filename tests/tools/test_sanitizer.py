@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import SARAH
 from tools.context import CallContext, Deps
-from tools.sanitizer import sanitize
+from tools.sanitizer import cap, sanitize, strip_tool_text
 from tools.toolbox import Toolbox
 from tools.wording import GENERIC_FALLBACK
 
@@ -75,3 +75,47 @@ async def test_exception_text_becomes_a_plain_apology(deps: Deps, crash: str) ->
 async def test_ordinary_words_with_dashes_survive(deps: Deps) -> None:
     text = "Your USB-C cable and the e-mail follow-up are on the way; call 555-0100 if needed."
     assert await clean(deps, text) == text
+
+
+async def test_internal_identifiers_are_withheld(toolbox: Toolbox, deps: Deps, sarah: CallContext) -> None:
+    assert await clean(deps, f"Your conversation is {sarah.session_id}.") == "Your conversation is that reference."
+    assert await clean(deps, "Refund RF-0123456789AB is done.") == "Refund that refund is done."  # nobody's
+    assert (await toolbox.call("lookup_order", {"order_id": "ORD-8842"}, sarah)).ok
+    rid = (await toolbox.call("process_refund", {"order_id": "ORD-8842", "amount": 5, "reason": "x"}, sarah)).data[
+        "refund_id"
+    ]
+    assert await clean(deps, f"Your refund reference is {rid}.") == f"Your refund reference is {rid}."
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        '{"code": "OK"}',
+        'Sure! {"outcome": "ok", "order_id": "ORD-8842"}',
+        "Here: [{'refund_id': 'RF-1'}]",
+        "The tool said code: OK, all good.",
+        '"code"= "NOT_ELIGIBLE"',
+    ],
+)
+def test_json_and_code_fields_make_a_reply_unusable(pasted: str) -> None:
+    assert strip_tool_text(pasted).unusable
+
+
+def test_tool_names_notes_and_model_talk_are_dropped_sentence_by_sentence() -> None:
+    notes = ["The refund is prepared but not sent. The customer must confirm it with the Confirm button."]
+    out = strip_tool_text(
+        "Thanks for waiting. I ran lookup_order for you. The refund is prepared but not sent. "
+        "Please tell the customer it is ready. Your blender refund is ready to confirm.",
+        notes=notes,
+    )
+    assert out.text == "Thanks for waiting. Your blender refund is ready to confirm."
+    assert not out.unusable and "lookup_order" in out.found
+    assert strip_tool_text("Look the order up with lookup_order first.").unusable  # nothing left
+    untouched = "See https://help.example.com/return_policy for details.\nAnything else?"
+    assert strip_tool_text(untouched).text == untouched and not strip_tool_text(untouched).found
+
+
+def test_a_long_text_is_capped_at_a_sentence() -> None:
+    text = "A short sentence. " * 2000
+    capped = cap(text, 1000)
+    assert len(capped) <= 1000 and capped.endswith(".")
