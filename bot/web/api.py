@@ -138,9 +138,8 @@ class WebApi:
     async def caller(self, request: web.Request, bucket: Bucket = "chat") -> Identity:
         who = await identify(self.rt, request)
         limits = [("identity", bucket_subject(who.subject, bucket), LIMITS[bucket])]
-        if who.client is not None:  # an anonymous visitor: a new id is free, an address is not
-            per_address = self.rt.settings.chat_anonymous_requests_per_minute * LIMITS[bucket] // LIMITS["chat"]
-            limits.append(("address", bucket_subject(f"web:addr:{who.client}", bucket), per_address))
+        if who.client is not None:  # an anonymous visitor: a new id is free, an address is not (one bucket)
+            limits.append(("address", f"web:addr:{who.client}", self.rt.settings.chat_anonymous_requests_per_minute))
         now = self.rt.clock.now()
         for by, subject, limit in limits:
             wait = await hit(self.rt.store, subject=subject, now=now, limit=limit, window_s=RATE_WINDOW_S)
