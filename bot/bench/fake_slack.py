@@ -298,6 +298,19 @@ class FakeSlack:
                 found.append(copy)
         return {"messages": found, "has_more": False, "response_metadata": {"next_cursor": ""}}
 
+    def m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A channel's top-level messages, newest first, from `oldest` on (Slack's order and filter)."""
+        with_meta = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        oldest = float(args.get("oldest") or 0)
+        found = []
+        for m in reversed(self.messages):
+            if m["channel"] == args.get("channel") and not m.get("thread_ts") and float(m["ts"]) > oldest:
+                copy = dict(m)
+                if not with_meta:
+                    copy.pop("metadata", None)
+                found.append(copy)
+        return {"messages": found, "has_more": False, "response_metadata": {"next_cursor": ""}}
+
     def m_conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
             "members": self.channel_members.get(str(args.get("channel")), []),

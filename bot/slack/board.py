@@ -2,20 +2,29 @@
 wait too long re-announced.
 
 Any replica may publish: posting a ticket the first time is claimed with a conditional update on
-`tickets.slack_ts`, so two replicas never both post it; later changes are `chat.update`s of the
-same message (re-rendering the current state is harmless to repeat).
+`tickets.slack_ts` (`posting`, the claim's time in `rendered_at`), so two replicas never both post
+it; later changes are `chat.update`s of the same message (re-rendering the current state is
+harmless to repeat). The first post carries metadata naming the ticket and is made once, without
+the SDK's retries. A claim left `posting` (the replica died between the post and recording its
+ts, or the post timed out) is settled by the sweep once it is older than any post can take: the
+channel's history since the claim says whether the ticket is there (its ts is recorded) or not
+(the claim is dropped and the ticket posted again). That one history read happens only for such
+a ticket, never per post.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import and_, or_, select, update
 
 from bot.slack.blocks import TicketView, as_dicts, slack_text, ticket_blocks, ticket_fallback_text
-from bot.slack.delivery import SlackOut
+from bot.slack.client import post_timeout
+from bot.slack.delivery import SlackOut, crash_point
 from storage.models import ChatSession, Customer, Refund, Ticket
 from storage.types import format_cents
 from tools.context import Deps
@@ -23,6 +32,7 @@ from tools.sessions import slack_thread
 
 log = logging.getLogger(__name__)
 POSTING = "posting"
+TICKET_EVENT = "supportbot_ticket"  # metadata event_type of a ticket's message: {"ticket": id}
 
 
 class StaffBoard:
@@ -104,28 +114,7 @@ class StaffBoard:
         text = ticket_fallback_text(view)
         now = self.deps.clock.now()
         if ticket.slack_ts in (None, ""):
-            async with self.deps.store.write() as s:
-                won = (
-                    await s.execute(
-                        update(Ticket)
-                        .where(Ticket.id == ticket_id, Ticket.slack_ts.is_(None))
-                        .values(slack_ts=POSTING, rendered_at=now)
-                    )
-                ).rowcount  # type: ignore[attr-defined]
-            if not won:
-                return
-            try:
-                ts = await self.out.say(self.channel, text, blocks=blocks)
-            except Exception:
-                async with self.deps.store.write() as s:
-                    await s.execute(update(Ticket).where(Ticket.id == ticket_id).values(slack_ts=None))
-                raise
-            async with self.deps.store.write() as s:
-                await s.execute(
-                    update(Ticket)
-                    .where(Ticket.id == ticket_id)
-                    .values(slack_ts=ts, slack_channel=self.channel, rendered_at=now)
-                )
+            await self._first_post(ticket_id, text, blocks)
         elif ticket.slack_ts != POSTING:
             await self.out.call(
                 "chat.update",
@@ -137,10 +126,104 @@ class StaffBoard:
             async with self.deps.store.write() as s:
                 await s.execute(update(Ticket).where(Ticket.id == ticket_id).values(rendered_at=now))
 
+    async def _first_post(self, ticket_id: int, text: str, blocks: list[dict[str, Any]]) -> None:
+        claimed = self.deps.clock.now()
+        async with self.deps.store.write() as s:
+            won = (
+                await s.execute(
+                    update(Ticket)
+                    .where(Ticket.id == ticket_id, Ticket.slack_ts.is_(None))
+                    .values(slack_ts=POSTING, rendered_at=claimed)
+                )
+            ).rowcount  # type: ignore[attr-defined]
+        if not won:
+            return
+        try:
+            resp = await self.out.call(
+                "chat.postMessage",
+                client=self.out.poster,  # no SDK retries: a retry after a timeout could post twice
+                channel=self.channel,
+                text=text,
+                blocks=blocks,
+                metadata={"event_type": TICKET_EVENT, "event_payload": {"ticket": ticket_id}},
+                unfurl_links=False,
+            )
+        except SlackApiError:  # Slack answered (a 429, an error): nothing was posted, try again later
+            await self._drop_claim(ticket_id, claimed)
+            raise
+        # any other failure (a timeout, a lost connection) leaves the claim: the sweep looks
+        crash_point(self.deps.settings, "after_ticket_post")
+        await self._record(ticket_id, str(resp.get("ts")), claimed)
+
+    async def _record(self, ticket_id: int, ts: str, rendered: datetime | None) -> None:
+        """The ticket's message is `ts`; `rendered` None has the sweep render its current state."""
+        async with self.deps.store.write() as s:
+            await s.execute(
+                update(Ticket)
+                .where(Ticket.id == ticket_id, Ticket.slack_ts == POSTING)
+                .values(slack_ts=ts, slack_channel=self.channel, rendered_at=rendered)
+            )
+
+    async def _drop_claim(self, ticket_id: int, claimed: datetime) -> None:
+        async with self.deps.store.write() as s:
+            await s.execute(
+                update(Ticket)
+                .where(Ticket.id == ticket_id, Ticket.slack_ts == POSTING, Ticket.rendered_at == claimed)
+                .values(slack_ts=None)
+            )
+
+    async def settle_stale_claims(self) -> int:
+        """Tickets left `posting` longer than a post can take: found in the channel, or posted again."""
+        stale = self.deps.clock.now() - timedelta(seconds=2 * post_timeout(self.deps.settings) + 1)
+        async with self.deps.store.read() as s:
+            left = (
+                await s.execute(
+                    select(Ticket.id, Ticket.rendered_at)
+                    .where(Ticket.slack_ts == POSTING, Ticket.rendered_at < stale)
+                    .order_by(Ticket.id)
+                    .limit(20)
+                )
+            ).all()
+        for ticket_id, claimed in left:
+            try:
+                ts = await self._posted_since(ticket_id, claimed)
+                if ts is not None:  # posted from a state that may have changed since: render it again
+                    await self._record(ticket_id, ts, None)
+                else:
+                    await self._drop_claim(ticket_id, claimed)
+                    await self.publish(ticket_id)
+            except Exception:
+                log.exception("could not settle ticket %d's post (the next sweep will)", ticket_id)
+        return len(left)
+
+    async def _posted_since(self, ticket_id: int, claimed: datetime) -> str | None:
+        """The ts of the ticket's message in the staff channel, posted after `claimed`, if any."""
+        cursor = None
+        while True:
+            resp = await self.out.call(
+                "conversations.history",
+                channel=self.channel,
+                oldest=f"{claimed.timestamp() - 1:.6f}",
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+            for m in resp.get("messages") or []:
+                meta = m.get("metadata") or {}
+                if (
+                    meta.get("event_type") == TICKET_EVENT
+                    and (meta.get("event_payload") or {}).get("ticket") == ticket_id
+                ):
+                    return str(m.get("ts"))
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+
     async def sweep(self) -> int:
         """Publish tickets never shown, or changed since they were last rendered."""
         if not self.channel:
             return 0
+        settled = await self.settle_stale_claims()
         async with self.deps.store.read() as s:
             ids = list(
                 (
@@ -164,7 +247,7 @@ class StaffBoard:
                 await self.publish(ticket_id)
             except Exception:
                 log.exception("could not publish ticket %d", ticket_id)
-        return len(ids)
+        return settled + len(ids)
 
     async def sla(self) -> list[int]:
         """Re-announce unclaimed P1s older than SLA_P1_MINUTES, once per SLA_REANNOUNCE_MINUTES."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from sqlalchemy import text
 from storage.engine import Store
 from storage.importer import seed
 from storage.types import SystemClock
-from tests.bot.conftest import envelope, message_event, sign
+from tests.bot.conftest import STAFF_CHANNEL, envelope, message_event, sign
 from tests.bot.procs import start
 from tests.fakes.slack_api import FakeSlack
 
@@ -66,3 +67,39 @@ async def test_killed_at_a_named_point_then_restarted_answers_exactly_once(
     assert [tuple(r) for r in refunds] == [("awaiting_confirmation",)]
     if point == "after_post":
         assert slack.called("conversations.replies")  # it looked before posting again
+
+
+def ticket_posts(slack: FakeSlack) -> list[dict[str, object]]:
+    return [
+        m
+        for m in slack.posts(channel=STAFF_CHANNEL)
+        if not m.get("thread_ts") and (m.get("metadata") or {}).get("event_type") == "supportbot_ticket"
+    ]
+
+
+async def test_killed_between_posting_a_ticket_and_recording_it_the_ticket_is_posted_once(
+    store: Store, database_url: str, slack: FakeSlack, http: aiohttp.ClientSession
+) -> None:
+    await seed(store, SystemClock())
+    first = await start(database_url, slack, FAULT_CRASH_AT="after_ticket_post")
+    event = message_event("I want to talk to a human, this is unacceptable")
+    assert await send(http, first.url, event) == 200
+    try:
+        async with asyncio.timeout(60):  # a hang guard: the log says why it did not die
+            assert await first.proc.wait() == -signal.SIGKILL
+    except TimeoutError:
+        raise AssertionError("\n".join(first.log[-40:])) from None
+    (posted,) = ticket_posts(slack)  # it reached the staff channel; its ts was never recorded
+    async with store.read() as s:
+        assert (await s.execute(text("SELECT slack_ts FROM tickets"))).scalars().all() == ["posting"]
+    second = await start(database_url, slack)
+    try:
+        # the sweep finds the message in the channel's history, records it instead of posting again,
+        # and renders the ticket's current state into it
+        await slack.wait_for(lambda: [c for c in slack.called("chat.update") if c.get("ts") == posted["ts"]])
+        assert len(slack.called("conversations.history")) == 1
+    finally:
+        assert await second.stop() == 0
+    assert ticket_posts(slack) == [posted]
+    async with store.read() as s:
+        assert (await s.execute(text("SELECT slack_ts FROM tickets"))).scalars().all() == [posted["ts"]]
