@@ -149,6 +149,7 @@ def classify(text: str) -> Verdict | None:
 _TOOL_VERDICTS = {
     Code.OWNERSHIP_MISMATCH: Verdict("P1", "security", wording.NOT_FOUND_ORDER, hidden=True),
     Code.ORDER_NOT_FOUND: Verdict(None, "not_found", wording.NOT_FOUND_ORDER),
+    Code.TOO_MANY_UNKNOWN_ORDERS: Verdict(None, "unknown_orders", wording.TOO_MANY_UNKNOWN_ORDERS),
     Code.IDENTITY_MISMATCH: Verdict("P1", "identity", wording.for_code(Code.IDENTITY_MISMATCH)),
     Code.LIMIT_EXCEEDED: Verdict("P2", "refund_approval", already_ticketed=True),
     Code.PAYMENT_FAILED: Verdict("P2", "payment_failed", already_ticketed=True),

@@ -296,6 +296,7 @@ class CustomerLink(Base):
 
 class AuditLog(Base):
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_actor_time", "actor", "created_at"),)  # an actor's recent outcomes
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[str | None] = mapped_column(String(40), index=True)

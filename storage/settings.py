@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
     chat_anonymous_requests_per_minute: int = Field(default=120, ge=1)
     chat_anonymous_tickets_per_hour: int = Field(default=5, ge=0)
+    unknown_orders_per_hour: int = Field(default=10, ge=1)
     http_body_timeout_s: float = Field(default=5.0, gt=0, le=60)
     mcp_token: SecretStr | None = None
     log_level: str = "INFO"

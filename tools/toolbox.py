@@ -8,6 +8,7 @@ session's context, audit-logs the call and its outcome, and turns an unexpected 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,6 +34,8 @@ from tools.context import CallContext, Deps, Tool
 from tools.gateway import StoreGateway
 
 log = logging.getLogger(__name__)
+ORDER_TOOLS = frozenset({"lookup_order", "process_refund", "get_refund_status"})  # take a typed order number
+UNKNOWN = (Code.ORDER_NOT_FOUND, Code.OWNERSHIP_MISMATCH)  # alike on purpose: "not on your account"
 
 TOOLS: tuple[Tool, ...] = (
     get_customer.TOOL,
@@ -77,14 +80,43 @@ class Toolbox:
             except ValidationError as err:
                 result = ToolResult(Code.INVALID_INPUT, validation_note(err))
             else:
-                try:
-                    result = await tool.run(args, ctx, self.deps)
-                except Exception as exc:
-                    log.warning("tool %s failed: %s", name, type(exc).__name__, exc_info=True)
-                    await self._audit(ctx, name, raw_input, "ERROR")
-                    raise ToolFailure(name, exc) from exc
+                result = await self._run(tool, args, raw_input, ctx)
         await self._audit(ctx, name, raw_input, result.code)
         return result
+
+    async def _run(self, tool: Tool, args: Any, raw_input: dict[str, Any], ctx: CallContext) -> ToolResult:
+        if tool.name in ORDER_TOOLS and await self._probing(ctx):
+            return ToolResult(
+                Code.TOO_MANY_UNKNOWN_ORDERS,
+                "Too many order numbers that are not on this customer's account were tried in the last "
+                "hour: order numbers are not looked up for now. Tell the customer to check the number "
+                "and try again later, or offer a person.",
+            )
+        try:
+            return await tool.run(args, ctx, self.deps)
+        except Exception as exc:
+            log.warning("tool %s failed: %s", tool.name, type(exc).__name__, exc_info=True)
+            await self._audit(ctx, tool.name, raw_input, "ERROR")
+            raise ToolFailure(tool.name, exc) from exc
+
+    async def _probing(self, ctx: CallContext) -> bool:
+        """Whether this customer tried UNKNOWN_ORDERS_PER_HOUR order numbers not on their account in
+        the last hour. Unknown and other customers' orders count alike, and once over the limit every
+        number is refused alike (theirs too), so the limit itself tells nothing about any order."""
+        if ctx.actor.kind != "customer":
+            return False
+        since = self.deps.clock.now() - timedelta(hours=1)
+        async with self.deps.store.read() as s:
+            tried = await s.scalar(
+                select(func.count())
+                .select_from(AuditLog)
+                .where(
+                    AuditLog.actor == ctx.actor.ref,
+                    AuditLog.created_at > since,
+                    AuditLog.outcome.in_([str(c) for c in UNKNOWN]),
+                )
+            )
+        return (tried or 0) >= self.deps.settings.unknown_orders_per_hour
 
     async def _audit(self, ctx: CallContext, name: str, raw_input: Any, outcome: str) -> None:
         safe_input = raw_input if isinstance(raw_input, dict) else {"raw": repr(raw_input)[:500]}

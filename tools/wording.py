@@ -18,6 +18,11 @@ CONFIRMATION_EXPIRED = (
 )
 CANCEL_EXPIRED = "That confirmation had already expired, so nothing was refunded and there's nothing to cancel."
 
+TOO_MANY_UNKNOWN_ORDERS = (
+    "I can't look up any more order numbers for you right now. Please check the number on your "
+    "order confirmation email and try again in an hour, or ask me for a member of our team."
+)
+
 BY_CODE: dict[Code, str] = {
     Code.INVALID_INPUT: "Sorry, I didn't quite catch that. Could you rephrase it?",
     Code.IDENTITY_UNVERIFIED: (
@@ -29,6 +34,7 @@ BY_CODE: dict[Code, str] = {
     Code.ORDER_NOT_FOUND: NOT_FOUND_ORDER,
     Code.OWNERSHIP_MISMATCH: NOT_FOUND_ORDER,  # exactly the unknown-order wording, on purpose
     Code.ORDER_NOT_LOOKED_UP: "Let me pull up that order first.",
+    Code.TOO_MANY_UNKNOWN_ORDERS: TOO_MANY_UNKNOWN_ORDERS,
     Code.NOT_ELIGIBLE: "That order isn't eligible for a refund under our return policy.",
     Code.INVALID_AMOUNT: "That amount doesn't match what can be refunded for this order.",
     Code.LIMIT_EXCEEDED: (

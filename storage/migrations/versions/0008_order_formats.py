@@ -1,4 +1,5 @@
-"""order_formats: the shapes of the stored order ids, filled from the orders already stored
+"""order_formats: the shapes of the stored order ids, filled from the orders already stored;
+an index on the audit log by actor and time (a customer's recent unknown order numbers)
 
 Revision ID: 0008
 Revises: 0007
@@ -24,6 +25,7 @@ def upgrade() -> None:
         sa.Column("shape", sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint("shape", name=op.f("pk_order_formats")),
     )
+    op.create_index("ix_audit_actor_time", "audit_log", ["actor", "created_at"])
     ids = [row[0] for row in op.get_bind().execute(sa.text("SELECT id FROM orders"))]
     shapes = sorted(shapes_of(ids))[:MAX_SHAPES]
     if shapes:
@@ -31,4 +33,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_actor_time", table_name="audit_log")
     op.drop_table("order_formats")
