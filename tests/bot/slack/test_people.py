@@ -7,6 +7,7 @@ import asyncio
 import copy
 import json
 import urllib.parse
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text as sql
@@ -336,3 +337,21 @@ async def test_unclaimed_p1_is_reannounced_once_per_interval(
         assert len(alerts()) == 2  # claimed: no more announcements
     finally:
         await stop_bot(bot)
+
+
+async def test_a_click_decided_after_its_response_url_lapsed_replaces_the_buttons_by_chat_update(bot: Bot) -> None:
+    event, prompt = await refund_prompt(bot)
+    await bot.rt.workers.stop()  # the click waits in the queue, as behind a long backlog
+    assert await click(bot, "refund_confirm", prompt, user=SARAH, team=CUSTOMER_TEAM) == 200
+    async with bot.rt.store.write() as s:  # received 26 minutes ago: Slack honours a response_url for 30
+        await s.execute(
+            sql("UPDATE inbox SET received_at = :at WHERE kind = 'confirm'"),
+            {"at": bot.rt.clock.now() - timedelta(minutes=26)},
+        )
+    bot.rt.workers.start()
+    updated = await bot.slack.wait_for(
+        lambda: [c for c in bot.slack.called("chat.update") if c.get("ts") == prompt["ts"]]
+    )
+    assert "refund_confirm" not in json.dumps(updated[-1].get("blocks"))  # the buttons are gone
+    assert not [r for r in bot.slack.responses if r.get("replace_original")]  # the lapsed url was not used
+    assert await rows(bot, "SELECT status FROM refunds") == [("processed",)]
