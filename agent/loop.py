@@ -266,7 +266,7 @@ class Agent:
         turn.codes.append(result.code)
         async for event in self._verdict_of(turn, ctx, name, args, result):
             yield event
-        if result.code is Code.AWAITING_CONFIRMATION:
+        if _awaits_confirmation(result):
             yield await self._confirmation(str(result.data["refund_id"]))
         yield _tool_result(block, result.for_model(), error=not result.ok)
 
@@ -402,3 +402,12 @@ def _tool_result(block: dict[str, Any], payload: dict[str, Any], *, error: bool)
     if error:
         out["is_error"] = True
     return out
+
+
+def _awaits_confirmation(result: ToolResult) -> bool:
+    """A refund the customer still has to confirm: just prepared, or prepared before (a turn run
+    again after a crash, a second request) and still waiting. Either way the answer carries the
+    Confirm step, so the customer is never told of a refund without a way to send it."""
+    if result.code is Code.AWAITING_CONFIRMATION:
+        return True
+    return result.code is Code.REFUND_EXISTS and result.data.get("status") == "awaiting_confirmation"

@@ -1,0 +1,35 @@
+"""A refund still waiting for the customer's Confirm is offered again whenever it comes up: a turn
+run again after a crash, or a second request, finds it prepared (REFUND_EXISTS) and the answer
+carries the Confirm step, never a refund without a way to send it (seen 9 times in a 300-conversation
+chaos soak before)."""
+
+from __future__ import annotations
+
+from agent.desk import Desk
+from agent.events import Confirmation, Event
+from agent.loop import Agent
+from agent.scripted import ScriptedModel, reply, text, tool_use
+from tools.context import CallContext, Deps
+from tools.toolbox import Toolbox
+
+
+def refund_turn() -> list:
+    return [
+        reply(tool_use("lookup_order", order_id="ORD-8842")),
+        reply(tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="arrived broken")),
+        reply(text("Your refund of $89.99 is ready: please confirm it.")),
+    ]
+
+
+async def events_of(desk: Desk, ctx: CallContext, said: str) -> list[Event]:
+    return [e async for e in desk.say(ctx, said)]
+
+
+async def test_a_refund_prepared_before_is_offered_for_confirmation_again(deps: Deps, sarah: CallContext) -> None:
+    desk = Desk(Agent(model=ScriptedModel(refund_turn() + refund_turn()), toolbox=Toolbox(deps)))
+    first = [
+        e for e in await events_of(desk, sarah, "refund ORD-8842, it arrived broken") if isinstance(e, Confirmation)
+    ]
+    again = [e for e in await events_of(desk, sarah, "refund ORD-8842 please") if isinstance(e, Confirmation)]
+    assert len(first) == len(again) == 1
+    assert again[0].refund_id == first[0].refund_id and again[0].amount == "$89.99"
