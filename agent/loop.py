@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import history, policy
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status, Usage
@@ -64,6 +65,7 @@ class _Turn:
     reply: str | None = None  # the model's final text
     verdict: Verdict | None = None  # a verdict that ended the turn
     summary: str = ""  # what staff read about that verdict
+    offered: set[str] = field(default_factory=set)  # refunds whose Confirm step this turn already showed
 
     def end(self, verdict: Verdict, summary: str) -> None:
         self.verdict, self.summary = verdict, summary
@@ -82,7 +84,7 @@ class Agent:
         text = text.replace("\x00", "")
         turn = _Turn()
         await self._start(turn, ctx)
-        await self._remember(turn, ctx, "user", [{"type": "text", "text": text}], customer_text=True)
+        await self._remember(turn, ctx, ("user", [{"type": "text", "text": text}]), customer_text=True)
         trigger = policy.classify(text)
         if trigger is not None:
             turn.end(trigger, f"Customer wrote: {text[:500]}")
@@ -123,7 +125,7 @@ class Agent:
             elif resp.stop_reason == "pause_turn":
                 kept = [b for b in resp.content if b.get("type") == "text"]
                 if kept:
-                    await self._remember(turn, ctx, "assistant", kept)
+                    await self._remember(turn, ctx, ("assistant", kept))
             elif resp.stop_reason == "refusal":
                 yield Error("refusal")
                 turn.reply = wording.MODEL_REFUSAL
@@ -146,7 +148,6 @@ class Agent:
     async def _tool_round(self, turn: _Turn, ctx: CallContext, resp: ModelReply) -> AsyncIterator[Event]:
         """Every tool_use block answered in one user message; once a verdict ends the turn, the
         remaining blocks are answered "not run" (the history stays valid) and never executed."""
-        await self._remember(turn, ctx, "assistant", resp.content)
         results = []
         for block in resp.tool_uses:
             if turn.verdict is not None:
@@ -158,7 +159,9 @@ class Agent:
                     results.append(item)
                 else:
                     yield item
-        await self._remember(turn, ctx, "user", results)
+        # the round in one write, after its tools ran (a refund keeps its own transaction): a crash
+        # before it leaves no half round in the history, and the turn run again finds what was done
+        await self._remember(turn, ctx, ("assistant", resp.content), ("user", results))
 
     async def _reply(self, turn: _Turn, ctx: CallContext, text: str, *, guarded: bool) -> AsyncIterator[Event]:
         """The one way a reply reaches a customer: model text through the guard (tool traffic out,
@@ -169,7 +172,6 @@ class Agent:
             if out.replaced:
                 await self._replaced(ctx, text, out)
             text = out.text
-        await self._remember(turn, ctx, "assistant", [{"type": "text", "text": text}])
         yield Reply(text)
         clarification, done = await self._finish(turn, ctx, text)
         if clarification is not None:
@@ -266,7 +268,8 @@ class Agent:
         turn.codes.append(result.code)
         async for event in self._verdict_of(turn, ctx, name, args, result):
             yield event
-        if _awaits_confirmation(result):
+        if _awaits_confirmation(result) and str(result.data["refund_id"]) not in turn.offered:
+            turn.offered.add(str(result.data["refund_id"]))
             yield await self._confirmation(str(result.data["refund_id"]))
         yield _tool_result(block, result.for_model(), error=not result.ok)
 
@@ -324,7 +327,8 @@ class Agent:
         """The clarification rule and the session's outcome."""
         failed = policy.is_failed_round(turn.codes)
         succeeded = any(c in SUCCEEDED for c in turn.codes)
-        async with self.deps.store.write() as s:
+        async with self.deps.store.write() as s:  # one transaction, unless a clarification ticket comes between
+            await self._persist(s, turn, ctx, [("assistant", [{"type": "text", "text": reply}])])
             session = await s.get(ChatSession, ctx.session_id)
             assert session is not None
             if failed:
@@ -333,13 +337,15 @@ class Agent:
                 session.failed_rounds = 0
             clarify = failed and session.failed_rounds >= policy.CLARIFICATION_ROUNDS
             rounds = session.failed_rounds
+            if not clarify:
+                outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
         escalation = None
         if clarify:
             summary = f"The bot could not get what it needed in {rounds} consecutive turns."
             applied = await self._apply(ctx, policy.CLARIFICATION, summary)
             escalation = next((e for e in applied if isinstance(e, Escalation)), None)
-        async with self.deps.store.write() as s:
-            outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
+            async with self.deps.store.write() as s:
+                outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
         return escalation, Done(
             outcome=outcome,
             priority=priority,
@@ -351,29 +357,45 @@ class Agent:
         )
 
     async def _remember(
-        self, turn: _Turn, ctx: CallContext, role: str, content: list[dict[str, Any]], *, customer_text: bool = False
+        self, turn: _Turn, ctx: CallContext, *messages: tuple[str, list[dict[str, Any]]], customer_text: bool = False
     ) -> None:
-        """Persist a message, with the usage of the model calls since the last one, in one transaction."""
-        row = Message(
-            session_id=ctx.session_id,
-            role=role,
-            content=content,
-            is_customer_text=customer_text,
-            tokens_est=history.estimate_tokens(content),
-            created_at=self.deps.clock.now(),
-        )
-        calls, turn.pending = turn.pending, []
+        """Persist messages, with the usage of the model calls since the last write, in one transaction."""
         async with self.deps.store.write() as s:
-            s.add(row)
-            s.add_all(calls)
-            if calls:
-                used = sum(c.input_tokens + c.cache_read_tokens + c.cache_write_tokens + c.output_tokens for c in calls)
-                await s.execute(
-                    update(ChatSession)
-                    .where(ChatSession.id == ctx.session_id)
-                    .values(tokens_used=ChatSession.tokens_used + used)
-                )
-        turn.rows.append(row)
+            await self._persist(s, turn, ctx, list(messages), customer_text=customer_text)
+
+    async def _persist(
+        self,
+        s: AsyncSession,
+        turn: _Turn,
+        ctx: CallContext,
+        messages: list[tuple[str, list[dict[str, Any]]]],
+        *,
+        customer_text: bool = False,
+    ) -> None:
+        """Add messages and the pending model calls to the caller's transaction (the token count too)."""
+        now = self.deps.clock.now()
+        rows = [
+            Message(
+                session_id=ctx.session_id,
+                role=role,
+                content=content,
+                is_customer_text=customer_text,
+                tokens_est=history.estimate_tokens(content),
+                created_at=now,
+            )
+            for role, content in messages
+        ]
+        calls, turn.pending = turn.pending, []
+        s.add_all(rows)
+        s.add_all(calls)
+        if calls:
+            used = sum(c.input_tokens + c.cache_read_tokens + c.cache_write_tokens + c.output_tokens for c in calls)
+            await s.execute(
+                update(ChatSession)
+                .where(ChatSession.id == ctx.session_id)
+                .values(tokens_used=ChatSession.tokens_used + used)
+            )
+        turn.rows.extend(rows)
 
 
 def _tool_traffic(rows: list[Message]) -> tuple[list[str], set[str]]:

@@ -20,6 +20,7 @@ import asyncio
 import contextvars
 import os
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from storage import metrics
 from storage.dburl import check_url, describe, host_port, sqlite_path
 from storage.settings import Settings
 
@@ -43,10 +45,25 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def _count_statements(engine: AsyncEngine) -> AsyncEngine:
+    """Every statement counted once, read or write by its verb (BEGIN, COMMIT and pragmas aside)."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        verb = statement.lstrip()[:6].upper()
+        if verb.startswith(("BEGIN", "COMMIT", "PRAGMA", "ROLLBA", "SAVEPO", "RELEAS")):
+            return
+        metrics.DB_STATEMENTS.labels("read" if verb.startswith(("SELECT", "WITH")) else "write").inc()
+
+    return engine
+
+
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, busy_timeout_ms: int = 1000) -> AsyncEngine:
     if not is_sqlite(url):
-        return create_async_engine(
-            url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_recycle=1800
+        return _count_statements(
+            create_async_engine(
+                url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_recycle=1800
+            )
         )
     database = make_url(url).database
     if database and database != ":memory:":
@@ -68,7 +85,7 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, busy_tim
         immediate = conn.get_execution_options().get(_IMMEDIATE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    return engine
+    return _count_statements(engine)
 
 
 _OUTAGES: tuple[type[BaseException], ...] = (
@@ -137,22 +154,28 @@ class Store:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
+        metrics.DB_TRANSACTIONS.labels("write").inc()
         if self._write_lock is None:
             async with self._write() as session, session.begin():
                 yield session
             return
         if self._holder.get():
             raise NestedWrite("a write transaction was opened inside another one; use the outer session")
+        asked = time.perf_counter()
         async with self._write_lock:
+            held = time.perf_counter()
+            metrics.DB_WRITE_LOCK_WAIT.observe(held - asked)
             token = self._holder.set(True)
             try:
                 async with self._write() as session, session.begin():
                     yield session
             finally:
                 self._holder.reset(token)
+                metrics.DB_WRITE_LOCK_HOLD.observe(time.perf_counter() - held)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
+        metrics.DB_TRANSACTIONS.labels("read").inc()
         async with self._read() as session, session.begin():
             yield session
 

@@ -60,3 +60,27 @@ REPLIES_REPLACED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+
+# --- the store's own cost (storage/engine.py): what `supportbot bench` and the budget tests read ------------
+DB_STATEMENTS = Counter(
+    "supportbot_db_statements",
+    "SQL statements sent to the database: read (SELECT) or write (anything else, BEGIN/COMMIT aside)",
+    ["kind"],
+    registry=REGISTRY,
+)
+DB_TRANSACTIONS = Counter(
+    "supportbot_db_transactions", "Store transactions opened, by kind (read, write)", ["kind"], registry=REGISTRY
+)
+LOCK_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+DB_WRITE_LOCK_WAIT = Histogram(
+    "supportbot_db_write_lock_wait_seconds",
+    "SQLite: time a write transaction waited for this process's write lock",
+    buckets=LOCK_BUCKETS,
+    registry=REGISTRY,
+)
+DB_WRITE_LOCK_HOLD = Histogram(
+    "supportbot_db_write_lock_hold_seconds",
+    "SQLite: time a write transaction held this process's write lock (event-loop time included)",
+    buckets=LOCK_BUCKETS,
+    registry=REGISTRY,
+)

@@ -1,0 +1,67 @@
+"""What one turn costs the store, counted by the store's own counters (storage.metrics): the
+statements and transactions of a scripted question turn and of a scripted refund turn through the
+desk every face uses (the face's own queue and delivery rows come on top). The budgets are the
+counts measured after a model round became one write (a question turn: 5 write transactions
+before, 3 now; a refund turn with four model calls: 16 before, 11 now): a change that adds a round
+trip per message, per tool call or per model call fails here, not in production."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.desk import Desk
+from agent.loop import Agent
+from agent.scripted import ScriptedModel, reply, text, tool_use
+from storage import metrics
+from tools.context import CallContext, Deps
+from tools.toolbox import Toolbox
+
+
+@dataclass(frozen=True)
+class Cost:
+    reads: int
+    writes: int
+    read_tx: int
+    write_tx: int
+
+
+def counted() -> Cost:
+    def value(name: str, kind: str) -> int:
+        return int(metrics.REGISTRY.get_sample_value(f"{name}_total", {"kind": kind}) or 0)
+
+    return Cost(
+        value("supportbot_db_statements", "read"),
+        value("supportbot_db_statements", "write"),
+        value("supportbot_db_transactions", "read"),
+        value("supportbot_db_transactions", "write"),
+    )
+
+
+async def cost_of(desk: Desk, ctx: CallContext, said: str) -> Cost:
+    before = counted()
+    _ = [e async for e in desk.say(ctx, said)]
+    after = counted()
+    return Cost(*(a - b for a, b in zip(vars(after).values(), vars(before).values(), strict=True)))
+
+
+async def test_a_question_turn_stays_within_its_store_budget(deps: Deps, sarah: CallContext) -> None:
+    desk = Desk(Agent(model=ScriptedModel([reply(text("We answer from 9:00 to 18:00."))]), toolbox=Toolbox(deps)))
+    cost = await cost_of(desk, sarah, "what are your support hours?")
+    assert cost.writes > 0 and cost.reads > 0  # the counters count
+    assert cost.write_tx <= 3 and cost.read_tx <= 2, cost
+    assert cost.reads + cost.writes <= 14, cost
+
+
+async def test_a_refund_turn_stays_within_its_store_budget(deps: Deps, sarah: CallContext) -> None:
+    model = ScriptedModel(
+        [
+            reply(tool_use("get_customer", email="sarah@example.com")),
+            reply(tool_use("lookup_order", order_id="ORD-8842")),
+            reply(tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="arrived broken")),
+            reply(text("Your refund of $89.99 is ready: please confirm it.")),
+        ]
+    )
+    desk = Desk(Agent(model=model, toolbox=Toolbox(deps)))
+    cost = await cost_of(desk, sarah, "my blender ORD-8842 arrived broken, refund please")
+    assert cost.write_tx <= 11 and cost.read_tx <= 10, cost
+    assert cost.reads + cost.writes <= 56, cost
