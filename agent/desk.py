@@ -29,7 +29,7 @@ from agent import policy
 from agent.events import Confirmation, Done, Event, Reply, Usage
 from agent.loop import Agent
 from storage import metrics
-from storage.models import ChatSession, Refund, Ticket
+from storage.models import ChatSession, OutboxMessage, Refund, Ticket
 from storage.types import format_cents
 from tools import desk as staff_desk
 from tools import outbox, refunds, tickets, wording
@@ -106,8 +106,33 @@ class Desk:
             if isinstance(event, Reply | Confirmation):
                 said.append(event)
             if isinstance(event, Done):
+                missing = await self._unprompted(ctx, said, event)
+                if missing is not None:
+                    said.append(missing)
+                    yield missing
                 event = await self._said(ctx, said, inbox_id, started, done=event)
             yield event
+
+    async def _unprompted(self, ctx: CallContext, said: list[Reply | Confirmation], done: Done) -> Confirmation | None:
+        """The Confirm step of a refund waiting in this session that no message has offered yet (a
+        turn run again after a crash finds the refund its first run prepared and only talks about
+        it): the customer is never left with a refund and no way to send it."""
+        if done.outcome != "awaiting_customer" or any(isinstance(e, Confirmation) for e in said):
+            return None
+        pending = await self.pending_refund(ctx)
+        if pending is None:
+            return None
+        async with self.deps.store.read() as s:
+            offered = (
+                await s.scalars(
+                    select(OutboxMessage.data).where(
+                        OutboxMessage.session_id == ctx.session_id, OutboxMessage.kind == "confirmation"
+                    )
+                )
+            ).all()
+        if any((d or {}).get("refund_id") == pending.id for d in offered):
+            return None
+        return await self.agent.confirmation(pending.id)
 
     async def _said(
         self,

@@ -270,7 +270,7 @@ class Agent:
             yield event
         if _awaits_confirmation(result) and str(result.data["refund_id"]) not in turn.offered:
             turn.offered.add(str(result.data["refund_id"]))
-            yield await self._confirmation(str(result.data["refund_id"]))
+            yield await self.confirmation(str(result.data["refund_id"]))
         yield _tool_result(block, result.for_model(), error=not result.ok)
 
     async def _verdict_of(
@@ -296,7 +296,8 @@ class Agent:
         metrics.ESCALATIONS.labels(ctx.channel, ticket.priority).inc()
         return Escalation(ticket.id, ticket.priority, verdict.reason, created, ticket.public_ref)
 
-    async def _confirmation(self, refund_id: str) -> Confirmation:
+    async def confirmation(self, refund_id: str) -> Confirmation:
+        """The Confirm step of a refund, rendered from its row."""
         async with self.deps.store.read() as s:
             refund = await s.get(Refund, refund_id)
             assert refund is not None

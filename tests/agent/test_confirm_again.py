@@ -33,3 +33,18 @@ async def test_a_refund_prepared_before_is_offered_for_confirmation_again(deps: 
     again = [e for e in await events_of(desk, sarah, "refund ORD-8842 please") if isinstance(e, Confirmation)]
     assert len(first) == len(again) == 1
     assert again[0].refund_id == first[0].refund_id and again[0].amount == "$89.99"
+
+
+async def test_a_turn_run_again_after_a_crash_still_offers_the_confirm_step(deps: Deps, sarah: CallContext) -> None:
+    agent = Agent(
+        model=ScriptedModel(refund_turn()[:2] + [reply(text("Done, it's prepared."))] * 2), toolbox=Toolbox(deps)
+    )
+    # the first attempt: the refund was prepared and the round stored, then the process died before
+    # anything reached the outgoing log (the agent alone, without the desk that writes it)
+    _ = [e async for e in agent.run_turn(sarah, "refund ORD-8842, it arrived broken")]
+    desk = Desk(agent)
+    again = await events_of(desk, sarah, "refund ORD-8842, it arrived broken")  # the model only talks now
+    (offered,) = [e for e in again if isinstance(e, Confirmation)]
+    assert offered.amount == "$89.99" and offered.order_id == "ORD-8842"
+    later = await events_of(desk, sarah, "thanks, anything else?")  # offered once: not on every turn
+    assert not [e for e in later if isinstance(e, Confirmation)]
