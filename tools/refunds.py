@@ -87,15 +87,48 @@ async def _move(s: AsyncSession, deps: Deps, refund_id: str, frm: str, to: str, 
 
 async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int, reason: str) -> ToolResult:
     """Create the order's refund (or return its live one). Guards have been checked by the caller."""
+    refund = _new_refund(deps, ctx, order=order, amount_cents=amount_cents, reason=reason)
+    try:
+        stored = await _store_refund(deps, ctx, refund, order=order, reason=reason)
+    except IntegrityError:
+        # another request created this order's live refund between our check and our insert
+        async with deps.store.read() as s:
+            existing = await _live_refund(s, order.id)
+        if existing is None:
+            raise
+        return _existing(existing)
+    if isinstance(stored, ToolResult):
+        return stored
+    ticket_ref, ticket_created = stored
+    if refund.status == "pending_approval":
+        return ToolResult(
+            Code.LIMIT_EXCEEDED,
+            "This refund needs a supervisor's approval. A ticket was opened; tell the customer a person will review "
+            "it and follow up. Do not promise an outcome.",
+            {**describe(refund), "ticket": ticket_ref, "ticket_created": ticket_created},
+        )
+    if refund.status == "awaiting_confirmation":
+        return ToolResult(
+            Code.AWAITING_CONFIRMATION,
+            "The refund is prepared but not sent. The customer must confirm it with the Confirm button; tell them "
+            "so briefly. Do not say it has been refunded.",
+            describe(refund),
+        )
+    return await pay(deps, refund.id)
+
+
+def _new_refund(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int, reason: str) -> Refund:
+    """The refund row: over the limit it waits for approval, else for the customer's Confirm (when
+    confirmation is on), else it is sent at once."""
     now = deps.clock.now()
-    over_limit = amount_cents > deps.settings.refund_limit_cents
-    if over_limit:
+    if amount_cents > deps.settings.refund_limit_cents:
         status = "pending_approval"
     elif deps.settings.refund_confirmation:
         status = "awaiting_confirmation"
     else:
         status = "processing"
-    refund = Refund(
+    ttl = timedelta(minutes=deps.settings.refund_confirmation_ttl_minutes)
+    return Refund(
         id=new_id("RF"),
         order_id=order.id,
         amount_cents=amount_cents,
@@ -104,55 +137,37 @@ async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: in
         reason=reason[:2000],
         actor=ctx.actor.ref,
         session_id=ctx.session_id,
-        expires_at=now + timedelta(minutes=deps.settings.refund_confirmation_ttl_minutes)
-        if status == "awaiting_confirmation"
-        else None,
+        expires_at=now + ttl if status == "awaiting_confirmation" else None,
         created_at=now,
         updated_at=now,
     )
-    ticket_ref, ticket_created = None, False
-    try:
-        async with deps.store.write() as s:
-            existing = await _live_refund(s, order.id)
-            if existing is not None:
-                return _existing(existing)
-            s.add(refund)
-            await s.flush()
-            if over_limit:
-                ticket, ticket_created = await open_or_update(
-                    s,
-                    deps,
-                    session_id=ctx.session_id,
-                    priority="P2",
-                    reason="refund_approval",
-                    summary=f"Refund request over the autonomous limit for order {order.id}: {reason[:300]}",
-                    customer_id=order.customer_id,
-                    order_id=order.id,
-                    refund_id=refund.id,
-                )
-                ticket_ref = ticket.public_ref
-    except IntegrityError:
-        # another request created this order's live refund between our check and our insert
-        async with deps.store.read() as s:
-            existing = await _live_refund(s, order.id)
-        if existing is None:
-            raise
-        return _existing(existing)
-    if over_limit:
-        return ToolResult(
-            Code.LIMIT_EXCEEDED,
-            "This refund needs a supervisor's approval. A ticket was opened; tell the customer a person will review "
-            "it and follow up. Do not promise an outcome.",
-            {**describe(refund), "ticket": ticket_ref, "ticket_created": ticket_created},
+
+
+async def _store_refund(
+    deps: Deps, ctx: CallContext, refund: Refund, *, order: Order, reason: str
+) -> ToolResult | tuple[str | None, bool]:
+    """Insert the refund unless the order has a live one (its result then); an approval ticket with
+    it in the same transaction. Returns (ticket ref, whether the ticket is new)."""
+    async with deps.store.write() as s:
+        existing = await _live_refund(s, order.id)
+        if existing is not None:
+            return _existing(existing)
+        s.add(refund)
+        await s.flush()
+        if refund.status != "pending_approval":
+            return None, False
+        ticket, created = await open_or_update(
+            s,
+            deps,
+            session_id=ctx.session_id,
+            priority="P2",
+            reason="refund_approval",
+            summary=f"Refund request over the autonomous limit for order {order.id}: {reason[:300]}",
+            customer_id=order.customer_id,
+            order_id=order.id,
+            refund_id=refund.id,
         )
-    if status == "awaiting_confirmation":
-        return ToolResult(
-            Code.AWAITING_CONFIRMATION,
-            "The refund is prepared but not sent. The customer must confirm it with the Confirm button; tell them "
-            "so briefly. Do not say it has been refunded.",
-            describe(refund),
-        )
-    return await pay(deps, refund.id)
+        return ticket.public_ref, created
 
 
 async def _live_refund(s: AsyncSession, order_id: str) -> Refund | None:
