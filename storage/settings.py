@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     refund_confirmation: bool = True
     refund_confirmation_ttl_minutes: int = Field(default=30, ge=1)
 
+    # --- help center ------------------------------------------------------------------------
+    help_center_url: str = "https://help.example.com"
+    help_center_locale: str = Field(default="en", pattern=r"^[a-z]{2,3}$")
+
     # --- model -------------------------------------------------------------------------------
     model_provider: Literal["claude", "offline"] | None = None
     anthropic_api_key: SecretStr | None = None
@@ -73,6 +77,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("help_center_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
 
     @field_validator("slack_api_url")
     @classmethod
