@@ -16,6 +16,7 @@ from pathlib import Path
 from bot.errors import UsageError
 from storage.engine import Store
 from storage.importer import ImportError_, import_records, load_file, seed
+from storage.kb_import import seed_help_center
 from storage.migrate import upgrade
 from storage.settings import Settings
 from storage.types import SystemClock, format_cents
@@ -50,7 +51,13 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
             print("database is at the latest schema")
         elif args.db_command == "seed":
             counts = await seed(store, SystemClock())
-            print(f"seeded {counts['customers']} customers and {counts['orders']} orders")
+            kb = await seed_help_center(
+                store, SystemClock(), base_url=settings.help_center_url, return_window_days=settings.return_window_days
+            )
+            print(
+                f"seeded {counts['customers']} customers, {counts['orders']} orders and "
+                f"{kb.added + kb.updated + kb.unchanged} help-center articles"
+            )
         elif args.db_command == "import":
             try:
                 customers, orders = await asyncio.to_thread(load_file, Path(args.file))
@@ -77,6 +84,19 @@ async def _list_orders(store: Store) -> None:
     for order, cust in rows:
         delivered = order.delivered_at.date().isoformat() if order.delivered_at else "-"
         print(f"{order.id:<10} {cust.email:<22} {order.status:<10} {format_cents(order.total_cents):>10}  {delivered}")
+
+
+async def cmd_kb(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.kb_cli import run
+
+    target = str(getattr(args, "target", "") or "")
+    return await run(
+        args.kb_command,
+        settings,
+        target=target,
+        prune=bool(getattr(args, "prune", False)),
+        progress=_progress("importing articles"),
+    )
 
 
 async def cmd_shell(args: argparse.Namespace, settings: Settings) -> int:
@@ -207,6 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     dbsub.add_parser("orders", help="list every order")
     db.set_defaults(handler=cmd_db)
+
+    kb = sub.add_parser("kb", help="help-center articles: import, list, show, remove, draft, publish")
+    kbsub = kb.add_subparsers(dest="kb_command", required=True)
+    kbimp = kbsub.add_parser("import", help="import Markdown/HTML files or a Zendesk export (idempotent)")
+    kbimp.add_argument("target", metavar="PATH", help="a folder, a .md/.html file, or a Zendesk articles .json")
+    kbimp.add_argument("--prune", action="store_true", help="remove articles of the same kind of source not in PATH")
+    kbsub.add_parser("list", help="list every article")
+    for name, what, helptext in (
+        ("show", "ID", "show an article"),
+        ("remove", "ID", "remove an article"),
+        ("publish", "ID", "publish a draft article (it becomes searchable)"),
+        ("draft", "TICKET", "save a resolved ticket's question and answer as a draft article"),
+    ):
+        p = kbsub.add_parser(name, help=helptext)
+        p.add_argument("target", metavar=what, type=int)
+    kb.set_defaults(handler=cmd_kb)
 
     shell = sub.add_parser("shell", help="chat with supportbot in this terminal")
     who = shell.add_mutually_exclusive_group(required=True)
