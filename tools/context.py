@@ -63,6 +63,7 @@ class Actor:
 class CallContext:
     session_id: str
     actor: Actor
+    locale: str | None = None  # the customer's language as the channel knows it (e.g. "es-MX"), if it does
 
 
 @dataclass(frozen=True, slots=True)
