@@ -112,7 +112,8 @@ def make_deps(store: Store, settings: Settings, clock: Clock) -> Deps:
 
 async def ready(store: Store, settings: Settings) -> Deps:
     """A store ready for a face that runs on its own (the shell, MCP): the latest schema, the demo
-    company and its help center in an empty store, refunds a crash left `processing` completed, lapsed confirmations expired."""
+    company and its help center in an empty store, refunds a crash left `processing` completed,
+    lapsed confirmations expired."""
     await upgrade(store)
     async with store.read() as s:
         empty = not await s.scalar(select(func.count()).select_from(Customer))
