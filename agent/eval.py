@@ -30,6 +30,7 @@ from agent.model import Model
 from agent.scripted import OutageModel
 from storage.engine import Store
 from storage.importer import seed
+from storage.kb_import import seed_help_center
 from storage.migrate import upgrade
 from storage.models import Base, Order, Refund
 from storage.settings import Settings
@@ -165,18 +166,21 @@ async def leaks(store: Store, customer_id: str | None, texts: list[str]) -> list
 
 
 # --- running ---------------------------------------------------------------------------------------------
-async def reset(store: Store, clock: FrozenClock) -> None:
+async def reset(store: Store, clock: FrozenClock, settings: Settings) -> None:
     async with store.write() as s:
         for table in reversed(Base.metadata.sorted_tables):
             await s.execute(table.delete())
     await seed(store, clock)
+    await seed_help_center(
+        store, clock, base_url=settings.help_center_url, return_window_days=settings.return_window_days
+    )
 
 
 async def run_one(
     store: Store, settings: Settings, scenario: Scenario, phrasing: int, *, provider: str, model: Model | None = None
 ) -> RunResult:
     clock = FrozenClock()
-    await reset(store, clock)
+    await reset(store, clock, settings)
     deps = make_deps(store, settings, clock)
     for spec in scenario.setup.refunds:
         async with store.write() as s:

@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent import history, policy
-from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status, Usage
+from agent import citations, history, policy
+from agent.events import Citation, Confirmation, Done, Error, Escalation, Event, Reply, Status, Usage
 from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
 from agent.prompts import session_note, system_prompt
 from storage.models import ChatSession, Customer, Message, ModelCall, Order, Refund, Ticket
@@ -56,6 +56,8 @@ class _Turn:
     note: str = ""  # the session note (who the customer is), read once per turn
     tokens_before: int = 0  # the session's tokens before this turn
     pending: list[ModelCall] = field(default_factory=list)  # usage rows written with the next message
+    sources: citations.TurnSources = field(default_factory=citations.TurnSources)  # what searches returned
+    cited: tuple[Citation, ...] = ()
 
 
 class Agent:
@@ -70,7 +72,7 @@ class Agent:
     async def run_turn(self, ctx: CallContext, text: str) -> AsyncIterator[Event]:
         settings = self.deps.settings
         text = text.replace("\x00", "")
-        turn = _Turn()
+        turn = _Turn(sources=citations.TurnSources(started=self.deps.clock.now()))
         await self._start(turn, ctx)
         await self._remember(turn, ctx, "user", [{"type": "text", "text": text}], customer_text=True)
 
@@ -134,8 +136,9 @@ class Agent:
     async def _reply(self, turn: _Turn, ctx: CallContext, text: str, *, guarded: bool) -> AsyncIterator[Event]:
         if not guarded:
             text = await policy.guard(text, store=self.deps.store, customer_id=ctx.actor.customer_id)
+            text, turn.cited = citations.check(text, turn.sources)
         await self._remember(turn, ctx, "assistant", [{"type": "text", "text": text}])
-        yield Reply(text)
+        yield Reply(text, turn.cited)
         clarification, done = await self._finish(turn, ctx, text)
         if clarification is not None:
             yield clarification
@@ -218,6 +221,7 @@ class Agent:
             )
             return
         turn.codes.append(result.code)
+        turn.sources.add(name, result)
         rule = policy.escalation_for(result.code)
         if rule is not None and rule.already_ticketed:
             async with self.deps.store.read() as s:
@@ -295,6 +299,7 @@ class Agent:
                     customer_id=ctx.actor.customer_id,
                 )
                 escalation = Escalation(ticket.id, ticket.priority, "clarification", created)
+            await citations.record(s, session_id=ctx.session_id, sources=turn.sources, cited=turn.cited)
             outcome, priority = await self._settle_in(s, ctx, last_reply=reply, count_turn=True)
         return escalation, Done(
             outcome=outcome,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from agent import offline_kb
 from agent.events import Usage
 from agent.model import ModelReply, ModelRequest
 
@@ -49,6 +50,7 @@ class _Conversation:
     turn: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # this turn's tool calls
     earlier: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     asked_for_order: bool = False  # our last reply asked which order
+    last_reply: str = ""
     window_days: int = 30  # read from the system prompt's policy
 
     @property
@@ -91,6 +93,7 @@ def _parse(request: ModelRequest) -> _Conversation:
     conv.turn = [(n, a, r) for i, n, a, r in calls if i > last_customer]
     conv.earlier = [(n, a, r) for i, n, a, r in calls if i <= last_customer]
     conv.asked_for_order = "order number" in last_reply.lower() and last_reply.rstrip().endswith("?")
+    conv.last_reply = last_reply
     return conv
 
 
@@ -163,6 +166,10 @@ def _decide(conv: _Conversation) -> list[dict[str, Any]]:
             "That email address doesn't match the account you're signed in with, so I can't use it. "
             "I've asked a member of our team to help."
         )
+    if intent == "chat" or offline_kb.is_general_question(text):  # the help center answers general questions
+        kb = offline_kb.step(conv.texts, conv.turn, last_reply=conv.last_reply, window_days=conv.window_days)
+        if kb is not None:
+            return kb
     if intent == "chat":
         return _say(_chat(text, conv.window_days))
     if conv.verified_email is None:

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import PRIORITIES, Customer, Ticket
+from storage.models import PRIORITIES, Customer, HelpAnswer, Ticket
 from tools.codes import Code, ToolResult
 from tools.context import Actor, Deps, audit
 from tools.sessions import remember_link
@@ -32,6 +32,7 @@ REASONS = {
     "token_budget": "The conversation used up its token budget",
     "clarification": "The bot could not get what it needed after two tries",
     "handoff": "A person took over the conversation",
+    "question": "A question the help center could not answer",
     "dead_letter": "A message could not be answered after several attempts",
     "other": "Escalated by the bot",
 }
@@ -96,6 +97,12 @@ async def open_or_update(
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {PRIORITIES}")
     now = deps.clock.now()
+    if session_id is not None:  # a help-center answer given earlier in the session did not settle it
+        await s.execute(
+            update(HelpAnswer)
+            .where(HelpAnswer.session_id == session_id, HelpAnswer.escalated_at.is_(None))
+            .values(escalated_at=now)
+        )
     for _ in range(3):
         current = None
         if session_id is not None:
