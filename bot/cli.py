@@ -113,6 +113,15 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     from agent.eval import run_eval, table
 
+    if args.suite == "kb":
+        from agent.kb_eval import run_kb_eval
+        from agent.kb_eval import table as kb_table
+
+        kb_rep = await run_kb_eval(settings, database_url=args.database_url)
+        print(kb_table(kb_rep))
+        if args.out:
+            await asyncio.to_thread(Path(args.out).write_text, json.dumps(kb_rep, indent=2, default=str))
+        return 0 if kb_rep["floor_met"] else 1
     provider = args.provider or settings.resolved_model_provider
     rep = await run_eval(settings, provider=provider, database_url=args.database_url, only=args.scenario)
     print(table(rep))
@@ -252,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     shell.set_defaults(handler=cmd_shell)
 
     ev = sub.add_parser("eval", help="run the scenario suite and grade it by the store")
+    ev.add_argument("--suite", choices=["scenarios", "kb"], default="scenarios", help="kb: help-center retrieval")
     ev.add_argument("--provider", choices=["claude", "offline", "hostile"], help="model (default: MODEL_PROVIDER)")
     ev.add_argument("--out", metavar="FILE.json", help="write the full report as JSON")
     ev.add_argument("--scenario", action="append", help="run only this scenario (repeatable)")
