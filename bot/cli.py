@@ -190,6 +190,15 @@ async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.bench.runner import Params, compare, plot, run_bench, table
 
+    if args.suite == "kb":
+        from bot.kb_bench import run_kb_bench
+        from bot.kb_bench import table as kb_table
+
+        kb_result = await run_kb_bench(settings, articles=args.articles, database_url=args.database_url)
+        print(kb_table(kb_result))
+        if args.out:
+            await asyncio.to_thread(Path(args.out).write_text, json.dumps(kb_result, indent=2))
+        return 0
     if args.plot:
         results = [json.loads(await asyncio.to_thread(Path(f).read_text)) for f in args.results]
         if not results:
@@ -290,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.set_defaults(handler=cmd_mcp)
 
     bench = sub.add_parser("bench", help="measure latency, throughput, memory and tokens under Slack's rate limits")
+    bench.add_argument("--suite", choices=["chat", "kb"], default="chat", help="kb: help-center import and search")
+    bench.add_argument("--articles", type=int, default=10_000, help="--suite kb: synthetic articles to index")
     bench.add_argument("--threads", type=int, default=10, help="conversations to simulate")
     bench.add_argument("--channels", type=int, default=0, help="customer channels (default: one per 10 threads)")
     bench.add_argument("--rate", type=float, default=20.0, help="new conversations per second (open loop)")

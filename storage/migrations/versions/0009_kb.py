@@ -1,7 +1,7 @@
 """kb: help-center articles and passages, their search indexes, help answers, session locale
 
 SQLite: an FTS5 external-content index over the analyzed passage columns (kept by triggers, published
-passages only), its fts5vocab view, and a trigram FTS5 table of its terms for the spelling pass.
+passages only), its fts5vocab view, and the term list copied from it for the spelling pass.
 PostgreSQL: a generated, language-configured tsvector with a partial GIN index, and the pg_trgm
 indexed term list for the spelling pass. See storage/search.py.
 
@@ -41,7 +41,8 @@ SQLITE_UP = [
     "CREATE VIRTUAL TABLE kb_fts_passages USING fts5(fts_head, fts_body, content='kb_passages', "
     "content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
     "CREATE VIRTUAL TABLE kb_fts_vocab USING fts5vocab(kb_fts_passages, row)",
-    "CREATE VIRTUAL TABLE kb_fts_spelling USING fts5(term, docs UNINDEXED, tokenize='trigram')",
+    "CREATE TABLE kb_fts_terms (term TEXT PRIMARY KEY, docs INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE kb_fts_stats (name VARCHAR(32) PRIMARY KEY, value INTEGER NOT NULL)",
     """CREATE TRIGGER kb_fts_passages_insert AFTER INSERT ON kb_passages WHEN new.published BEGIN
         INSERT INTO kb_fts_passages(rowid, fts_head, fts_body) VALUES (new.id, new.fts_head, new.fts_body);
     END""",
@@ -60,7 +61,8 @@ SQLITE_DOWN = [
     "DROP TRIGGER IF EXISTS kb_fts_passages_update",
     "DROP TRIGGER IF EXISTS kb_fts_passages_delete",
     "DROP TRIGGER IF EXISTS kb_fts_passages_insert",
-    "DROP TABLE IF EXISTS kb_fts_spelling",
+    "DROP TABLE IF EXISTS kb_fts_stats",
+    "DROP TABLE IF EXISTS kb_fts_terms",
     "DROP TABLE IF EXISTS kb_fts_vocab",
     "DROP TABLE IF EXISTS kb_fts_passages",
 ]
@@ -82,10 +84,15 @@ def _pg_up() -> list[str]:
         "CREATE INDEX ix_kb_fts_passages ON kb_passages USING gin (kb_fts) WHERE published",
         "CREATE TABLE kb_fts_terms (term text PRIMARY KEY, docs integer NOT NULL)",
         "CREATE INDEX ix_kb_fts_terms_trgm ON kb_fts_terms USING gin (term gin_trgm_ops)",
+        "CREATE TABLE kb_fts_stats (name VARCHAR(32) PRIMARY KEY, value INTEGER NOT NULL)",
     ]
 
 
-PG_DOWN = ["DROP TABLE IF EXISTS kb_fts_terms", "DROP INDEX IF EXISTS ix_kb_fts_passages"]
+PG_DOWN = [
+    "DROP TABLE IF EXISTS kb_fts_stats",
+    "DROP TABLE IF EXISTS kb_fts_terms",
+    "DROP INDEX IF EXISTS ix_kb_fts_passages",
+]
 
 
 def upgrade() -> None:
