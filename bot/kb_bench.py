@@ -38,7 +38,8 @@ from tools.search_help_center import choose_language
 from tools.sessions import open_session
 from tools.toolbox import make_deps
 
-SYLLABLES = tuple(["ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "pe", "su", "na", "ri", "ko", "le", "ba", "di", "fo", "gu", "ha", "je"])
+SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "pe", "su")
+SYLLABLES += ("na", "ri", "ko", "le", "ba", "di", "fo", "gu", "ha", "je")
 LOCALES = (("en", 0.8), ("es", 0.1), ("de", 0.1))
 WORDS = re.compile(r"[^\W\d_]+")
 
