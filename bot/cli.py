@@ -191,8 +191,8 @@ async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from bot.bench.runner import Params, compare, plot, run_bench, table
 
     if args.suite == "kb":
-        from bot.kb_bench import run_kb_bench
-        from bot.kb_bench import table as kb_table
+        from bot.bench.kb import run_kb_bench
+        from bot.bench.kb import table as kb_table
 
         kb_result = await run_kb_bench(settings, articles=args.articles, database_url=args.database_url)
         print(kb_table(kb_result))

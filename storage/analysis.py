@@ -92,7 +92,7 @@ def joined_terms(text: str, language: str) -> str:
 # --- spelling -------------------------------------------------------------------------------------
 def max_edits(term: str) -> int:
     """How far a typo may be from the word meant: none for short words, which are too ambiguous."""
-    return 0 if len(term) < 5 else 1 if len(term) < 8 else 2
+    return 0 if len(term) < 4 else 1 if len(term) < 7 else 2
 
 
 def best_correction(term: str, candidates: Iterable[tuple[str, int]]) -> str | None:

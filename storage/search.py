@@ -62,6 +62,7 @@ def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
 class Hit:
     passage_id: int
     article_id: int
+    position: int  # 0 is the article's opening passage
     title: str
     heading: str | None
     url: str
@@ -149,10 +150,11 @@ def _coverage(alternatives: Sequence[set[str]] | Sequence[Group], passage_terms:
 
 
 def _rerank(hits: list[Hit], limit: int) -> tuple[Hit, ...]:
-    """Most coverage first, the database's rank among equals; one passage per article."""
+    """Most coverage first; among equals an article's opening passage (which help centers write as
+    the short answer), then the database's rank; one passage per article."""
     seen: set[int] = set()
     out: list[Hit] = []
-    for hit in sorted(hits, key=lambda h: (-h.coverage, -h.rank)):
+    for hit in sorted(hits, key=lambda h: (-h.coverage, h.position > 0, -h.rank)):
         if hit.article_id not in seen:
             seen.add(hit.article_id)
             out.append(hit)
@@ -241,7 +243,11 @@ class SqliteIndex:
             params |= {f"lo{i}": prefix, f"hi{i}": prefix + "\uffff"}
         rows = await s.execute(text("SELECT term, docs FROM kb_fts_terms WHERE " + " OR ".join(ranges)), params)
         candidates = [(r[0], int(r[1])) for r in rows]
-        fixes = {t: f for t in unknown if (f := best_correction(t, candidates))}
+        fixes: dict[str, str] = {}
+        for t in unknown:
+            mine = [c for c in candidates if c[0].startswith((t[:2], t[1] + t[0]))]
+            if fixed := best_correction(t, mine):
+                fixes[t] = fixed
         docs |= {f: dict(candidates)[f] for f in fixes.values()}
         return docs, fixes, total
 
@@ -259,7 +265,7 @@ class SqliteIndex:
                 return list(
                     await s.execute(
                         text(
-                            "SELECT p.id, p.article_id, p.title, p.heading, p.url, p.locale, p.text, p.fts_head,"
+                            "SELECT p.id, p.article_id, p.position, p.title, p.heading, p.url, p.locale, p.text, p.fts_head,"
                             " p.fts_body, f.score FROM ("
                             " SELECT rowid, bm25(kb_fts_passages, 4.0, 1.0) AS score FROM kb_fts_passages"
                             " WHERE kb_fts_passages MATCH :q ORDER BY score LIMIT :n"
@@ -275,6 +281,7 @@ class SqliteIndex:
             Hit(
                 passage_id=r.id,
                 article_id=r.article_id,
+                position=r.position,
                 title=r.title,
                 heading=r.heading,
                 url=r.url,
@@ -392,7 +399,7 @@ class PostgresIndex:
                     await s.execute(
                         text(
                             "SELECT c.*, tsvector_to_array(p.kb_fts) AS lexemes FROM ("
-                            " SELECT p.id, p.article_id, p.title, p.heading, p.url, p.locale, p.text,"
+                            " SELECT p.id, p.article_id, p.position, p.title, p.heading, p.url, p.locale, p.text,"
                             " ts_rank(p.kb_fts, q.q, 1) AS score"
                             " FROM kb_passages p, CAST(:q AS tsquery) AS q(q)"
                             " WHERE p.kb_fts @@ q.q AND p.published AND p.locale = :lang"
@@ -409,6 +416,7 @@ class PostgresIndex:
             Hit(
                 passage_id=r.id,
                 article_id=r.article_id,
+                position=r.position,
                 title=r.title,
                 heading=r.heading,
                 url=r.url,

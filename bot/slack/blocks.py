@@ -21,6 +21,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from agent.events import Citation
 from tools.tickets import reason_text
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -28,7 +29,8 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 CONFIRM, CANCEL = "refund_confirm", "refund_cancel"
 CLAIM, RELEASE, RESOLVE = "ticket_claim", "ticket_release", "ticket_resolve"
 APPROVE, DENY, LINK = "refund_approve", "refund_deny", "ticket_link_customer"
-ACTION_IDS = (CONFIRM, CANCEL, CLAIM, RELEASE, RESOLVE, APPROVE, DENY, LINK)
+SAVE_ARTICLE = "ticket_save_article"
+ACTION_IDS = (CONFIRM, CANCEL, CLAIM, RELEASE, RESOLVE, APPROVE, DENY, LINK, SAVE_ARTICLE)
 
 
 def escape(text: str) -> str:
@@ -61,6 +63,20 @@ def confirmation_blocks(*, refund_id: str, text: str, lead: str | None = None) -
             ],
         ),
     ]
+
+
+def reply_blocks(text: str, citations: tuple[Citation, ...]) -> list[Block]:
+    """A reply that used help-center articles: the reply, then each article's title as a link in
+    a context block. The URLs are the search results' own (agent.citations), checked http(s) at import."""
+    links = [
+        MarkdownTextObject(text=f"📄 <{c.url}|{escape(c.title).replace('|', '¦')}>")
+        for c in citations[:5]
+        if c.url.startswith(("https://", "http://")) and not any(ch in c.url for ch in "<>| ")
+    ]
+    out: list[Block] = [SectionBlock(block_id="reply", text=MarkdownTextObject(text=slack_text(text)))]
+    if links:
+        out.append(ContextBlock(block_id="reply_sources", elements=links))
+    return out
 
 
 def result_blocks(text: str) -> list[Block]:
@@ -123,6 +139,8 @@ def ticket_blocks(t: TicketView) -> list[Block]:
         ]
     if t.status != "resolved" and t.unverified_user:
         buttons.append(ButtonElement(text="Link to customer", action_id=LINK, value=value))
+    if t.status == "resolved":  # staff close the loop: the answer becomes a draft help-center article
+        buttons.append(ButtonElement(text="Save as article", action_id=SAVE_ARTICLE, value=value))
     if buttons:
         blocks.append(ActionsBlock(block_id=f"ticket_{t.id}_actions", elements=buttons))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"ticket #{t.id} · priority {t.priority}")]))

@@ -18,7 +18,7 @@ from agent.chat import Conversation
 from agent.events import Confirmation, Done, Escalation, Reply
 from agent.loop import Agent
 from bot import metrics
-from bot.slack.blocks import as_dicts, confirmation_blocks, slack_text
+from bot.slack.blocks import as_dicts, confirmation_blocks, reply_blocks, slack_text
 from bot.slack.board import StaffBoard, thread_of
 from bot.slack.delivery import TURN_TIMER, Intent, SlackOut, SlackTimer, crash_point
 from bot.slack.inbox import Claimed
@@ -104,13 +104,13 @@ class Turns:
         files = [str(f.get("name") or f.get("title") or "a file") for f in item.payload.get("files") or []]
         if files:
             text += "\n[The customer attached: " + ", ".join(files) + "]"
-        replies: list[str] = []
+        replies: list[Reply] = []
         confirmations: list[Confirmation] = []
         escalated: set[int] = set()
         done: Done | None = None
         async for event in Conversation(self.agent, ctx).say(text or "(an empty message)"):
             if isinstance(event, Reply):
-                replies.append(event.text)
+                replies.append(event)
             elif isinstance(event, Confirmation):
                 confirmations.append(event)
             elif isinstance(event, Escalation):
@@ -118,11 +118,14 @@ class Turns:
                 metrics.ESCALATIONS.labels(event.priority).inc()
             elif isinstance(event, Done):
                 done = event
-        intents = [Intent(text=slack_text(r)) for r in replies]
+        intents = [
+            Intent(text=slack_text(r.text), blocks=as_dicts(reply_blocks(r.text, r.citations)) if r.citations else None)
+            for r in replies
+        ]
         for n, conf in enumerate(confirmations):  # the first prompt rides on the last reply: one post, not two
             lead = intents.pop().text if n == 0 and intents else None
             blocks = confirmation_blocks(
-                refund_id=conf.refund_id, text=conf.text, lead=replies[-1] if lead is not None else None
+                refund_id=conf.refund_id, text=conf.text, lead=replies[-1].text if lead is not None else None
             )
             intents.append(Intent(text=lead or slack_text(conf.text), blocks=as_dicts(blocks)))
         await self.out.record(item.id, item.channel, item.thread_ts, intents)

@@ -22,7 +22,7 @@ from bot.slack.people import subject
 from bot.slack.turns import give_back, take_over
 from storage.models import ChatSession, Refund, Ticket
 from storage.types import format_cents
-from tools import refunds, tickets, wording
+from tools import articles, refunds, tickets, wording
 from tools.codes import Code
 from tools.context import Actor, CallContext
 
@@ -248,7 +248,29 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         await ack()
         await rt.board.publish(ticket_id)
 
+    async def on_save_article(ack: AsyncAck, body: dict[str, Any]) -> None:
+        staff = await staff_only(ack, body)
+        if staff is None:
+            return
+        ticket = await ticket_of(body)
+        if ticket is None:
+            await ack()
+            await ephemeral(body, "That ticket no longer exists.")
+            return
+        result = await articles.draft_from_ticket(rt.deps, ticket_id=ticket.id, staff=staff)
+        await ack()
+        if result.ok:
+            ident = result.data["article_id"]
+            await ephemeral(
+                body,
+                f"{result.note} Customers find it once it is published: `supportbot kb show {ident}`, "
+                f"then `supportbot kb publish {ident}`.",
+            )
+        else:
+            await ephemeral(body, f"Nothing saved: {result.note}")
+
     for action_id, handler in (
+        (blocks.SAVE_ARTICLE, on_save_article),
         (blocks.CONFIRM, on_confirm),
         (blocks.CANCEL, on_cancel),
         (blocks.CLAIM, on_claim),
