@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from agent.events import Citation
-
 from pathlib import Path
 
 import yaml
 
+from agent.events import Citation
 from bot.slack import blocks, listeners, routing
 from bot.slack.blocks import TicketView, confirmation_blocks, slack_text, ticket_blocks
 
