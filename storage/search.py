@@ -265,8 +265,8 @@ class SqliteIndex:
                 return list(
                     await s.execute(
                         text(
-                            "SELECT p.id, p.article_id, p.position, p.title, p.heading, p.url, p.locale, p.text, p.fts_head,"
-                            " p.fts_body, f.score FROM ("
+                            "SELECT p.id, p.article_id, p.position, p.title, p.heading, p.url, p.locale, p.text,"
+                            " p.fts_head, p.fts_body, f.score FROM ("
                             " SELECT rowid, bm25(kb_fts_passages, 4.0, 1.0) AS score FROM kb_fts_passages"
                             " WHERE kb_fts_passages MATCH :q ORDER BY score LIMIT :n"
                             ") f JOIN kb_passages p ON p.id = f.rowid"

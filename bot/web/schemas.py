@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.web.identity import IdentityView
-from bot.web.turns import ConfirmationData, SessionState
+from bot.web.turns import CitationData, ConfirmationData, SessionState
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_MESSAGE_CHARS = 4000
@@ -29,6 +29,7 @@ class ChatResponse(BaseModel):
     turn_id: str
     identity: IdentityView
     reply: str
+    citations: list[CitationData]  # the help-center articles the reply used, each once
     status: list[str]
     confirmation: ConfirmationData | None
     failed: bool

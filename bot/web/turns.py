@@ -75,6 +75,19 @@ class TextData(BaseModel):
     text: str
 
 
+class CitationData(BaseModel):
+    """A help-center article the reply used (only ever one its search returned)."""
+
+    article_id: int
+    title: str
+    url: str
+
+
+class ReplyData(BaseModel):
+    text: str
+    citations: list[CitationData] = []  # on a reply's last sentence: the articles it cites
+
+
 class EscalationData(BaseModel):
     ticket_id: int
 
@@ -93,7 +106,7 @@ class DoneData(BaseModel):
 
 EVENT_DATA: dict[str, type[BaseModel]] = {
     "status": TextData,
-    "reply": TextData,
+    "reply": ReplyData,
     "escalation": EscalationData,
     "confirmation": ConfirmationData,
     "error": TextData,
@@ -106,7 +119,11 @@ def shown(event: Event) -> list[tuple[str, BaseModel]]:
     if isinstance(event, Status):
         return [("status", TextData(text=event.text))]
     if isinstance(event, Reply):
-        return [("reply", TextData(text=s)) for s in event.sentences() or [event.text]]
+        parts = event.sentences() or [event.text]
+        cites = [CitationData(article_id=c.article_id, title=c.title, url=c.url) for c in event.citations]
+        return [
+            ("reply", ReplyData(text=s, citations=cites if i == len(parts) - 1 else [])) for i, s in enumerate(parts)
+        ]
     if isinstance(event, Escalation) and event.reason not in HIDDEN_REASONS:
         return [("escalation", EscalationData(ticket_id=event.ticket_id))]
     if isinstance(event, Confirmation):

@@ -281,7 +281,7 @@ async def test_expired_forged_or_missing_tokens_get_an_anonymous_session(
 ) -> None:
     hello = await api.chat("what are your support hours?", headers=headers)
     assert hello["identity"]["kind"] == "anonymous" and hello["identity"]["token"] == verdict
-    assert "9:00-18:00" in hello["reply"]
+    assert "9:00 to 18:00" in hello["reply"]
     anon = {"X-Anonymous-Id": hello["identity"]["anonymous_id"]}
     order = await api.chat(
         "My blender ORD-8842 arrived broken, refund please", headers=anon, session_id=hello["session_id"]
@@ -575,7 +575,7 @@ async def test_turns_of_a_dead_replica_are_taken_over(
         assert crashed[1]["data"] == {"text": wording.GENERIC_FALLBACK}
         assert crashed[2]["data"]["state"]["escalated"] is True  # a person follows up, as the apology says
         assert [e["event"] for e in recovered][-1] == "done"
-        assert "9:00-18:00" in " ".join(e["data"].get("text", "") for e in recovered)
+        assert "9:00 to 18:00" in " ".join(e["data"].get("text", "") for e in recovered)
         later = await api.chat("thanks", headers=anon, session_id=visitor["session_id"])
         assert later["reply"]
         assert await rows(api, "SELECT key, status FROM web_turns ORDER BY id") == [
@@ -615,3 +615,26 @@ async def test_the_store_lets_only_one_turn_of_a_session_run_at_a_time(api: Api)
         async with api.bot.rt.store.write() as s:
             s.add(running("turn_b"))
     assert await rows(api, "SELECT key FROM web_turns WHERE status = 'running'") == [("turn_a",)]
+
+
+# --- the help center --------------------------------------------------------------------------------------
+async def test_an_anonymous_visitor_gets_a_cited_answer_in_their_language(api: Api) -> None:
+    visitor = {"X-Anonymous-Id": "v" * 43, "Accept-Language": "es-ES,es;q=0.9,en;q=0.5"}
+    answer = await api.chat("¿Cuánto tarda la entrega?", headers=visitor)
+    assert answer["identity"]["kind"] == "anonymous"
+    assert answer["reply"].startswith("Esto dice nuestro centro de ayuda")
+    (cited,) = answer["citations"]
+    assert cited["title"] == "Plazos y costes de envío"
+    assert cited["url"].startswith("https://help.example.com/es-envios") and cited["url"] in answer["reply"]
+    assert await rows(api, "SELECT locale FROM sessions") == [("es-ES",)]
+    started = await api.start("¿Cuál es el horario de atención?", headers=visitor, session_id=answer["session_id"])
+    events = await api.stream(started["turn_id"], headers=visitor)
+    replies = [e["data"] for e in events if e["event"] == "reply"]
+    assert all(r["citations"] == [] for r in replies[:-1])
+    assert replies[-1]["citations"] and replies[-1]["citations"][0]["title"] == "Horario de atención al cliente"
+    spec = api.spec["components"]["schemas"]
+    assert "citations" in spec["ChatResponse"]["required"] and spec["CitationData"]["required"] == [
+        "article_id",
+        "title",
+        "url",
+    ]
