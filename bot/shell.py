@@ -84,6 +84,8 @@ def show(event: Event, printer: Printer) -> None:
         printer.dim(f"refund {event.amount} for {event.order_id} is waiting for you: type yes to confirm, no to cancel")
     elif isinstance(event, Reply):
         printer.bot(event.text)
+        for c in event.citations:  # the help-center articles the reply used
+            printer.dim(f"source: {c.title} <{c.url}>")
     elif isinstance(event, Error):
         printer.dim(f"({event.what.replace('_', ' ')})")
     elif isinstance(event, Done):

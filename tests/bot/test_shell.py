@@ -68,3 +68,14 @@ def test_staff_shell_claims_and_approves(tmp_path: Path, url: str) -> None:
     assert "#1 P2 open" in out and "OK: Ticket claimed." in out
     assert "REFUND_PROCESSED: The refund has been issued. (processed)" in out
     assert "OK: Ticket resolved." in out and out.count("no open tickets") == 1
+
+
+def test_a_help_center_answer_prints_its_source_link(tmp_path: Path, url: str) -> None:
+    proc = shell(tmp_path, url, "Do you offer gift wrapping?\nDo you sell gift cards?\n", "--as", "sarah@example.com")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "· Searching our help center…" in out
+    assert "supportbot> Here's what our help center says:" in out
+    assert "· source: Gift wrapping and gift messages <https://help.example.com/gift-wrap" in out
+    assert "supportbot> I couldn't find an answer to that in our help center" in out
+    assert out.count("· source:") == 1  # the unanswered question cites nothing

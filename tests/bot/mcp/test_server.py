@@ -361,3 +361,14 @@ async def test_start_problems_are_one_clear_line(
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2 and out == b""
     assert message in err.decode() and "Traceback" not in err.decode()
+
+
+async def test_help_center_answers_carry_their_sources_in_the_tool_result(tmp_path: Path, database_url: str) -> None:
+    async with connect(tmp_path, database_url, "--as", "sarah@example.com") as client:
+        error, found = await call(client, "search_help_center", query="How long does standard delivery take?")
+        _, none = await call(client, "search_help_center", query="Do you sell gift cards?")
+    assert error is False and found["answered"] is True
+    first = found["results"][0]
+    assert first["title"] == "Shipping times and costs"
+    assert first["url"].startswith("https://help.example.com/shipping-times") and "3 to 5" in first["snippet"]
+    assert none["answered"] is False and none["results"] == [] and "person" in none["note"]
