@@ -46,6 +46,7 @@ ANSWER_COVERAGE = 0.6
 CANDIDATES = 12  # passages ranked by the database, then re-ranked by coverage
 COMMON_SHARE, COMMON_MIN = 0.02, 200  # a term in more passages than this is "common" (see `plan`)
 MAX_COMBINATIONS = 10
+HEAD_FIRST_AT = 5_000  # passages: from here on, titles and headings are searched first
 MAX_QUERY_TERMS = 24
 MAX_CORRECTED = 6
 INDEX_PREFIX = "kb_fts"
@@ -181,24 +182,30 @@ def snippet(passage: str, query: str, language: str, *, chars: int = SNIPPET_CHA
 
 
 # --- SQLite -----------------------------------------------------------------------------------------
-def _fts5(level: Level, groups: list[Group]) -> str:
+def _fts5(level: Level, groups: list[Group], *, head: bool = False) -> str:
     """The level's passages, ranked by every term: `(level) AND (any term)` matches exactly the
-    level's passages, while BM25 counts every phrase of the expression."""
+    level's passages, while BM25 counts every phrase of the expression. `head`: in titles and
+    headings only."""
     selects = " OR ".join(
-        "(" + " AND ".join(" OR ".join(f'"{t}"' for t in sorted(g)) for g in alt) + ")" for alt in level
+        "(" + " AND ".join("(" + " OR ".join(f'"{t}"' for t in sorted(g)) + ")" for g in alt) + ")" for alt in level
     )
     ranks = " OR ".join(f'"{t}"' for g in groups for t in sorted(g))
-    return f"({selects}) AND ({ranks})"
+    expr = f"({selects}) AND ({ranks})"
+    return f"{{fts_head}} : ({expr})" if head else expr
 
 
-async def _run_levels(levels: list[Level], limit: int, run: Any) -> list[Any]:
-    """Rows from each level until `limit` articles are found (a later level re-finds earlier rows)."""
+async def _run_levels(levels: list[Level], limit: int, run: Any, *, head_first: bool, answers: Any) -> list[Any]:
+    """Rows from each level until `limit` articles are found (a later level re-finds earlier rows).
+
+    In a big help center (`head_first`) each level is tried on titles and headings first, and a
+    level whose titles already answer the question (`answers(row)`) ends the search."""
     rows: dict[int, Any] = {}
     for level in levels:
-        for r in await run(level):
-            rows.setdefault(r.id, r)
-        if len({r.article_id for r in rows.values()}) >= limit:
-            break
+        for head in (True, False) if head_first else (False,):
+            for r in await run(level, head):
+                rows.setdefault(r.id, r)
+            if len({r.article_id for r in rows.values()}) >= limit or (head and any(map(answers, rows.values()))):
+                return list(rows.values())
     return list(rows.values())
 
 
@@ -259,7 +266,7 @@ class SqliteIndex:
             docs, corrected, total = await self._vocabulary(s, terms)
             groups = [frozenset({t, corrected[t]} if t in corrected else {t}) for t in terms]
 
-            async def run(level: Level) -> list[Any]:
+            async def run(level: Level, head: bool) -> list[Any]:
                 # rank inside the index alone, then read the few winners (the index holds published
                 # passages only; other languages' stems rarely match, and are filtered here)
                 return list(
@@ -272,11 +279,16 @@ class SqliteIndex:
                             ") f JOIN kb_passages p ON p.id = f.rowid"
                             " WHERE p.locale = :lang AND p.published ORDER BY f.score"
                         ),
-                        {"q": _fts5(level, groups), "lang": language, "n": CANDIDATES * 3},
+                        {"q": _fts5(level, groups, head=head), "lang": language, "n": CANDIDATES * 3},
                     )
                 )
 
-            rows = (await _run_levels(plan(groups, docs, total), limit, run))[: CANDIDATES * 2]
+            def answers(r: Any) -> bool:
+                return _coverage(groups, set(f"{r.fts_head} {r.fts_body}".split())) >= ANSWER_COVERAGE
+
+            levels = plan(groups, docs, total)
+            rows = await _run_levels(levels, limit, run, head_first=total >= HEAD_FIRST_AT, answers=answers)
+            rows = rows[: CANDIDATES * 2]
         hits = [
             Hit(
                 passage_id=r.id,
@@ -306,10 +318,12 @@ async def _count_passages(session: AsyncSession) -> None:
 LEXEME = re.compile(r"^[^\W_]+$")
 
 
-def _tsquery(level: Level, groups: list[Group]) -> str:
-    """As `_fts5`: the level selects, every term ranks."""
+def _tsquery(level: Level, groups: list[Group], *, head: bool = False) -> str:
+    """As `_fts5`: the level selects, every term ranks; `head` keeps the selecting lexemes to the
+    title's and heading's weights (A, B)."""
+    mark = ":AB" if head else ""
     selects = " | ".join(
-        "(" + " & ".join("(" + " | ".join(f"'{t}'" for t in sorted(g)) + ")" for g in alt) + ")" for alt in level
+        "(" + " & ".join("(" + " | ".join(f"'{t}'{mark}" for t in sorted(g)) + ")" for g in alt) + ")" for alt in level
     )
     ranks = " | ".join(f"'{t}'" for g in groups for t in sorted(g))
     return f"({selects}) & ({ranks})"
@@ -394,7 +408,7 @@ class PostgresIndex:
                 frozenset(t for t in ({x, corrected[x]} if x in corrected else {x}) if LEXEME.match(t)) for x in terms
             ]
 
-            async def run(level: Level) -> list[Any]:
+            async def run(level: Level, head: bool) -> list[Any]:
                 return list(
                     await s.execute(
                         text(
@@ -406,12 +420,16 @@ class PostgresIndex:
                             " ORDER BY score DESC LIMIT :n"
                             ") c JOIN kb_passages p ON p.id = c.id ORDER BY c.score DESC"
                         ),
-                        {"q": _tsquery(level, live), "lang": language, "n": CANDIDATES},
+                        {"q": _tsquery(level, live, head=head), "lang": language, "n": CANDIDATES},
                     )
                 )
 
+            def answers(r: Any) -> bool:
+                return _coverage(groups, set(r.lexemes)) >= ANSWER_COVERAGE
+
             live = [g for g in groups if g]
-            rows = await _run_levels(plan(live, docs, total), limit, run)
+            levels = plan(live, docs, total)
+            rows = await _run_levels(levels, limit, run, head_first=total >= HEAD_FIRST_AT, answers=answers)
         hits = [
             Hit(
                 passage_id=r.id,

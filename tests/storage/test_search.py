@@ -139,3 +139,20 @@ async def test_guess_language_among_the_help_center_languages() -> None:
     assert await guess_language("How long does shipping take?", among) == "en"
     assert await guess_language("???", among) is None
     assert await guess_language("anything", ["en"]) == "en"
+
+
+def test_plan_never_lets_a_common_word_select_on_its_own() -> None:
+    from storage.search import plan
+
+    g = {t: frozenset({t}) for t in ("ship", "take", "free", "abroad", "order")}
+    docs = {"ship": 12_000, "take": 1_300, "order": 20_000, "free": 700, "abroad": 300}
+    total = 50_000  # common: in more than 2% (1,000) of the passages
+    assert plan([g["free"], g["ship"]], docs, total) == [[[g["free"]]]]  # "ship" ranks but does not select
+    assert plan([g["ship"]], docs, total) == [[[g["ship"]]]]  # unless it is the only word
+    levels = plan([g["abroad"], g["ship"], g["take"], g["order"]], docs, total)
+    assert levels[0] == [[g["abroad"]], [g["ship"], g["take"], g["order"]]]
+    assert levels[1] == [[g["abroad"]], [g["ship"], g["take"]], [g["ship"], g["order"]], [g["take"], g["order"]]]
+    assert len(levels) == 2  # never fewer than half of the common words together
+    assert plan([frozenset({"nowhere"})], {}, total) == []
+    # a small help center (the demo's 90 passages): under COMMON_MIN passages every word selects
+    assert plan([g["ship"], g["take"]], {"ship": 150, "take": 40}, 1_000) == [[[g["ship"]], [g["take"]]]]
