@@ -28,6 +28,7 @@ RETURN_WINDOW = re.compile(r"\b(return window|how long .*return|how many days|re
 YES = re.compile(r"^\s*(?:yes|yeah|yep|sure|please|ok(?:ay)?|sí|si|ja|gerne|claro)\b", re.IGNORECASE)
 NO = re.compile(r"^\s*(?:no|nope|nein|not now|no thanks)\b", re.IGNORECASE)
 WORD = re.compile(r"[^\W_]+")
+MARKUP = re.compile(r"<[@#!][^<>\s]{0,80}>")
 ALL_STOPWORDS = frozenset().union(*STOPWORDS.values())
 Call = tuple[str, dict[str, Any], dict[str, Any]]
 _ids = itertools.count(1)
@@ -70,12 +71,13 @@ def step(texts: list[str], turn: list[Call], *, last_reply: str, window_days: in
         answered = _answer_offer(texts, turn)
         if answered is not None:
             return answered
-    words = [w for w in WORD.findall(text.lower()) if w not in ALL_STOPWORDS]
+    plain = MARKUP.sub(" ", text)  # a mention is nobody's question
+    words = [w for w in WORD.findall(plain.lower()) if w not in ALL_STOPWORDS]
     if not words or WHO.search(text):
         return None  # small talk: the offline model's own lines
     result = _result(turn, "search_help_center")
     if result is None:
-        return _use("search_help_center", query=text[:500])
+        return _use("search_help_center", query=plain.strip()[:500])
     language = str(result.get("language") or "en")
     hits = result.get("results") or []
     if result.get("answered") and hits:

@@ -65,6 +65,7 @@ class Analyzer:
         name = STEMMERS.get(language)
         self._stemmer = Stemmer.Stemmer(name, 50_000) if name else None
         self.stopwords = STOPWORDS.get(language, frozenset())
+        self._memo: dict[str, str] = {}  # word -> folded stem
 
     def words(self, text: str) -> list[str]:
         """The content words, lower-cased, before stemming (what PostgreSQL is given to analyze)."""
@@ -72,8 +73,14 @@ class Analyzer:
         return [w for w in WORD.findall(norm) if (len(w) > 1 or w.isdigit()) and w not in self.stopwords]
 
     def stems(self, words: Sequence[str]) -> list[str]:
-        stemmed = self._stemmer.stemWords(words) if self._stemmer else list(words)
-        return [_fold(w) for w in stemmed]
+        memo = self._memo
+        missing = [w for w in dict.fromkeys(words) if w not in memo]
+        if missing:
+            stemmed = self._stemmer.stemWords(missing) if self._stemmer else missing
+            if len(memo) > 200_000:  # bounded: a help center's vocabulary is far smaller
+                memo.clear()
+            memo.update(zip(missing, (_fold(w) for w in stemmed), strict=True))
+        return [memo[w] for w in words]
 
     def terms(self, text: str) -> list[str]:
         return self.stems(self.words(text))

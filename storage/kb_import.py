@@ -509,8 +509,8 @@ async def import_articles(
                 for doc, aid in [*zip(part_new, ids, strict=True), *((d, existing[d.key][0]) for d in part_changed)]
                 for row in passage_rows(store, aid, doc, published=not doc.draft)
             ]
-            if rows:
-                await s.execute(insert(Passage), rows)
+            if rows:  # Core executemany: one statement for the batch (the ORM would split it by NULL columns)
+                await (await s.connection()).execute(Passage.__table__.insert(), rows)
             counts.passages += len(rows)
             done += len(part_new) + len(part_changed)
             if progress:
