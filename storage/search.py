@@ -15,8 +15,7 @@
   unknown term's candidates are the terms sharing its first two letters, either way round), on
   PostgreSQL from `ts_stat` (candidates through a `pg_trgm` GIN index, `term % query`). Either way
   the closest candidate within `max_edits` (analysis.best_correction) is searched as well.
-- Cost: the database never ranks a large share of itself (`plan`), and a big help center
-  (HEAD_FIRST_AT passages) is searched in titles and headings first; `supportbot bench --suite kb`
+- Cost: the database never ranks a large share of itself (`plan`); `supportbot bench --suite kb`
   measures it at 10,000 articles.
 - The no-answer rule (`ANSWER_COVERAGE`), the same on both: raw BM25 and ts_rank scores are not
   comparable across queries, so each hit carries its *coverage*: the share of the question's
@@ -47,7 +46,6 @@ ANSWER_COVERAGE = 0.6
 CANDIDATES = 12  # passages ranked by the database, then re-ranked by coverage
 COMMON_SHARE, COMMON_MIN = 0.02, 200  # a term in more passages than this is "common" (see `plan`)
 MAX_COMBINATIONS = 10
-HEAD_FIRST_AT = 5_000  # passages: from here on, titles and headings are searched first
 MAX_QUERY_TERMS = 24
 MAX_CORRECTED = 6
 INDEX_PREFIX = "kb_fts"
@@ -183,30 +181,24 @@ def snippet(passage: str, query: str, language: str, *, chars: int = SNIPPET_CHA
 
 
 # --- SQLite -----------------------------------------------------------------------------------------
-def _fts5(level: Level, groups: list[Group], *, head: bool = False) -> str:
+def _fts5(level: Level, groups: list[Group]) -> str:
     """The level's passages, ranked by every term: `(level) AND (any term)` matches exactly the
-    level's passages, while BM25 counts every phrase of the expression. `head`: in titles and
-    headings only."""
+    level's passages, while BM25 counts every phrase of the expression."""
     selects = " OR ".join(
         "(" + " AND ".join("(" + " OR ".join(f'"{t}"' for t in sorted(g)) + ")" for g in alt) + ")" for alt in level
     )
     ranks = " OR ".join(f'"{t}"' for g in groups for t in sorted(g))
-    expr = f"({selects}) AND ({ranks})"
-    return f"{{fts_head}} : ({expr})" if head else expr
+    return f"({selects}) AND ({ranks})"
 
 
-async def _run_levels(levels: list[Level], limit: int, run: Any, *, head_first: bool, answers: Any) -> list[Any]:
-    """Rows from each level until `limit` articles are found (a later level re-finds earlier rows).
-
-    In a big help center (`head_first`) each level is tried on titles and headings first, and a
-    level whose titles already answer the question (`answers(row)`) ends the search."""
+async def _run_levels(levels: list[Level], limit: int, run: Any) -> list[Any]:
+    """Rows from each level until `limit` articles are found (a later level re-finds earlier rows)."""
     rows: dict[int, Any] = {}
     for level in levels:
-        for head in (True, False) if head_first else (False,):
-            for r in await run(level, head):
-                rows.setdefault(r.id, r)
-            if len({r.article_id for r in rows.values()}) >= limit or (head and any(map(answers, rows.values()))):
-                return list(rows.values())
+        for r in await run(level):
+            rows.setdefault(r.id, r)
+        if len({r.article_id for r in rows.values()}) >= limit:
+            break
     return list(rows.values())
 
 
@@ -267,7 +259,7 @@ class SqliteIndex:
             docs, corrected, total = await self._vocabulary(s, terms)
             groups = [frozenset({t, corrected[t]} if t in corrected else {t}) for t in terms]
 
-            async def run(level: Level, head: bool) -> list[Any]:
+            async def run(level: Level) -> list[Any]:
                 # rank inside the index alone, then read the few winners (the index holds published
                 # passages only; other languages' stems rarely match, and are filtered here)
                 return list(
@@ -280,15 +272,12 @@ class SqliteIndex:
                             ") f JOIN kb_passages p ON p.id = f.rowid"
                             " WHERE p.locale = :lang AND p.published ORDER BY f.score"
                         ),
-                        {"q": _fts5(level, groups, head=head), "lang": language, "n": CANDIDATES * 3},
+                        {"q": _fts5(level, groups), "lang": language, "n": CANDIDATES * 3},
                     )
                 )
 
-            def answers(r: Any) -> bool:
-                return _coverage(groups, set(f"{r.fts_head} {r.fts_body}".split())) >= ANSWER_COVERAGE
-
             levels = plan(groups, docs, total)
-            rows = await _run_levels(levels, limit, run, head_first=total >= HEAD_FIRST_AT, answers=answers)
+            rows = await _run_levels(levels, limit, run)
             rows = rows[: CANDIDATES * 2]
         hits = [
             Hit(
@@ -319,12 +308,10 @@ async def _count_passages(session: AsyncSession) -> None:
 LEXEME = re.compile(r"^[^\W_]+$")
 
 
-def _tsquery(level: Level, groups: list[Group], *, head: bool = False) -> str:
-    """As `_fts5`: the level selects, every term ranks; `head` keeps the selecting lexemes to the
-    title's and heading's weights (A, B)."""
-    mark = ":AB" if head else ""
+def _tsquery(level: Level, groups: list[Group]) -> str:
+    """As `_fts5`: the level selects, every term ranks."""
     selects = " | ".join(
-        "(" + " & ".join("(" + " | ".join(f"'{t}'{mark}" for t in sorted(g)) + ")" for g in alt) + ")" for alt in level
+        "(" + " & ".join("(" + " | ".join(f"'{t}'" for t in sorted(g)) + ")" for g in alt) + ")" for alt in level
     )
     ranks = " | ".join(f"'{t}'" for g in groups for t in sorted(g))
     return f"({selects}) & ({ranks})"
@@ -409,7 +396,7 @@ class PostgresIndex:
                 frozenset(t for t in ({x, corrected[x]} if x in corrected else {x}) if LEXEME.match(t)) for x in terms
             ]
 
-            async def run(level: Level, head: bool) -> list[Any]:
+            async def run(level: Level) -> list[Any]:
                 return list(
                     await s.execute(
                         text(
@@ -421,16 +408,13 @@ class PostgresIndex:
                             " ORDER BY score DESC LIMIT :n"
                             ") c JOIN kb_passages p ON p.id = c.id ORDER BY c.score DESC"
                         ),
-                        {"q": _tsquery(level, live, head=head), "lang": language, "n": CANDIDATES},
+                        {"q": _tsquery(level, live), "lang": language, "n": CANDIDATES},
                     )
                 )
 
-            def answers(r: Any) -> bool:
-                return _coverage(groups, set(r.lexemes)) >= ANSWER_COVERAGE
-
             live = [g for g in groups if g]
             levels = plan(live, docs, total)
-            rows = await _run_levels(levels, limit, run, head_first=total >= HEAD_FIRST_AT, answers=answers)
+            rows = await _run_levels(levels, limit, run)
         hits = [
             Hit(
                 passage_id=r.id,
