@@ -28,8 +28,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from agent import history, policy
-from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status, Usage
+from agent import citations, history, policy
+from agent.events import Citation, Confirmation, Done, Error, Escalation, Event, Reply, Status, Usage
 from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
 from agent.policy import AgentLimit, MaxModelCallsExceeded, TokenBudgetExceeded, Verdict
 from agent.prompts import session_note, system_prompt
@@ -64,6 +64,8 @@ class _Turn:
     reply: str | None = None  # the model's final text
     verdict: Verdict | None = None  # a verdict that ended the turn
     summary: str = ""  # what staff read about that verdict
+    sources: citations.TurnSources = field(default_factory=citations.TurnSources)  # what searches returned
+    cited: tuple[Citation, ...] = ()
 
     def end(self, verdict: Verdict, summary: str) -> None:
         self.verdict, self.summary = verdict, summary
@@ -80,7 +82,7 @@ class Agent:
     # --- the turn --------------------------------------------------------------------------------------
     async def run_turn(self, ctx: CallContext, text: str) -> AsyncIterator[Event]:
         text = text.replace("\x00", "")
-        turn = _Turn()
+        turn = _Turn(sources=citations.TurnSources(started=self.deps.clock.now()))
         await self._start(turn, ctx)
         await self._remember(turn, ctx, "user", [{"type": "text", "text": text}], customer_text=True)
         trigger = policy.classify(text)
@@ -169,8 +171,9 @@ class Agent:
             if out.replaced:
                 await self._replaced(ctx, text, out)
             text = out.text
+            text, turn.cited = citations.check(text, turn.sources)
         await self._remember(turn, ctx, "assistant", [{"type": "text", "text": text}])
-        yield Reply(text)
+        yield Reply(text, turn.cited)
         clarification, done = await self._finish(turn, ctx, text)
         if clarification is not None:
             yield clarification
@@ -264,6 +267,7 @@ class Agent:
             yield _tool_result(block, {"outcome": "error", "note": wording.TOOL_UNAVAILABLE_NOTE}, error=True)
             return
         turn.codes.append(result.code)
+        turn.sources.add(name, result)
         async for event in self._verdict_of(turn, ctx, name, args, result):
             yield event
         if result.code is Code.AWAITING_CONFIRMATION:
@@ -339,6 +343,7 @@ class Agent:
             applied = await self._apply(ctx, policy.CLARIFICATION, summary)
             escalation = next((e for e in applied if isinstance(e, Escalation)), None)
         async with self.deps.store.write() as s:
+            await citations.record(s, session_id=ctx.session_id, sources=turn.sources, cited=turn.cited)
             outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
         return escalation, Done(
             outcome=outcome,

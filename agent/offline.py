@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from agent import offline_kb
 from agent.events import Usage
 from agent.model import ModelReply, ModelRequest
 from agent.offline_text import ENGLISH_ONLY, Task, angry, fix_typos, language, tasks
@@ -47,6 +48,7 @@ class _Conversation:
     turn: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # this turn's tool calls
     earlier: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     asked_for_order: bool = False  # our last reply asked which order
+    last_reply: str = ""
     window_days: int = 30  # read from the system prompt's policy
 
     @property
@@ -89,6 +91,7 @@ def _parse(request: ModelRequest) -> _Conversation:
     conv.turn = [(n, a, r) for i, n, a, r in calls if i > last_customer]
     conv.earlier = [(n, a, r) for i, n, a, r in calls if i <= last_customer]
     conv.asked_for_order = "order number" in last_reply.lower() and "?" in last_reply
+    conv.last_reply = last_reply
     return conv
 
 
@@ -161,6 +164,18 @@ def _decide(conv: _Conversation) -> list[dict[str, Any]]:
             "I've asked a member of our team to help."
         )
     todo = tasks(text, carried=_carried(conv) if conv.asked_for_order else None, answering=conv.asked_for_order)
+    kinds = {t.intent for t in todo}
+    if "cant" not in kinds and (kinds <= {"chat"} or offline_kb.is_general_question(text)):
+        # the help center answers general questions; small talk gets the offline model's own lines
+        kb = offline_kb.step(
+            conv.texts,
+            conv.turn,
+            last_reply=conv.last_reply,
+            window_days=conv.window_days,
+            asked=offline_kb.questions(text),
+        )
+        if kb is not None:
+            return kb
     lead = [ENGLISH_ONLY[lang]] if (lang := language(text)) else []
     if angry(conv.latest):
         lead.append(EMPATHY)

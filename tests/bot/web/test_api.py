@@ -296,7 +296,7 @@ async def test_expired_forged_or_missing_tokens_get_an_anonymous_session(
 ) -> None:
     hello = await api.chat("what are your support hours?", headers=headers)
     assert hello["identity"]["kind"] == "anonymous" and hello["identity"]["token"] == verdict
-    assert "9:00-18:00" in hello["reply"]
+    assert "9:00 to 18:00" in hello["reply"]
     anon = {"X-Anonymous-Id": hello["identity"]["anonymous_id"]}
     order = await api.chat(
         "My blender ORD-8842 arrived broken, refund please", headers=anon, session_id=hello["session_id"]
@@ -585,7 +585,7 @@ async def test_a_turn_whose_replica_died_is_taken_over_and_answered_once(
             events = await api.stream(turn.key, headers=anon)
         assert [e["event"] for e in events][-1] == "done"
         assert [e["event"] for e in events].count("reply") >= 1
-        assert "9:00-18:00" in " ".join(e["data"].get("text", "") for e in events)
+        assert "9:00 to 18:00" in " ".join(e["data"].get("text", "") for e in events)
         assert await rows(
             api,
             f"SELECT status, attempts FROM inbox WHERE id = (SELECT inbox_id FROM web_turns WHERE key = '{turn.key}')",
@@ -619,3 +619,26 @@ async def test_a_turn_that_keeps_failing_gets_the_one_failure_policy(
         assert await rows(api, "SELECT kind FROM outbox ORDER BY id") == [("apology",), ("alert",)]
     finally:
         await stop_bot(bot)
+
+
+# --- the help center --------------------------------------------------------------------------------------
+async def test_an_anonymous_visitor_gets_a_cited_answer_in_their_language(api: Api) -> None:
+    visitor = {"X-Anonymous-Id": "v" * 43, "Accept-Language": "es-ES,es;q=0.9,en;q=0.5"}
+    answer = await api.chat("¿Cuánto tarda la entrega?", headers=visitor)
+    assert answer["identity"]["kind"] == "anonymous"
+    assert answer["reply"].startswith("Esto dice nuestro centro de ayuda")
+    (cited,) = answer["citations"]
+    assert cited["title"] == "Plazos y costes de envío"
+    assert cited["url"].startswith("https://help.example.com/es-envios") and cited["url"] in answer["reply"]
+    assert await rows(api, "SELECT locale FROM sessions") == [("es-ES",)]
+    started = await api.start("¿Cuál es el horario de atención?", headers=visitor, session_id=answer["session_id"])
+    events = await api.stream(started["turn_id"], headers=visitor)
+    replies = [e["data"] for e in events if e["event"] == "reply"]
+    assert all(r["citations"] == [] for r in replies[:-1])
+    assert replies[-1]["citations"] and replies[-1]["citations"][0]["title"] == "Horario de atención al cliente"
+    spec = api.spec["components"]["schemas"]
+    assert "citations" in spec["ChatResponse"]["required"] and spec["CitationData"]["required"] == [
+        "article_id",
+        "title",
+        "url",
+    ]
