@@ -19,7 +19,7 @@ from typing import Any
 from agent import offline_kb
 from agent.events import Usage
 from agent.model import ModelReply, ModelRequest
-from agent.offline_text import ENGLISH_ONLY, Task, angry, fix_typos, language, tasks
+from agent.offline_text import ENGLISH_ONLY, WHO, Task, angry, fix_typos, language, tasks
 
 EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
 AMOUNT = re.compile(
@@ -31,11 +31,6 @@ SHIPPING = re.compile(
     r"\b(shipping|delivery time|how long .{0,40}(?:ship|deliver)|change (?:my )?address)\b", re.IGNORECASE
 )
 GREETING = re.compile(r"^\s*(hi|hello|hey|good (?:morning|afternoon|evening)|thanks|thank you|hola|hallo)\b", re.I)
-WHO = re.compile(
-    r"\b(who are you|are you (?:a |an )?(?:bot|human|real|ai|claude|robot|person)|is this (?:a |an )?(?:bot|ai|human)"
-    r"|am i (?:talking|speaking|chatting) (?:to|with)|eres (?:un )?(?:bot|humano)|bist du ein|sind sie ein)\b",
-    re.IGNORECASE,
-)
 
 INTRO = "I'm supportbot's offline assistant, a rules-based stand-in for Claude, so I keep to refunds and orders."
 _ids = itertools.count(1)
@@ -165,7 +160,8 @@ def _decide(conv: _Conversation) -> list[dict[str, Any]]:
         )
     todo = tasks(text, carried=_carried(conv) if conv.asked_for_order else None, answering=conv.asked_for_order)
     kinds = {t.intent for t in todo}
-    if "cant" not in kinds and (kinds <= {"chat"} or offline_kb.is_general_question(text)):
+    general = offline_kb.is_general_question(text) and not any(t.orders for t in todo)
+    if "cant" not in kinds and (kinds <= {"chat"} or general):
         # the help center answers general questions; small talk gets the offline model's own lines
         kb = offline_kb.step(
             conv.texts,
