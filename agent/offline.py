@@ -293,7 +293,7 @@ def _refund_result(refund: dict[str, Any], looked: dict[str, Any], oid: str, ite
     if code == "AWAITING_CONFIRMATION":
         return (
             f"I'm sorry about the {item}. I've prepared a refund of {money} for order {oid}. "
-            "It's on its way as soon as you confirm."
+            "It will be on its way as soon as you confirm."
         )
     if code == "REFUND_PROCESSED":
         return f"Done: your refund of {money} for order {oid} has been issued."
