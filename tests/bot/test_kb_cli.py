@@ -82,6 +82,9 @@ async def test_draft_from_a_resolved_ticket_then_publish(
     async with deps.store.write() as s:
         s.add(
             InboxItem(
+                face="slack",
+                kind="message",
+                conversation="slack:C1:100.1",
                 channel="C1",
                 ts="100.2",
                 thread_ts="100.1",
