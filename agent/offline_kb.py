@@ -24,7 +24,7 @@ QUESTION = re.compile(
 )
 PERSONAL = re.compile(r"\b(?:my|mine|i'm|i want|i need|mi|mis|mein|meine|meinen|meiner)\b", re.IGNORECASE)
 ORDER = re.compile(r"\b[A-Za-z]{2,6}-\d{2,}\b")
-RETURN_WINDOW = re.compile(r"\b(return window|how long .*return|how many days|return policy)\b", re.IGNORECASE)
+RETURN_WINDOW = re.compile(r"\b(return window|how long .{0,40}return|how many days|return policy)\b", re.IGNORECASE)
 YES = re.compile(r"^\s*(?:yes|yeah|yep|sure|please|ok(?:ay)?|sí|si|ja|gerne|claro)\b", re.IGNORECASE)
 NO = re.compile(r"^\s*(?:no|nope|nein|not now|no thanks)\b", re.IGNORECASE)
 WORD = re.compile(r"[^\W_]+")
