@@ -35,6 +35,7 @@ class TurnSources:
     started: datetime | None = None
     searched: bool = False
     citations: list[Citation] = field(default_factory=list)
+    quotes: list[str] = field(default_factory=list)  # the passages' snippets, as the model was sent them
 
     def add(self, name: str, result: ToolResult) -> None:
         if name != TOOL:
@@ -44,6 +45,8 @@ class TurnSources:
             cite = Citation(article_id=int(r["article_id"]), title=str(r["title"]), url=str(r["url"]))
             if cite not in self.citations:
                 self.citations.append(cite)
+            if r.get("snippet"):
+                self.quotes.append(str(r["snippet"]))
 
     def allowed(self, url: str) -> Citation | None:
         for c in self.citations:

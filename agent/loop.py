@@ -167,7 +167,9 @@ class Agent:
         claims checked against the store, the sanitizer); fixed wording (`guarded`) as it is."""
         if not guarded:
             notes, seen = _tool_traffic(turn.rows)
-            out = await policy.guard(text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen)
+            out = await policy.guard(
+                text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen, quotes=turn.sources.quotes
+            )
             if out.replaced:
                 await self._replaced(ctx, text, out)
             text = out.text

@@ -147,3 +147,31 @@ async def test_no_answer_about_the_return_window_states_the_setting(kb: Deps, sa
     (answer,) = [e for e in events if isinstance(e, Reply)]
     assert answer.citations == ()
     assert "couldn't find an answer" in answer.text and "within 30 days of delivery" in answer.text
+
+
+def repeat_the_passage(extra: str) -> Any:
+    def write(request: Any) -> Any:
+        import json
+
+        found = json.loads(tool_results(request)[-1])["results"][0]
+        return reply(text(f"Our help center says: {found['snippet']} {extra}".strip()))
+
+    return write
+
+
+@pytest.mark.parametrize(
+    ("extra", "sent_as_written"),
+    [
+        ("", True),  # the shop's own words about refunds are policy, not a claim about this customer
+        ("Your refund of $89.99 has been issued.", False),  # what the reply adds is still checked
+    ],
+)
+async def test_repeating_a_passage_claims_nothing_but_what_the_reply_adds(
+    kb: Deps, sarah: CallContext, extra: str, sent_as_written: bool
+) -> None:
+    question = "How do I see whether my refund is being processed or issued?"
+    model = ScriptedModel([reply(tool_use("search_help_center", query=question)), repeat_the_passage(extra)])
+    events = await run(Agent(model=model, toolbox=Toolbox(kb)), sarah, question)
+    (answer,) = [e for e in events if isinstance(e, Reply)]
+    assert ("being processed or issued" in answer.text) is sent_as_written
+    assert ("has been issued" in answer.text) is False
