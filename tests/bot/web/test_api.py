@@ -12,7 +12,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -53,7 +53,30 @@ def as_customer(email: str, **kwargs: Any) -> dict[str, str]:
     return {"X-Customer-Token": token(email, **kwargs)}
 
 
-SARAH = as_customer("sarah@example.com")
+class FreshToken(Mapping[str, str]):
+    """A customer's token header, signed anew whenever it is read: a module-level token signed at
+    import would expire (600 s) before the tests that use it run late in a full suite."""
+
+    def __init__(self, email: str) -> None:
+        self.email = email
+
+    def __getitem__(self, key: str) -> str:
+        return as_customer(self.email)[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("X-Customer-Token",))
+
+    def __len__(self) -> int:
+        return 1
+
+    def __or__(self, other: Mapping[str, str]) -> dict[str, str]:
+        return {**self, **other}
+
+    def __ror__(self, other: Mapping[str, str]) -> dict[str, str]:
+        return {**other, **self}
+
+
+SARAH = FreshToken("sarah@example.com")
 
 
 def assert_clean(raw: str, *, inputs: tuple[str, ...] = ()) -> None:
@@ -85,7 +108,7 @@ class Api:
         path: str,
         body: Any = None,
         *,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         raw: bytes | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
         kwargs: dict[str, Any] = {"headers": headers or {}}
@@ -103,7 +126,7 @@ class Api:
             return resp.status, data, dict(resp.headers)
 
     async def messages(
-        self, session_id: str, *, headers: dict[str, str], n: int, last: int | None = None
+        self, session_id: str, *, headers: Mapping[str, str], n: int, last: int | None = None
     ) -> list[dict[str, Any]]:
         """The first `n` entries of a session's message log stream (it stays open; we hang up)."""
         async with asyncio.timeout(20):
@@ -111,13 +134,13 @@ class Api:
                 session_id, headers=headers, last=last, stop_after=n, template="/api/sessions/{session_id}/events"
             )
 
-    async def chat(self, message: str, *, headers: dict[str, str], session_id: str | None = None) -> dict[str, Any]:
+    async def chat(self, message: str, *, headers: Mapping[str, str], session_id: str | None = None) -> dict[str, Any]:
         body = {"message": message} | ({"session_id": session_id} if session_id else {})
         status, data, _ = await self.call("POST", "/api/chat", body, headers=headers)
         assert status == 200, data
         return data
 
-    async def start(self, message: str, *, headers: dict[str, str], session_id: str | None = None) -> dict[str, Any]:
+    async def start(self, message: str, *, headers: Mapping[str, str], session_id: str | None = None) -> dict[str, Any]:
         body = {"message": message} | ({"session_id": session_id} if session_id else {})
         status, data, _ = await self.call("POST", "/api/turns", body, headers=headers)
         assert status == 202, data
@@ -127,7 +150,7 @@ class Api:
         self,
         turn_id: str,
         *,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         last: int | None = None,
         stop_after: int | None = None,
         template: str = "/api/turns/{turn_id}/events",
@@ -292,7 +315,7 @@ async def test_a_verified_customer_continues_a_session_across_requests(api: Api)
     ],
 )
 async def test_expired_forged_or_missing_tokens_get_an_anonymous_session(
-    api: Api, headers: dict[str, str], verdict: str
+    api: Api, headers: Mapping[str, str], verdict: str
 ) -> None:
     hello = await api.chat("what are your support hours?", headers=headers)
     assert hello["identity"]["kind"] == "anonymous" and hello["identity"]["token"] == verdict
