@@ -2,9 +2,10 @@
 
 A general question (no order number, asked in general terms) is searched first, each question of
 the message on its own (one search each, in one round). When the help center answers, the reply
-quotes the best passage's snippet briefly, with its title and link; when it does not, it says so (stating the return window from settings when that is what was
-asked) and offers a person, and a "yes" to that offer opens a P3 ticket. Kept apart from
-agent/offline.py, which calls `step` from one place.
+quotes the best passage's snippet briefly, with its title and link; when it does not, it says so
+(stating the return window from settings when that is what was asked) and offers a person, and a
+"yes" to that offer opens a P3 ticket. Kept apart from agent/offline.py, which calls `step` from
+one place.
 """
 
 from __future__ import annotations
