@@ -161,14 +161,16 @@ def _decide(conv: _Conversation) -> list[dict[str, Any]]:
     todo = tasks(text, carried=_carried(conv) if conv.asked_for_order else None, answering=conv.asked_for_order)
     kinds = {t.intent for t in todo}
     general = offline_kb.is_general_question(text) and not any(t.orders for t in todo)
-    if "cant" not in kinds and (kinds <= {"chat"} or general):
-        # the help center answers general questions; small talk gets the offline model's own lines
+    if kinds <= {"chat", "cant"} or general:
+        # the help center answers general questions (after what the bot cannot do, if it says so);
+        # small talk gets the offline model's own lines
         kb = offline_kb.step(
             conv.texts,
             conv.turn,
             last_reply=conv.last_reply,
             window_days=conv.window_days,
             asked=offline_kb.questions(text),
+            lead=[t.text for t in todo if t.intent == "cant"],
         )
         if kb is not None:
             return kb

@@ -93,10 +93,18 @@ def _quote(result: dict[str, Any]) -> str:
 
 
 def step(
-    texts: list[str], turn: list[Call], *, last_reply: str, window_days: int, asked: list[str] | None = None
+    texts: list[str],
+    turn: list[Call],
+    *,
+    last_reply: str,
+    window_days: int,
+    asked: list[str] | None = None,
+    lead: list[str] | None = None,
 ) -> list[dict[str, Any]] | None:
     """The next blocks for a help-center question, or None when the message is not one. `asked` are
-    the questions in the message (by default, `questions` of it): one search each, in one round."""
+    the questions in the message (by default, `questions` of it): one search each, in one round.
+    With `lead` (what the bot says it cannot do) the answer follows it, and when the help center
+    has nothing to add the step returns None and the lead is said alone."""
     text = texts[-1] if texts else ""
     if wording.offered_person(last_reply):
         answered = _answer_offer(texts, turn)
@@ -116,8 +124,10 @@ def step(
     unanswered = [
         q for q, r in zip(asked, results, strict=True) if r not in found and (QUESTION.search(q) or not found)
     ]
-    said = [_quote(r) for r in found]
-    if unanswered:
+    if lead and not found:
+        return None
+    said = [*(lead or []), *(_quote(r) for r in found)]
+    if unanswered and not lead:
         language = str(results[0].get("language") or "en")
         known = wording.return_window_line(window_days) if any(RETURN_WINDOW.search(q) for q in unanswered) else ""
         said.append(wording.help_center_none(language=language, known=known))
