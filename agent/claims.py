@@ -312,12 +312,38 @@ class Review:
         return {"refund": "false_refund", "order": "false_order"}.get(kind, "false_handoff")
 
 
-def review(text: str, facts: Facts) -> Review:
+def quoted_sentences(quotes: Iterable[str], *, limit: int = 40) -> list[str]:
+    """The sentences of help-center passages this turn's search returned, normalised for `unquoted`
+    (the shop's published words: "refunds are issued within 5 days" is policy, not a claim)."""
+    out: list[str] = []
+    for quote in list(quotes)[:limit]:
+        for sentence in split_sentences(quote[:2000]):
+            norm = " ".join(sentence.strip(" …").lower().split())
+            if len(norm) >= 20 and norm not in out:
+                out.append(norm)
+    return out
+
+
+def unquoted(sentence: str, quoted: list[str]) -> str:
+    """The sentence without the help-center sentences it repeats word for word."""
+    norm = " ".join(sentence.split())
+    lower = norm.lower()
+    for q in quoted:
+        at = lower.find(q)
+        if at >= 0:
+            norm, lower = norm[:at] + norm[at + len(q) :], lower[:at] + lower[at + len(q) :]
+    return norm
+
+
+def review(text: str, facts: Facts, *, quotes: Iterable[str] = ()) -> Review:
+    """`quotes`: the passages this turn's help-center search returned; a sentence repeating one
+    is checked only for what it adds."""
     out: list[str] = []
     contradicted: list[Claim] = []
     rendered = 0
+    quoted = quoted_sentences(quotes)
     for sentence in split_sentences(text):
-        claims = extract(sentence, facts)
+        claims = extract(unquoted(sentence, quoted) if quoted else sentence, facts)
         bad = [c for c in claims if not holds(c, facts)]
         if bad:
             contradicted += bad

@@ -31,8 +31,8 @@ from agent.loop import Agent
 from storage import metrics
 from storage.models import ChatSession, OutboxMessage, Refund, Ticket
 from storage.types import format_cents
+from tools import articles, outbox, refunds, tickets, wording
 from tools import desk as staff_desk
-from tools import outbox, refunds, tickets, wording
 from tools.codes import Code, ToolResult
 from tools.context import CallContext
 from tools.get_refund_status import refund_status
@@ -245,21 +245,31 @@ class Desk:
     take_over = staticmethod(staff_desk.take_over)
     dead_letter = staticmethod(staff_desk.dead_letter)
     details = staticmethod(tickets.details)
+    save_article = staticmethod(articles.draft_from_ticket)  # a resolved ticket's answer, as a draft
 
 
 def _rows(said: list[Reply | Confirmation]) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """A reply row carries the help-center articles it cites (`citations`), which each face shows."""
     rows: list[tuple[str, str, dict[str, Any] | None]] = []
-    replies = [e.text for e in said if isinstance(e, Reply)]
+    replies = [e for e in said if isinstance(e, Reply)]
     prompts = [e for e in said if isinstance(e, Confirmation)]
-    for n, text in enumerate(replies):
+    for n, reply in enumerate(replies):
         if n == len(replies) - 1 and prompts:
             break
-        rows.append(("reply", text, None))
+        rows.append(("reply", reply.text, _cited(reply)))
     for n, conf in enumerate(prompts):
         lead = replies[-1] if n == 0 and replies else None
         data = {"refund_id": conf.refund_id, "order_id": conf.order_id, "item": conf.item, "amount": conf.amount}
-        rows.append(("confirmation", lead or conf.text, {**data, "prompt": conf.text, "lead": lead is not None}))
+        data |= _cited(lead) or {}
+        text = (lead.text if lead is not None else "") or conf.text
+        rows.append(("confirmation", text, {**data, "prompt": conf.text, "lead": lead is not None}))
     return rows
+
+
+def _cited(reply: Reply | None) -> dict[str, Any] | None:
+    if reply is None or not reply.citations:
+        return None
+    return {"citations": [{"article_id": c.article_id, "title": c.title, "url": c.url} for c in reply.citations]}
 
 
 def _after_decision(result: ToolResult, refund: Refund | None, *, yes: bool) -> str:

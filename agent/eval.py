@@ -44,6 +44,7 @@ from agent.scripted import OutageModel
 from storage.demo import empty
 from storage.engine import Store
 from storage.importer import seed
+from storage.kb_import import seed_help_center
 from storage.migrate import upgrade
 from storage.models import Order, Refund
 from storage.settings import Settings
@@ -227,16 +228,19 @@ async def false_claims(
 
 
 # --- running ---------------------------------------------------------------------------------------------
-async def reset(store: Store, clock: FrozenClock) -> None:
+async def reset(store: Store, clock: FrozenClock, settings: Settings) -> None:
     await empty(store)
     await seed(store, clock)
+    await seed_help_center(
+        store, clock, base_url=settings.help_center_url, return_window_days=settings.return_window_days
+    )
 
 
 async def run_one(
     store: Store, settings: Settings, scenario: Scenario, phrasing: int, *, provider: str, model: Model | None = None
 ) -> RunResult:
     clock = FrozenClock()
-    await reset(store, clock)
+    await reset(store, clock, settings)
     deps = make_deps(store, settings, clock)
     for spec in scenario.setup.refunds:
         async with store.write() as s:

@@ -1,6 +1,7 @@
 """What a turn yields, in order, to whichever face runs it (Slack, the shell, the web API, eval).
 
-`Reply.text` has always passed the output guard; nothing else carries model text.
+`Reply.text` has always passed the output guard; nothing else carries model text. `Reply.citations`
+are the help-center articles it links, each one a result of this turn's search (agent.citations).
 """
 
 from __future__ import annotations
@@ -18,8 +19,18 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class Citation:
+    """A help-center article a reply used: only ever one this turn's search returned."""
+
+    article_id: int
+    title: str
+    url: str  # the passage's URL, with its heading's anchor
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     text: str
+    citations: tuple[Citation, ...] = ()
     kind: Literal["reply"] = "reply"
 
     def sentences(self) -> list[str]:

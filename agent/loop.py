@@ -29,8 +29,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent import history, policy
-from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status, Usage
+from agent import citations, history, policy
+from agent.events import Citation, Confirmation, Done, Error, Escalation, Event, Reply, Status, Usage
 from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
 from agent.policy import AgentLimit, MaxModelCallsExceeded, TokenBudgetExceeded, Verdict
 from agent.prompts import session_note, system_prompt
@@ -66,6 +66,8 @@ class _Turn:
     verdict: Verdict | None = None  # a verdict that ended the turn
     summary: str = ""  # what staff read about that verdict
     offered: set[str] = field(default_factory=set)  # refunds whose Confirm step this turn already showed
+    sources: citations.TurnSources = field(default_factory=citations.TurnSources)  # what searches returned
+    cited: tuple[Citation, ...] = ()
 
     def end(self, verdict: Verdict, summary: str) -> None:
         self.verdict, self.summary = verdict, summary
@@ -82,7 +84,7 @@ class Agent:
     # --- the turn --------------------------------------------------------------------------------------
     async def run_turn(self, ctx: CallContext, text: str) -> AsyncIterator[Event]:
         text = text.replace("\x00", "")
-        turn = _Turn()
+        turn = _Turn(sources=citations.TurnSources(started=self.deps.clock.now()))
         await self._start(turn, ctx)
         await self._remember(turn, ctx, ("user", [{"type": "text", "text": text}]), customer_text=True)
         trigger = policy.classify(text)
@@ -168,11 +170,14 @@ class Agent:
         claims checked against the store, the sanitizer); fixed wording (`guarded`) as it is."""
         if not guarded:
             notes, seen = _tool_traffic(turn.rows)
-            out = await policy.guard(text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen)
+            out = await policy.guard(
+                text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen, quotes=turn.sources.quotes
+            )
             if out.replaced:
                 await self._replaced(ctx, text, out)
             text = out.text
-        yield Reply(text)
+            text, turn.cited = citations.check(text, turn.sources)
+        yield Reply(text, turn.cited)
         clarification, done = await self._finish(turn, ctx, text)
         if clarification is not None:
             yield clarification
@@ -266,6 +271,7 @@ class Agent:
             yield _tool_result(block, {"outcome": "error", "note": wording.TOOL_UNAVAILABLE_NOTE}, error=True)
             return
         turn.codes.append(result.code)
+        turn.sources.add(name, result)
         async for event in self._verdict_of(turn, ctx, name, args, result):
             yield event
         if _awaits_confirmation(result) and str(result.data["refund_id"]) not in turn.offered:
@@ -339,14 +345,14 @@ class Agent:
             clarify = failed and session.failed_rounds >= policy.CLARIFICATION_ROUNDS
             rounds = session.failed_rounds
             if not clarify:
-                outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
+                outcome, priority = await self._settle(s, turn, ctx, reply)
         escalation = None
         if clarify:
             summary = f"The bot could not get what it needed in {rounds} consecutive turns."
             applied = await self._apply(ctx, policy.CLARIFICATION, summary)
             escalation = next((e for e in applied if isinstance(e, Escalation)), None)
             async with self.deps.store.write() as s:
-                outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
+                outcome, priority = await self._settle(s, turn, ctx, reply)
         return escalation, Done(
             outcome=outcome,
             priority=priority,
@@ -356,6 +362,11 @@ class Agent:
             model_s=turn.model_s,
             tools=dict(Counter(c.value for c in turn.codes)),
         )
+
+    async def _settle(self, s: AsyncSession, turn: _Turn, ctx: CallContext, reply: str) -> tuple[str, str | None]:
+        """The turn's help-center sources and the session's outcome, in the caller's transaction."""
+        await citations.record(s, session_id=ctx.session_id, sources=turn.sources, cited=turn.cited)
+        return await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
 
     async def _remember(
         self, turn: _Turn, ctx: CallContext, *messages: tuple[str, list[dict[str, Any]]], customer_text: bool = False

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from agent import offline_kb
 from agent.events import Usage
 from agent.model import ModelReply, ModelRequest
-from agent.offline_text import ENGLISH_ONLY, Task, angry, fix_typos, language, tasks
+from agent.offline_text import ENGLISH_ONLY, WHO, Task, angry, fix_typos, language, tasks
 
 EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
 AMOUNT = re.compile(
@@ -30,11 +31,6 @@ SHIPPING = re.compile(
     r"\b(shipping|delivery time|how long .{0,40}(?:ship|deliver)|change (?:my )?address)\b", re.IGNORECASE
 )
 GREETING = re.compile(r"^\s*(hi|hello|hey|good (?:morning|afternoon|evening)|thanks|thank you|hola|hallo)\b", re.I)
-WHO = re.compile(
-    r"\b(who are you|are you (?:a |an )?(?:bot|human|real|ai|claude|robot|person)|is this (?:a |an )?(?:bot|ai|human)"
-    r"|am i (?:talking|speaking|chatting) (?:to|with)|eres (?:un )?(?:bot|humano)|bist du ein|sind sie ein)\b",
-    re.IGNORECASE,
-)
 
 INTRO = "I'm supportbot's offline assistant, a rules-based stand-in for Claude, so I keep to refunds and orders."
 _ids = itertools.count(1)
@@ -47,6 +43,7 @@ class _Conversation:
     turn: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # this turn's tool calls
     earlier: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     asked_for_order: bool = False  # our last reply asked which order
+    last_reply: str = ""
     window_days: int = 30  # read from the system prompt's policy
 
     @property
@@ -89,6 +86,7 @@ def _parse(request: ModelRequest) -> _Conversation:
     conv.turn = [(n, a, r) for i, n, a, r in calls if i > last_customer]
     conv.earlier = [(n, a, r) for i, n, a, r in calls if i <= last_customer]
     conv.asked_for_order = "order number" in last_reply.lower() and "?" in last_reply
+    conv.last_reply = last_reply
     return conv
 
 
@@ -161,6 +159,21 @@ def _decide(conv: _Conversation) -> list[dict[str, Any]]:
             "I've asked a member of our team to help."
         )
     todo = tasks(text, carried=_carried(conv) if conv.asked_for_order else None, answering=conv.asked_for_order)
+    kinds = {t.intent for t in todo}
+    general = offline_kb.is_general_question(text) and not any(t.orders for t in todo)
+    if kinds <= {"chat", "cant"} or general:
+        # the help center answers general questions (after what the bot cannot do, if it says so);
+        # small talk gets the offline model's own lines
+        kb = offline_kb.step(
+            conv.texts,
+            conv.turn,
+            last_reply=conv.last_reply,
+            window_days=conv.window_days,
+            asked=offline_kb.questions(text),
+            lead=[t.text for t in todo if t.intent == "cant"],
+        )
+        if kb is not None:
+            return kb
     lead = [ENGLISH_ONLY[lang]] if (lang := language(text)) else []
     if angry(conv.latest):
         lead.append(EMPATHY)

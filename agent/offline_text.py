@@ -104,6 +104,11 @@ ENGLISH_ONLY = {
 }
 PART_BREAK = re.compile(r"(?<=[?!.])\s+|\s*;\s*|\b(?:also|plus|and also|además|y también|außerdem|und noch)\b", re.I)
 CLAUSE_BREAK = re.compile(r",\s*|\s+(?:and|but|y|pero|und|aber)\s+", re.IGNORECASE)
+WHO = re.compile(  # a question about the bot itself (small talk, not the help center's)
+    r"\b(who are you|are you (?:a |an )?(?:bot|human|real|ai|claude|robot|person)|is this (?:a |an )?(?:bot|ai|human)"
+    r"|am i (?:talking|speaking|chatting) (?:to|with)|eres (?:un )?(?:bot|humano)|bist du ein|sind sie ein)\b",
+    re.IGNORECASE,
+)
 GENERAL = re.compile(
     r"\b(hours|open|opening|available|weekend|policy|return window|how long|how many days|shipping|delivery time|"
     r"change (?:my )?address|who are you|are you|is this a bot)\b",

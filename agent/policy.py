@@ -203,9 +203,16 @@ class Guarded:
 
 
 async def guard(
-    text: str, *, deps: Deps, ctx: CallContext, notes: Iterable[str] = (), seen_refunds: Iterable[str] = ()
+    text: str,
+    *,
+    deps: Deps,
+    ctx: CallContext,
+    notes: Iterable[str] = (),
+    seen_refunds: Iterable[str] = (),
+    quotes: Iterable[str] = (),
 ) -> Guarded:
-    """Tool traffic out, claims checked against the store, then the sanitizer."""
+    """Tool traffic out, claims checked against the store, then the sanitizer. `quotes` are the
+    help-center passages this turn's search returned: repeating them claims nothing."""
     customer_id = ctx.actor.customer_id
     pattern = deps.settings.order_number_pattern
 
@@ -228,7 +235,7 @@ async def guard(
         return Guarded(await clean(claims.state_summary(await read_facts())), reason, tool.found)
     text = tool.text
     if ctx.actor.kind != "staff" and claims.has_claims(text):
-        verdict = claims.review(text, await read_facts())
+        verdict = claims.review(text, await read_facts(), quotes=quotes)
         if verdict.reason is not None:
             return Guarded(await clean(verdict.text), verdict.reason, tuple(c.sentence for c in verdict.contradicted))
         text = verdict.text

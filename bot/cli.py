@@ -23,6 +23,7 @@ from storage.dburl import DatabaseUrlError
 from storage.demo import NotADemoDatabase, reset_demo
 from storage.engine import Store, StoreUnavailable, check_database
 from storage.importer import FORMAT, ImportError_, import_records, load_file, seed
+from storage.kb_import import seed_help_center
 from storage.migrate import upgrade
 from storage.settings import Settings, explain
 from storage.types import SystemClock, format_cents
@@ -61,13 +62,18 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
             print("database is at the latest schema")
         elif args.db_command == "seed":
             counts = await seed(store, SystemClock())
-            print(f"seeded {counts['customers']} customers and {counts['orders']} orders")
+            kb = await _seed_help_center(store, settings)
+            print(f"seeded {counts['customers']} customers, {counts['orders']} orders and {kb} help-center articles")
         elif args.db_command == "reset":
             try:
                 counts = await reset_demo(store, SystemClock())
             except NotADemoDatabase as exc:
                 raise UsageError(str(exc)) from None
-            print(f"emptied the database and seeded {counts['customers']} customers and {counts['orders']} orders")
+            kb = await _seed_help_center(store, settings)
+            print(
+                f"emptied the database and seeded {counts['customers']} customers, {counts['orders']} orders "
+                f"and {kb} help-center articles"
+            )
         elif args.db_command == "import":
             try:
                 customers, orders = await asyncio.to_thread(load_file, Path(args.file))
@@ -81,6 +87,14 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return await _with_store(settings, run)
+
+
+async def _seed_help_center(store: Store, settings: Settings) -> int:
+    """The demo help center (idempotent); how many of its articles the store now holds."""
+    kb = await seed_help_center(
+        store, SystemClock(), base_url=settings.help_center_url, return_window_days=settings.return_window_days
+    )
+    return kb.added + kb.updated + kb.unchanged
 
 
 async def _list_orders(store: Store) -> None:
@@ -109,6 +123,8 @@ def _check_model(args: argparse.Namespace, settings: Settings) -> None:
 def _check_eval(args: argparse.Namespace, settings: Settings) -> None:
     from agent.eval import UnknownScenario, check_names
 
+    if args.suite == "kb":
+        return  # retrieval only: no model, no scenarios
     _check_model(args, settings)
     try:
         check_names(args.scenario or [])
@@ -145,6 +161,19 @@ def _check_mcp(args: argparse.Namespace, settings: Settings) -> None:
         raise UsageError("MCP_TOKEN is not set; `supportbot mcp --http` needs it (see .env.example)")
 
 
+async def cmd_kb(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.kb_cli import run
+
+    target = str(getattr(args, "target", "") or "")
+    return await run(
+        args.kb_command,
+        settings,
+        target=target,
+        prune=bool(getattr(args, "prune", False)),
+        progress=_progress("importing articles"),
+    )
+
+
 async def cmd_shell(args: argparse.Namespace, settings: Settings) -> int:
     from bot.shell import customer_shell, staff_shell
     from bot.terminal import Printer
@@ -160,10 +189,19 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     from agent.eval import run_eval, table
 
-    provider = args.provider or settings.resolved_model_provider
     if args.database_url:
         where = await check_database(settings, url=args.database_url)
         print(f"supportbot: scratch database {where} (emptied for every scenario)", file=sys.stderr, flush=True)
+    if args.suite == "kb":
+        from agent.kb_eval import run_kb_eval
+        from agent.kb_eval import table as kb_table
+
+        kb_rep = await run_kb_eval(settings, database_url=args.database_url)
+        print(kb_table(kb_rep))
+        if args.out:
+            await asyncio.to_thread(Path(args.out).write_text, json.dumps(kb_rep, indent=2, default=str))
+        return 0 if kb_rep["floor_met"] else 1
+    provider = args.provider or settings.resolved_model_provider
     rep = await run_eval(settings, provider=provider, database_url=args.database_url, only=args.scenario)
     print(table(rep))
     if args.out:
@@ -229,6 +267,15 @@ async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.bench.runner import Params, compare, plot, run_bench, table
 
+    if args.suite == "kb":
+        from bot.bench.kb import run_kb_bench
+        from bot.bench.kb import table as kb_table
+
+        kb_result = await run_kb_bench(settings, articles=args.articles, database_url=args.database_url)
+        print(kb_table(kb_result))
+        if args.out:
+            await asyncio.to_thread(Path(args.out).write_text, json.dumps(kb_result, indent=2))
+        return 0
     if args.plot:
         results = [json.loads(await asyncio.to_thread(Path(f).read_text)) for f in args.results]
         if not results:
@@ -341,6 +388,22 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub.add_parser("orders", help="list every order")
     db.set_defaults(handler=cmd_db, uses_database=True)
 
+    kb = sub.add_parser("kb", help="help-center articles: import, list, show, remove, draft, publish")
+    kbsub = kb.add_subparsers(dest="kb_command", required=True)
+    kbimp = kbsub.add_parser("import", help="import Markdown/HTML files or a Zendesk export (idempotent)")
+    kbimp.add_argument("target", metavar="PATH", help="a folder, a .md/.html file, or a Zendesk articles .json")
+    kbimp.add_argument("--prune", action="store_true", help="remove articles of the same kind of source not in PATH")
+    kbsub.add_parser("list", help="list every article")
+    for name, what, helptext in (
+        ("show", "ID", "show an article"),
+        ("remove", "ID", "remove an article"),
+        ("publish", "ID", "publish a draft article (it becomes searchable)"),
+        ("draft", "TICKET", "save a resolved ticket's question and answer as a draft article"),
+    ):
+        p = kbsub.add_parser(name, help=helptext)
+        p.add_argument("target", metavar=what, type=int)
+    kb.set_defaults(handler=cmd_kb, uses_database=True)
+
     shell = sub.add_parser("shell", help="chat with supportbot in this terminal")
     who = shell.add_mutually_exclusive_group(required=True)
     who.add_argument("--as", dest="as_email", metavar="EMAIL", help="chat as this (verified) customer")
@@ -349,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     shell.set_defaults(handler=cmd_shell, precheck=_check_model, uses_database=True)
 
     ev = sub.add_parser("eval", help="run the scenario suite and grade it by the store")
+    ev.add_argument("--suite", choices=["scenarios", "kb"], default="scenarios", help="kb: help-center retrieval")
     ev.add_argument("--provider", choices=["claude", "offline", "hostile"], help="model (default: MODEL_PROVIDER)")
     ev.add_argument("--out", metavar="FILE.json", help="write the full report as JSON")
     ev.add_argument("--scenario", action="append", help="run only this scenario (repeatable)")
@@ -381,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.set_defaults(handler=cmd_mcp, precheck=_check_mcp, uses_database=True)
 
     bench = sub.add_parser("bench", help="measure latency, throughput, memory and tokens under Slack's rate limits")
+    bench.add_argument("--suite", choices=["chat", "kb"], default="chat", help="kb: help-center import and search")
+    bench.add_argument("--articles", type=int, default=10_000, help="--suite kb: synthetic articles to index")
     bench.add_argument("--threads", type=int, default=10, help="conversations to simulate")
     bench.add_argument("--channels", type=int, default=0, help="customer channels (default: one per 10 threads)")
     bench.add_argument("--rate", type=float, default=20.0, help="new conversations per second (open loop)")

@@ -71,6 +71,8 @@ def show(event: Event, printer: Printer) -> None:
         printer.dim(f"{event.text} {wording.confirm_how('shell')}")
     elif isinstance(event, Reply):
         printer.bot(event.text)
+        for c in event.citations:  # the help-center articles the reply used
+            printer.dim(f"source: {c.title} <{c.url}>")
     elif isinstance(event, Error):
         printer.dim(f"({event.what.replace('_', ' ')})")
     elif isinstance(event, Done):

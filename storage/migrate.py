@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from storage.engine import Store
 from storage.models import Base
+from storage.search import include_name
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -76,7 +77,13 @@ async def schema_diff(store: Store) -> list[object]:
 
     def _diff(conn: Connection) -> list[object]:
         ctx = MigrationContext.configure(
-            conn, opts={"compare_type": True, "compare_server_default": True, "render_as_batch": True}
+            conn,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "render_as_batch": True,
+                "include_name": include_name,
+            },
         )
         return list(compare_metadata(ctx, Base.metadata))
 

@@ -132,6 +132,8 @@ class ChatSession(Base):
     turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # set when a person took the conversation over; the bot stays quiet until the ticket is resolved
     handed_off_by: Mapped[str | None] = mapped_column(String(64))
+    # the customer's language as the channel knows it (Slack users.info locale, Accept-Language), if it does
+    locale: Mapped[str | None] = mapped_column(String(16))
 
 
 class Message(Base):
@@ -474,3 +476,76 @@ class WebRateLimit(Base):
     subject: Mapped[str] = mapped_column(String(200), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+ARTICLE_SOURCES = ("markdown", "html", "zendesk", "ticket")
+ARTICLE_STATUSES = ("published", "draft")
+
+
+class Article(Base):
+    """A help-center article. `source_key` is what makes import idempotent: `zendesk:ID` for a
+    Zendesk export, `url:URL` for Markdown and HTML files, `ticket:N` for a draft saved from a ticket."""
+
+    __tablename__ = "kb_articles"
+    __table_args__ = (
+        CheckConstraint(_in("source", ARTICLE_SOURCES), name="source"),
+        CheckConstraint(_in("status", ARTICLE_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    source_key: Mapped[str] = mapped_column(String(1100), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    url: Mapped[str] = mapped_column(String(1000))
+    locale: Mapped[str] = mapped_column(String(16))
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    body: Mapped[str] = mapped_column(Text)  # the article as plain text with its headings, for `kb show`
+    status: Mapped[str] = mapped_column(String(16))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    source_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Passage(Base):
+    """One section of an article (split at its headings): what search finds and a reply cites.
+
+    It repeats its article's title, locale and published state so the search index filters and
+    shows it without a join. `fts_head`/`fts_body` are the SQLite index's input (the words analyzed
+    for the locale, see storage.analysis); PostgreSQL builds its own tsvector column (`kb_fts`,
+    created by the migration, outside this model) and leaves them empty.
+    """
+
+    __tablename__ = "kb_passages"
+    __table_args__ = (
+        UniqueConstraint("article_id", "position", name="uq_kb_passages_article_position"),
+        Index("ix_kb_passages_locale_published", "locale", "published"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("kb_articles.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    heading: Mapped[str | None] = mapped_column(String(300))
+    url: Mapped[str] = mapped_column(String(1100))  # the article's URL with the heading's anchor
+    locale: Mapped[str] = mapped_column(String(16))
+    published: Mapped[bool] = mapped_column()
+    text: Mapped[str] = mapped_column(Text)
+    fts_head: Mapped[str | None] = mapped_column(Text)
+    fts_body: Mapped[str | None] = mapped_column(Text)
+
+
+class HelpAnswer(Base):
+    """A turn that searched the help center: whether the reply cited an article (which ones), and
+    whether the session was escalated afterwards (set by tools.tickets.open_or_update)."""
+
+    __tablename__ = "help_answers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    answered: Mapped[bool] = mapped_column()
+    article_ids: Mapped[list[int]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # the shop's order numbers, as a regular expression (optional: the stored ids are the truth)
     order_number_pattern: str | None = Field(default=None, max_length=200)
 
+    # --- help center ------------------------------------------------------------------------
+    help_center_url: str = "https://help.example.com"
+    help_center_locale: str = Field(default="en", pattern=r"^[a-z]{2,3}$")
+
     # --- model -------------------------------------------------------------------------------
     model_provider: Literal["claude", "offline"] | None = None
     anthropic_api_key: SecretStr | None = None
@@ -130,6 +134,13 @@ class Settings(BaseSettings):
         except re.error as exc:
             raise ValueError(f"not a regular expression: {exc}") from exc
         return value
+
+    @field_validator("help_center_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
 
     @field_validator("slack_api_url")
     @classmethod

@@ -86,6 +86,7 @@ class CallContext:
     actor: Actor
     channel: str = "other"  # the session's channel (slack, web, shell, mcp): a metrics label
     ticket_quota: TicketQuota | None = None  # set by a face whose callers may not open tickets freely
+    locale: str | None = None  # the customer's language as the channel knows it (e.g. "es-MX"), if it does
 
 
 @dataclass(frozen=True, slots=True)

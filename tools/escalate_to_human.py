@@ -21,12 +21,13 @@ class EscalateToHumanInput(BaseModel):
 
     Use P1 for legal threats, fraud, security concerns or when the customer asks for a person;
     P2 for problems you cannot fix (system errors, approvals); P3 when you cannot work out what
-    the customer needs. Tell the customer a person will follow up, without promising an outcome.
+    the customer needs, or for a question the help center cannot answer when the customer wants a
+    person. Tell the customer a person will follow up, without promising an outcome.
     """
 
-    reason: Literal["legal", "fraud", "human_request", "security", "refund_approval", "clarification", "other"] = Field(
-        description="Why a person is needed."
-    )
+    reason: Literal[
+        "legal", "fraud", "human_request", "security", "refund_approval", "clarification", "question", "other"
+    ] = Field(description="Why a person is needed (question: one the help center could not answer).")
     priority: Literal["P1", "P2", "P3"] = Field(description="P1 urgent, P2 needs a person soon, P3 routine.")
     summary: str = Field(description="One or two sentences for the support agent.", max_length=1000)
 

@@ -30,8 +30,13 @@ def _actor(row: ChatSession) -> Actor:
     return Actor.unverified(row.subject)
 
 
-async def open_session(deps: Deps, *, channel: str, actor: Actor, external_key: str | None = None) -> CallContext:
-    """The session for `external_key` (created with `actor` the first time), or a new one."""
+async def open_session(
+    deps: Deps, *, channel: str, actor: Actor, external_key: str | None = None, locale: str | None = None
+) -> CallContext:
+    """The session for `external_key` (created with `actor` the first time), or a new one.
+
+    `locale` is the customer's language when the channel knows it (Slack's users.info locale, the
+    web's Accept-Language); a later known locale replaces an earlier one."""
     now = deps.clock.now()
     values = {
         "id": new_id("S"),
@@ -41,24 +46,29 @@ async def open_session(deps: Deps, *, channel: str, actor: Actor, external_key: 
         "customer_id": actor.customer_id,
         "staff_id": actor.staff_id,
         "subject": actor.subject,
+        "locale": locale[:16] if locale else None,
         "created_at": now,
         "updated_at": now,
     }
     if external_key is None:
         async with deps.store.write() as s:
             s.add(ChatSession(**values))
-        return CallContext(values["id"], actor, channel)  # type: ignore[arg-type]
+        return CallContext(values["id"], actor, channel=channel, locale=values["locale"])  # type: ignore[arg-type]
     insert = postgresql.insert if deps.store.dialect == "postgresql" else sqlite.insert
     async with deps.store.write() as s:
         await s.execute(insert(ChatSession).values(**values).on_conflict_do_nothing(index_elements=["external_key"]))
+        if values["locale"]:
+            await s.execute(
+                update(ChatSession).where(ChatSession.external_key == external_key).values(locale=values["locale"])
+            )
         row = (await s.scalars(select(ChatSession).where(ChatSession.external_key == external_key))).one()
-    return CallContext(row.id, _actor(row), row.channel)
+    return CallContext(row.id, _actor(row), channel=row.channel, locale=row.locale)
 
 
 async def load_context(deps: Deps, session_id: str) -> CallContext | None:
     async with deps.store.read() as s:
         row = await s.get(ChatSession, session_id)
-    return CallContext(row.id, _actor(row), row.channel) if row else None
+    return CallContext(row.id, _actor(row), channel=row.channel, locale=row.locale) if row else None
 
 
 async def linked_customer(deps: Deps, *, channel: str, subject: str) -> str | None:

@@ -29,7 +29,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import PRIORITIES, ChatSession, Customer, Message, Ticket, TicketEvent
+from storage.models import PRIORITIES, ChatSession, Customer, HelpAnswer, Message, Ticket, TicketEvent
 from storage.ratelimit import hit_in
 from tools import outbox, wording
 from tools.codes import Code, ToolResult
@@ -51,6 +51,7 @@ REASONS = {
     "token_budget": "The conversation used up its token budget",
     "clarification": "The bot could not get what it needed after two tries",
     "handoff": "A person took over the conversation",
+    "question": "A question the help center could not answer",
     "dead_letter": "A message could not be answered after several attempts",
     "other": "Escalated by the bot",
 }
@@ -129,6 +130,12 @@ async def open_or_update(
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {PRIORITIES}")
     now = deps.clock.now()
+    if session_id is not None:  # a help-center answer given earlier in the session did not settle it
+        await s.execute(
+            update(HelpAnswer)
+            .where(HelpAnswer.session_id == session_id, HelpAnswer.escalated_at.is_(None))
+            .values(escalated_at=now)
+        )
     for _ in range(3):
         current = None
         if session_id is not None:

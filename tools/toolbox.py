@@ -1,4 +1,4 @@
-"""The six model tools, listed once, and the one door every tool call goes through.
+"""The model tools, listed once, and the one door every tool call goes through.
 
 `Toolbox.call` validates the input against the tool's pydantic model, runs it with the
 session's context, audit-logs the call and its outcome, and turns an unexpected exception into
@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from storage.engine import Store
 from storage.importer import seed
+from storage.kb_import import seed_help_center
 from storage.migrate import upgrade
 from storage.models import AuditLog, Customer
 from storage.settings import Settings
@@ -28,6 +29,7 @@ from tools import (
     lookup_order,
     process_refund,
     refunds,
+    search_help_center,
 )
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext, Deps, Tool
@@ -44,6 +46,7 @@ TOOLS: tuple[Tool, ...] = (
     process_refund.TOOL,
     escalate_to_human.TOOL,
     get_refund_status.TOOL,
+    search_help_center.TOOL,
 )
 
 
@@ -143,13 +146,17 @@ def make_deps(store: Store, settings: Settings, clock: Clock) -> Deps:
 
 async def ready(store: Store, settings: Settings) -> Deps:
     """A store ready for a face that runs on its own (the shell, MCP): the latest schema, the demo
-    company in an empty store, refunds a crash left `processing` completed, lapsed confirmations expired."""
+    company and its help center in an empty store, refunds a crash left `processing` completed,
+    lapsed confirmations expired."""
     await upgrade(store)
     async with store.read() as s:
         empty = not await s.scalar(select(func.count()).select_from(Customer))
     clock = SystemClock()
     if empty:
         await seed(store, clock)
+        await seed_help_center(
+            store, clock, base_url=settings.help_center_url, return_window_days=settings.return_window_days
+        )
     deps = make_deps(store, settings, clock)
     await refunds.recover(deps)
     await refunds.expire_due(deps)

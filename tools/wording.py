@@ -235,6 +235,17 @@ NO_SUCH_CUSTOMER = "No customer has that email or id."
 NO_IDENTITY_TO_LINK = "That ticket has no customer identity to link."
 
 
+def article_saved(note: str, *, article_id: int) -> str:
+    return (
+        f"{note} Customers find it once it is published: `supportbot kb show {article_id}`, "
+        f"then `supportbot kb publish {article_id}`."
+    )
+
+
+def nothing_saved(note: str) -> str:
+    return f"Nothing saved: {note}"
+
+
 def already_claimed(by: str) -> str:
     return f"Already claimed by {by}."
 
@@ -268,3 +279,40 @@ def staff_refund_status_text(code: Code, refunds: list[dict[str, str]], *, order
         f"{r['order_id']} ({r['item']}): {r['amount']}, {r['status'].replace('_', ' ')}, refund {r['refund_id']}"
         for r in refunds
     )
+
+
+# --- the help center (the offline model's answers; a real model writes its own) ---------------------
+HELP_CENTER_QUOTE = {
+    "en": "Here's what our help center says: \u201c{snippet}\u201d More in \u201c{title}\u201d: {url}",
+    "es": "Esto dice nuestro centro de ayuda: \u00ab{snippet}\u00bb Más en \u00ab{title}\u00bb: {url}",
+    "de": "Das steht in unserem Hilfe-Center: \u201e{snippet}\u201c Mehr unter \u201e{title}\u201c: {url}",
+}
+HELP_CENTER_NONE = {
+    "en": "I couldn't find an answer to that in our help center, and I'd rather not guess.",
+    "es": "No he encontrado una respuesta a eso en nuestro centro de ayuda y prefiero no adivinar.",
+    "de": "Dazu habe ich in unserem Hilfe-Center keine Antwort gefunden, und ich möchte nicht raten.",
+}
+OFFER_PERSON = {
+    "en": "Would you like me to ask a member of our team?",
+    "es": "¿Quieres que se lo pregunte a alguien de nuestro equipo?",
+    "de": "Soll ich jemanden aus unserem Team fragen?",
+}
+NO_PERSON = "No problem. Is there anything else I can help with?"
+
+
+def help_center_quote(*, language: str, snippet: str, title: str, url: str) -> str:
+    return HELP_CENTER_QUOTE.get(language, HELP_CENTER_QUOTE["en"]).format(snippet=snippet, title=title, url=url)
+
+
+def help_center_none(*, language: str, known: str = "") -> str:
+    """No article answers: say so (with what the settings do state, if that is the question) and offer a person."""
+    lead = HELP_CENTER_NONE.get(language, HELP_CENTER_NONE["en"])
+    return " ".join(p for p in (lead, known, OFFER_PERSON.get(language, OFFER_PERSON["en"])) if p)
+
+
+def offered_person(text: str) -> bool:
+    return any(offer in text for offer in OFFER_PERSON.values())
+
+
+def return_window_line(days: int) -> str:
+    return f"What I can tell you is that a delivered order can be returned within {days} days of delivery."

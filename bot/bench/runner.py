@@ -38,6 +38,7 @@ from bot.bench.fake_anthropic import FakeMessagesAPI
 from bot.bench.fake_slack import BOT_USER, HOME_TEAM, FakeSlack
 from storage.engine import Store, is_sqlite
 from storage.importer import import_records, parse, seed
+from storage.kb_import import seed_help_center
 from storage.migrate import upgrade
 from storage.models import Base, CustomerLink
 from storage.settings import Settings
@@ -114,6 +115,10 @@ async def prepare_store(url: str, params: Params) -> None:
                 await s.execute(table.delete())
         clock = SystemClock()
         await seed(store, clock)
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        await seed_help_center(
+            store, clock, base_url=settings.help_center_url, return_window_days=settings.return_window_days
+        )
         delivered = (clock.now().replace(microsecond=0)).isoformat()
         doc = {
             "customers": [

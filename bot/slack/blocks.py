@@ -24,6 +24,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from agent.events import Citation
 from tools import emails
 from tools.tickets import reason_text
 from tools.wording import STAFF_REPLY_LABEL, confirm_how
@@ -35,7 +36,8 @@ CONFIRM, CANCEL = "refund_confirm", "refund_cancel"
 CLAIM, RELEASE, RESOLVE = "ticket_claim", "ticket_release", "ticket_resolve"
 APPROVE, DENY, LINK = "refund_approve", "refund_deny", "ticket_link_customer"
 REPLY = "ticket_reply"
-ACTION_IDS = (CONFIRM, CANCEL, CLAIM, RELEASE, RESOLVE, APPROVE, DENY, LINK, REPLY)
+SAVE_ARTICLE = "ticket_save_article"
+ACTION_IDS = (CONFIRM, CANCEL, CLAIM, RELEASE, RESOLVE, APPROVE, DENY, LINK, REPLY, SAVE_ARTICLE)
 
 
 def escape(text: str) -> str:
@@ -79,6 +81,23 @@ def confirmation_blocks(*, refund_id: str, text: str, lead: str | None = None) -
             ],
         ),
     ]
+
+
+def reply_blocks(text: str, citations: tuple[Citation, ...]) -> list[Block]:
+    """A reply that used help-center articles: the reply, then each article's title as a link in
+    a context block. The URLs are the search results' own (agent.citations), checked http(s) at import."""
+    out: list[Block] = [SectionBlock(block_id="reply", text=MarkdownTextObject(text=fit(slack_text(text))))]
+    sources = sources_block(citations)
+    return [*out, sources] if sources is not None else out
+
+
+def sources_block(citations: tuple[Citation, ...]) -> ContextBlock | None:
+    links = [
+        MarkdownTextObject(text=f"📄 <{c.url}|{fit(escape(c.title).replace('|', '¦'), 300)}>")
+        for c in citations[:5]
+        if c.url.startswith(("https://", "http://")) and not any(ch in c.url for ch in "<>| ")
+    ]
+    return ContextBlock(block_id="reply_sources", elements=links) if links else None
 
 
 def result_blocks(text: str) -> list[Block]:
@@ -147,6 +166,8 @@ def ticket_blocks(t: TicketView) -> list[Block]:
         buttons.append(ButtonElement(text="Reply to customer", action_id=REPLY, value=value))
     if t.status != "resolved" and t.unverified_user:
         buttons.append(ButtonElement(text="Link to customer", action_id=LINK, value=value))
+    if t.status == "resolved":  # staff close the loop: the answer becomes a draft help-center article
+        buttons.append(ButtonElement(text="Save as article", action_id=SAVE_ARTICLE, value=value))
     if buttons:
         blocks.append(ActionsBlock(block_id=f"ticket_{t.id}_actions", elements=buttons))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"ticket #{t.id} · priority {t.priority}")]))
@@ -166,12 +187,30 @@ def row_message(
     if kind == "confirmation" and data.get("refund_id"):
         lead = text if data.get("lead") else None
         prompt = f"{data.get('prompt') or text} {confirm_how('slack')}"
-        return slack_text(text), as_dicts(confirmation_blocks(refund_id=str(data["refund_id"]), text=prompt, lead=lead))
+        blocks = confirmation_blocks(refund_id=str(data["refund_id"]), text=prompt, lead=lead)
+        sources = sources_block(citations_of(data)) if lead else None
+        if sources is not None:  # the reply it rides on used help-center articles
+            blocks.insert(1, sources)
+        return slack_text(text), as_dicts(blocks)
     if kind == "staff_reply":
         who = author.partition(":")[2]
         label = f"<@{who}>" if SLACK_USER.fullmatch(who) else escape(who[:64])
         return f"*{STAFF_REPLY_LABEL}* ({label}): {slack_text(text)}", None
+    cited = citations_of(data)
+    if kind == "reply" and cited:  # a help-center answer: its articles' links under it
+        return slack_text(text), as_dicts(reply_blocks(text, cited))
     return slack_text(text), None
+
+
+def citations_of(data: dict[str, Any] | None) -> tuple[Citation, ...]:
+    """The help-center articles a reply row cites (agent.desk writes them into its data)."""
+    out = []
+    for c in (data or {}).get("citations") or []:
+        try:
+            out.append(Citation(article_id=int(c["article_id"]), title=str(c["title"]), url=str(c["url"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return tuple(out)
 
 
 def as_dicts(blocks: list[Block]) -> list[dict[str, object]]:

@@ -174,7 +174,7 @@ class Turns:
             await self._ephemeral(item, wording.ONLY_THE_CUSTOMER)
             return
         actor = await self.people.actor_for(user=user, team=team)
-        ctx = CallContext(session.id, actor, "slack")
+        ctx = CallContext(session.id, actor, channel="slack", locale=session.locale)
         result, text, _ = await self.host.desk.decide_refund(
             ctx, refund_id, yes=item.kind == "confirm", inbox_id=item.id
         )

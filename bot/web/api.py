@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from bot.host import Host
 from bot.web import cors
-from bot.web.events import ConfirmationData, SessionState, message
+from bot.web.events import CitationData, ConfirmationData, SessionState, message
 from bot.web.identity import Identity, identify
 from bot.web.limits import (
     LIMITS,
@@ -67,6 +67,13 @@ from tools.sessions import open_session
 
 log = logging.getLogger(__name__)
 WEB_API: web.AppKey[WebApi] = web.AppKey("web_api")
+
+
+def preferred_language(request: web.Request) -> str | None:
+    """The first language of the Accept-Language header ("es-MX,es;q=0.9" -> "es-MX"), if any."""
+    header = request.headers.get("Accept-Language", "")[:200]
+    first = header.split(",", 1)[0].split(";", 1)[0].strip()
+    return first if first and first != "*" else None
 
 
 class ApiError(Exception):
@@ -167,10 +174,11 @@ class WebApi:
             code = "message_too_long" if first["loc"] == ("message",) and first["type"] == "string_too_long" else ""
             raise ApiError(422, code or "invalid_request", f"{where}: {first['msg']}") from None
 
-    async def session(self, who: Identity, session_id: str | None) -> str:
-        """The caller's session: a new one, or theirs; anyone else's does not exist."""
+    async def session(self, who: Identity, session_id: str | None, *, locale: str | None = None) -> str:
+        """The caller's session: a new one, or theirs; anyone else's does not exist. A new one keeps
+        the visitor's preferred language (Accept-Language) for the help center."""
         if session_id is None:
-            return (await open_session(self.rt.deps, channel="web", actor=who.actor)).session_id
+            return (await open_session(self.rt.deps, channel="web", actor=who.actor, locale=locale)).session_id
         async with self.rt.store.read() as s:
             row = await s.get(ChatSession, session_id)
         if row is None or row.channel != "web" or row.subject != who.subject:
@@ -195,11 +203,13 @@ class WebApi:
             raise ApiError(503, "unavailable", "The service is restarting. Please try again.")
         texts = {kind: [str(e.data["text"]) for e in events if e.kind == kind] for kind in ("reply", "status", "error")}
         confirmations = [e.data for e in events if e.kind == "confirmation"]
+        cited = {c["article_id"]: c for e in events if e.kind == "reply" for c in e.data.get("citations", [])}
         body = ChatResponse(
             session_id=turn.session_id,
             turn_id=turn.key,
             identity=who.view(),
             reply=" ".join(texts["reply"] or texts["error"]),
+            citations=[CitationData.model_validate(c) for c in cited.values()],
             status=texts["status"],
             confirmation=ConfirmationData.model_validate(confirmations[-1]) if confirmations else None,
             failed=bool(texts["error"]),
@@ -212,14 +222,14 @@ class WebApi:
     async def chat(self, request: web.Request) -> web.Response:
         who = await self.caller(request)
         req = await self.body(request)
-        session_id = await self.session(who, req.session_id)
+        session_id = await self.session(who, req.session_id, locale=preferred_language(request))
         turn = await self.turns.create(session_id, kind="message", text=req.message, client=who.client)
         return await self.answer(who, turn)
 
     async def start_turn(self, request: web.Request) -> web.Response:
         who = await self.caller(request)
         req = await self.body(request)
-        session_id = await self.session(who, req.session_id)
+        session_id = await self.session(who, req.session_id, locale=preferred_language(request))
         turn = await self.turns.create(session_id, kind="message", text=req.message, client=who.client)
         body = TurnAccepted(
             session_id=session_id,

@@ -41,6 +41,19 @@ class TextData(BaseModel):
     text: str
 
 
+class CitationData(BaseModel):
+    """A help-center article a reply used (only ever one its search returned)."""
+
+    article_id: int
+    title: str
+    url: str
+
+
+class ReplyData(BaseModel):
+    text: str
+    citations: list[CitationData] = []  # on a reply's last sentence: the articles it cites
+
+
 class EscalationData(BaseModel):
     ticket: str  # the ticket's public reference
 
@@ -64,11 +77,12 @@ class MessageData(BaseModel):
     author: Literal["bot", "support"]
     text: str
     at: datetime
+    citations: list[CitationData] = []  # the help-center articles a reply used
 
 
 EVENT_DATA: dict[str, type[BaseModel]] = {
     "status": TextData,
-    "reply": TextData,
+    "reply": ReplyData,
     "escalation": EscalationData,
     "confirmation": ConfirmationData,
     "error": TextData,
@@ -81,7 +95,12 @@ def shown(event: Event) -> list[tuple[str, BaseModel]]:
     if isinstance(event, Status):
         return [("status", TextData(text=event.text))]
     if isinstance(event, Reply):
-        return [("reply", TextData(text=s)) for s in event.sentences() or [event.text]] if event.text else []
+        if not event.text:
+            return []
+        parts = event.sentences() or [event.text]
+        cites = [CitationData(article_id=c.article_id, title=c.title, url=c.url) for c in event.citations]
+        last = len(parts) - 1
+        return [("reply", ReplyData(text=s, citations=cites if i == last else [])) for i, s in enumerate(parts)]
     if isinstance(event, Escalation) and not event.hidden and event.ref:
         return [("escalation", EscalationData(ticket=event.ref))]
     if isinstance(event, Confirmation):
@@ -95,7 +114,8 @@ def shown(event: Event) -> list[tuple[str, BaseModel]]:
 
 def message(row: OutboxMessage) -> MessageData:
     author: Literal["bot", "support"] = "support" if row.kind == "staff_reply" else "bot"
-    return MessageData(kind=row.kind, author=author, text=row.text, at=row.created_at)  # type: ignore[arg-type]
+    cited = [CitationData.model_validate(c) for c in (row.data or {}).get("citations") or []]
+    return MessageData(kind=row.kind, author=author, text=row.text, at=row.created_at, citations=cited)  # type: ignore[arg-type]
 
 
 async def session_state(store: Store, session_id: str) -> SessionState:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.web.events import ConfirmationData, MessageData, SessionState
+from bot.web.events import CitationData, ConfirmationData, MessageData, SessionState
 from bot.web.identity import IdentityView
 from bot.web.limits import RATE_LIMIT, RATE_WINDOW_S, READ_RATE_LIMIT
 
@@ -30,6 +30,7 @@ class ChatResponse(BaseModel):
     turn_id: str
     identity: IdentityView
     reply: str
+    citations: list[CitationData]  # the help-center articles the reply used, each once
     status: list[str]
     confirmation: ConfirmationData | None
     failed: bool

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from storage.engine import make_engine
 from storage.models import Base
+from storage.search import include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -22,6 +23,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=True,
         compare_type=True,
         compare_server_default=True,
+        include_name=include_name,  # the search indexes are the migrations' own (storage/search.py)
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -86,6 +86,7 @@ async def test_request_shape_tools_system_cache_and_pairing(
         "process_refund",
         "escalate_to_human",
         "get_refund_status",
+        "search_help_center",
     ]
     assert first["tools"][3]["input_schema"]["required"] == ["order_id", "amount", "reason"]
     assert first["system"][0]["cache_control"] == {"type": "ephemeral"}

@@ -17,13 +17,15 @@ from collections.abc import Callable, Iterator
 from datetime import date
 
 import pytest
-import tools.patterns
 
+import agent.citations
 import agent.claim_patterns
 import agent.offline
+import agent.offline_kb
 import agent.offline_text
 import agent.policy
 import storage.order_formats
+import tools.patterns
 import tools.sanitizer
 from agent import claims
 from agent.facts import Facts
@@ -41,6 +43,8 @@ def patterns() -> Iterator[tuple[str, re.Pattern[str]]]:
         tools.sanitizer,
         agent.offline,
         agent.offline_text,
+        agent.offline_kb,
+        agent.citations,
         storage.order_formats,
     )
     for module in modules:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text as sql
 
 import agent.offline
+import agent.offline_kb
 import agent.offline_text
 from agent.desk import Desk, yes_or_no
 from agent.eval import (
@@ -62,8 +63,10 @@ async def test_offline_model_says_what_it_is(deps: Deps, sarah: CallContext) -> 
 async def test_offline_model_reads_only_the_conversation(monkeypatch: pytest.MonkeyPatch) -> None:
     for module in (agent.offline, agent.offline_text):
         imported = {getattr(v, "__name__", "") for v in vars(module).values() if inspect.ismodule(v)}
-        assert imported <= {"itertools", "json", "re"}  # no filesystem, no store, no eval
+        assert imported <= {"itertools", "json", "re", "agent.offline_kb"}  # no filesystem, no store, no eval
         assert not any(name.startswith(("storage", "tools", "sqlalchemy")) for name in vars(module))
+    kb = {getattr(v, "__name__", "") for v in vars(agent.offline_kb).values() if inspect.ismodule(v)}
+    assert kb <= {"itertools", "re", "tools.wording"}  # the help center only through its tool
 
     def no_files(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the offline model opened a file")

@@ -23,6 +23,7 @@ from bot.server import web_app
 from bot.slack.runtime import Runtime
 from storage.engine import Store
 from storage.importer import seed
+from storage.kb_import import seed_help_center
 from storage.settings import Settings
 from storage.types import Clock, SystemClock
 from tests.fakes.slack_api import BOT_USER, HOME_TEAM, FakeSlack
@@ -250,6 +251,9 @@ async def start_bot(
     workers: bool = True,
 ) -> Bot:
     await seed(store, clock or SystemClock())
+    await seed_help_center(
+        store, clock or SystemClock(), base_url=settings.help_center_url, return_window_days=settings.return_window_days
+    )
     rt = Runtime.create(settings, store=store, model=model or OfflineModel(), clock=clock)
     await rt.identify()
     runner = web.AppRunner(web_app(rt), handle_signals=False, access_log=None)

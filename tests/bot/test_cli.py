@@ -60,7 +60,8 @@ def one_clear_line(proc: subprocess.CompletedProcess[str]) -> str:
         (
             {},
             ("eval", "--scenario", "nope"),
-            "unknown scenario 'nope'; the scenarios are: angry_without_legal_words, bot_identity_question,",
+            "unknown scenario 'nope'; the scenarios are: angry_without_legal_words, bot_identity_question, cant_do, "
+            "chit_chat, confirmation_declined,",
         ),
     ],
 )

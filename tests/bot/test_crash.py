@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from storage.engine import Store
 from storage.importer import seed
+from storage.kb_import import seed_help_center
 from storage.types import SystemClock
 from tests.bot.conftest import STAFF_CHANNEL, envelope, message_event, sign
 from tests.bot.procs import start
@@ -38,6 +39,7 @@ async def test_killed_at_a_named_point_then_restarted_answers_exactly_once(
     store: Store, database_url: str, slack: FakeSlack, http: aiohttp.ClientSession, point: str
 ) -> None:
     await seed(store, SystemClock())
+    await seed_help_center(store, SystemClock(), base_url="https://help.example.com", return_window_days=30)
     first = await start(database_url, slack, FAULT_CRASH_AT=point)
     event = message_event("My blender ORD-8842 arrived broken, refund please")
     assert await send(http, first.url, event) == 200  # stored before the acknowledgement
@@ -49,15 +51,17 @@ async def test_killed_at_a_named_point_then_restarted_answers_exactly_once(
         follow_up = message_event("what are your support hours?", thread_ts=event["ts"])
         assert await send(http, second.url, follow_up) == 200
         # the follow-up is answered only after the first message is finished (thread order)
-        await slack.wait_for(lambda: any("9:00-18:00" in (m["text"] or "") for m in slack.posts(thread_ts=event["ts"])))
+        await slack.wait_for(
+            lambda: any("9:00 to 18:00" in (m["text"] or "") for m in slack.posts(thread_ts=event["ts"]))
+        )
     finally:
         assert await second.stop() == 0
     posts = slack.posts(thread_ts=event["ts"])
-    first_replies = [m for m in posts if "9:00-18:00" not in m["text"]]
+    first_replies = [m for m in posts if "9:00 to 18:00" not in m["text"]]
     assert len(first_replies) == 1  # the reply with its buttons: once
     assert len({m["metadata"]["event_payload"]["row"] for m in posts}) == len(posts)  # each row posted once
     assert "refund_confirm" in json.dumps(first_replies[0]["blocks"])
-    assert sum("9:00-18:00" in m["text"] for m in posts) == 1
+    assert sum("9:00 to 18:00" in m["text"] for m in posts) == 1
     async with store.read() as s:
         rows = (await s.execute(text("SELECT status, attempts FROM inbox ORDER BY id"))).all()
         refunds = (await s.execute(text("SELECT status FROM refunds"))).all()

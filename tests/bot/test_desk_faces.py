@@ -169,7 +169,7 @@ async def test_a_colleagues_handoff_is_resolved_by_staff_and_the_bot_answers_aga
     assert await act(bot, "slack", "resolve", 1, user=AGENT_ANA) == "OK"
     await said_once(bot, event, "I'm back")
     await bot.say("what are your support hours?", thread_ts=event["ts"])
-    await bot.slack.wait_for(lambda: [m for m in bot.replies(event) if "9:00-18:00" in (m["text"] or "")])
+    await bot.slack.wait_for(lambda: [m for m in bot.replies(event) if "9:00 to 18:00" in (m["text"] or "")])
 
 
 async def test_staff_may_take_a_colleagues_conversation_over(bot: Bot) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from storage.engine import Store
 from storage.importer import seed
+from storage.kb_import import seed_help_center
 from storage.settings import Settings
 from storage.types import SystemClock
 from tests.bot.conftest import (
@@ -38,6 +39,7 @@ from tests.fakes.slack_api import HOME_TEAM, FakeSlack
 async def pg(pg_database_url: str) -> AsyncIterator[Store]:
     store = Store.from_settings(Settings(_env_file=None), url=pg_database_url)  # type: ignore[call-arg]
     await seed(store, SystemClock())
+    await seed_help_center(store, SystemClock(), base_url="https://help.example.com", return_window_days=30)
     yield store
     await store.dispose()
 
@@ -140,7 +142,7 @@ async def test_one_thread_split_across_replicas_is_answered_in_order_one_at_a_ti
     await slack.wait_for(lambda: len(texts(slack, first["ts"])) >= 6)
     said = texts(slack, first["ts"])
     assert "Hi!" in said[0] and "9:00" in said[1] and "30 days" in said[2] and "stand-in" in said[3]
-    assert "3-5" in said[4] and "9:00" in said[5]
+    assert "3 to 5" in said[4] and "9:00" in said[5]
     assert await q(pg, "SELECT count(*), count(DISTINCT lease_owner) > 0 FROM inbox") == [(6, True)]
     # one at a time: each turn's status line comes only after the previous turn's reply was posted
     seen = [

@@ -217,3 +217,14 @@ def test_staff_shell_shows_a_ticket_and_says_how_to_use_each_command(tmp_path: P
     assert "No such order: ORD-9999." in out and "customer's account" not in out
     assert "ORD-8901 (Barista Pro espresso machine): $349.00, pending approval, refund RF-" in out
     assert "  show N               ticket N: details, its conversation and its escalation history" in out
+
+
+def test_a_help_center_answer_prints_its_source_link(tmp_path: Path, url: str) -> None:
+    proc = shell(tmp_path, url, "Do you offer gift wrapping?\nDo you sell gift cards?\n", "--as", "sarah@example.com")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "· Searching our help center…" in out
+    assert "supportbot> Here's what our help center says:" in out
+    assert "· source: Gift wrapping and gift messages <https://help.example.com/gift-wrap" in out
+    assert "supportbot> I couldn't find an answer to that in our help center" in out
+    assert out.count("· source:") == 1  # the unanswered question cites nothing

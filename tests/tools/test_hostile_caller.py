@@ -111,6 +111,7 @@ def run_machine(database_url: str) -> None:
                 "process_refund": {"order_id": order, "amount": amount, "reason": reason},
                 "escalate_to_human": {"reason": "other", "priority": prio, "summary": reason},
                 "get_refund_status": {"order_id": order} if reason else {},
+                "search_help_center": {"query": f"{reason} refund for {order} or {email}"},
             }[tool]
 
             async def go() -> None:

@@ -149,6 +149,21 @@ class Actions:
     async def deny(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await self._act(ack, body, self.desk.decide, approve=False)
 
+    async def save_article(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        """A resolved ticket's answer, saved as a draft help-center article (published from the CLI)."""
+        staff = await self._staff(ack, body)
+        if staff is None:
+            return
+        ticket_id = _ticket_id(_value(body))
+        result = await self.desk.save_article(self.rt.deps, staff=staff, ticket_id=ticket_id) if ticket_id else None
+        await ack()
+        if result is None or result.code is Code.NOT_FOUND:
+            await self.ephemeral(body, wording.TICKET_GONE)
+        elif result.ok:
+            await self.ephemeral(body, wording.article_saved(result.note, article_id=int(result.data["article_id"])))
+        else:
+            await self.ephemeral(body, wording.nothing_saved(result.note))
+
     # --- modals: link a customer, reply to a customer -------------------------------------------------
     async def _open(self, ack: AsyncAck, body: dict[str, Any], view: Callable[[int], View]) -> None:
         staff = await self._staff(ack, body)
@@ -233,5 +248,6 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     app.action(blocks.DENY)(acts.deny)
     app.action(blocks.LINK)(acts.link)
     app.action(blocks.REPLY)(acts.reply)
+    app.action(blocks.SAVE_ARTICLE)(acts.save_article)
     app.view(LINK_VIEW)(acts.link_submit)
     app.view(REPLY_VIEW)(acts.reply_submit)

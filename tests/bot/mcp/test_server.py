@@ -406,3 +406,14 @@ async def test_a_hostile_client_gets_only_results_the_store_backs(
     assert [(r["order_id"], r["amount"], r["status"]) for r in status["refunds"]] == [
         ("ORD-8842", "$89.99", "processed")
     ]
+
+
+async def test_help_center_answers_carry_their_sources_in_the_tool_result(tmp_path: Path, database_url: str) -> None:
+    async with connect(tmp_path, database_url, "--as", "sarah@example.com") as client:
+        error, found = await call(client, "search_help_center", query="How long does standard delivery take?")
+        _, none = await call(client, "search_help_center", query="Do you sell gift cards?")
+    assert error is False and found["answered"] is True
+    first = found["results"][0]
+    assert first["title"] == "Shipping times and costs"
+    assert first["url"].startswith("https://help.example.com/shipping-times") and "3 to 5" in first["snippet"]
+    assert none["answered"] is False and none["results"] == [] and "person" in none["note"]

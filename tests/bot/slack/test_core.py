@@ -57,7 +57,10 @@ async def test_follow_ups_in_one_thread_are_answered_in_order(bot: Bot) -> None:
     posts = await bot.wait_replies(first, 1 + len(questions))
     texts = [p["text"] for p in posts]
     assert "Hi!" in texts[0]
-    assert "9:00-18:00" in texts[1] and "30 days" in texts[2] and "stand-in" in texts[3] and "3-5" in texts[4]
+    assert "9:00 to 18:00" in texts[1] and "30 days" in texts[2] and "stand-in" in texts[3] and "3 to 5" in texts[4]
+    links = [p for p in posts if p.get("blocks") and p["blocks"][-1]["block_id"] == "reply_sources"]
+    assert len(links) == 3  # the three help-center answers link their articles under the reply
+    assert "<https://help.example.com/opening-hours" in links[0]["blocks"][-1]["elements"][0]["text"]
     rows = [p["metadata"]["event_payload"]["row"] for p in posts]  # each names its outgoing-log row
     assert rows == sorted(rows)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from agent.events import Citation
 from bot.slack import blocks, listeners, routing
 from bot.slack.blocks import TicketView, confirmation_blocks, slack_text, ticket_blocks
 
@@ -41,6 +42,7 @@ def test_every_registered_event_and_command_is_in_the_manifest_and_back() -> Non
         "ticket_reply",
         "refund_deny",
         "ticket_link_customer",
+        "ticket_save_article",
     }
 
 
@@ -78,7 +80,7 @@ def test_ticket_blocks_show_the_right_buttons_for_each_state() -> None:
         blocks.APPROVE,
         blocks.DENY,
     ]
-    assert action_ids(ticket_blocks(view(status="resolved"))) == []
+    assert action_ids(ticket_blocks(view(status="resolved"))) == [blocks.SAVE_ARTICLE]
     assert action_ids(ticket_blocks(view(refund_pending=None, customer=None, unverified_user="U_X"))) == [
         blocks.CLAIM,
         blocks.LINK,
@@ -99,6 +101,26 @@ def test_ticket_blocks_show_the_right_buttons_for_each_state() -> None:
     assert rendered[2]["text"]["text"] == "Over &lt;limit&gt;"
     values = {e["value"] for b in rendered if b["type"] == "actions" for e in b["elements"]}
     assert values == {"7"}
+
+
+def test_reply_blocks_link_each_cited_article_by_its_title() -> None:
+    cites = (
+        Citation(3, "Shipping <times> | costs", "https://help.example.com/shipping-times#delivery-times"),
+        Citation(4, "Bad", "javascript:alert(1)"),
+    )
+    rendered = [b.to_dict() for b in blocks.reply_blocks("It takes 3 to 5 days <!channel>.", cites)]
+    assert rendered[0]["text"]["text"] == "It takes 3 to 5 days &lt;!channel&gt;."
+    assert rendered[1] == {
+        "type": "context",
+        "block_id": "reply_sources",
+        "elements": [
+            {
+                "type": "mrkdwn",
+                "text": "📄 <https://help.example.com/shipping-times#delivery-times|Shipping &lt;times&gt; ¦ costs>",
+            }
+        ],
+    }
+    assert [b["block_id"] for b in (x.to_dict() for x in blocks.reply_blocks("Hi", ()))] == ["reply"]
 
 
 def test_confirmation_blocks_carry_the_refund_id() -> None:

@@ -272,6 +272,29 @@ async def test_staff_reply_hands_off_then_resolve_gives_the_thread_back(bot: Bot
     await bot.slack.wait_for(lambda: [m for m in bot.replies(event) if "9:00" in m["text"]])
 
 
+async def test_staff_save_a_resolved_answer_as_a_draft_article(bot: Bot) -> None:
+    event = await bot.say("Do you engrave kettles?")
+    await bot.wait_replies(event)
+    await bot.say(
+        "Yes, engraving is free on kettles: add the text at checkout.",
+        user=AGENT_ANA,
+        team=HOME_TEAM,
+        thread_ts=event["ts"],
+    )
+    ticket = await staff_ticket(bot, "ticket_resolve")
+    assert await click(bot, "ticket_resolve", ticket, user=AGENT_ANA, team=HOME_TEAM) == 200
+    resolved = await staff_ticket(bot, "ticket_save_article")
+    assert await click(bot, "ticket_save_article", resolved, user=SARAH, team=CUSTOMER_TEAM) == 200
+    assert await said_privately(bot, SARAH, "Only members of the support team")
+    assert await click(bot, "ticket_save_article", resolved, user=AGENT_ANA, team=HOME_TEAM) == 200
+    assert await said_privately(bot, AGENT_ANA, "Saved as draft article")
+    assert await rows(bot, "SELECT status, source FROM kb_articles WHERE source = 'ticket'") == [("draft", "ticket")]
+    (body,) = [r[0] for r in await rows(bot, "SELECT body FROM kb_articles WHERE source = 'ticket'")]
+    assert "Do you engrave kettles?" in body and "engraving is free on kettles" in body
+    assert await click(bot, "ticket_save_article", resolved, user=AGENT_ANA, team=HOME_TEAM) == 200
+    assert await said_privately(bot, AGENT_ANA, "Already saved as article")
+
+
 async def test_a_colleague_writing_in_the_thread_hands_it_off_too(bot: Bot) -> None:
     event = await bot.say("hello")
     await bot.wait_replies(event)

@@ -12,7 +12,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -53,7 +53,30 @@ def as_customer(email: str, **kwargs: Any) -> dict[str, str]:
     return {"X-Customer-Token": token(email, **kwargs)}
 
 
-SARAH = as_customer("sarah@example.com")
+class FreshToken(Mapping[str, str]):
+    """A customer's token header, signed anew whenever it is read: a module-level token signed at
+    import would expire (600 s) before the tests that use it run late in a full suite."""
+
+    def __init__(self, email: str) -> None:
+        self.email = email
+
+    def __getitem__(self, key: str) -> str:
+        return as_customer(self.email)[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("X-Customer-Token",))
+
+    def __len__(self) -> int:
+        return 1
+
+    def __or__(self, other: Mapping[str, str]) -> dict[str, str]:
+        return {**self, **other}
+
+    def __ror__(self, other: Mapping[str, str]) -> dict[str, str]:
+        return {**other, **self}
+
+
+SARAH = FreshToken("sarah@example.com")
 
 
 def assert_clean(raw: str, *, inputs: tuple[str, ...] = ()) -> None:
@@ -85,7 +108,7 @@ class Api:
         path: str,
         body: Any = None,
         *,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         raw: bytes | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
         kwargs: dict[str, Any] = {"headers": headers or {}}
@@ -103,7 +126,7 @@ class Api:
             return resp.status, data, dict(resp.headers)
 
     async def messages(
-        self, session_id: str, *, headers: dict[str, str], n: int, last: int | None = None
+        self, session_id: str, *, headers: Mapping[str, str], n: int, last: int | None = None
     ) -> list[dict[str, Any]]:
         """The first `n` entries of a session's message log stream (it stays open; we hang up)."""
         async with asyncio.timeout(20):
@@ -111,13 +134,13 @@ class Api:
                 session_id, headers=headers, last=last, stop_after=n, template="/api/sessions/{session_id}/events"
             )
 
-    async def chat(self, message: str, *, headers: dict[str, str], session_id: str | None = None) -> dict[str, Any]:
+    async def chat(self, message: str, *, headers: Mapping[str, str], session_id: str | None = None) -> dict[str, Any]:
         body = {"message": message} | ({"session_id": session_id} if session_id else {})
         status, data, _ = await self.call("POST", "/api/chat", body, headers=headers)
         assert status == 200, data
         return data
 
-    async def start(self, message: str, *, headers: dict[str, str], session_id: str | None = None) -> dict[str, Any]:
+    async def start(self, message: str, *, headers: Mapping[str, str], session_id: str | None = None) -> dict[str, Any]:
         body = {"message": message} | ({"session_id": session_id} if session_id else {})
         status, data, _ = await self.call("POST", "/api/turns", body, headers=headers)
         assert status == 202, data
@@ -127,7 +150,7 @@ class Api:
         self,
         turn_id: str,
         *,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         last: int | None = None,
         stop_after: int | None = None,
         template: str = "/api/turns/{turn_id}/events",
@@ -288,15 +311,15 @@ async def test_a_verified_customer_continues_a_session_across_requests(api: Api)
         ({}, "absent"),
         (as_customer("sarah@example.com", expires_in=-5), "expired"),
         (as_customer("sarah@example.com", key="forged-key"), "invalid"),
-        (as_customer("nobody@example.com"), "unknown_customer"),
+        (FreshToken("nobody@example.com"), "unknown_customer"),  # signed when the test runs, not at import
     ],
 )
 async def test_expired_forged_or_missing_tokens_get_an_anonymous_session(
-    api: Api, headers: dict[str, str], verdict: str
+    api: Api, headers: Mapping[str, str], verdict: str
 ) -> None:
     hello = await api.chat("what are your support hours?", headers=headers)
     assert hello["identity"]["kind"] == "anonymous" and hello["identity"]["token"] == verdict
-    assert "9:00-18:00" in hello["reply"]
+    assert "9:00 to 18:00" in hello["reply"]
     anon = {"X-Anonymous-Id": hello["identity"]["anonymous_id"]}
     order = await api.chat(
         "My blender ORD-8842 arrived broken, refund please", headers=anon, session_id=hello["session_id"]
@@ -585,7 +608,7 @@ async def test_a_turn_whose_replica_died_is_taken_over_and_answered_once(
             events = await api.stream(turn.key, headers=anon)
         assert [e["event"] for e in events][-1] == "done"
         assert [e["event"] for e in events].count("reply") >= 1
-        assert "9:00-18:00" in " ".join(e["data"].get("text", "") for e in events)
+        assert "9:00 to 18:00" in " ".join(e["data"].get("text", "") for e in events)
         assert await rows(
             api,
             f"SELECT status, attempts FROM inbox WHERE id = (SELECT inbox_id FROM web_turns WHERE key = '{turn.key}')",
@@ -619,3 +642,26 @@ async def test_a_turn_that_keeps_failing_gets_the_one_failure_policy(
         assert await rows(api, "SELECT kind FROM outbox ORDER BY id") == [("apology",), ("alert",)]
     finally:
         await stop_bot(bot)
+
+
+# --- the help center --------------------------------------------------------------------------------------
+async def test_an_anonymous_visitor_gets_a_cited_answer_in_their_language(api: Api) -> None:
+    visitor = {"X-Anonymous-Id": "v" * 43, "Accept-Language": "es-ES,es;q=0.9,en;q=0.5"}
+    answer = await api.chat("¿Cuánto tarda la entrega?", headers=visitor)
+    assert answer["identity"]["kind"] == "anonymous"
+    assert answer["reply"].startswith("Esto dice nuestro centro de ayuda")
+    (cited,) = answer["citations"]
+    assert cited["title"] == "Plazos y costes de envío"
+    assert cited["url"].startswith("https://help.example.com/es-envios") and cited["url"] in answer["reply"]
+    assert await rows(api, "SELECT locale FROM sessions") == [("es-ES",)]
+    started = await api.start("¿Cuál es el horario de atención?", headers=visitor, session_id=answer["session_id"])
+    events = await api.stream(started["turn_id"], headers=visitor)
+    replies = [e["data"] for e in events if e["event"] == "reply"]
+    assert all(r["citations"] == [] for r in replies[:-1])
+    assert replies[-1]["citations"] and replies[-1]["citations"][0]["title"] == "Horario de atención al cliente"
+    spec = api.spec["components"]["schemas"]
+    assert "citations" in spec["ChatResponse"]["required"] and spec["CitationData"]["required"] == [
+        "article_id",
+        "title",
+        "url",
+    ]
