@@ -347,6 +347,7 @@ async def _serve_http(server: Server[Any], *, port: int, token: str) -> int:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((HOST, port))
+        sock.listen(128)  # connections wait in the backlog from now on, not refused while uvicorn starts
     except OSError as exc:
         sock.close()
         print(f"supportbot: cannot listen on {HOST}:{port}: {exc.strerror}", file=sys.stderr)
