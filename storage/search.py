@@ -149,6 +149,22 @@ def _coverage(alternatives: Sequence[set[str]] | Sequence[Group], passage_terms:
     return sum(1 for alts in alternatives if alts & passage_terms) / len(alternatives)
 
 
+def _hit(r: Any, rank: float, coverage: float) -> Hit:
+    """A passage row of either backend as a Hit (rank: higher is better)."""
+    return Hit(
+        passage_id=r.id,
+        article_id=r.article_id,
+        position=r.position,
+        title=r.title,
+        heading=r.heading,
+        url=r.url,
+        locale=r.locale,
+        text=r.text,
+        rank=rank,
+        coverage=coverage,
+    )
+
+
 def _rerank(hits: list[Hit], limit: int) -> tuple[Hit, ...]:
     """Most coverage first; among equals an article's opening passage (which help centers write as
     the short answer), then the database's rank; one passage per article."""
@@ -279,21 +295,7 @@ class SqliteIndex:
             levels = plan(groups, docs, total)
             rows = await _run_levels(levels, limit, run)
             rows = rows[: CANDIDATES * 2]
-        hits = [
-            Hit(
-                passage_id=r.id,
-                article_id=r.article_id,
-                position=r.position,
-                title=r.title,
-                heading=r.heading,
-                url=r.url,
-                locale=r.locale,
-                text=r.text,
-                rank=-float(r.score),
-                coverage=_coverage(groups, set(f"{r.fts_head} {r.fts_body}".split())),
-            )
-            for r in rows
-        ]
+        hits = [_hit(r, -float(r.score), _coverage(groups, set(f"{r.fts_head} {r.fts_body}".split()))) for r in rows]
         return Results(language, tuple(terms), corrected, _rerank(hits, limit))
 
 
@@ -415,19 +417,5 @@ class PostgresIndex:
             live = [g for g in groups if g]
             levels = plan(live, docs, total)
             rows = await _run_levels(levels, limit, run)
-        hits = [
-            Hit(
-                passage_id=r.id,
-                article_id=r.article_id,
-                position=r.position,
-                title=r.title,
-                heading=r.heading,
-                url=r.url,
-                locale=r.locale,
-                text=r.text,
-                rank=float(r.score),
-                coverage=_coverage(groups, set(r.lexemes)),
-            )
-            for r in rows
-        ]
+        hits = [_hit(r, float(r.score), _coverage(groups, set(r.lexemes))) for r in rows]
         return Results(language, tuple(terms), corrected, _rerank(hits, limit))
