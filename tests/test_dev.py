@@ -49,6 +49,9 @@ def demo(root: Path, stdin: str | None, *args: str, closed_stdin: bool = False) 
     )
 
 
+EXISTING = "Order ORD-8842 (ProBlend 500 blender): refund of $89.99 is issued."
+
+
 def test_every_demo_starts_fresh_on_its_own_database(checkout: Path) -> None:
     real = checkout / "supportbot.db"  # a real database, named by DATABASE_URL: the demo leaves it alone
     with sqlite3.connect(real) as db:
@@ -58,11 +61,13 @@ def test_every_demo_starts_fresh_on_its_own_database(checkout: Path) -> None:
         run = demo(checkout, BLENDER)
         assert run.returncode == 0, run.stderr
         assert "Done: your refund of $89.99 for order ORD-8842 has been issued." in run.stdout, run.stdout
-        assert "already has a refund" not in run.stdout
+        assert EXISTING not in run.stdout  # no refund left over from the run before
         assert f"database SQLite {checkout / '.demo' / 'supportbot-demo.db'}" in run.stderr
     assert real.read_bytes() == before
     kept = demo(checkout, BLENDER, "--keep")  # --keep continues from the last run
-    assert "Order ORD-8842 already has a refund of $89.99, which is processed." in kept.stdout, kept.stdout
+    assert EXISTING in kept.stdout and "Done:" not in kept.stdout, (
+        kept.stdout
+    )  # the refund made before, told from its row
 
 
 def test_demo_with_stdin_closed_ends_cleanly(checkout: Path) -> None:
