@@ -42,7 +42,7 @@ from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext
 from tools.sessions import settle
 from tools.tickets import TicketQuotaExceeded
-from tools.toolbox import Toolbox
+from tools.toolbox import Ledger, Toolbox
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class _Turn:
     note: str = ""  # the session note (who the customer is), read once per turn
     tokens_before: int = 0  # the session's tokens before this turn
     pending: list[ModelCall] = field(default_factory=list)  # usage rows written with the next message
+    unsaved: list[Message] = field(default_factory=list)  # history rows for the next write
+    ledger: Ledger = field(default_factory=Ledger)  # audit rows for the next write
     reply: str | None = None  # the model's final text
     verdict: Verdict | None = None  # a verdict that ended the turn
     summary: str = ""  # what staff read about that verdict
@@ -86,7 +88,8 @@ class Agent:
         text = text.replace("\x00", "")
         turn = _Turn(sources=citations.TurnSources(started=self.deps.clock.now()))
         await self._start(turn, ctx)
-        await self._remember(turn, ctx, ("user", [{"type": "text", "text": text}]), customer_text=True)
+        # written with the first round (or the reply): a turn cut off before then is run again from its work item
+        self._stage(turn, ctx, ("user", [{"type": "text", "text": text}]), customer_text=True)
         trigger = policy.classify(text)
         if trigger is not None:
             turn.end(trigger, f"Customer wrote: {text[:500]}")
@@ -174,7 +177,7 @@ class Agent:
                 text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen, quotes=turn.sources.quotes
             )
             if out.replaced:
-                await self._replaced(ctx, text, out)
+                self._replaced(turn, ctx, text, out)
             text = out.text
             text, turn.cited = citations.check(text, turn.sources)
         yield Reply(text, turn.cited)
@@ -183,22 +186,22 @@ class Agent:
             yield clarification
         yield done
 
-    async def _replaced(self, ctx: CallContext, original: str, out: policy.Guarded) -> None:
-        """Logged and counted; the original goes to the audit log (staff may read it), never to the customer."""
+    def _replaced(self, turn: _Turn, ctx: CallContext, original: str, out: policy.Guarded) -> None:
+        """Logged and counted; the original goes to the audit log (staff may read it; written with
+        the reply), never to the customer."""
         reason = out.reason or "replaced"
         log.warning("session %s: the model's reply was not sent as written (%s)", ctx.session_id, reason)
         metrics.REPLIES_REPLACED.labels(reason).inc()
-        async with self.deps.store.write() as s:
-            s.add(
-                AuditLog(
-                    session_id=ctx.session_id,
-                    actor="agent:guard",
-                    action=REPLY_REPLACED,
-                    input={"original": original[:4000], "found": [f[:300] for f in out.found[:20]]},
-                    outcome=reason,
-                    created_at=self.deps.clock.now(),
-                )
+        turn.ledger.rows.append(
+            AuditLog(
+                session_id=ctx.session_id,
+                actor="agent:guard",
+                action=REPLY_REPLACED,
+                input={"original": original[:4000], "found": [f[:300] for f in out.found[:20]]},
+                outcome=reason,
+                created_at=self.deps.clock.now(),
             )
+        )
 
     async def _start(self, turn: _Turn, ctx: CallContext) -> None:
         """Everything a turn reads up front, in one transaction: history, token count, the session note."""
@@ -251,10 +254,10 @@ class Agent:
         return resp
 
     # --- tools -----------------------------------------------------------------------------------------
-    async def _call_tool(self, name: str, args: Any, ctx: CallContext) -> ToolResult | None:
+    async def _call_tool(self, turn: _Turn, name: str, args: Any, ctx: CallContext) -> ToolResult | None:
         for attempt in range(1, TOOL_ATTEMPTS + 1):
             try:
-                return await self.toolbox.call(name, args, ctx)
+                return await self.toolbox.call(name, args, ctx, ledger=turn.ledger)
             except ToolFailure as exc:
                 log.warning("tool %s failed (attempt %d/%d)", name, attempt, TOOL_ATTEMPTS, exc_info=exc.cause)
         return None
@@ -262,7 +265,7 @@ class Agent:
     async def _run_tool(self, turn: _Turn, ctx: CallContext, block: dict[str, Any]) -> AsyncIterator[Any]:
         """Yields events, then the tool_result block (a dict) last."""
         name, args = str(block.get("name")), block.get("input")
-        result = await self._call_tool(name, args, ctx)
+        result = await self._call_tool(turn, name, args, ctx)
         if result is None:
             yield Error("tool_failure")
             summary = f"{name} kept failing after {TOOL_ATTEMPTS} attempts."
@@ -335,7 +338,8 @@ class Agent:
         failed = policy.is_failed_round(turn.codes)
         succeeded = any(c in SUCCEEDED for c in turn.codes)
         async with self.deps.store.write() as s:  # one transaction, unless a clarification ticket comes between
-            await self._persist(s, turn, ctx, [("assistant", [{"type": "text", "text": reply}])])
+            self._stage(turn, ctx, ("assistant", [{"type": "text", "text": reply}]))
+            await self._persist(s, turn, ctx)
             session = await s.get(ChatSession, ctx.session_id)
             assert session is not None
             if failed:
@@ -368,23 +372,16 @@ class Agent:
         await citations.record(s, session_id=ctx.session_id, sources=turn.sources, cited=turn.cited)
         return await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
 
-    async def _remember(
+    async def _remember(self, turn: _Turn, ctx: CallContext, *messages: tuple[str, list[dict[str, Any]]]) -> None:
+        """Persist messages with everything staged since the last write, in one transaction."""
+        self._stage(turn, ctx, *messages)
+        async with self.deps.store.write() as s:
+            await self._persist(s, turn, ctx)
+
+    def _stage(
         self, turn: _Turn, ctx: CallContext, *messages: tuple[str, list[dict[str, Any]]], customer_text: bool = False
     ) -> None:
-        """Persist messages, with the usage of the model calls since the last write, in one transaction."""
-        async with self.deps.store.write() as s:
-            await self._persist(s, turn, ctx, list(messages), customer_text=customer_text)
-
-    async def _persist(
-        self,
-        s: AsyncSession,
-        turn: _Turn,
-        ctx: CallContext,
-        messages: list[tuple[str, list[dict[str, Any]]]],
-        *,
-        customer_text: bool = False,
-    ) -> None:
-        """Add messages and the pending model calls to the caller's transaction (the token count too)."""
+        """Messages into the turn's history now, into the store with its next write."""
         now = self.deps.clock.now()
         rows = [
             Message(
@@ -397,9 +394,17 @@ class Agent:
             )
             for role, content in messages
         ]
+        turn.rows.extend(rows)
+        turn.unsaved.extend(rows)
+
+    async def _persist(self, s: AsyncSession, turn: _Turn, ctx: CallContext) -> None:
+        """Add what is staged (messages, the model calls' usage and the token count, audit rows) to
+        the caller's transaction."""
+        rows, turn.unsaved = turn.unsaved, []
         calls, turn.pending = turn.pending, []
         s.add_all(rows)
         s.add_all(calls)
+        s.add_all(turn.ledger.take())
         if calls:
             used = sum(c.input_tokens + c.cache_read_tokens + c.cache_write_tokens + c.output_tokens for c in calls)
             await s.execute(
@@ -407,7 +412,6 @@ class Agent:
                 .where(ChatSession.id == ctx.session_id)
                 .values(tokens_used=ChatSession.tokens_used + used)
             )
-        turn.rows.extend(rows)
 
 
 def _tool_traffic(rows: list[Message]) -> tuple[list[str], set[str]]:

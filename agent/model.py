@@ -17,12 +17,13 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import anthropic
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.events import Usage
 from storage.settings import Settings
+
+if TYPE_CHECKING:  # the SDK takes seconds to import: only a process that talks to Claude loads it (make_client)
+    import anthropic
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ class ClaudeModel:
         self.name = model
 
     async def complete(self, request: ModelRequest) -> ModelReply:
+        import anthropic  # loaded already with the client (make_client): a dictionary lookup
+
         try:
             msg = await self.client.messages.create(model=self.name, **cached_params(request))
         except anthropic.APIError as exc:  # status errors, timeouts and connection errors, after retries
@@ -163,6 +166,8 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
     key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     if not key:
         raise ModelNotConfigured()
+    import anthropic
+
     return anthropic.AsyncAnthropic(
         api_key=key, timeout=settings.anthropic_timeout_s, max_retries=settings.anthropic_max_retries
     )

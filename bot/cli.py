@@ -265,7 +265,7 @@ async def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from bot.bench.runner import Params, compare, plot, run_bench, table
+    from bot.bench.runner import Params, capacity_table, compare, plot, run_bench, table
 
     if args.suite == "kb":
         from bot.bench.kb import run_kb_bench
@@ -294,12 +294,16 @@ async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         database_url=args.database_url,
         replicas=args.replicas,
         workers=args.workers,
+        slack_limits=not args.no_slack_limits,
+        channel_layout=args.channel_layout,
     )
     try:
+        params.n_channels  # noqa: B018 - a bad --channel-layout is the user's mistake, said before anything starts
         result = await run_bench(params)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     print(table([result]))
+    print(capacity_table([result]))
     check = result["correctness"]
     if not check["ok"]:
         print("correctness FAILED: " + json.dumps(check), file=sys.stderr)
@@ -456,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--database-url", help="scratch database (EVERYTHING IN IT IS DELETED); default temp SQLite")
     bench.add_argument("--replicas", type=int, default=1, help="app processes (more than 1 needs PostgreSQL)")
     bench.add_argument("--workers", type=int, default=32, help="WORKER_CONCURRENCY of each replica")
+    bench.add_argument(
+        "--no-slack-limits", action="store_true", help="fake Slack without rate limits, pacer off (own capacity)"
+    )
+    bench.add_argument(
+        "--channel-layout", default="", help="per-customer, or shared:N (N threads a channel; default 10)"
+    )
     bench.add_argument("--out", metavar="FILE.json", help="write the results as JSON")
     bench.add_argument("--compare", metavar="OLD.json", help="print ratios to an earlier run")
     bench.add_argument("--plot", metavar="FILE.png", help="plot latency against load from --results files")

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     staff_cache_seconds: int = Field(default=300, ge=0)
     sla_p1_minutes: int = Field(default=15, ge=1)
     sla_reannounce_minutes: int = Field(default=15, ge=1)
+    # pace Web API calls to Slack's published limits; off only against a Slack without limits (the benchmark)
+    slack_pace: bool = True
 
     # --- inbox and workers -------------------------------------------------------------------
     inbox_lease_seconds: float = Field(default=30.0, gt=0)

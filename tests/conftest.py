@@ -261,3 +261,30 @@ async def ticket_by_ref(deps: Deps, ref: str) -> int:
 
     async with deps.store.read() as s:
         return int((await s.scalars(select(Ticket.id).where(Ticket.public_ref == ref))).one())
+
+
+# --- the PostgreSQL pass runs what depends on the database ---------------------------------------
+def _second_pass() -> bool:
+    """The PostgreSQL pass of `.ci/run`, after the SQLite pass ran everything (TEST_EVERYTHING=1: all)."""
+    return bool(TEST_DATABASE_URL) and not is_sqlite(TEST_DATABASE_URL) and not os.environ.get("TEST_EVERYTHING")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if not TEST_DATABASE_URL or is_sqlite(TEST_DATABASE_URL):
+        return "database under test: SQLite (a fresh file per test)"
+    if not _second_pass():
+        return "database under test: PostgreSQL, every test (TEST_EVERYTHING)"
+    return (
+        "database under test: PostgreSQL; only the tests that use it run (the rest ran in the SQLite "
+        "pass and are listed as deselected; TEST_EVERYTHING=1 runs them too)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _second_pass():
+        return
+    keep = [i for i in items if "database_url" in getattr(i, "fixturenames", ())]
+    dropped = [i for i in items if "database_url" not in getattr(i, "fixturenames", ())]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -8,6 +8,7 @@ session's context, audit-logs the call and its outcome, and turns an unexpected 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -58,6 +59,20 @@ def validation_note(err: ValidationError) -> str:
     return "Invalid input. " + "; ".join(parts)
 
 
+@dataclass
+class Ledger:
+    """A turn's audit rows not written yet (the agent loop adds them to its round's one write) and
+    the customer's unknown-order count, read from the audit log once per turn and counted on here."""
+
+    rows: list[AuditLog] = field(default_factory=list)
+    unknown_before: int | None = None  # in the audit log when the turn first needed it
+    unknown_now: int = 0  # tried since, this turn
+
+    def take(self) -> list[AuditLog]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
 class Toolbox:
     def __init__(self, deps: Deps, tools: tuple[Tool, ...] = TOOLS) -> None:
         self.deps = deps
@@ -70,7 +85,8 @@ class Toolbox:
         tool = self.tools.get(name)
         return tool.activity if tool else "Working on it"
 
-    async def call(self, name: str, raw_input: Any, ctx: CallContext) -> ToolResult:
+    async def call(self, name: str, raw_input: Any, ctx: CallContext, *, ledger: Ledger | None = None) -> ToolResult:
+        """One tool call, audit-logged: at once, or with `ledger` into the caller's next write."""
         tool = self.tools.get(name)
         if tool is None:
             result = ToolResult(Code.INVALID_INPUT, f"There is no tool named {name[:40]!r}.")
@@ -83,12 +99,14 @@ class Toolbox:
             except ValidationError as err:
                 result = ToolResult(Code.INVALID_INPUT, validation_note(err))
             else:
-                result = await self._run(tool, args, raw_input, ctx)
-        await self._audit(ctx, name, raw_input, result.code)
+                result = await self._run(tool, args, raw_input, ctx, ledger)
+        await self._audit(ctx, name, raw_input, result.code, ledger)
         return result
 
-    async def _run(self, tool: Tool, args: Any, raw_input: dict[str, Any], ctx: CallContext) -> ToolResult:
-        if tool.name in ORDER_TOOLS and await self._probing(ctx):
+    async def _run(
+        self, tool: Tool, args: Any, raw_input: dict[str, Any], ctx: CallContext, ledger: Ledger | None
+    ) -> ToolResult:
+        if tool.name in ORDER_TOOLS and await self._probing(ctx, ledger):
             return ToolResult(
                 Code.TOO_MANY_UNKNOWN_ORDERS,
                 "Too many order numbers that are not on this customer's account were tried in the last "
@@ -99,15 +117,22 @@ class Toolbox:
             return await tool.run(args, ctx, self.deps)
         except Exception as exc:
             log.warning("tool %s failed: %s", tool.name, type(exc).__name__, exc_info=True)
-            await self._audit(ctx, tool.name, raw_input, "ERROR")
+            await self._audit(ctx, tool.name, raw_input, "ERROR", ledger)
             raise ToolFailure(tool.name, exc) from exc
 
-    async def _probing(self, ctx: CallContext) -> bool:
+    async def _probing(self, ctx: CallContext, ledger: Ledger | None) -> bool:
         """Whether this customer tried UNKNOWN_ORDERS_PER_HOUR order numbers not on their account in
         the last hour. Unknown and other customers' orders count alike, and once over the limit every
         number is refused alike (theirs too), so the limit itself tells nothing about any order."""
         if ctx.actor.kind != "customer":
             return False
+        if ledger is None:
+            return await self._unknown_orders(ctx) >= self.deps.settings.unknown_orders_per_hour
+        if ledger.unknown_before is None:
+            ledger.unknown_before = await self._unknown_orders(ctx)
+        return ledger.unknown_before + ledger.unknown_now >= self.deps.settings.unknown_orders_per_hour
+
+    async def _unknown_orders(self, ctx: CallContext) -> int:
         since = self.deps.clock.now() - timedelta(hours=1)
         async with self.deps.store.read() as s:
             tried = await s.scalar(
@@ -119,22 +144,25 @@ class Toolbox:
                     AuditLog.outcome.in_([str(c) for c in UNKNOWN]),
                 )
             )
-        return (tried or 0) >= self.deps.settings.unknown_orders_per_hour
+        return int(tried or 0)
 
-    async def _audit(self, ctx: CallContext, name: str, raw_input: Any, outcome: str) -> None:
+    async def _audit(self, ctx: CallContext, name: str, raw_input: Any, outcome: str, ledger: Ledger | None) -> None:
         safe_input = raw_input if isinstance(raw_input, dict) else {"raw": repr(raw_input)[:500]}
+        row = AuditLog(
+            session_id=ctx.session_id,
+            actor=ctx.actor.ref,
+            action=name[:64],
+            input=safe_input,
+            outcome=str(outcome),
+            created_at=self.deps.clock.now(),
+        )
+        if ledger is not None:
+            ledger.rows.append(row)
+            ledger.unknown_now += str(outcome) in {str(c) for c in UNKNOWN}
+            return
         try:
             async with self.deps.store.write() as s:
-                s.add(
-                    AuditLog(
-                        session_id=ctx.session_id,
-                        actor=ctx.actor.ref,
-                        action=name[:64],
-                        input=safe_input,
-                        outcome=str(outcome),
-                        created_at=self.deps.clock.now(),
-                    )
-                )
+                s.add(row)
         except Exception:  # an audit write failing must not turn a completed action into a failure
             log.exception("could not write the audit log for %s", name)
 

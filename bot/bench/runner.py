@@ -64,10 +64,25 @@ class Params:
     workers: int = 32
     seed: int = 7
     timeout: float = 600.0
+    slack_limits: bool = True  # False: a fake Slack without rate limits and the pacer off (the bot's own capacity)
+    channel_layout: str = ""  # "per-customer" or "shared:N" (N threads a channel); "" = --channels or shared:10
 
     @property
     def n_channels(self) -> int:
-        return self.channels or max(1, self.threads // 10)
+        if self.channels:
+            return self.channels
+        return layout_channels(self.channel_layout or "shared:10", self.threads)
+
+
+def layout_channels(layout: str, threads: int) -> int:
+    """Channels for a layout: Slack Connect usually has one shared channel per customer company
+    (`per-customer`); `shared:N` puts N customers' threads in each channel (10: the worst case)."""
+    if layout == "per-customer":
+        return max(1, threads)
+    kind, _, n = layout.partition(":")
+    if kind != "shared" or not n.isdigit() or int(n) < 1:
+        raise ValueError(f"--channel-layout must be per-customer or shared:N (N ≥ 1), not {layout!r}")
+    return max(1, -(-threads // int(n)))
 
 
 @dataclass
@@ -209,7 +224,9 @@ async def start_replica(env: dict[str, str]) -> Replica:
     return Replica(proc, url, log)
 
 
-def replica_env(url: str, slack: FakeSlack, api: FakeMessagesAPI, *, workers: int, **extra: str) -> dict[str, str]:
+def replica_env(
+    url: str, slack: FakeSlack, api: FakeMessagesAPI, *, workers: int, pace: bool = True, **extra: str
+) -> dict[str, str]:
     """The environment of a replica: the fakes, the scratch store, nothing of ours from outside."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC", "SLACK", "SUPPORT", "MODEL"))}
     return env | {
@@ -227,6 +244,7 @@ def replica_env(url: str, slack: FakeSlack, api: FakeMessagesAPI, *, workers: in
         "INBOX_POLL_SECONDS": "0.2",
         "DB_POOL_SIZE": "20",
         "DB_MAX_OVERFLOW": "20",
+        "SLACK_PACE": "true" if pace else "false",
         **extra,
     }
 
@@ -410,6 +428,52 @@ def histogram_quantiles(texts: list[str], name: str) -> dict[str, float]:
     return out
 
 
+COUNTED = (
+    ("cpu_s", "process_cpu_seconds_total", None),
+    ("read_statements", "supportbot_db_statements_total", "read"),
+    ("write_statements", "supportbot_db_statements_total", "write"),
+    ("read_tx", "supportbot_db_transactions_total", "read"),
+    ("write_tx", "supportbot_db_transactions_total", "write"),
+    ("lock_wait_s", "supportbot_db_write_lock_wait_seconds_sum", None),
+    ("lock_hold_s", "supportbot_db_write_lock_hold_seconds_sum", None),
+    ("lock_waits", "supportbot_db_write_lock_wait_seconds_count", None),
+)
+
+
+def counter_totals(texts: list[str]) -> dict[str, float]:
+    """The counters of COUNTED summed over replicas' /metrics."""
+    out = dict.fromkeys((k for k, _, _ in COUNTED), 0.0)
+    for body in texts:
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                for key, name, kind in COUNTED:
+                    if sample.name == name and (kind is None or sample.labels.get("kind") == kind):
+                        out[key] += sample.value
+    return out
+
+
+def per_turn(before: dict[str, float], after: dict[str, float], items: int) -> dict[str, float]:
+    """What one work item (a message or a click) cost the replicas, from their own counters."""
+    d = {k: after[k] - before[k] for k in after}
+    n = max(items, 1)
+    return {
+        "cpu_ms": round(d["cpu_s"] * 1000 / n, 2),
+        "statements": round((d["read_statements"] + d["write_statements"]) / n, 1),
+        "write_tx": round(d["write_tx"] / n, 1),
+        "read_tx": round(d["read_tx"] / n, 1),
+        "lock_wait_ms": round(d["lock_wait_s"] * 1000 / n, 2),
+        "lock_hold_ms": round(d["lock_hold_s"] * 1000 / n, 2),
+    }
+
+
+async def scrape(http: aiohttp.ClientSession, replicas: list[Replica]) -> list[str]:
+    texts = []
+    for r in replicas:
+        async with http.get(f"{r.url}/metrics") as resp:
+            texts.append(await resp.text())
+    return texts
+
+
 async def correctness(url: str, slack: FakeSlack, convs: list[Conversation], replicas: list[Replica]) -> dict[str, Any]:
     store = Store.from_settings(Settings(_env_file=None), url=url)  # type: ignore[call-arg]
     try:
@@ -490,19 +554,20 @@ async def run_bench(params: Params) -> dict[str, Any]:
         if params.replicas > 1 and is_sqlite(url):
             raise ValueError("--replicas > 1 needs PostgreSQL: pass --database-url postgresql+asyncpg://… (scratch)")
         await prepare_store(url, params)
-        slack = FakeSlack(staff_channel=STAFF, rate_limits=True)
+        slack = FakeSlack(staff_channel=STAFF, rate_limits=params.slack_limits)
         api = FakeMessagesAPI(model_responder(), latency=params.model_latency, record=False)
         await slack.start()
         await api.start()
         for i in range(params.threads):
             slack.add_user(f"U_B{i}", team=CUSTOMER_TEAM, email=f"c{i}@bench.example")
         slack.channel_members[STAFF] = ["U_BENCH_STAFF"]
-        env = replica_env(url, slack, api, workers=params.workers)
+        env = replica_env(url, slack, api, workers=params.workers, pace=params.slack_limits)
         replicas = [await start_replica(env) for _ in range(params.replicas)]
         convs: list[Conversation] = []
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
                 driver = Driver(params, slack, replicas, http)
+                counted_before = counter_totals(await scrape(http, replicas))
                 kinds = [k for k, _ in KINDS]
                 weights = [w for _, w in KINDS]
                 started = time.monotonic()
@@ -518,10 +583,7 @@ async def run_bench(params: Params) -> dict[str, Any]:
                     await asyncio.sleep(1 / params.rate if params.rate > 0 else 0)  # open-loop arrivals
                 await asyncio.gather(*tasks)
                 wall = time.monotonic() - started
-                metrics_texts = []
-                for r in replicas:
-                    async with http.get(f"{r.url}/metrics") as resp:
-                        metrics_texts.append(await resp.text())
+                metrics_texts = await scrape(http, replicas)
             rss = [r.peak_rss_mb() for r in replicas]
         finally:
             for r in replicas:
@@ -540,6 +602,7 @@ async def run_bench(params: Params) -> dict[str, Any]:
         tokens["cache_write"] += u.get("cache_creation_input_tokens", 0)
         tokens["output"] += u.get("output_tokens", 0)
     per_conv = {k: round(v / max(len(convs), 1), 1) for k, v in tokens.items()}
+    items = len(turns) + sum(len(c.click_ms) for c in convs)
     return {
         "params": {
             **params.__dict__,
@@ -554,6 +617,7 @@ async def run_bench(params: Params) -> dict[str, Any]:
         "model_ms_per_turn": histogram_quantiles(metrics_texts, "supportbot_model_seconds"),
         "slack_ms_per_turn": histogram_quantiles(metrics_texts, "supportbot_slack_seconds"),
         "turns_per_s": round(len(turns) / wall, 2) if wall else 0.0,
+        "per_turn": per_turn(counted_before, counter_totals(metrics_texts), items),
         "wall_s": round(wall, 2),
         "peak_rss_mb": round(max(rss), 1) if rss else 0.0,
         "peak_rss_mb_per_replica": [round(r, 1) for r in rss],
@@ -580,6 +644,26 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{t['p50']}/{t['p95']}/{t['p99']} | {o['p50']}/{o['p99']} | {r['turns_per_s']} | {r['peak_rss_mb']} | "
             f"{r['slack_429s']} | {tin:.0f} ({k['cache_read']:.0f} cached)/{k['output']:.0f} | "
             f"{'yes' if r['correctness']['ok'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def capacity_table(results: list[dict[str, Any]]) -> str:
+    """What a turn costs the bot itself (a turn: a message or a click), from the replicas' counters."""
+    lines = [
+        "| conversations | channels | Slack limits | model latency | replicas | db | turns/s | CPU ms/turn | "
+        "statements/turn | write+read tx/turn | lock wait/hold ms/turn | overhead p50/p99 ms | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        p, o, c = r["params"], r["overhead_ms"], r.get("per_turn")
+        if c is None:
+            continue
+        lines.append(
+            f"| {p['threads']} | {p['channels']} | {'on' if p.get('slack_limits', True) else 'off'} | "
+            f"{p['model_latency']} s | {p['replicas']} | {p['database']} | {r['turns_per_s']} | {c['cpu_ms']} | "
+            f"{c['statements']} | {c['write_tx']}+{c['read_tx']} | {c['lock_wait_ms']}/{c['lock_hold_ms']} | "
+            f"{o['p50']}/{o['p99']} | {'yes' if r['correctness']['ok'] else 'NO'} |"
         )
     return "\n".join(lines)
 

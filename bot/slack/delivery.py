@@ -72,13 +72,14 @@ class SlackPacer:
     """Paces our Web API calls to Slack's published limits (`bot.slack.limits`), so bursts queue
     here instead of collecting 429s. Each caller reserves the next free slot of its bucket."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled  # off: SLACK_PACE=false, against a Slack without limits (the benchmark)
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (tokens, when)
 
     def reserve(self, method: str, channel: str | None) -> float:
         """Seconds to wait before this call may go (0 for methods without a known limit)."""
         limit = LIMITS.get(method)
-        if limit is None:
+        if limit is None or not self.enabled:
             return 0.0
         rate, burst, per_channel = limit
         key = (method, (channel or "") if per_channel else "")

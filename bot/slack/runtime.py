@@ -16,7 +16,7 @@ from bot.host import Host
 from bot.queue import Queue, Workers
 from bot.slack.board import StaffBoard
 from bot.slack.client import make_client
-from bot.slack.delivery import SlackOut
+from bot.slack.delivery import SlackOut, SlackPacer
 from bot.slack.people import People
 from bot.slack.turns import Turns
 from storage.engine import Store
@@ -54,7 +54,15 @@ class Runtime:
     def on(cls, host: Host, *, client: AsyncWebClient | None = None, poster: AsyncWebClient | None = None) -> Runtime:
         client = client or make_client(host.settings)
         poster = poster or (make_client(host.settings, retries=False) if client.retry_handlers else client)
-        out = SlackOut(client, poster, host.store, host.clock, host.settings, host.owner)
+        out = SlackOut(
+            client,
+            poster,
+            host.store,
+            host.clock,
+            host.settings,
+            host.owner,
+            SlackPacer(enabled=host.settings.slack_pace),
+        )
         people = People(out, host.deps)
         board = StaffBoard(out, host.deps)
         turns = Turns(host, people, out, board)

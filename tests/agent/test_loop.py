@@ -173,7 +173,7 @@ async def test_tool_failing_after_two_retries_escalates_p2(deps: Deps, sarah: Ca
     box = Toolbox(deps)
     real_call = box.call
 
-    async def failing(name: str, raw: Any, ctx: CallContext) -> Any:
+    async def failing(name: str, raw: Any, ctx: CallContext, **_: Any) -> Any:
         nonlocal attempts
         if name == "lookup_order":
             attempts += 1
@@ -197,14 +197,14 @@ async def test_tool_recovering_on_retry_is_not_escalated(deps: Deps, sarah: Call
     box = Toolbox(deps)
     real_call = box.call
 
-    async def flaky(name: str, raw: Any, ctx: CallContext) -> Any:
+    async def flaky(name: str, raw: Any, ctx: CallContext, **kw: Any) -> Any:
         nonlocal attempts
         attempts += 1
         if attempts == 1:
             from tools.codes import ToolFailure
 
             raise ToolFailure(name, ConnectionError("blip"))
-        return await real_call(name, raw, ctx)
+        return await real_call(name, raw, ctx, **kw)
 
     box.call = flaky  # type: ignore[method-assign]
     model = ScriptedModel([reply(tool_use("lookup_order", order_id="ORD-8842")), reply(text("Found it."))])
