@@ -1,10 +1,12 @@
 """One async engine and session factory per process.
 
-SQLite (the embedded default) runs in WAL mode with foreign keys on and a short busy timeout.
-SQLAlchemy, not the sqlite3 driver, emits BEGIN (the documented aiosqlite recipe): write
-transactions start with `BEGIN IMMEDIATE`, so a writer takes the lock up front and waits for it
-within the busy timeout instead of failing with "database is locked" when a deferred read lock
-is upgraded. Read transactions stay deferred, so WAL readers never wait for writers.
+SQLite (the embedded default) runs in WAL mode with foreign keys on, through SQLAlchemy's
+aiosqlite dialect over `storage.inline_sqlite` (each call runs at once in the event loop's
+thread, no thread hop: see there why). SQLAlchemy, not the sqlite3 driver, emits BEGIN (the
+documented aiosqlite recipe): write transactions start with `BEGIN IMMEDIATE`, so a writer takes
+the lock up front; when another process holds it, the store retries with asyncio sleeps for up to
+SQLITE_BUSY_TIMEOUT_MS (SQLite's own busy handler would sleep in the event loop's thread). Read
+transactions stay deferred, so WAL readers never wait for writers.
 PostgreSQL goes through asyncpg with a pool sized by settings.
 
 `check_database` is what a command runs before it touches anything: the URL is one we support,
@@ -32,7 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from storage import metrics
+from storage import inline_sqlite, metrics
 from storage.dburl import check_url, describe, host_port, sqlite_path
 from storage.settings import Settings
 
@@ -65,18 +67,19 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, busy_tim
                 url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_recycle=1800
             )
         )
-    database = make_url(url).database
-    if database and database != ":memory:":
+    database = make_url(url).database or ":memory:"
+    if database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow} if database != ":memory:" else {}
+    engine = create_async_engine(url, async_creator=inline_sqlite.creator(database), **pool)
+    engine.sync_engine.dialect.busy_timeout_ms = busy_timeout_ms  # type: ignore[attr-defined]  # Store.write's
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA busy_timeout=0")  # never wait inside SQLite: Store.write retries BEGIN
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
@@ -167,11 +170,40 @@ class Store:
             metrics.DB_WRITE_LOCK_WAIT.observe(held - asked)
             token = self._holder.set(True)
             try:
-                async with self._write() as session, session.begin():
+                session = await self._begin_immediate()
+                try:
                     yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+                finally:
+                    await session.close()
             finally:
                 self._holder.reset(token)
                 metrics.DB_WRITE_LOCK_HOLD.observe(time.perf_counter() - held)
+
+    async def _begin_immediate(self) -> AsyncSession:
+        """A session whose BEGIN IMMEDIATE went through, retried with asyncio sleeps while another
+        process holds SQLite's write lock (up to SQLITE_BUSY_TIMEOUT_MS; then "database is
+        locked", which is an outage to the caller)."""
+        budget = getattr(self.engine.sync_engine.dialect, "busy_timeout_ms", 1000) / 1000
+        deadline, delay = time.monotonic() + budget, 0.001
+        while True:
+            session = self._write()
+            try:
+                await session.begin()
+                await session.connection()
+                return session
+            except sa_exc.OperationalError as exc:
+                await session.close()
+                if "locked" not in str(exc.orig) or time.monotonic() + delay > deadline:
+                    raise
+            except BaseException:
+                await session.close()
+                raise
+            await asyncio.sleep(delay)  # waiting out another process's transaction, not synchronization
+            delay = min(delay * 2, 0.05)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -13,7 +13,9 @@ request and a session's turns run one at a time, in order.
 - Replay: a stream is the stored events, so reading again from `Last-Event-ID` runs nothing.
 - The session's message log (staff replies, notices, every reply) is the outgoing log
   (`tools.outbox`), streamed by `follow_session`.
-- In-process wake-ups only shorten waits; what is true lives in the store, and readers poll it.
+- In-process wake-ups only shorten waits, and only a turn's own followers (or its session's) are
+  woken by what it stores; what is true lives in the store, and readers poll it (other replicas).
+  A follower reads only what is newer than the last thing it sent.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,6 +64,35 @@ class LeaseLost(Exception):
     """Another worker took this turn over (ours was presumed dead): stop without writing."""
 
 
+class Wakeups:
+    """In-process wake-ups by key (`turn:ID`, `session:ID`): what a turn stores wakes its own
+    followers only, so 50 chats streaming at once do not each re-read on every chat's event."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+
+    @contextlib.contextmanager
+    def watch(self, key: str) -> Iterator[asyncio.Event]:
+        """An event set by every `wake(key)` while the block runs (clear it before each read)."""
+        event = asyncio.Event()
+        self._waiting.setdefault(key, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiting = self._waiting.get(key, set())
+            waiting.discard(event)
+            if not waiting:
+                self._waiting.pop(key, None)
+
+    def wake(self, *keys: str) -> None:
+        for key in keys:
+            for event in self._waiting.get(key, ()):
+                event.set()
+
+    def wake_all(self) -> None:
+        self.wake(*list(self._waiting))
+
+
 class TurnLog:
     def __init__(self, host: Host) -> None:
         self.host = host
@@ -69,26 +100,19 @@ class TurnLog:
         self.clock = host.clock
         self.poll_s = host.settings.inbox_poll_seconds
         self.closing = False
-        self._version = 0
-        self._changed = asyncio.Condition()
+        self.wakeups = Wakeups()
         host.workers.serve("web", handle=self.handle, on_dead=self.dead_letter)
 
-    # --- wake-ups (this process only; other replicas are seen by polling) ----------------------------
-    async def _bump(self) -> None:
-        async with self._changed:
-            self._version += 1
-            self._changed.notify_all()
-
-    async def _wait_change(self, seen: int) -> None:
-        """Until something changed in this process, or a poll interval passed (other replicas)."""
+    async def _wait(self, woken: asyncio.Event) -> None:
+        """Until woken in this process, or a poll interval passed (other replicas are seen by polling)."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.poll_s), self._changed:
-                await self._changed.wait_for(lambda: self._version != seen)
+            async with asyncio.timeout(self.poll_s):
+                await woken.wait()
 
     async def close(self) -> None:
         """Stop streams (turns in flight belong to the workers, which the server stops)."""
         self.closing = True
-        await self._bump()
+        self.wakeups.wake_all()
 
     # --- creating ---------------------------------------------------------------------------------
     async def create(
@@ -127,19 +151,20 @@ class TurnLog:
             s.add(row)
             await s.flush()
         self.host.workers.nudge()
-        await self._bump()
+        self.wakeups.wake(f"session:{session_id}")
         return TurnRef(row.id, key, session_id)
 
     async def wait_stored(self, session_id: str, n: int) -> None:
         """Until the session has at least `n` turns stored (for tests and benchmarks, which bound the
         wait with asyncio.timeout)."""
-        while True:
-            seen = self._version
-            async with self.store.read() as s:
-                count = await s.scalar(select(func.count()).where(WebTurn.session_id == session_id))
-            if int(count or 0) >= n:
-                return
-            await self._wait_change(seen)
+        with self.wakeups.watch(f"session:{session_id}") as woken:
+            while True:
+                woken.clear()
+                async with self.store.read() as s:
+                    count = await s.scalar(select(func.count()).where(WebTurn.session_id == session_id))
+                if int(count or 0) >= n:
+                    return
+                await self._wait(woken)
 
     # --- reading --------------------------------------------------------------------------------------
     async def find(self, key: str) -> WebTurn | None:
@@ -148,34 +173,31 @@ class TurnLog:
 
     async def events(self, turn_id: int, *, after: int = 0) -> list[Stored]:
         async with self.store.read() as s:
-            rows = await s.scalars(
-                select(WebTurnEvent)
-                .where(WebTurnEvent.turn_id == turn_id, WebTurnEvent.seq > after)
-                .order_by(WebTurnEvent.seq)
-            )
-            return [Stored(r.seq, r.kind, r.data) for r in rows]
+            return await _events(s, turn_id, after)
 
     async def follow(self, turn_id: int, *, after: int, keepalive_s: float = 15.0) -> AsyncIterator[Stored | None]:
         """The turn's stored events after `after`, then each new one as it is stored, up to `done`.
         Yields None when nothing happened for `keepalive_s` (for a keep-alive comment)."""
         quiet = 0.0
-        while not self.closing:
-            seen = self._version
-            async with self.store.read() as s:
-                turn = await s.get(WebTurn, turn_id)  # read first: once finished, all its events are stored
-            for event in await self.events(turn_id, after=after):
-                quiet, after = 0.0, event.seq
-                yield event
-                if event.kind == "done":
+        with self.wakeups.watch(f"turn:{turn_id}") as woken:
+            while not self.closing:
+                woken.clear()
+                async with self.store.read() as s:  # the status first: once finished, all its events are stored
+                    status = await s.scalar(select(WebTurn.status).where(WebTurn.id == turn_id))
+                    new = await _events(s, turn_id, after)
+                for event in new:
+                    quiet, after = 0.0, event.seq
+                    yield event
+                    if event.kind == "done":
+                        return
+                if status not in UNFINISHED:
                     return
-            if turn is None or turn.status not in UNFINISHED:
-                return
-            if quiet >= keepalive_s:
-                quiet = 0.0
-                yield None
-            started = asyncio.get_running_loop().time()
-            await self._wait_change(seen)
-            quiet += asyncio.get_running_loop().time() - started
+                if quiet >= keepalive_s:
+                    quiet = 0.0
+                    yield None
+                started = asyncio.get_running_loop().time()
+                await self._wait(woken)
+                quiet += asyncio.get_running_loop().time() - started
 
     async def follow_session(
         self, session_id: str, *, after: int, keepalive_s: float = 15.0
@@ -183,18 +205,19 @@ class TurnLog:
         """The session's message log after row `after`, then each new row as it is written (on any
         replica), until the stream is closed. None every `keepalive_s` of silence."""
         quiet = 0.0
-        while not self.closing:
-            seen = self._version
-            rows = await outbox.for_session(self.host.deps, session_id, after=after)
-            for row in rows:
-                quiet, after = 0.0, row.id
-                yield row
-            if quiet >= keepalive_s:
-                quiet = 0.0
-                yield None
-            started = asyncio.get_running_loop().time()
-            await self._wait_change(seen)
-            quiet += asyncio.get_running_loop().time() - started
+        with self.wakeups.watch(f"session:{session_id}") as woken:
+            while not self.closing:
+                woken.clear()
+                rows = await outbox.for_session(self.host.deps, session_id, after=after)
+                for row in rows:
+                    quiet, after = 0.0, row.id
+                    yield row
+                if quiet >= keepalive_s:
+                    quiet = 0.0
+                    yield None
+                started = asyncio.get_running_loop().time()
+                await self._wait(woken)
+                quiet += asyncio.get_running_loop().time() - started
 
     # --- running (the web face's work handler) ---------------------------------------------------------
     async def handle(self, item: Claimed) -> None:
@@ -209,7 +232,7 @@ class TurnLog:
             await self._start(turn, item)
             await self._run(turn, item, out)
         finally:
-            await self._bump()
+            self.wakeups.wake(f"turn:{turn.id}", f"session:{turn.session_id}")
 
     async def _turn_of(self, item: Claimed) -> WebTurn | None:
         async with self.store.read() as s:
@@ -279,7 +302,14 @@ class TurnLog:
         await out.add("error", TextData(text=wording.DEAD_LETTER))
         state = await session_state(self.store, turn.session_id)
         await out.add("done", DoneData(state=state), finish="failed")
-        await self._bump()
+        self.wakeups.wake(f"session:{turn.session_id}")
+
+
+async def _events(s: Any, turn_id: int, after: int) -> list[Stored]:
+    rows = await s.scalars(
+        select(WebTurnEvent).where(WebTurnEvent.turn_id == turn_id, WebTurnEvent.seq > after).order_by(WebTurnEvent.seq)
+    )
+    return [Stored(r.seq, r.kind, r.data) for r in rows]
 
 
 class _Writer:
@@ -308,4 +338,4 @@ class _Writer:
                 )
             )
         self.seq += 1
-        await tl._bump()
+        tl.wakeups.wake(f"turn:{self.turn_id}")

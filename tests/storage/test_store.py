@@ -4,16 +4,18 @@ constraints enforced by the database itself, migrations equal to the ORM."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from storage.engine import Store
+from storage.engine import Store, is_unavailable
 from storage.migrate import current_revision, schema_diff
 from storage.models import Customer, Order
 from storage.settings import Settings
@@ -61,8 +63,69 @@ async def test_sqlite_pragmas(store: Store) -> None:
     async with store.engine.connect() as conn:
         assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
         assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
-        timeout = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
-        assert 0 < timeout < 3000
+        # SQLite never waits in its busy handler (the event loop's thread): Store.write retries BEGIN
+        assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 0
+
+
+def _begins(store: Store) -> list[str]:
+    """Every BEGIN IMMEDIATE the store sends (failed ones included)."""
+    seen: list[str] = []
+
+    def on_execute(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("BEGIN IMMEDIATE"):
+            seen.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", on_execute)
+    return seen
+
+
+async def test_a_write_waits_for_another_process_without_blocking_the_event_loop(settings: Settings) -> None:
+    """Another process's write transaction (a raw sqlite3 connection, as the command line would
+    hold) makes our BEGIN IMMEDIATE busy: the store retries with asyncio sleeps, the event loop
+    keeps running other work meanwhile, and the write lands once the other transaction ends."""
+    store = Store.from_settings(settings)
+    if store.dialect != "sqlite":
+        await store.dispose()
+        return
+    other = sqlite3.connect(make_url(settings.database_url).database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    begins = _begins(store)
+
+    async def write() -> None:
+        async with store.write() as s:
+            s.add(Customer(id="C1", name="A", email="a@x.io"))
+
+    task = asyncio.create_task(write())
+    ticks = 0
+    async with asyncio.timeout(10):
+        while len(begins) < 3:  # the loop runs this coroutine between the store's attempts
+            ticks += 1
+            await asyncio.sleep(0)
+    assert not task.done() and ticks > 0
+    other.execute("COMMIT")
+    await asyncio.wait_for(task, timeout=10)
+    async with store.read() as s:
+        assert (await s.get(Customer, "C1")) is not None
+    other.close()
+    await store.dispose()
+
+
+async def test_a_write_gives_up_after_the_busy_timeout_as_an_outage(settings: Settings) -> None:
+    store = Store.from_settings(settings.model_copy(update={"sqlite_busy_timeout_ms": 50}))
+    if store.dialect != "sqlite":
+        await store.dispose()
+        return
+    other = sqlite3.connect(make_url(settings.database_url).database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(OperationalError) as caught:
+        async with store.write() as s:
+            s.add(Customer(id="C1", name="A", email="a@x.io"))
+    assert is_unavailable(caught.value)
+    other.execute("ROLLBACK")
+    other.close()
+    async with store.read() as s:
+        assert (await s.get(Customer, "C1")) is None
+    await store.dispose()
 
 
 async def test_concurrent_read_then_write_transactions_never_lock(settings: Settings) -> None:
