@@ -137,7 +137,7 @@ class Queue:
             .on_conflict_do_nothing()
             .returning(InboxItem.id)
         )
-        async with self.store.write() as s:
+        async with self.store.write(ack=True) as s:  # its sender waits: ahead of every worker's write
             return (await s.execute(stmt)).scalar_one_or_none()
 
     async def claim(self) -> Claimed | None:

@@ -19,6 +19,7 @@ a SQLite file is a SQLite database (read, never written, when it is not), Postgr
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import os
 import socket
@@ -120,6 +121,47 @@ _ASYNCPG_OUTAGES = frozenset(
 )
 
 
+class WriteLock:
+    """One writer of this process at a time, in arrival order, except that an ack (work stored
+    before its sender is told it arrived: a Slack event before its 200, a website turn before its
+    202) goes ahead of every waiting worker write, so it never queues behind a burst of turns."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._acks: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._others: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self, *, ack: bool = False) -> None:
+        if not self._held and not self._acks and not self._others:
+            self._held = True
+            return
+        line = self._acks if ack else self._others
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed the lock just as we were cancelled: pass it on
+            else:
+                line.remove(turn)
+            raise
+
+    @property
+    def waiting(self) -> int:
+        return len(self._acks) + len(self._others)
+
+    def release(self) -> None:
+        """Hand the lock to the next waiter (acks first), or free it."""
+        for line in (self._acks, self._others):
+            while line:
+                turn = line.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._held = False
+
+
 class NestedWrite(RuntimeError):
     """A write transaction was opened inside another one in the same task (it would deadlock)."""
 
@@ -141,7 +183,7 @@ class Store:
         writer = engine.execution_options(**{_IMMEDIATE: True}) if self.dialect == "sqlite" else engine
         self._write = async_sessionmaker(writer, expire_on_commit=False)
         self._read = async_sessionmaker(engine, expire_on_commit=False)
-        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._write_lock = WriteLock() if self.dialect == "sqlite" else None
         self._holder: contextvars.ContextVar[bool] = contextvars.ContextVar(f"store-write-{id(self)}", default=False)
 
     @classmethod
@@ -156,7 +198,8 @@ class Store:
         )
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
+    async def write(self, *, ack: bool = False) -> AsyncIterator[AsyncSession]:
+        """`ack`: storing work before its sender is told it arrived (goes first on SQLite)."""
         metrics.DB_TRANSACTIONS.labels("write").inc()
         if self._write_lock is None:
             async with self._write() as session, session.begin():
@@ -165,7 +208,8 @@ class Store:
         if self._holder.get():
             raise NestedWrite("a write transaction was opened inside another one; use the outer session")
         asked = time.perf_counter()
-        async with self._write_lock:
+        await self._write_lock.acquire(ack=ack)
+        try:
             held = time.perf_counter()
             metrics.DB_WRITE_LOCK_WAIT.observe(held - asked)
             token = self._holder.set(True)
@@ -182,6 +226,8 @@ class Store:
             finally:
                 self._holder.reset(token)
                 metrics.DB_WRITE_LOCK_HOLD.observe(time.perf_counter() - held)
+        finally:
+            self._write_lock.release()
 
     async def _begin_immediate(self) -> AsyncSession:
         """A session whose BEGIN IMMEDIATE went through, retried with asyncio sleeps while another

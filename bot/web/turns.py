@@ -123,7 +123,7 @@ class TurnLog:
         that whichever replica runs the turn applies it."""
         now = self.clock.now()
         key = f"turn_{secrets.token_hex(12)}"
-        async with self.store.write() as s:
+        async with self.store.write(ack=True) as s:  # the visitor waits for its 202
             item = InboxItem(
                 face="web",
                 kind=kind,

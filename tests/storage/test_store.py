@@ -15,7 +15,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from storage.engine import Store, is_unavailable
+from storage.engine import Store, WriteLock, is_unavailable
 from storage.migrate import current_revision, schema_diff
 from storage.models import Customer, Order
 from storage.settings import Settings
@@ -150,6 +150,31 @@ async def test_concurrent_read_then_write_transactions_never_lock(settings: Sett
         assert (await s.get(Customer, "C1")).name == "50"  # type: ignore[union-attr]
     for st_ in stores:
         await st_.dispose()
+
+
+async def test_acks_go_ahead_of_waiting_writes_and_a_cancelled_waiter_passes_its_turn_on() -> None:
+    lock = WriteLock()
+    await lock.acquire()
+    order: list[str] = []
+
+    async def writer(name: str, *, ack: bool = False) -> None:
+        await lock.acquire(ack=ack)
+        order.append(name)
+        lock.release()
+
+    tasks = [asyncio.create_task(writer("turn-1")), asyncio.create_task(writer("turn-2"))]
+    gone = asyncio.create_task(writer("cancelled"))
+    tasks.append(asyncio.create_task(writer("ack", ack=True)))
+    async with asyncio.timeout(5):
+        while lock.waiting < 4:  # until each task has taken its place in line
+            await asyncio.sleep(0)
+    gone.cancel()
+    lock.release()
+    await asyncio.gather(*tasks)
+    assert order == ["ack", "turn-1", "turn-2"]
+    assert gone.cancelled()
+    await lock.acquire()  # free again: taken at once
+    lock.release()
 
 
 RAW_REFUSED = {
