@@ -3,8 +3,11 @@
 - `Queue.put` stores work before its sender is told it arrived: a Slack message or button click
   (before Slack's 200), a website chat turn (before its 202). Unique constraints on Slack's
   event_id and (channel, ts) make Slack's retries and mention twins no-ops.
-- `Queue.claim` is one conditional `UPDATE … RETURNING` with a lease (owner, expiry, attempt
-  number): no `FOR UPDATE`, no transaction held while the model or Slack is called. Work is
+- `Queue.claim` takes up to `n` items (one per free worker slot, at most CLAIM_BATCH) in one
+  conditional `UPDATE … RETURNING` with a lease (owner, expiry, attempt number); on PostgreSQL the
+  candidates are locked `FOR UPDATE SKIP LOCKED`, so replicas claiming at once take different
+  items instead of queueing on the same rows. No transaction is held while the model or Slack is
+  called. Work is
   claimable only when everything earlier in its conversation (a Slack thread, a web session) is
   finished, so a conversation is answered in order; an expired lease (a crashed worker, on any
   replica) is taken over by any worker, with the next attempt number.
@@ -37,6 +40,7 @@ from storage.types import Clock, UTCDateTime
 
 log = logging.getLogger(__name__)
 UNFINISHED = ("pending", "working")
+CLAIM_BATCH = 8  # items one claim may take
 
 
 def _claim_statements() -> tuple[Any, Any]:
@@ -50,7 +54,7 @@ def _claim_statements() -> tuple[Any, Any]:
     def claimable(table: Any) -> Any:
         return or_(table.c.status == "pending", and_(table.c.status == "working", table.c.lease_expires_at < now))
 
-    def first_claimable(table: Any) -> Any:
+    def first_claimable(table: Any, limit: Any = 1) -> Any:
         earlier = t.alias("earlier")
         blocked = exists().where(
             earlier.c.conversation == table.c.conversation,
@@ -61,14 +65,17 @@ def _claim_statements() -> tuple[Any, Any]:
             select(table.c.id)
             .where(table.c.status.in_(UNFINISHED), claimable(table), ~blocked)
             .order_by(table.c.id)
-            .limit(1)
+            .limit(limit)
         )
 
     candidate = t.alias("candidate")
     peek = first_claimable(candidate)
+    # a CTE, evaluated once (PostgreSQL does not inline one that locks rows): as an IN subquery
+    # the planner may run it again per row, and each run skips other rows, past its LIMIT
+    batch = first_claimable(candidate, bindparam("n")).with_for_update(skip_locked=True, of=candidate).cte("batch")
     claim = (
         update(t)
-        .where(t.c.id == first_claimable(candidate).scalar_subquery(), claimable(t))
+        .where(t.c.id.in_(select(batch.c.id)), claimable(t))
         .values(
             status="working",
             lease_owner=bindparam("owner"),
@@ -140,14 +147,16 @@ class Queue:
         async with self.store.write(ack=True) as s:  # its sender waits: ahead of every worker's write
             return (await s.execute(stmt)).scalar_one_or_none()
 
-    async def claim(self) -> Claimed | None:
+    async def claim(self, n: int = 1) -> list[Claimed]:
+        """Up to `n` claimable items (at most one per conversation, its earliest), oldest first."""
         now = self.clock.now()
         async with self.store.read() as s:  # a cheap read first: idle polling never takes the write lock
             if (await s.execute(_PEEK, {"now": now})).first() is None:
-                return None
+                return []
+        args = {"now": now, "owner": self.owner, "until": now + self.lease, "n": max(1, min(n, CLAIM_BATCH))}
         async with self.store.write() as s:
-            row = (await s.execute(_CLAIM, {"now": now, "owner": self.owner, "until": now + self.lease})).first()
-        return Claimed.of(row._mapping) if row is not None else None
+            rows = (await s.execute(_CLAIM, args)).all()
+        return sorted((Claimed.of(r._mapping) for r in rows), key=lambda c: c.id)
 
     def _held(self, item_id: int, attempt: int) -> list[Any]:
         return [
@@ -276,20 +285,25 @@ class Workers:
         costs one cheap read per poll, not one per worker."""
         while not self._stopping:
             await self._slots.acquire()
+            free = 1
+            while free < CLAIM_BATCH and not self._slots.locked():  # every free slot, without waiting
+                await self._slots.acquire()
+                free += 1
             try:
-                item = await self.queue.claim()
+                items = await self.queue.claim(free)
             except Exception:
                 log.exception("could not claim from the queue")
-                item = None
-            if item is None:
+                items = []
+            for _ in range(free - len(items)):
                 self._slots.release()
+            for item in items:
+                task = asyncio.create_task(self._work(item), name=f"queue-{item.id}")
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            if not items:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.settings.inbox_poll_seconds)
                 self._wake.clear()
-                continue
-            task = asyncio.create_task(self._work(item), name=f"queue-{item.id}")
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
 
     async def _work(self, item: Claimed) -> None:
         try:

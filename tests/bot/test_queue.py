@@ -1,0 +1,60 @@
+"""The lease queue's claim: several items in one transaction, at most one per conversation (its
+earliest), none twice when claimers race (on PostgreSQL, `FOR UPDATE SKIP LOCKED`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.queue import CLAIM_BATCH, Queue
+from storage import metrics
+from storage.engine import Store
+from storage.settings import Settings
+from storage.types import FrozenClock
+
+
+def write_transactions() -> float:
+    return metrics.REGISTRY.get_sample_value("supportbot_db_transactions_total", {"kind": "write"}) or 0.0
+
+
+async def fill(queue: Queue, conversations: dict[str, int]) -> None:
+    for conversation, n in conversations.items():
+        for i in range(n):
+            await queue.put(face="web", conversation=conversation, text=f"{conversation}-{i}", payload={})
+
+
+async def test_one_claim_takes_the_earliest_item_of_each_conversation_in_one_transaction(
+    store: Store, settings: Settings, clock: FrozenClock
+) -> None:
+    queue = Queue(store, clock, settings, owner="w1")
+    await fill(queue, {"a": 2, "b": 1, "c": 1})
+    before = write_transactions()
+    got = await queue.claim(CLAIM_BATCH)
+    assert write_transactions() - before == 1
+    assert [c.text for c in got] == ["a-0", "b-0", "c-0"]  # oldest first; a-1 waits for a-0
+    assert await queue.claim(CLAIM_BATCH) == []
+    assert await queue.finish(got[0])
+    assert [c.text for c in await queue.claim(CLAIM_BATCH)] == ["a-1"]
+
+
+async def test_a_claim_takes_no_more_than_asked(store: Store, settings: Settings, clock: FrozenClock) -> None:
+    queue = Queue(store, clock, settings, owner="w1")
+    await fill(queue, {f"c{i}": 1 for i in range(5)})
+    assert [c.text for c in await queue.claim(2)] == ["c0-0", "c1-0"]
+    assert len(await queue.claim(100)) == 3  # capped at CLAIM_BATCH, and only three are left
+
+
+async def test_racing_claimers_never_take_the_same_item(store: Store, settings: Settings, clock: FrozenClock) -> None:
+    other = Store.from_settings(settings)  # a second replica's engine
+    try:
+        queues = [Queue(store, clock, settings, owner="r1"), Queue(other, clock, settings, owner="r2")]
+        await fill(queues[0], {f"c{i}": 2 for i in range(12)})
+        taken: list[int] = []
+        for _ in range(4):
+            batches = await asyncio.gather(*(q.claim(CLAIM_BATCH) for q in queues))
+            taken += [c.id for batch in batches for c in batch]
+            for q, batch in zip(queues, batches, strict=True):
+                for c in batch:
+                    assert await q.finish(c)
+        assert len(taken) == len(set(taken)) == 24
+    finally:
+        await other.dispose()
