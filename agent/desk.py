@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import policy
 from agent.events import Confirmation, Done, Event, Reply, Usage
@@ -34,7 +35,7 @@ from storage.types import format_cents
 from tools import articles, outbox, refunds, tickets, wording
 from tools import desk as staff_desk
 from tools.codes import Code, ToolResult
-from tools.context import CallContext
+from tools.context import CallContext, Deps
 from tools.get_refund_status import refund_status
 from tools.sessions import settle, text_message
 from tools.toolbox import Toolbox
@@ -101,38 +102,49 @@ class Desk:
             yield event
 
     async def _turn(self, ctx: CallContext, text: str, inbox_id: int | None, started: float) -> AsyncIterator[Event]:
+        """The agent's turn; what it said goes to the outgoing log in the turn's last write."""
         said: list[Reply | Confirmation] = []
-        async for event in self.agent.run_turn(ctx, text):
+        written: list[int] = []
+        missing: list[Confirmation] = []
+
+        async def finish(s: AsyncSession, outcome: str) -> None:
+            conf = await self._unprompted(s, ctx, said, outcome)
+            if conf is not None:
+                said.append(conf)
+                missing.append(conf)
+            written.extend(await _write_said(s, self.deps, ctx, said, inbox_id))
+
+        async for event in self.agent.run_turn(ctx, text, on_finish=finish):
             if isinstance(event, Reply | Confirmation):
                 said.append(event)
             if isinstance(event, Done):
-                missing = await self._unprompted(ctx, said, event)
-                if missing is not None:
-                    said.append(missing)
-                    yield missing
-                event = await self._said(ctx, said, inbox_id, started, done=event)
+                for conf in missing:
+                    yield conf
+                event = dataclasses.replace(event, said=tuple(written))
+                count(ctx.channel, event)
             yield event
 
-    async def _unprompted(self, ctx: CallContext, said: list[Reply | Confirmation], done: Done) -> Confirmation | None:
+    async def _unprompted(
+        self, s: AsyncSession, ctx: CallContext, said: list[Reply | Confirmation], outcome: str
+    ) -> Confirmation | None:
         """The Confirm step of a refund waiting in this session that no message has offered yet (a
         turn run again after a crash finds the refund its first run prepared and only talks about
         it): the customer is never left with a refund and no way to send it."""
-        if done.outcome != "awaiting_customer" or any(isinstance(e, Confirmation) for e in said):
+        if outcome != "awaiting_customer" or any(isinstance(e, Confirmation) for e in said):
             return None
-        pending = await self.pending_refund(ctx)
+        pending = await _pending_refund(s, ctx)
         if pending is None:
             return None
-        async with self.deps.store.read() as s:
-            offered = (
-                await s.scalars(
-                    select(OutboxMessage.data).where(
-                        OutboxMessage.session_id == ctx.session_id, OutboxMessage.kind == "confirmation"
-                    )
+        offered = (
+            await s.scalars(
+                select(OutboxMessage.data).where(
+                    OutboxMessage.session_id == ctx.session_id, OutboxMessage.kind == "confirmation"
                 )
-            ).all()
+            )
+        ).all()
         if any((d or {}).get("refund_id") == pending.id for d in offered):
             return None
-        return await self.agent.confirmation(pending.id)
+        return await self.agent.confirmation(pending.id, s)
 
     async def _said(
         self,
@@ -141,25 +153,15 @@ class Desk:
         inbox_id: int | None,
         started: float,
         *,
-        done: Done | None = None,
         extra: int | None = None,
     ) -> Done:
-        """Write what the turn said to the outgoing log (a refund prompt rides on the reply it follows,
-        so Slack posts them as one message), count the turn, and return its Done with the row ids."""
-        rows = _rows(said)
+        """An answer without the agent (/refund-status, a typed yes or no): its outgoing rows and the
+        session's outcome in one write; the turn counted, and its Done with the row ids."""
         async with self.deps.store.write() as s:
-            session = await s.get(ChatSession, ctx.session_id)
-            written = [
-                outbox.add(s, self.deps, session=session, kind=kind, text=text, data=data, inbox_id=inbox_id, seq=seq)
-                for seq, (kind, text, data) in enumerate(rows)
-            ]
-            if done is None:
-                outcome, priority = await settle(s, self.deps, ctx.session_id)
-            await s.flush()
-            ids = tuple(r.id for r in written) + ((extra,) if extra is not None else ())
-        if done is None:
-            done = Done(outcome, priority, 0, Usage(), time.perf_counter() - started, 0.0)
-        done = dataclasses.replace(done, said=ids)
+            ids = tuple(await _write_said(s, self.deps, ctx, said, inbox_id))
+            outcome, priority = await settle(s, self.deps, ctx.session_id)
+        ids += (extra,) if extra is not None else ()
+        done = Done(outcome, priority, 0, Usage(), time.perf_counter() - started, 0.0, said=ids)
         count(ctx.channel, done)
         return done
 
@@ -187,14 +189,7 @@ class Desk:
 
     async def pending_refund(self, ctx: CallContext) -> Refund | None:
         async with self.deps.store.read() as s:
-            return (
-                await s.scalars(
-                    select(Refund)
-                    .where(Refund.session_id == ctx.session_id, Refund.status == "awaiting_confirmation")
-                    .order_by(Refund.created_at.desc())
-                    .limit(1)
-                )
-            ).one_or_none()
+            return await _pending_refund(s, ctx)
 
     async def refund_status(self, ctx: CallContext, order_id: str | None) -> str:
         result = await refund_status(self.deps, ctx, order_id or None)
@@ -246,6 +241,31 @@ class Desk:
     dead_letter = staticmethod(staff_desk.dead_letter)
     details = staticmethod(tickets.details)
     save_article = staticmethod(articles.draft_from_ticket)  # a resolved ticket's answer, as a draft
+
+
+async def _pending_refund(s: AsyncSession, ctx: CallContext) -> Refund | None:
+    return (
+        await s.scalars(
+            select(Refund)
+            .where(Refund.session_id == ctx.session_id, Refund.status == "awaiting_confirmation")
+            .order_by(Refund.created_at.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+
+
+async def _write_said(
+    s: AsyncSession, deps: Deps, ctx: CallContext, said: list[Reply | Confirmation], inbox_id: int | None
+) -> list[int]:
+    """What a turn said, as outgoing rows in the caller's transaction (a refund prompt rides on the
+    reply it follows, so Slack posts them as one message); returns their ids."""
+    session = await s.get(ChatSession, ctx.session_id)
+    written = [
+        outbox.add(s, deps, session=session, kind=kind, text=text, data=data, inbox_id=inbox_id, seq=seq)
+        for seq, (kind, text, data) in enumerate(_rows(said))
+    ]
+    await s.flush()
+    return [r.id for r in written]
 
 
 def _rows(said: list[Reply | Confirmation]) -> list[tuple[str, str, dict[str, Any] | None]]:

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 TOOL_ATTEMPTS = 3  # the first call and two retries
 SUCCEEDED = (Code.OK, Code.AWAITING_CONFIRMATION, Code.REFUND_PROCESSED, Code.REFUND_EXISTS)
 REPLY_REPLACED = "reply_replaced"  # the audit log's action for a reply the guard did not send as written
+# what the caller adds to the turn's last write, given the session's outcome (the desk: its outgoing rows)
+Finisher = Callable[[AsyncSession, str], Awaitable[None]]
 
 
 @dataclass
@@ -70,6 +72,7 @@ class _Turn:
     offered: set[str] = field(default_factory=set)  # refunds whose Confirm step this turn already showed
     sources: citations.TurnSources = field(default_factory=citations.TurnSources)  # what searches returned
     cited: tuple[Citation, ...] = ()
+    on_finish: Finisher | None = None
 
     def end(self, verdict: Verdict, summary: str) -> None:
         self.verdict, self.summary = verdict, summary
@@ -84,9 +87,10 @@ class Agent:
         self.tools = toolbox.schemas()
 
     # --- the turn --------------------------------------------------------------------------------------
-    async def run_turn(self, ctx: CallContext, text: str) -> AsyncIterator[Event]:
+    async def run_turn(self, ctx: CallContext, text: str, *, on_finish: Finisher | None = None) -> AsyncIterator[Event]:
+        """`on_finish` runs in the transaction that records the reply and the outcome."""
         text = text.replace("\x00", "")
-        turn = _Turn(sources=citations.TurnSources(started=self.deps.clock.now()))
+        turn = _Turn(sources=citations.TurnSources(started=self.deps.clock.now()), on_finish=on_finish)
         await self._start(turn, ctx)
         # written with the first round (or the reply): a turn cut off before then is run again from its work item
         self._stage(turn, ctx, ("user", [{"type": "text", "text": text}]), customer_text=True)
@@ -305,14 +309,16 @@ class Agent:
         metrics.ESCALATIONS.labels(ctx.channel, ticket.priority).inc()
         return Escalation(ticket.id, ticket.priority, verdict.reason, created, ticket.public_ref)
 
-    async def confirmation(self, refund_id: str) -> Confirmation:
-        """The Confirm step of a refund, rendered from its row."""
-        async with self.deps.store.read() as s:
-            refund = await s.get(Refund, refund_id)
-            assert refund is not None
-            order = (await s.scalars(select(Order).where(Order.id == refund.order_id))).one()
-            await s.refresh(order, ["items"])
-            item = order.items[0].name if order.items else "your order"
+    async def confirmation(self, refund_id: str, s: AsyncSession | None = None) -> Confirmation:
+        """The Confirm step of a refund, rendered from its row (in `s`, the caller's transaction, if given)."""
+        if s is None:
+            async with self.deps.store.read() as own:
+                return await self.confirmation(refund_id, own)
+        refund = await s.get(Refund, refund_id)
+        assert refund is not None
+        order = (await s.scalars(select(Order).where(Order.id == refund.order_id))).one()
+        await s.refresh(order, ["items"])
+        item = order.items[0].name if order.items else "your order"
         amount = format_cents(refund.amount_cents, refund.currency)
         return Confirmation(
             refund_id=refund.id,
@@ -368,9 +374,13 @@ class Agent:
         )
 
     async def _settle(self, s: AsyncSession, turn: _Turn, ctx: CallContext, reply: str) -> tuple[str, str | None]:
-        """The turn's help-center sources and the session's outcome, in the caller's transaction."""
+        """The turn's help-center sources, the session's outcome and the caller's `on_finish`, in the
+        caller's transaction."""
         await citations.record(s, session_id=ctx.session_id, sources=turn.sources, cited=turn.cited)
-        return await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
+        outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
+        if turn.on_finish is not None:
+            await turn.on_finish(s, outcome)
+        return outcome, priority
 
     async def _remember(self, turn: _Turn, ctx: CallContext, *messages: tuple[str, list[dict[str, Any]]]) -> None:
         """Persist messages with everything staged since the last write, in one transaction."""

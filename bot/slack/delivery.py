@@ -30,7 +30,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
 
 from bot.queue import UNFINISHED, Claimed, Queue
 from bot.slack.blocks import row_message
@@ -68,16 +68,31 @@ class SlackTimer:
 TURN_TIMER: contextvars.ContextVar[SlackTimer | None] = contextvars.ContextVar("slack_timer", default=None)
 
 
+# one token bucket row per key, on the database's clock (replicas' clocks may differ): a reservation
+# takes a token, and a negative balance is the wait before the call may go
+_SHARED_RESERVE = text(
+    "INSERT INTO slack_pace (key, tokens, at) VALUES (:key, :burst - 1, clock_timestamp()) "
+    "ON CONFLICT (key) DO UPDATE SET tokens = LEAST(:burst, slack_pace.tokens + "
+    "EXTRACT(EPOCH FROM clock_timestamp() - slack_pace.at) * :rate) - 1, at = clock_timestamp() "
+    "RETURNING tokens"
+)
+
+
 class SlackPacer:
     """Paces our Web API calls to Slack's published limits (`bot.slack.limits`), so bursts queue
-    here instead of collecting 429s. Each caller reserves the next free slot of its bucket."""
+    here instead of collecting 429s. Each caller reserves the next free slot of its bucket.
 
-    def __init__(self, *, enabled: bool = True) -> None:
+    With a PostgreSQL `store` the buckets are rows every replica draws on (one statement a call),
+    so that two replicas together stay under the limit instead of each using all of it; if the
+    database cannot be reached, this process paces on its own until it can."""
+
+    def __init__(self, *, enabled: bool = True, store: Store | None = None) -> None:
         self.enabled = enabled  # off: SLACK_PACE=false, against a Slack without limits (the benchmark)
+        self.store = store if store is not None and store.dialect == "postgresql" else None
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (tokens, when)
 
     def reserve(self, method: str, channel: str | None) -> float:
-        """Seconds to wait before this call may go (0 for methods without a known limit)."""
+        """Seconds to wait before this call may go (0 for methods without a known limit), in this process."""
         limit = LIMITS.get(method)
         if limit is None or not self.enabled:
             return 0.0
@@ -89,8 +104,25 @@ class SlackPacer:
         self._buckets[key] = (tokens, now)
         return 0.0 if tokens >= 0 else -tokens / rate
 
+    async def reserve_shared(self, method: str, channel: str | None) -> float:
+        """The same reservation from the bucket all replicas share (this process's when the store fails)."""
+        limit = LIMITS.get(method)
+        if limit is None or not self.enabled or self.store is None:
+            return self.reserve(method, channel)
+        rate, burst, per_channel = limit
+        key = f"{method}:{channel or ''}" if per_channel else method
+        try:
+            async with self.store.write() as s:
+                tokens = float(
+                    (await s.execute(_SHARED_RESERVE, {"key": key, "burst": burst, "rate": rate})).scalar_one()
+                )
+        except Exception as exc:
+            log.warning("shared Slack pacing unavailable (%s); pacing this process alone", type(exc).__name__)
+            return self.reserve(method, channel)
+        return 0.0 if tokens >= 0 else -tokens / rate
+
     async def wait(self, method: str, channel: str | None) -> None:
-        delay = self.reserve(method, channel)
+        delay = await self.reserve_shared(method, channel)
         if delay > 0:
             await asyncio.sleep(delay)  # pacing to Slack's limit, not synchronization
 

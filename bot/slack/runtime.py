@@ -61,7 +61,7 @@ class Runtime:
             host.clock,
             host.settings,
             host.owner,
-            SlackPacer(enabled=host.settings.slack_pace),
+            SlackPacer(enabled=host.settings.slack_pace, store=host.store),
         )
         people = People(out, host.deps)
         board = StaffBoard(out, host.deps)
