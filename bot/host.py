@@ -15,6 +15,7 @@ from agent.model import Model
 from agent.providers import build_model
 from bot.queue import Queue, Workers
 from storage.engine import Store
+from storage.notify import INBOX, Listener
 from storage.settings import Settings
 from storage.types import Clock, SystemClock
 from tools.context import Deps
@@ -36,6 +37,7 @@ class Host:
     queue: Queue
     workers: Workers
     owner: str
+    listener: Listener  # PostgreSQL: other replicas' new work wakes ours at once (the server starts it)
 
     @classmethod
     def create(
@@ -53,4 +55,6 @@ class Host:
         owner = replica_id()
         queue = Queue(store, clock, settings, owner=owner)
         workers = Workers(queue, settings=settings)
-        return cls(settings, store, clock, deps, agent, Desk(agent), queue, workers, owner)
+        listener = Listener(store.engine.url.render_as_string(hide_password=False))
+        listener.on(INBOX, lambda _payload: workers.nudge())
+        return cls(settings, store, clock, deps, agent, Desk(agent), queue, workers, owner, listener)

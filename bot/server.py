@@ -136,6 +136,7 @@ async def serve(host: Host, rt: Runtime | None, *, address: str, port: int, sock
         socket_handler = AsyncSocketModeHandler(slack, token)
         await socket_handler.connect_async()
     host.workers.start()  # every face's work: Slack's messages and clicks, the website's turns
+    host.listener.start()  # PostgreSQL: woken at once by other replicas' work (polling stays the fallback)
     keeper = asyncio.create_task(housekeeping(host, rt), name="housekeeping")
     mode = "website chat API only" if rt is None else "socket mode" if socket_mode else "http"
     print(f"supportbot listening on http://{address}:{bound} ({mode}, replica {host.owner})", flush=True)
@@ -152,6 +153,7 @@ async def serve(host: Host, rt: Runtime | None, *, address: str, port: int, sock
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
+        await host.listener.stop()
         await host.workers.stop()
         if rt is not None:
             await rt.drain()

@@ -37,6 +37,7 @@ from bot.queue import Claimed
 from bot.web.events import DoneData, TextData, session_state, shown
 from storage import metrics
 from storage.models import InboxItem, OutboxMessage, Refund, WebTurn, WebTurnEvent
+from storage.notify import WEB
 from tools import outbox, wording
 from tools.codes import Code
 from tools.context import TicketQuota
@@ -101,6 +102,7 @@ class TurnLog:
         self.poll_s = host.settings.inbox_poll_seconds
         self.closing = False
         self.wakeups = Wakeups()
+        host.listener.on(WEB, self.wakeups.wake)  # another replica stored a turn event or an outgoing row
         host.workers.serve("web", handle=self.handle, on_dead=self.dead_letter)
 
     async def _wait(self, woken: asyncio.Event) -> None:
