@@ -13,8 +13,9 @@
   replica) is taken over by any worker, with the next attempt number.
 - `Queue.holds` is the fence: whoever posts or streams on behalf of a work item first proves,
   in the same statement that records the attempt, that it still holds the lease.
-- `Workers` runs up to WORKER_CONCURRENCY items at once per process, for every face, renews their
-  leases (retrying a failed renewal with backoff), retries a failing item up to INBOX_MAX_ATTEMPTS
+- `Workers` runs up to WORKER_CONCURRENCY items at once per process, for every face, renews all
+  their leases in one statement every third of a lease (a failed renewal is retried sooner, with
+  backoff), retries a failing item up to INBOX_MAX_ATTEMPTS
   times, then hands it to its face's dead-letter handler (which calls the desk's one failure
   policy: an apology on the customer's own channel, an alert, a P2 ticket).
 """
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.engine import Store
@@ -176,8 +177,19 @@ class Queue:
         this attempt, with at least `margin` left (so an HTTP call started now ends before it expires)."""
         return exists().where(*self._held(item_id, attempt), InboxItem.lease_expires_at > self.clock.now() + margin)
 
-    async def renew(self, item: Claimed) -> bool:
-        return await self._set(item, lease_expires_at=self.clock.now() + self.lease)
+    async def renew(self, items: list[Claimed]) -> set[int]:
+        """Every lease of `items` still ours extended, in one statement; returns their ids."""
+        if not items:
+            return set()
+        held = tuple_(InboxItem.id, InboxItem.attempts).in_([(i.id, i.attempts) for i in items])
+        async with self.store.write() as s:
+            res = await s.execute(
+                update(InboxItem)
+                .where(held, InboxItem.lease_owner == self.owner, InboxItem.status == "working")
+                .values(lease_expires_at=self.clock.now() + self.lease)
+                .returning(InboxItem.id)
+            )
+            return set(res.scalars().all())
 
     async def finish(self, item: Claimed, status: str = "done") -> bool:
         return await self._set(item, status=status, done_at=self.clock.now(), lease_expires_at=None)
@@ -244,6 +256,7 @@ class Workers:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
+        self._held: dict[int, Claimed] = {}  # items in hand, whose leases the renewer keeps
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._stopping = False
         self.completed = 0  # items handled (answered, failed or skipped) by this process
@@ -261,14 +274,18 @@ class Workers:
             return
         self._stopping = False
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
-        self._tasks = [asyncio.create_task(self._dispatch(), name="queue-dispatcher")]
+        self._tasks = [
+            asyncio.create_task(self._dispatch(), name="queue-dispatcher"),
+            asyncio.create_task(self._keep_leases(), name="queue-leases"),
+        ]
 
     async def stop(self, grace: float = 10.0) -> None:
         """Claim nothing new; let items in flight finish for up to `grace` seconds, then cancel
         (an item cut off keeps its lease until expiry, and any replica then takes it over)."""
         self._stopping = True
         self._wake.set()
-        for t in self._tasks:
+        dispatchers, keepers = self._tasks[:1], self._tasks[1:]
+        for t in dispatchers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
@@ -279,6 +296,10 @@ class Workers:
             for t in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+        for keeper in keepers:  # leases are kept until the last item in flight ends
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeper
 
     async def _dispatch(self) -> None:
         """One loop per process claims work only when a worker slot is free, so an idle replica
@@ -314,7 +335,7 @@ class Workers:
 
     async def run_one(self, item: Claimed) -> None:
         face = self.faces.get(item.face)
-        keeper = asyncio.create_task(self._keep_lease(item))
+        self._held[item.id] = item
         try:
             if face is None:
                 raise LookupError(f"no {item.face} face is served by this process")
@@ -325,9 +346,7 @@ class Workers:
         else:
             await self.queue.finish(item)
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            self._held.pop(item.id, None)
             async with self._progress:
                 self.completed += 1
                 self._progress.notify_all()
@@ -350,19 +369,24 @@ class Workers:
         async with self._progress:
             await self._progress.wait_for(lambda: self.completed >= n)
 
-    async def _keep_lease(self, item: Claimed) -> None:
-        """Renew every third of the lease; a failed renewal (the store blinked) is retried sooner,
-        with backoff, for as long as the lease may still be ours. A lease found taken is given up:
-        every post is fenced by `Queue.holds`, so a worker that lost its lease never posts."""
+    async def _keep_leases(self) -> None:
+        """Renew every item in hand every third of the lease, in one statement; a failed renewal (the
+        store blinked) is retried sooner, with backoff, while the leases may still be ours. An item
+        whose lease was taken over is let go of: every post is fenced by `Queue.holds`, so a worker
+        that lost its lease never posts."""
         every = self.settings.inbox_lease_seconds / 3
         delay = every
         while True:
             await asyncio.sleep(delay)  # a heartbeat interval, not synchronization
+            items = list(self._held.values())
             try:
-                if not await self.queue.renew(item):
-                    log.warning("lost the lease on queue item %d", item.id)
-                    return
+                kept = await self.queue.renew(items)
                 delay = every
             except Exception:
-                log.warning("could not renew the lease on queue item %d; retrying", item.id, exc_info=True)
+                log.warning("could not renew %d leases; retrying", len(items), exc_info=True)
                 delay = max(0.05, min(delay / 2, every))
+                continue
+            for item in items:
+                if item.id not in kept and self._held.get(item.id) is item:
+                    log.warning("lost the lease on queue item %d", item.id)
+                    del self._held[item.id]

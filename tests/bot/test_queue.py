@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import select, update
+
 from bot.queue import CLAIM_BATCH, Queue
 from storage import metrics
 from storage.engine import Store
+from storage.models import InboxItem
 from storage.settings import Settings
 from storage.types import FrozenClock
 
@@ -58,3 +61,21 @@ async def test_racing_claimers_never_take_the_same_item(store: Store, settings: 
         assert len(taken) == len(set(taken)) == 24
     finally:
         await other.dispose()
+
+
+async def test_every_lease_in_hand_is_renewed_in_one_statement_and_a_lost_one_is_told(
+    store: Store, settings: Settings, clock: FrozenClock
+) -> None:
+    queue = Queue(store, clock, settings, owner="w1")
+    await fill(queue, {"a": 1, "b": 1, "c": 1})
+    held = await queue.claim(CLAIM_BATCH)
+    async with store.write() as s:  # another replica took c over after our lease lapsed
+        await s.execute(update(InboxItem).where(InboxItem.id == held[2].id).values(lease_owner="w2"))
+    clock.advance(seconds=5)
+    before = write_transactions()
+    assert await queue.renew(held) == {held[0].id, held[1].id}
+    assert write_transactions() - before == 1
+    async with store.read() as s:
+        until = (await s.scalars(select(InboxItem.lease_expires_at).where(InboxItem.id == held[0].id))).one()
+    assert until == clock.now() + queue.lease
+    assert await queue.renew([]) == set()
