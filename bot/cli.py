@@ -276,6 +276,15 @@ async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         if args.out:
             await asyncio.to_thread(Path(args.out).write_text, json.dumps(kb_result, indent=2))
         return 0
+    if args.suite == "web":
+        from bot.bench.web import run_web_bench
+        from bot.bench.web import table as web_table
+
+        web_result = await run_web_bench(_levels(args.chats), turns=args.turns, database_url=args.database_url)
+        print(web_table(web_result))
+        if args.out:
+            await asyncio.to_thread(Path(args.out).write_text, json.dumps(web_result, indent=2))
+        return 0
     if args.plot:
         results = [json.loads(await asyncio.to_thread(Path(f).read_text)) for f in args.results]
         if not results:
@@ -312,6 +321,16 @@ async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.compare:
         print(compare(result, json.loads(await asyncio.to_thread(Path(args.compare).read_text))))
     return 0 if check["ok"] else 1
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1 or max(levels) > 500:
+        raise UsageError(f"--chats must be numbers from 1 to 500, comma-separated (like 1,5,20,50), not {text!r}")
+    return levels
 
 
 async def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
@@ -449,7 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.set_defaults(handler=cmd_mcp, precheck=_check_mcp, uses_database=True)
 
     bench = sub.add_parser("bench", help="measure latency, throughput, memory and tokens under Slack's rate limits")
-    bench.add_argument("--suite", choices=["chat", "kb"], default="chat", help="kb: help-center import and search")
+    bench.add_argument(
+        "--suite", choices=["chat", "kb", "web"], default="chat", help="kb: help-center search; web: the chat API"
+    )
+    bench.add_argument("--chats", default="1,5,20,50", help="--suite web: concurrent chats at each level")
     bench.add_argument("--articles", type=int, default=10_000, help="--suite kb: synthetic articles to index")
     bench.add_argument("--threads", type=int, default=10, help="conversations to simulate")
     bench.add_argument("--channels", type=int, default=0, help="customer channels (default: one per 10 threads)")
