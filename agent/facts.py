@@ -57,7 +57,7 @@ class Facts:
 
 
 async def load_facts(
-    store: Store,
+    store: Store | AsyncSession,
     *,
     session_id: str,
     customer_id: str | None,
@@ -65,14 +65,26 @@ async def load_facts(
     seen_refunds: Iterable[str] = (),
     order_pattern: str | None = None,
 ) -> Facts:
+    """What the store says of this customer and session (in `store`'s own read transaction, or in
+    the caller's when given a session)."""
     seen = set(seen_refunds)
-    async with store.read() as s:
-        formats = await load_formats(s, order_pattern)
-        orders, refunds = await _customers(s, customer_id) if customer_id else ([], [])
-        ticket = await s.scalar(
-            select(Ticket.id).where(Ticket.session_id == session_id, Ticket.status != "resolved").limit(1)
-        )
-        looked = (await s.scalars(select(SessionOrder.order_id).where(SessionOrder.session_id == session_id))).all()
+    if isinstance(store, Store):
+        async with store.read() as own:
+            return await load_facts(
+                own,
+                session_id=session_id,
+                customer_id=customer_id,
+                today=today,
+                seen_refunds=seen,
+                order_pattern=order_pattern,
+            )
+    s = store
+    formats = await load_formats(s, order_pattern)
+    orders, refunds = await _customers(s, customer_id) if customer_id else ([], [])
+    ticket = await s.scalar(
+        select(Ticket.id).where(Ticket.session_id == session_id, Ticket.status != "resolved").limit(1)
+    )
+    looked = (await s.scalars(select(SessionOrder.order_id).where(SessionOrder.session_id == session_id))).all()
     return Facts(
         orders={o.id: _order(o) for o in orders},
         refunds=tuple(

@@ -46,7 +46,7 @@ from storage.models import Ticket
 from tools import wording
 from tools.codes import Code
 from tools.context import CallContext, Deps
-from tools.sanitizer import EXCEPTION_TEXT, cap, sanitize, strip_tool_text
+from tools.sanitizer import EXCEPTION_TEXT, ToolText, cap, sanitize, strip_tool_text
 from tools.tickets import open_or_update
 
 MAX_REPLY = 12_000  # characters of model text looked at; a model reply is a few hundred
@@ -211,17 +211,32 @@ async def guard(
     seen_refunds: Iterable[str] = (),
     quotes: Iterable[str] = (),
 ) -> Guarded:
-    """Tool traffic out, claims checked against the store, then the sanitizer. `quotes` are the
-    help-center passages this turn's search returned: repeating them claims nothing."""
+    """Tool traffic out, claims checked against the store, then the sanitizer, in one read
+    transaction. `quotes` are the help-center passages this turn's search returned: repeating
+    them claims nothing."""
+    tool = strip_tool_text(cap(text, MAX_REPLY), notes=notes)
+    async with deps.store.read() as s:
+        return await _guarded(s, tool, deps=deps, ctx=ctx, seen_refunds=seen_refunds, quotes=quotes)
+
+
+async def _guarded(
+    s: AsyncSession,
+    tool: ToolText,
+    *,
+    deps: Deps,
+    ctx: CallContext,
+    seen_refunds: Iterable[str],
+    quotes: Iterable[str],
+) -> Guarded:
     customer_id = ctx.actor.customer_id
     pattern = deps.settings.order_number_pattern
 
     async def clean(value: str) -> str:
-        return (await sanitize(value, store=deps.store, customer_id=customer_id, order_pattern=pattern)).text
+        return (await sanitize(value, store=s, customer_id=customer_id, order_pattern=pattern)).text
 
     async def read_facts() -> facts.Facts:
         return await facts.load_facts(
-            deps.store,
+            s,
             session_id=ctx.session_id,
             customer_id=customer_id,
             today=deps.clock.now().date(),
@@ -229,7 +244,6 @@ async def guard(
             order_pattern=pattern,
         )
 
-    tool = strip_tool_text(cap(text, MAX_REPLY), notes=notes)
     if tool.unusable or EXCEPTION_TEXT.search(tool.text):
         reason = "tool_text" if tool.unusable else "unsafe_text"
         return Guarded(await clean(claims.state_summary(await read_facts())), reason, tool.found)
@@ -239,7 +253,7 @@ async def guard(
         if verdict.reason is not None:
             return Guarded(await clean(verdict.text), verdict.reason, tuple(c.sentence for c in verdict.contradicted))
         text = verdict.text
-    out = await sanitize(text, store=deps.store, customer_id=customer_id, order_pattern=pattern)
+    out = await sanitize(text, store=s, customer_id=customer_id, order_pattern=pattern)
     if out.replaced:
         return Guarded(await clean(claims.state_summary(await read_facts())), "unsafe_text", tuple(out.withheld))
     return Guarded(out.text, "tool_text_removed" if tool.found else None, tool.found)

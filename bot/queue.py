@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, exists, func, literal_column, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.engine import Store
@@ -44,6 +44,13 @@ UNFINISHED = ("pending", "working")
 CLAIM_BATCH = 8  # items one claim may take
 
 
+def live(status: Any) -> Any:
+    """`status IN ('pending', 'working')` with the values written into the SQL, not bound: PostgreSQL
+    uses the partial indexes on live rows only when it can see the literals (a generic plan of a
+    prepared statement with bound values scanned all 200,000 done rows: 95 ms instead of 0.1)."""
+    return status.in_([literal_column(f"'{s}'") for s in UNFINISHED])
+
+
 def _claim_statements() -> tuple[Any, Any]:
     """The peek and the claim, built once (SQLAlchemy caches their compiled form): an item is
     claimable when pending, or working under an expired lease, and no earlier item of its
@@ -53,20 +60,18 @@ def _claim_statements() -> tuple[Any, Any]:
     now = bindparam("now", type_=UTCDateTime())
 
     def claimable(table: Any) -> Any:
-        return or_(table.c.status == "pending", and_(table.c.status == "working", table.c.lease_expires_at < now))
+        pending, working = (literal_column(f"'{s}'") for s in UNFINISHED)
+        return or_(table.c.status == pending, and_(table.c.status == working, table.c.lease_expires_at < now))
 
     def first_claimable(table: Any, limit: Any = 1) -> Any:
         earlier = t.alias("earlier")
         blocked = exists().where(
             earlier.c.conversation == table.c.conversation,
             earlier.c.id < table.c.id,
-            earlier.c.status.in_(UNFINISHED),
+            live(earlier.c.status),
         )
         return (
-            select(table.c.id)
-            .where(table.c.status.in_(UNFINISHED), claimable(table), ~blocked)
-            .order_by(table.c.id)
-            .limit(limit)
+            select(table.c.id).where(live(table.c.status), claimable(table), ~blocked).order_by(table.c.id).limit(limit)
         )
 
     candidate = t.alias("candidate")
@@ -151,9 +156,10 @@ class Queue:
     async def claim(self, n: int = 1) -> list[Claimed]:
         """Up to `n` claimable items (at most one per conversation, its earliest), oldest first."""
         now = self.clock.now()
-        async with self.store.read() as s:  # a cheap read first: idle polling never takes the write lock
-            if (await s.execute(_PEEK, {"now": now})).first() is None:
-                return []
+        if self.store.dialect == "sqlite":  # a cheap read first: idle polling never takes the write lock
+            async with self.store.read() as s:
+                if (await s.execute(_PEEK, {"now": now})).first() is None:
+                    return []
         args = {"now": now, "owner": self.owner, "until": now + self.lease, "n": max(1, min(n, CLAIM_BATCH))}
         async with self.store.write() as s:
             rows = (await s.execute(_CLAIM, args)).all()
@@ -227,9 +233,7 @@ class Queue:
         """Unfinished items and the age in seconds of the oldest."""
         async with self.store.read() as s:
             n, oldest = (
-                await s.execute(
-                    select(func.count(), func.min(InboxItem.received_at)).where(InboxItem.status.in_(UNFINISHED))
-                )
+                await s.execute(select(func.count(), func.min(InboxItem.received_at)).where(live(InboxItem.status)))
             ).one()
         age = (self.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
         return int(n), max(age, 0.0)

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.engine import Store
 from storage.models import Customer, Order, Refund
@@ -117,33 +118,19 @@ def _order_shaped(token: str, near_order_word: bool, formats: Formats) -> bool:
 
 
 async def _foreign(
-    store: Store, customer_id: str | None, emails: set[str], tokens: dict[str, bool], pattern: str | None
+    source: Store | AsyncSession,
+    customer_id: str | None,
+    emails: set[str],
+    tokens: dict[str, bool],
+    pattern: str | None,
 ) -> dict[str, str]:
-    """Which of these emails and tokens are not the customer's own: {token or lowercased email: kind}."""
+    """Which of these emails and tokens are not the customer's own: {token or lowercased email: kind}.
+    `source` may be a session in the caller's read transaction (the guard's), which is then used."""
+    if isinstance(source, Store):
+        async with source.read() as s:
+            return await _foreign(s, customer_id, emails, tokens, pattern)
+    own_email, formats, owners = await _lookups(source, customer_id, emails, tokens, pattern)
     foreign: dict[str, str] = {}
-    async with store.read() as s:
-        own_email = None
-        if customer_id and emails:
-            own_email = await s.scalar(select(Customer.email).where(Customer.id == customer_id))
-        formats = await load_formats(s, pattern) if tokens else Formats()
-        looked: dict[str, str] = {}  # a stored spelling -> the token it came from
-        for t in tokens:
-            for spelling in formats.spellings(t):
-                looked.setdefault(spelling, t)
-        owners: dict[str, tuple[str, str]] = {}  # token -> (kind, owning customer)
-        if looked:
-            names = list(looked)
-            for oid, owner in await s.execute(select(Order.id, Order.customer_id).where(Order.id.in_(names))):
-                owners.setdefault(looked[oid], ("order", owner))
-            for cid in await s.scalars(select(Customer.id).where(Customer.id.in_(names))):
-                owners.setdefault(looked[cid], ("customer", cid))
-            refund_rows = await s.execute(
-                select(Refund.id, Order.customer_id)
-                .join(Order, Order.id == Refund.order_id)
-                .where(Refund.id.in_(names))
-            )
-            for rid, owner in refund_rows:
-                owners.setdefault(looked[rid], ("refund", owner))
     for t, near in tokens.items():
         bare = compact(t)
         if SESSION_ID.fullmatch(bare):
@@ -162,7 +149,37 @@ async def _foreign(
     return foreign
 
 
-async def sanitize(text: str, *, store: Store, customer_id: str | None, order_pattern: str | None = None) -> Sanitized:
+async def _lookups(
+    s: AsyncSession, customer_id: str | None, emails: set[str], tokens: dict[str, bool], pattern: str | None
+) -> tuple[str | None, Formats, dict[str, tuple[str, str]]]:
+    """The customer's own email, the order formats, and who owns each token that names a stored row."""
+    own_email = None
+    if customer_id and emails:
+        own_email = await s.scalar(select(Customer.email).where(Customer.id == customer_id))
+    formats = await load_formats(s, pattern) if tokens else Formats()
+    looked: dict[str, str] = {}  # a stored spelling -> the token it came from
+    for t in tokens:
+        for spelling in formats.spellings(t):
+            looked.setdefault(spelling, t)
+    owners: dict[str, tuple[str, str]] = {}  # token -> (kind, owning customer)
+    if looked:
+        names = list(looked)
+        for oid, owner in await s.execute(select(Order.id, Order.customer_id).where(Order.id.in_(names))):
+            owners.setdefault(looked[oid], ("order", owner))
+        for cid in await s.scalars(select(Customer.id).where(Customer.id.in_(names))):
+            owners.setdefault(looked[cid], ("customer", cid))
+        refund_rows = await s.execute(
+            select(Refund.id, Order.customer_id).join(Order, Order.id == Refund.order_id).where(Refund.id.in_(names))
+        )
+        for rid, owner in refund_rows:
+            owners.setdefault(looked[rid], ("refund", owner))
+    return own_email, formats, owners
+
+
+async def sanitize(
+    text: str, *, store: Store | AsyncSession, customer_id: str | None, order_pattern: str | None = None
+) -> Sanitized:
+    """`store` may be a session in the caller's read transaction."""
     text = cap(text)
     if EXCEPTION_TEXT.search(text):
         return Sanitized(GENERIC_FALLBACK, replaced=True)

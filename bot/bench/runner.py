@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -383,6 +384,19 @@ def _with_button(posts: list[dict[str, Any]], action: str) -> dict[str, Any] | N
     return None
 
 
+async def warm_up(driver: Driver, params: Params) -> list[Conversation]:
+    """One refund conversation per replica before anything is measured: first-use costs (statement
+    compilation, imports, connections) are not a turn's. Checked for correctness with the rest."""
+    replicas, warm = driver.replicas, []
+    for i, replica in enumerate(replicas):
+        driver.replicas = [replica]
+        conv = Conversation(params.threads + i, "refund", f"U_B{params.threads + i}", f"C_BENCH_WARM{i}")
+        await driver.run(conv)
+        warm.append(conv)
+    driver.replicas = replicas
+    return warm
+
+
 # --- measuring ------------------------------------------------------------------------------------------------
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
@@ -395,8 +409,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "max": round(ordered[-1], 2)}
 
 
-def histogram_quantiles(texts: list[str], name: str) -> dict[str, float]:
-    """Quantiles of a Prometheus histogram summed over replicas (linear within buckets), in ms."""
+def _buckets(texts: list[str], name: str) -> dict[float, float]:
     buckets: dict[float, float] = {}
     for body in texts:
         for family in text_string_to_metric_families(body):
@@ -406,6 +419,14 @@ def histogram_quantiles(texts: list[str], name: str) -> dict[str, float]:
                 if sample.name.endswith("_bucket"):
                     le = float(sample.labels["le"])
                     buckets[le] = buckets.get(le, 0.0) + sample.value
+    return buckets
+
+
+def histogram_quantiles(texts: list[str], name: str, *, since: list[str] | None = None) -> dict[str, float]:
+    """Quantiles of a Prometheus histogram summed over replicas (linear within buckets), in ms;
+    counting only what was observed after the `since` scrape (the warm-up is not measured)."""
+    buckets, before = _buckets(texts, name), _buckets(since or [], name)
+    buckets = {le: n - before.get(le, 0.0) for le, n in buckets.items()}
     if not buckets:
         return percentiles([])
     bounds = sorted(buckets)
@@ -553,12 +574,12 @@ async def run_bench(params: Params) -> dict[str, Any]:
         url = params.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         if params.replicas > 1 and is_sqlite(url):
             raise ValueError("--replicas > 1 needs PostgreSQL: pass --database-url postgresql+asyncpg://… (scratch)")
-        await prepare_store(url, params)
+        await prepare_store(url, dataclasses.replace(params, threads=params.threads + params.replicas))
         slack = FakeSlack(staff_channel=STAFF, rate_limits=params.slack_limits)
         api = FakeMessagesAPI(model_responder(), latency=params.model_latency, record=False)
         await slack.start()
         await api.start()
-        for i in range(params.threads):
+        for i in range(params.threads + params.replicas):  # a warm-up customer per replica
             slack.add_user(f"U_B{i}", team=CUSTOMER_TEAM, email=f"c{i}@bench.example")
         slack.channel_members[STAFF] = ["U_BENCH_STAFF"]
         env = replica_env(url, slack, api, workers=params.workers, pace=params.slack_limits)
@@ -567,7 +588,9 @@ async def run_bench(params: Params) -> dict[str, Any]:
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
                 driver = Driver(params, slack, replicas, http)
-                counted_before = counter_totals(await scrape(http, replicas))
+                warm = await warm_up(driver, params)
+                scraped_before = await scrape(http, replicas)
+                counted_before = counter_totals(scraped_before)
                 kinds = [k for k, _ in KINDS]
                 weights = [w for _, w in KINDS]
                 started = time.monotonic()
@@ -591,7 +614,7 @@ async def run_bench(params: Params) -> dict[str, Any]:
                     r.proc.terminate()
             for r in replicas:
                 await r.proc.wait()
-        check = await correctness(url, slack, convs, replicas)
+        check = await correctness(url, slack, convs + warm, replicas)
         await slack.close()
         await api.close()
     turns = [ms for c in convs for ms in c.turn_ms]
@@ -613,9 +636,9 @@ async def run_bench(params: Params) -> dict[str, Any]:
         "ack_ms": percentiles([ms for c in convs for ms in c.ack_ms]),
         "turn_ms": percentiles(turns),
         "click_ms": percentiles([ms for c in convs for ms in c.click_ms]),
-        "overhead_ms": histogram_quantiles(metrics_texts, "supportbot_turn_overhead_seconds"),
-        "model_ms_per_turn": histogram_quantiles(metrics_texts, "supportbot_model_seconds"),
-        "slack_ms_per_turn": histogram_quantiles(metrics_texts, "supportbot_slack_seconds"),
+        "overhead_ms": histogram_quantiles(metrics_texts, "supportbot_turn_overhead_seconds", since=scraped_before),
+        "model_ms_per_turn": histogram_quantiles(metrics_texts, "supportbot_model_seconds", since=scraped_before),
+        "slack_ms_per_turn": histogram_quantiles(metrics_texts, "supportbot_slack_seconds", since=scraped_before),
         "turns_per_s": round(len(turns) / wall, 2) if wall else 0.0,
         "per_turn": per_turn(counted_before, counter_totals(metrics_texts), items),
         "wall_s": round(wall, 2),
