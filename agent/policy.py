@@ -42,11 +42,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agent import claims, facts
 from agent.events import Escalation
 from storage import metrics
+from storage.engine import Store
 from storage.models import Ticket
 from tools import wording
 from tools.codes import Code
 from tools.context import CallContext, Deps
-from tools.sanitizer import EXCEPTION_TEXT, ToolText, cap, sanitize, strip_tool_text
+from tools.sanitizer import EXCEPTION_TEXT, ToolText, cap, needs_lookup, sanitize, strip_tool_text
 from tools.tickets import open_or_update
 
 MAX_REPLY = 12_000  # characters of model text looked at; a model reply is a few hundred
@@ -215,19 +216,24 @@ async def guard(
     transaction. `quotes` are the help-center passages this turn's search returned: repeating
     them claims nothing."""
     tool = strip_tool_text(cap(text, MAX_REPLY), notes=notes)
-    async with deps.store.read() as s:
-        return await _guarded(s, tool, deps=deps, ctx=ctx, seen_refunds=seen_refunds, quotes=quotes)
+    claimed = ctx.actor.kind != "staff" and claims.has_claims(tool.text)
+    if tool.unusable or EXCEPTION_TEXT.search(tool.text) or claimed or needs_lookup(tool.text):
+        async with deps.store.read() as s:
+            return await _guarded(s, tool, claimed, deps=deps, ctx=ctx, seen_refunds=seen_refunds, quotes=quotes)
+    return await _guarded(deps.store, tool, claimed, deps=deps, ctx=ctx, seen_refunds=seen_refunds, quotes=quotes)
 
 
 async def _guarded(
-    s: AsyncSession,
+    s: Store | AsyncSession,
     tool: ToolText,
+    claimed: bool,
     *,
     deps: Deps,
     ctx: CallContext,
     seen_refunds: Iterable[str],
     quotes: Iterable[str],
 ) -> Guarded:
+    """The guard's steps, reading through `s` (the store itself when nothing needs reading)."""
     customer_id = ctx.actor.customer_id
     pattern = deps.settings.order_number_pattern
 
@@ -248,7 +254,7 @@ async def _guarded(
         reason = "tool_text" if tool.unusable else "unsafe_text"
         return Guarded(await clean(claims.state_summary(await read_facts())), reason, tool.found)
     text = tool.text
-    if ctx.actor.kind != "staff" and claims.has_claims(text):
+    if claimed:
         verdict = claims.review(text, await read_facts(), quotes=quotes)
         if verdict.reason is not None:
             return Guarded(await clean(verdict.text), verdict.reason, tuple(c.sentence for c in verdict.contradicted))

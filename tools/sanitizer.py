@@ -176,6 +176,21 @@ async def _lookups(
     return own_email, formats, owners
 
 
+def _looked_up(text: str) -> tuple[set[str], dict[str, bool]]:
+    """The emails and id-like tokens of `text` that the store is asked about. A bare number that
+    nothing calls an order ("9:00-18:00", "in 2026") is never looked up, so existing and unknown
+    ones read alike."""
+    emails = set(EMAIL.findall(text))
+    tokens = {t: near for t, near in _tokens(EMAIL.sub(" ", text)).items() if near or _has_letters(t)}
+    return emails, tokens
+
+
+def needs_lookup(text: str) -> bool:
+    """Whether sanitizing `text` reads the store (the guard opens a read transaction only then)."""
+    emails, tokens = _looked_up(cap(text))
+    return bool(emails or tokens)
+
+
 async def sanitize(
     text: str, *, store: Store | AsyncSession, customer_id: str | None, order_pattern: str | None = None
 ) -> Sanitized:
@@ -183,10 +198,7 @@ async def sanitize(
     text = cap(text)
     if EXCEPTION_TEXT.search(text):
         return Sanitized(GENERIC_FALLBACK, replaced=True)
-    emails = set(EMAIL.findall(text))
-    # a bare number that nothing calls an order ("9:00-18:00", "in 2026") is never looked up, so
-    # existing and unknown ones read alike
-    tokens = {t: near for t, near in _tokens(EMAIL.sub(" ", text)).items() if near or _has_letters(t)}
+    emails, tokens = _looked_up(text)
     foreign = await _foreign(store, customer_id, emails, tokens, order_pattern) if emails or tokens else {}
     withheld: list[str] = []
 
