@@ -495,7 +495,16 @@ async def scrape(http: aiohttp.ClientSession, replicas: list[Replica]) -> list[s
     return texts
 
 
-async def correctness(url: str, slack: FakeSlack, convs: list[Conversation], replicas: list[Replica]) -> dict[str, Any]:
+async def correctness(
+    url: str,
+    slack: FakeSlack,
+    convs: list[Conversation],
+    replicas: list[Replica],
+    *,
+    warm: list[Conversation] | None = None,
+) -> dict[str, Any]:
+    """Everything the app was sent (the warm-up too) answered exactly once, in order, with money
+    moved once per confirmed refund; `conversations` and `completed` count the measured ones."""
     store = Store.from_settings(Settings(_env_file=None), url=url)  # type: ignore[call-arg]
     try:
         async with store.read() as s:
@@ -526,8 +535,10 @@ async def correctness(url: str, slack: FakeSlack, convs: list[Conversation], rep
             seen.add(meta["row"])
             out_of_order += meta["row"] < last
             last = meta["row"]
-    sent = sum(c.messages for c in convs)
-    refunds_asked = sum(1 for c in convs if c.kind == "refund" and c.done)
+    warm = warm or []
+    everyone = [*convs, *warm]
+    sent = sum(c.messages for c in everyone)
+    refunds_asked = sum(1 for c in everyone if c.kind == "refund" and c.done)
     errors = [line.strip() for r in replicas for line in r.log if " ERROR " in line or "Traceback" in line]
     causes = [
         line.strip()[:300]
@@ -538,6 +549,7 @@ async def correctness(url: str, slack: FakeSlack, convs: list[Conversation], rep
     counts = {
         "conversations": len(convs),
         "completed": sum(c.done for c in convs),
+        "warm_up_completed": sum(c.done for c in warm) == len(warm),
         "messages_sent": sent,
         "inbox_done": int(inbox.get("done", 0)),
         "inbox_dead": int(inbox.get("dead", 0)),
@@ -554,6 +566,7 @@ async def correctness(url: str, slack: FakeSlack, convs: list[Conversation], rep
     }
     ok = (
         counts["completed"] == counts["conversations"]
+        and counts["warm_up_completed"]
         and counts["inbox_done"] == sent + refunds_asked  # every message, and every Confirm click
         and not counts["inbox_dead"]
         and not counts["inbox_unfinished"]
@@ -564,7 +577,7 @@ async def correctness(url: str, slack: FakeSlack, convs: list[Conversation], rep
         and counts["refunds_processed"] == counts["payouts"] == refunds_asked
         and not errors
     )
-    return {"ok": ok, **counts, "first_errors": errors[:3] + causes[:5] + [c.error for c in convs if c.error][:5]}
+    return {"ok": ok, **counts, "first_errors": errors[:3] + causes[:5] + [c.error for c in everyone if c.error][:5]}
 
 
 # --- the run --------------------------------------------------------------------------------------------------
@@ -614,7 +627,7 @@ async def run_bench(params: Params) -> dict[str, Any]:
                     r.proc.terminate()
             for r in replicas:
                 await r.proc.wait()
-        check = await correctness(url, slack, convs + warm, replicas)
+        check = await correctness(url, slack, convs, replicas, warm=warm)
         await slack.close()
         await api.close()
     turns = [ms for c in convs for ms in c.turn_ms]

@@ -45,6 +45,27 @@ def test_smoke_run_is_correct(tmp_path: Path) -> None:
     } <= set(result)
     assert set(result["tokens"]) == {"input", "cache_read", "cache_write", "output"}
     assert "| 6 |" in proc.stdout  # the Markdown table
+    cost = result["per_turn"]  # the replica's own counters, the warm-up not counted
+    assert cost["cpu_ms"] > 0 and cost["statements"] > 0 and cost["write_tx"] > 0 and cost["read_tx"] > 0
+
+
+def test_the_web_suite_reports_each_level_of_concurrent_chats(tmp_path: Path) -> None:
+    out = tmp_path / "web.json"
+    proc = bench(tmp_path, "--suite", "web", "--chats", "1,3", "--turns", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    levels = json.loads(out.read_text())["levels"]
+    assert [(lv["chats"], lv["turns"]) for lv in levels] == [(1, 2), (3, 6)]
+    assert all(lv["cpu_ms_per_chat"] > 0 and lv["statements_per_chat"] > 0 for lv in levels)
+    assert "| 3 | 6 |" in proc.stdout
+
+
+def test_bad_bench_flags_are_one_line_errors(tmp_path: Path) -> None:
+    for args, says in (
+        (["--channel-layout", "rows"], "--channel-layout must be per-customer or shared:N"),
+        (["--suite", "web", "--chats", "1,x"], "--chats must be numbers"),
+    ):
+        proc = bench(tmp_path, *args)
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_several_replicas_need_postgresql(tmp_path: Path) -> None:
