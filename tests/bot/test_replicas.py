@@ -215,14 +215,18 @@ async def test_two_confirm_clicks_on_different_replicas_pay_once(
 async def test_a_replica_killed_mid_turn_is_taken_over_by_the_other(
     pg_database_url: str, pg: Store, slack: FakeSlack, http: aiohttp.ClientSession
 ) -> None:
-    # the survivor looks for other replicas' work every 5 s; the doomed one claims at once and dies
-    survivor = await start(pg_database_url, slack, INBOX_POLL_SECONDS=5)
+    # the doomed replica claims the message alone and dies; the survivor starts after (a running one
+    # would be woken by the database's notification and could win the claim), and must wait out the
+    # dead replica's lease before it takes the message over
     doomed = await start(pg_database_url, slack, FAULT_CRASH_AT="before_model_call")
+    survivor = None
     try:
         event = message_event("hello")
         started = time.monotonic()
         assert await send(http, doomed.url, event) == 200
-        assert await doomed.proc.wait() == -signal.SIGKILL
+        async with asyncio.timeout(60):
+            assert await doomed.proc.wait() == -signal.SIGKILL
+        survivor = await start(pg_database_url, slack)
         await slack.wait_for(lambda: texts(slack, event["ts"]), limit=60)
         assert time.monotonic() - started >= 1.0  # only after the dead replica's lease expired
         await send(http, survivor.url, message_event("what are your support hours?", thread_ts=event["ts"]))
@@ -231,5 +235,6 @@ async def test_a_replica_killed_mid_turn_is_taken_over_by_the_other(
         owners = await q(pg, "SELECT status, attempts, lease_owner FROM inbox ORDER BY id")
         assert owners[0][:2] == ("done", 2)
     finally:
-        await survivor.stop()
+        if survivor is not None:
+            await survivor.stop()
         await doomed.kill()
