@@ -37,7 +37,7 @@ SLACK_SECONDS = Histogram(
 OVERHEAD_SECONDS = Histogram(
     "supportbot_turn_overhead_seconds",
     "Turn time minus time awaiting the model and Slack: the bot's own cost",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),  # queueing shows
     registry=REGISTRY,
 )
 TOOL_OUTCOMES = Counter("supportbot_tool_outcomes", "Tool call outcomes", ["channel", "code"], registry=REGISTRY)
