@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from storage.engine import Store
+from storage.engine import Store, reading
 from storage.models import Order, Refund, SessionOrder, Ticket
 from storage.order_formats import Formats, load_formats
 
@@ -68,23 +68,13 @@ async def load_facts(
     """What the store says of this customer and session (in `store`'s own read transaction, or in
     the caller's when given a session)."""
     seen = set(seen_refunds)
-    if isinstance(store, Store):
-        async with store.read() as own:
-            return await load_facts(
-                own,
-                session_id=session_id,
-                customer_id=customer_id,
-                today=today,
-                seen_refunds=seen,
-                order_pattern=order_pattern,
-            )
-    s = store
-    formats = await load_formats(s, order_pattern)
-    orders, refunds = await _customers(s, customer_id) if customer_id else ([], [])
-    ticket = await s.scalar(
-        select(Ticket.id).where(Ticket.session_id == session_id, Ticket.status != "resolved").limit(1)
-    )
-    looked = (await s.scalars(select(SessionOrder.order_id).where(SessionOrder.session_id == session_id))).all()
+    async with reading(store) as s:
+        formats = await load_formats(s, order_pattern)
+        orders, refunds = await _customers(s, customer_id) if customer_id else ([], [])
+        ticket = await s.scalar(
+            select(Ticket.id).where(Ticket.session_id == session_id, Ticket.status != "resolved").limit(1)
+        )
+        looked = (await s.scalars(select(SessionOrder.order_id).where(SessionOrder.session_id == session_id))).all()
     return Facts(
         orders={o.id: _order(o) for o in orders},
         refunds=tuple(

@@ -35,6 +35,7 @@ from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
 from agent.policy import AgentLimit, MaxModelCallsExceeded, TokenBudgetExceeded, Verdict
 from agent.prompts import session_note, system_prompt
 from storage import metrics
+from storage.engine import reading
 from storage.models import AuditLog, ChatSession, Customer, Message, ModelCall, Order, Refund, Ticket
 from storage.types import format_cents
 from tools import wording
@@ -311,14 +312,12 @@ class Agent:
 
     async def confirmation(self, refund_id: str, s: AsyncSession | None = None) -> Confirmation:
         """The Confirm step of a refund, rendered from its row (in `s`, the caller's transaction, if given)."""
-        if s is None:
-            async with self.deps.store.read() as own:
-                return await self.confirmation(refund_id, own)
-        refund = await s.get(Refund, refund_id)
-        assert refund is not None
-        order = (await s.scalars(select(Order).where(Order.id == refund.order_id))).one()
-        await s.refresh(order, ["items"])
-        item = order.items[0].name if order.items else "your order"
+        async with reading(s or self.deps.store) as r:
+            refund = await r.get(Refund, refund_id)
+            assert refund is not None
+            order = (await r.scalars(select(Order).where(Order.id == refund.order_id))).one()
+            await r.refresh(order, ["items"])
+            item = order.items[0].name if order.items else "your order"
         amount = format_cents(refund.amount_cents, refund.currency)
         return Confirmation(
             refund_id=refund.id,

@@ -269,6 +269,17 @@ class Store:
         await self.engine.dispose()
 
 
+@asynccontextmanager
+async def reading(source: Store | AsyncSession) -> AsyncIterator[AsyncSession]:
+    """A session to read with: the caller's own (already in its transaction), or a new read
+    transaction of the store. For helpers that work alone or inside a caller's transaction."""
+    if isinstance(source, Store):
+        async with source.read() as s:
+            yield s
+    else:
+        yield source
+
+
 class StoreUnavailable(Exception):
     """The database cannot be used as configured: not reachable, refusing us, or not a database."""
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.engine import Store
+from storage.engine import Store, reading
 from storage.models import Customer, Order, Refund
 from storage.order_formats import Formats, compact, load_formats
 from tools.patterns import EMAIL
@@ -126,10 +126,8 @@ async def _foreign(
 ) -> dict[str, str]:
     """Which of these emails and tokens are not the customer's own: {token or lowercased email: kind}.
     `source` may be a session in the caller's read transaction (the guard's), which is then used."""
-    if isinstance(source, Store):
-        async with source.read() as s:
-            return await _foreign(s, customer_id, emails, tokens, pattern)
-    own_email, formats, owners = await _lookups(source, customer_id, emails, tokens, pattern)
+    async with reading(source) as s:
+        own_email, formats, owners = await _lookups(s, customer_id, emails, tokens, pattern)
     foreign: dict[str, str] = {}
     for t, near in tokens.items():
         bare = compact(t)

@@ -24,9 +24,9 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import func, select, update
@@ -45,6 +45,7 @@ from tools.sessions import load_context
 
 log = logging.getLogger(__name__)
 UNFINISHED = ("queued", "running")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,40 +181,50 @@ class TurnLog:
     async def follow(self, turn_id: int, *, after: int, keepalive_s: float = 15.0) -> AsyncIterator[Stored | None]:
         """The turn's stored events after `after`, then each new one as it is stored, up to `done`.
         Yields None when nothing happened for `keepalive_s` (for a keep-alive comment)."""
-        quiet = 0.0
-        with self.wakeups.watch(f"turn:{turn_id}") as woken:
-            while not self.closing:
-                woken.clear()
-                async with self.store.read() as s:  # the status first: once finished, all its events are stored
-                    status = await s.scalar(select(WebTurn.status).where(WebTurn.id == turn_id))
-                    new = await _events(s, turn_id, after)
-                for event in new:
-                    quiet, after = 0.0, event.seq
-                    yield event
-                    if event.kind == "done":
-                        return
-                if status not in UNFINISHED:
-                    return
-                if quiet >= keepalive_s:
-                    quiet = 0.0
-                    yield None
-                started = asyncio.get_running_loop().time()
-                await self._wait(woken)
-                quiet += asyncio.get_running_loop().time() - started
+        seen = after
+
+        async def read() -> tuple[list[Stored], bool]:
+            nonlocal seen
+            async with self.store.read() as s:  # the status first: once finished, all its events are stored
+                status = await s.scalar(select(WebTurn.status).where(WebTurn.id == turn_id))
+                new = await _events(s, turn_id, seen)
+            seen = new[-1].seq if new else seen
+            return new, status not in UNFINISHED or any(e.kind == "done" for e in new)
+
+        async for event in self._tail(f"turn:{turn_id}", read, keepalive_s):
+            yield event
 
     async def follow_session(
         self, session_id: str, *, after: int, keepalive_s: float = 15.0
     ) -> AsyncIterator[OutboxMessage | None]:
         """The session's message log after row `after`, then each new row as it is written (on any
         replica), until the stream is closed. None every `keepalive_s` of silence."""
+        seen = after
+
+        async def read() -> tuple[list[OutboxMessage], bool]:
+            nonlocal seen
+            rows = await outbox.for_session(self.host.deps, session_id, after=seen)
+            seen = rows[-1].id if rows else seen
+            return rows, False
+
+        async for row in self._tail(f"session:{session_id}", read, keepalive_s):
+            yield row
+
+    async def _tail(
+        self, key: str, read: Callable[[], Awaitable[tuple[list[T], bool]]], keepalive_s: float
+    ) -> AsyncIterator[T | None]:
+        """What `read` finds new, each time `key` is woken (or a poll interval passed), until it says
+        finished or the log closes; None after `keepalive_s` of silence."""
         quiet = 0.0
-        with self.wakeups.watch(f"session:{session_id}") as woken:
+        with self.wakeups.watch(key) as woken:
             while not self.closing:
                 woken.clear()
-                rows = await outbox.for_session(self.host.deps, session_id, after=after)
-                for row in rows:
-                    quiet, after = 0.0, row.id
-                    yield row
+                new, finished = await read()
+                for item in new:
+                    quiet = 0.0
+                    yield item
+                if finished:
+                    return
                 if quiet >= keepalive_s:
                     quiet = 0.0
                     yield None
