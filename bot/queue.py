@@ -13,7 +13,8 @@
   replica) is taken over by any worker, with the next attempt number.
 - `Queue.holds` is the fence: whoever posts or streams on behalf of a work item first proves,
   in the same statement that records the attempt, that it still holds the lease.
-- `Workers` runs up to WORKER_CONCURRENCY items at once per process, for every face, renews all
+- `Workers` runs up to WORKER_CONCURRENCY items at once per process, for every face (a turn
+  awaiting the model or Slack holds no connection: the store's slots bound database work), renews all
   their leases in one statement every third of a lease (a failed renewal is retried sooner, with
   backoff), retries a failing item up to INBOX_MAX_ATTEMPTS
   times, then hands it to its face's dead-letter handler (which calls the desk's one failure

@@ -166,6 +166,59 @@ class NestedWrite(RuntimeError):
     """A write transaction was opened inside another one in the same task (it would deadlock)."""
 
 
+class Slots:
+    """At most `n` transactions of this process at once (what its connection pool holds), waited
+    for in the event loop rather than in the pool's checkout timeout, so any number of turns can
+    be in flight (awaiting the model or Slack) while only a few touch the database. Acks go first.
+    A task that already holds a slot (a read inside its own transaction, a task started inside
+    one) goes through: it never waits on itself."""
+
+    def __init__(self, n: int) -> None:
+        self.n = max(1, n)
+        self.in_use = 0
+        self._acks: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._others: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._holding: contextvars.ContextVar[bool] = contextvars.ContextVar(f"store-slot-{id(self)}", default=False)
+
+    @asynccontextmanager
+    async def hold(self, *, ack: bool = False) -> AsyncIterator[None]:
+        if self._holding.get():
+            yield
+            return
+        await self._acquire(ack)
+        token = self._holding.set(True)
+        try:
+            yield
+        finally:
+            self._holding.reset(token)
+            self._release()
+
+    async def _acquire(self, ack: bool) -> None:
+        if self.in_use < self.n and not self._acks and not self._others:
+            self.in_use += 1
+            return
+        line = self._acks if ack else self._others
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line.append(turn)
+        try:
+            await turn  # the slot is handed over with in_use unchanged
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._release()
+            else:
+                line.remove(turn)
+            raise
+
+    def _release(self) -> None:
+        for line in (self._acks, self._others):
+            while line:
+                turn = line.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self.in_use -= 1
+
+
 class Store:
     """The process's engine plus two session factories: `write()` and `read()`.
 
@@ -177,9 +230,11 @@ class Store:
     lock.) On PostgreSQL both factories are the same and there is no lock.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, slots: int = 10) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # SQLite: its one writer (the write lock's holder) needs no slot, the readers share the rest
+        self.slots = Slots(slots - 1 if self.dialect == "sqlite" else slots)
         writer = engine.execution_options(**{_IMMEDIATE: True}) if self.dialect == "sqlite" else engine
         self._write = async_sessionmaker(writer, expire_on_commit=False)
         self._read = async_sessionmaker(engine, expire_on_commit=False)
@@ -188,21 +243,20 @@ class Store:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, url: str | None = None) -> Store:
-        return cls(
-            make_engine(
-                url or settings.database_url,
-                pool_size=settings.db_pool_size,
-                max_overflow=settings.db_max_overflow,
-                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-            )
+        engine = make_engine(
+            url or settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         )
+        return cls(engine, slots=settings.db_pool_size + settings.db_max_overflow)
 
     @asynccontextmanager
     async def write(self, *, ack: bool = False) -> AsyncIterator[AsyncSession]:
         """`ack`: storing work before its sender is told it arrived (goes first on SQLite)."""
         metrics.DB_TRANSACTIONS.labels("write").inc()
         if self._write_lock is None:
-            async with self._write() as session, session.begin():
+            async with self.slots.hold(ack=ack), self._write() as session, session.begin():
                 yield session
             return
         if self._holder.get():
@@ -214,20 +268,25 @@ class Store:
             metrics.DB_WRITE_LOCK_WAIT.observe(held - asked)
             token = self._holder.set(True)
             try:
-                session = await self._begin_immediate()
-                try:
+                async with self._immediate() as session:
                     yield session
-                    await session.commit()
-                except BaseException:
-                    await session.rollback()
-                    raise
-                finally:
-                    await session.close()
             finally:
                 self._holder.reset(token)
                 metrics.DB_WRITE_LOCK_HOLD.observe(time.perf_counter() - held)
         finally:
             self._write_lock.release()
+
+    @asynccontextmanager
+    async def _immediate(self) -> AsyncIterator[AsyncSession]:
+        session = await self._begin_immediate()
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+        finally:
+            await session.close()
 
     async def _begin_immediate(self) -> AsyncSession:
         """A session whose BEGIN IMMEDIATE went through, retried with asyncio sleeps while another
@@ -254,7 +313,7 @@ class Store:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         metrics.DB_TRANSACTIONS.labels("read").inc()
-        async with self._read() as session, session.begin():
+        async with self.slots.hold(), self._read() as session, session.begin():
             yield session
 
     async def ping(self) -> bool:

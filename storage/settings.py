@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     inbox_lease_seconds: float = Field(default=30.0, gt=0)
     inbox_max_attempts: int = Field(default=3, ge=1)
     inbox_poll_seconds: float = Field(default=0.5, gt=0)
-    worker_concurrency: int = Field(default=8, ge=1)
+    worker_concurrency: int = Field(default=256, ge=1, le=10_000)
 
     # --- retention ---------------------------------------------------------------------------
     retention_days: int = Field(default=30, ge=1)
