@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import policy
 from agent.events import Confirmation, Done, Event, Reply, Usage
-from agent.loop import Agent
+from agent.loop import Agent, Start
 from storage import metrics
 from storage.models import ChatSession, OutboxMessage, Refund, Ticket
 from storage.types import format_cents
@@ -80,8 +80,12 @@ class Desk:
         started = time.perf_counter()
         text = text.replace("\x00", "")
         stripped = text.strip()
-        async with self.deps.store.read() as s:
+        command = stripped.startswith("/refund-status") or yes_or_no(stripped) is not None
+        start = None
+        async with self.deps.store.read() as s:  # the turn's reads up front, with the session's
             session = await s.get(ChatSession, ctx.session_id)
+            if self._agent is not None and not command and not (session and session.handed_off_by):
+                start = await self._agent.start(s, ctx, session)
         if session is not None and session.handed_off_by:
             yield await self._relay(ctx, session, text)
             return
@@ -98,10 +102,12 @@ class Desk:
             yield Reply(reply)
             yield await self._said(ctx, [], None, started, extra=row)
             return
-        async for event in self._turn(ctx, text, inbox_id, started):
+        async for event in self._turn(ctx, text, inbox_id, started, start):
             yield event
 
-    async def _turn(self, ctx: CallContext, text: str, inbox_id: int | None, started: float) -> AsyncIterator[Event]:
+    async def _turn(
+        self, ctx: CallContext, text: str, inbox_id: int | None, started: float, start: Start | None
+    ) -> AsyncIterator[Event]:
         """The agent's turn; what it said goes to the outgoing log in the turn's last write."""
         said: list[Reply | Confirmation] = []
         written: list[int] = []
@@ -114,7 +120,7 @@ class Desk:
                 missing.append(conf)
             written.extend(await _write_said(s, self.deps, ctx, said, inbox_id))
 
-        async for event in self.agent.run_turn(ctx, text, on_finish=finish):
+        async for event in self.agent.run_turn(ctx, text, on_finish=finish, start=start):
             if isinstance(event, Reply | Confirmation):
                 said.append(event)
             if isinstance(event, Done):

@@ -35,7 +35,7 @@ from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
 from agent.policy import AgentLimit, MaxModelCallsExceeded, TokenBudgetExceeded, Verdict
 from agent.prompts import session_note, system_prompt
 from storage import metrics
-from storage.engine import reading
+from storage.engine import insert_all, reading
 from storage.models import AuditLog, ChatSession, Customer, Message, ModelCall, Order, Refund, Ticket
 from storage.types import format_cents
 from tools import wording
@@ -54,6 +54,16 @@ REPLY_REPLACED = "reply_replaced"  # the audit log's action for a reply the guar
 Finisher = Callable[[AsyncSession, str], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Start:
+    """What a turn reads before its first model call (`Agent.start`)."""
+
+    rows: list[Message]
+    note: str
+    tokens_before: int
+    failed_before: int
+
+
 @dataclass
 class _Turn:
     started: float = field(default_factory=time.perf_counter)
@@ -64,6 +74,7 @@ class _Turn:
     rows: list[Message] = field(default_factory=list)
     note: str = ""  # the session note (who the customer is), read once per turn
     tokens_before: int = 0  # the session's tokens before this turn
+    failed_before: int = 0  # the session's failed rounds before this turn
     pending: list[ModelCall] = field(default_factory=list)  # usage rows written with the next message
     unsaved: list[Message] = field(default_factory=list)  # history rows for the next write
     ledger: Ledger = field(default_factory=Ledger)  # audit rows for the next write
@@ -88,11 +99,14 @@ class Agent:
         self.tools = toolbox.schemas()
 
     # --- the turn --------------------------------------------------------------------------------------
-    async def run_turn(self, ctx: CallContext, text: str, *, on_finish: Finisher | None = None) -> AsyncIterator[Event]:
-        """`on_finish` runs in the transaction that records the reply and the outcome."""
+    async def run_turn(
+        self, ctx: CallContext, text: str, *, on_finish: Finisher | None = None, start: Start | None = None
+    ) -> AsyncIterator[Event]:
+        """`on_finish` runs in the transaction that records the reply and the outcome; `start` is
+        what the caller read for the turn already (`Agent.start`)."""
         text = text.replace("\x00", "")
         turn = _Turn(sources=citations.TurnSources(started=self.deps.clock.now()), on_finish=on_finish)
-        await self._start(turn, ctx)
+        await self._start(turn, ctx, start)
         # written with the first round (or the reply): a turn cut off before then is run again from its work item
         self._stage(turn, ctx, ("user", [{"type": "text", "text": text}]), customer_text=True)
         trigger = policy.classify(text)
@@ -158,20 +172,26 @@ class Agent:
     async def _tool_round(self, turn: _Turn, ctx: CallContext, resp: ModelReply) -> AsyncIterator[Event]:
         """Every tool_use block answered in one user message; once a verdict ends the turn, the
         remaining blocks are answered "not run" (the history stays valid) and never executed."""
-        results = []
-        for block in resp.tool_uses:
-            if turn.verdict is not None:
-                results.append(_tool_result(block, {"outcome": "not_run"}, error=True))
-                continue
-            yield Status(self.toolbox.activity(str(block.get("name"))))
-            async for item in self._run_tool(turn, ctx, block):
-                if isinstance(item, dict):
-                    results.append(item)
-                else:
-                    yield item
-        # the round in one write, after its tools ran (a refund keeps its own transaction): a crash
-        # before it leaves no half round in the history, and the turn run again finds what was done
-        await self._remember(turn, ctx, ("assistant", resp.content), ("user", results))
+        results: list[dict[str, Any]] = []
+        events: list[Event] = []
+        # the round is one unit of work: its tools' reads and writes and its record, one write
+        # transaction (the payment gateway alone goes outside it). A crash before its commit leaves
+        # no half round in the history, and the turn run again finds what was done. Its events go
+        # out after the commit: a Confirm step is shown only for a refund that is stored.
+        async with self.deps.store.unit():
+            for block in resp.tool_uses:
+                if turn.verdict is not None:
+                    results.append(_tool_result(block, {"outcome": "not_run"}, error=True))
+                    continue
+                events.append(Status(self.toolbox.activity(str(block.get("name")))))
+                async for item in self._run_tool(turn, ctx, block):
+                    if isinstance(item, dict):
+                        results.append(item)
+                    else:
+                        events.append(item)
+            await self._remember(turn, ctx, ("assistant", resp.content), ("user", results))
+        for event in events:
+            yield event
 
     async def _reply(self, turn: _Turn, ctx: CallContext, text: str, *, guarded: bool) -> AsyncIterator[Event]:
         """The one way a reply reaches a customer: model text through the guard (tool traffic out,
@@ -208,24 +228,30 @@ class Agent:
             )
         )
 
-    async def _start(self, turn: _Turn, ctx: CallContext) -> None:
-        """Everything a turn reads up front, in one transaction: history, token count, the session note."""
-        async with self.deps.store.read() as s:
-            turn.rows = list(
-                (
-                    await s.scalars(select(Message).where(Message.session_id == ctx.session_id).order_by(Message.id))
-                ).all()
-            )
-            turn.tokens_before = int(
-                await s.scalar(select(ChatSession.tokens_used).where(ChatSession.id == ctx.session_id)) or 0
-            )
-            cust = await s.get(Customer, ctx.actor.customer_id) if ctx.actor.customer_id else None
+    async def start(self, s: AsyncSession, ctx: CallContext, session: ChatSession | None) -> Start:
+        """Everything a turn reads up front, in the caller's read transaction (the desk's, which has
+        read the session row already): the history and the session note."""
+        rows = list(
+            (await s.scalars(select(Message).where(Message.session_id == ctx.session_id).order_by(Message.id))).all()
+        )
         if ctx.actor.kind == "staff":
-            turn.note = session_note(verified_name=None, verified_email=None, staff_id=ctx.actor.staff_id)
+            note = session_note(verified_name=None, verified_email=None, staff_id=ctx.actor.staff_id)
         else:
-            turn.note = session_note(
-                verified_name=cust.name if cust else None, verified_email=cust.email if cust else None
-            )
+            cust = await s.get(Customer, ctx.actor.customer_id) if ctx.actor.customer_id else None
+            note = session_note(verified_name=cust.name if cust else None, verified_email=cust.email if cust else None)
+        return Start(
+            rows=rows,
+            note=note,
+            tokens_before=session.tokens_used if session else 0,
+            failed_before=session.failed_rounds if session else 0,
+        )
+
+    async def _start(self, turn: _Turn, ctx: CallContext, start: Start | None) -> None:
+        if start is None:
+            async with self.deps.store.read() as s:
+                start = await self.start(s, ctx, await s.get(ChatSession, ctx.session_id))
+        turn.rows, turn.note = start.rows, start.note
+        turn.tokens_before, turn.failed_before = start.tokens_before, start.failed_before
 
     # --- model -----------------------------------------------------------------------------------------
     async def _call_model(self, turn: _Turn, ctx: CallContext) -> ModelReply:
@@ -339,29 +365,27 @@ class Agent:
         return [escalation] if escalation is not None else []
 
     async def _finish(self, turn: _Turn, ctx: CallContext, reply: str) -> tuple[Escalation | None, Done]:
-        """The clarification rule and the session's outcome."""
+        """The clarification rule and the session's outcome, with the turn's token count and failed
+        rounds (one turn of a session runs at a time: the counts read at its start are current)."""
         failed = policy.is_failed_round(turn.codes)
         succeeded = any(c in SUCCEEDED for c in turn.codes)
+        rounds = turn.failed_before + 1 if failed else 0 if succeeded else turn.failed_before
+        clarify = failed and rounds >= policy.CLARIFICATION_ROUNDS
         async with self.deps.store.write() as s:  # one transaction, unless a clarification ticket comes between
             self._stage(turn, ctx, ("assistant", [{"type": "text", "text": reply}]))
             await self._persist(s, turn, ctx)
-            session = await s.get(ChatSession, ctx.session_id)
-            assert session is not None
-            if failed:
-                session.failed_rounds += 1
-            elif succeeded:
-                session.failed_rounds = 0
-            clarify = failed and session.failed_rounds >= policy.CLARIFICATION_ROUNDS
-            rounds = session.failed_rounds
-            if not clarify:
-                outcome, priority = await self._settle(s, turn, ctx, reply)
+            counts = {"failed_rounds": rounds, "tokens_used": ChatSession.tokens_used + turn.usage.total}
+            if clarify:
+                await s.execute(update(ChatSession).where(ChatSession.id == ctx.session_id).values(**counts))
+            else:
+                outcome, priority = await self._settle(s, turn, ctx, reply, counts)
         escalation = None
         if clarify:
             summary = f"The bot could not get what it needed in {rounds} consecutive turns."
             applied = await self._apply(ctx, policy.CLARIFICATION, summary)
             escalation = next((e for e in applied if isinstance(e, Escalation)), None)
             async with self.deps.store.write() as s:
-                outcome, priority = await self._settle(s, turn, ctx, reply)
+                outcome, priority = await self._settle(s, turn, ctx, reply, {})
         return escalation, Done(
             outcome=outcome,
             priority=priority,
@@ -372,11 +396,13 @@ class Agent:
             tools=dict(Counter(c.value for c in turn.codes)),
         )
 
-    async def _settle(self, s: AsyncSession, turn: _Turn, ctx: CallContext, reply: str) -> tuple[str, str | None]:
-        """The turn's help-center sources, the session's outcome and the caller's `on_finish`, in the
-        caller's transaction."""
+    async def _settle(
+        self, s: AsyncSession, turn: _Turn, ctx: CallContext, reply: str, counts: dict[str, Any]
+    ) -> tuple[str, str | None]:
+        """The turn's help-center sources, the session's outcome (with `counts`) and the caller's
+        `on_finish`, in the caller's transaction."""
         await citations.record(s, session_id=ctx.session_id, sources=turn.sources, cited=turn.cited)
-        outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True)
+        outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True, also=counts)
         if turn.on_finish is not None:
             await turn.on_finish(s, outcome)
         return outcome, priority
@@ -407,20 +433,11 @@ class Agent:
         turn.unsaved.extend(rows)
 
     async def _persist(self, s: AsyncSession, turn: _Turn, ctx: CallContext) -> None:
-        """Add what is staged (messages, the model calls' usage and the token count, audit rows) to
-        the caller's transaction."""
+        """Add what is staged (messages, the model calls' usage, audit rows) to the caller's
+        transaction. The session's token count is written with the turn's outcome (`_finish`)."""
         rows, turn.unsaved = turn.unsaved, []
         calls, turn.pending = turn.pending, []
-        s.add_all(rows)
-        s.add_all(calls)
-        s.add_all(turn.ledger.take())
-        if calls:
-            used = sum(c.input_tokens + c.cache_read_tokens + c.cache_write_tokens + c.output_tokens for c in calls)
-            await s.execute(
-                update(ChatSession)
-                .where(ChatSession.id == ctx.session_id)
-                .values(tokens_used=ChatSession.tokens_used + used)
-            )
+        await insert_all(s, [*rows, *calls, *turn.ledger.take()])
 
 
 def _tool_traffic(rows: list[Message]) -> tuple[list[str], set[str]]:

@@ -24,13 +24,15 @@ import contextvars
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -162,6 +164,16 @@ class WriteLock:
         self._held = False
 
 
+@dataclass(eq=False)
+class _Unit:
+    """A unit of work (`Store.unit`): one write transaction, opened at first use."""
+
+    task: asyncio.Task[Any] | None
+    stack: AsyncExitStack | None = None
+    session: AsyncSession | None = None
+    paused: bool = False
+
+
 class NestedWrite(RuntimeError):
     """A write transaction was opened inside another one in the same task (it would deadlock)."""
 
@@ -240,6 +252,9 @@ class Store:
         self._read = async_sessionmaker(engine, expire_on_commit=False)
         self._write_lock = WriteLock() if self.dialect == "sqlite" else None
         self._holder: contextvars.ContextVar[bool] = contextvars.ContextVar(f"store-write-{id(self)}", default=False)
+        self._unit: contextvars.ContextVar[_Unit | None] = contextvars.ContextVar(
+            f"store-unit-{id(self)}", default=None
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, *, url: str | None = None) -> Store:
@@ -251,9 +266,82 @@ class Store:
         )
         return cls(engine, slots=settings.db_pool_size + settings.db_max_overflow)
 
+    # --- units of work ---------------------------------------------------------------------------
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[None]:
+        """Everything this task reads and writes in the block is one write transaction, opened at
+        its first use and committed at the end (rolled back on an error): a model round's tools and
+        its record. A `write()` inside is a savepoint of it, so a block that fails (a refund that
+        lost a race) undoes only itself. Other tasks never join it. Nothing inside may wait on the
+        network while it is open, except through `alone()`."""
+        if self._joined() is not None:
+            yield
+            return
+        unit = _Unit(asyncio.current_task())
+        token = self._unit.set(unit)
+        try:
+            yield
+        except BaseException as exc:
+            await self._close_unit(unit, exc)
+            raise
+        else:
+            await self._close_unit(unit, None)
+        finally:
+            self._unit.reset(token)
+
+    @asynccontextmanager
+    async def alone(self) -> AsyncIterator[None]:
+        """Commit what the unit holds so far and run the block in transactions of its own: for work
+        that must follow a commit (the payment gateway is called only once the refund is stored)."""
+        unit = self._joined()
+        if unit is None:
+            yield
+            return
+        await self._close_unit(unit, None)
+        unit.paused = True
+        try:
+            yield
+        finally:
+            unit.paused = False
+
+    def _joined(self) -> _Unit | None:
+        unit = self._unit.get()
+        if unit is None or unit.paused or unit.task is not asyncio.current_task():
+            return None
+        return unit
+
+    async def _unit_session(self, unit: _Unit) -> AsyncSession:
+        if unit.session is None:
+            stack = AsyncExitStack()
+            unit.session = await stack.enter_async_context(self._own_write(ack=False))
+            unit.stack = stack
+        return unit.session
+
+    async def _close_unit(self, unit: _Unit, exc: BaseException | None) -> None:
+        stack, unit.stack, unit.session = unit.stack, None, None
+        if stack is None:
+            return
+        if exc is None:
+            await stack.aclose()  # commits
+        else:
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)  # rolls back
+
+    # --- transactions ----------------------------------------------------------------------------
     @asynccontextmanager
     async def write(self, *, ack: bool = False) -> AsyncIterator[AsyncSession]:
-        """`ack`: storing work before its sender is told it arrived (goes first on SQLite)."""
+        """`ack`: storing work before its sender is told it arrived (goes first on SQLite). Inside a
+        unit of work: a savepoint of its transaction."""
+        unit = self._joined()
+        if unit is not None:
+            session = await self._unit_session(unit)
+            async with session.begin_nested():
+                yield session
+            return
+        async with self._own_write(ack=ack) as session:
+            yield session
+
+    @asynccontextmanager
+    async def _own_write(self, *, ack: bool) -> AsyncIterator[AsyncSession]:
         metrics.DB_TRANSACTIONS.labels("write").inc()
         if self._write_lock is None:
             async with self.slots.hold(ack=ack), self._write() as session, session.begin():
@@ -312,6 +400,11 @@ class Store:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
+        """Inside a unit of work: its transaction."""
+        unit = self._joined()
+        if unit is not None:
+            yield await self._unit_session(unit)
+            return
         metrics.DB_TRANSACTIONS.labels("read").inc()
         async with self.slots.hold(), self._read() as session, session.begin():
             yield session
@@ -337,6 +430,22 @@ async def reading(source: Store | AsyncSession) -> AsyncIterator[AsyncSession]:
             yield s
     else:
         yield source
+
+
+async def insert_all(s: AsyncSession, rows: Sequence[Any]) -> None:
+    """New ORM rows inserted as Core `executemany`, one statement per table: for rows whose ids
+    nobody reads back (history, usage, audit). The unit of work would send one INSERT … RETURNING
+    per row (SQLite gives no order guarantee for a batch's RETURNING). Unset (None) attributes are
+    left to the column defaults; rows keep their order."""
+    groups: dict[tuple[Any, frozenset[str]], list[dict[str, Any]]] = {}
+    for row in rows:
+        mapper = sa_inspect(type(row))
+        values = {
+            attr.columns[0].key: value for attr in mapper.column_attrs if (value := getattr(row, attr.key)) is not None
+        }
+        groups.setdefault((mapper.local_table, frozenset(values)), []).append(values)
+    for (table, _), batch in groups.items():
+        await s.execute(insert(table), batch)
 
 
 class StoreUnavailable(Exception):

@@ -170,8 +170,14 @@ def compile_pattern(pattern: str | None) -> re.Pattern[str] | None:
 
 
 async def load_formats(s: AsyncSession, pattern: str | None = None) -> Formats:
+    """The known shapes, read once per transaction (kept in the session's `info` until it ends)."""
+    key = ("order_formats", pattern)
+    cached = s.info.get(key)
+    if isinstance(cached, Formats):
+        return cached
     rows = (await s.scalars(select(OrderFormat.shape).order_by(OrderFormat.shape).limit(MAX_SHAPES))).all()
-    return Formats(tuple(parse_shape(r) for r in rows), compile_pattern(pattern))
+    s.info[key] = formats = Formats(tuple(parse_shape(r) for r in rows), compile_pattern(pattern))
+    return formats
 
 
 def shapes_of(order_ids: Iterable[str]) -> set[str]:
@@ -189,3 +195,5 @@ async def record_shapes(s: AsyncSession, order_ids: Iterable[str]) -> None:
     new = sorted(shapes_of(order_ids) - known)[: max(MAX_SHAPES - len(known), 0)]
     s.add_all(OrderFormat(shape=x) for x in new)
     await s.flush()
+    for key in [k for k in s.info if isinstance(k, tuple) and k[:1] == ("order_formats",)]:
+        del s.info[key]

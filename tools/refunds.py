@@ -185,7 +185,13 @@ def _existing(refund: Refund) -> ToolResult:
 
 
 async def pay(deps: Deps, refund_id: str) -> ToolResult:
-    """Send a `processing` refund through the gateway (idempotency key = refund id) and record it."""
+    """Send a `processing` refund through the gateway (idempotency key = refund id) and record it:
+    in transactions of its own, after what the caller's unit of work holds is committed."""
+    async with deps.store.alone():
+        return await _pay(deps, refund_id)
+
+
+async def _pay(deps: Deps, refund_id: str) -> ToolResult:
     async with deps.store.read() as s:
         refund = await s.get(Refund, refund_id)
         order = await s.get(Order, refund.order_id) if refund else None

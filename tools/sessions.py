@@ -106,19 +106,27 @@ async def remember_link(deps: Deps, *, channel: str, subject: str, customer_id: 
 
 
 async def settle(
-    s: AsyncSession, deps: Deps, session_id: str, *, last_reply: str = "", count_turn: bool = False
+    s: AsyncSession,
+    deps: Deps,
+    session_id: str,
+    *,
+    last_reply: str = "",
+    count_turn: bool = False,
+    also: dict[str, Any] | None = None,
 ) -> tuple[str, str | None]:
     """Record the session's outcome from the store, in the caller's transaction: an unresolved
     ticket means escalated; a refund awaiting confirmation, or a question just asked, means
-    awaiting_customer; else auto_resolved. Returns (outcome, priority)."""
-    ticket = (
-        await s.scalars(select(Ticket).where(Ticket.session_id == session_id, Ticket.status != "resolved").limit(1))
-    ).one_or_none()
-    waiting = await s.scalar(
+    awaiting_customer; else auto_resolved. `also`: more of the session's columns to set in the
+    same statement. Returns (outcome, priority)."""
+    open_ticket = select(Ticket.priority).where(Ticket.session_id == session_id, Ticket.status != "resolved").limit(1)
+    waiting_refund = (
         select(Refund.id).where(Refund.session_id == session_id, Refund.status == "awaiting_confirmation").limit(1)
     )
-    if ticket is not None:
-        outcome, priority = "escalated", ticket.priority
+    ticket_priority, waiting = (
+        await s.execute(select(open_ticket.scalar_subquery(), waiting_refund.scalar_subquery()))
+    ).one()
+    if ticket_priority is not None:
+        outcome, priority = "escalated", ticket_priority
     elif waiting is not None or last_reply.rstrip().endswith("?"):
         outcome, priority = "awaiting_customer", None
     else:
@@ -126,6 +134,7 @@ async def settle(
     values: dict[str, Any] = {"outcome": outcome, "outcome_priority": priority, "updated_at": deps.clock.now()}
     if count_turn:
         values["turns"] = ChatSession.turns + 1
+    values |= also or {}
     await s.execute(update(ChatSession).where(ChatSession.id == session_id).values(**values))
     return outcome, priority
 
