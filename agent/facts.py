@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -71,10 +72,9 @@ async def load_facts(
     async with reading(store) as s:
         formats = await load_formats(s, order_pattern)
         orders, refunds = await _customers(s, customer_id) if customer_id else ([], [])
-        ticket = await s.scalar(
-            select(Ticket.id).where(Ticket.session_id == session_id, Ticket.status != "resolved").limit(1)
-        )
-        looked = (await s.scalars(select(SessionOrder.order_id).where(SessionOrder.session_id == session_id))).all()
+        rows = (await s.execute(_session_rows(session_id))).all()
+    ticket = next((v for k, v in rows if k == "ticket"), None)
+    looked = [v for k, v in rows if k == "order"]
     return Facts(
         orders={o.id: _order(o) for o in orders},
         refunds=tuple(
@@ -106,6 +106,17 @@ async def _customers(s: AsyncSession, customer_id: str) -> tuple[list[Order], li
         )
     ).all()
     return list(orders), list(refunds)
+
+
+def _session_rows(session_id: str) -> Any:
+    """("ticket", id) of the session's unresolved tickets and ("order", id) of the orders it looked
+    up, in one statement."""
+    ticket = literal_column("'ticket'", String).label("kind")
+    order = literal_column("'order'", String).label("kind")
+    return union_all(
+        select(ticket, cast(Ticket.id, String)).where(Ticket.session_id == session_id, Ticket.status != "resolved"),
+        select(order, SessionOrder.order_id).where(SessionOrder.session_id == session_id),
+    )
 
 
 def _order(o: Order) -> OrderFact:

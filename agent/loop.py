@@ -41,6 +41,7 @@ from storage.types import format_cents
 from tools import wording
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext
+from tools.order_ids import load_items
 from tools.sessions import settle
 from tools.tickets import TicketQuotaExceeded
 from tools.toolbox import Ledger, Toolbox
@@ -342,8 +343,8 @@ class Agent:
             refund = await r.get(Refund, refund_id)
             assert refund is not None
             order = (await r.scalars(select(Order).where(Order.id == refund.order_id))).one()
-            await r.refresh(order, ["items"])
-            item = order.items[0].name if order.items else "your order"
+            items = await load_items(r, order)
+            item = items[0].name if items else "your order"
         amount = format_cents(refund.amount_cents, refund.currency)
         return Confirmation(
             refund_id=refund.id,

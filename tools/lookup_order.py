@@ -11,7 +11,7 @@ from storage.order_formats import load_formats
 from storage.types import format_cents
 from tools.codes import Code, ToolResult
 from tools.context import CallContext, Deps, Tool
-from tools.order_ids import display, find_order
+from tools.order_ids import display, find_order, load_items
 from tools.refunds import eligibility
 
 
@@ -43,7 +43,7 @@ async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> 
             return not_found(typed)
         if actor.kind == "customer" and order.customer_id != actor.customer_id:
             return not_found(typed, Code.OWNERSHIP_MISMATCH)
-        await s.refresh(order, ["items"])
+        await load_items(s, order)
         refund = (
             await s.scalars(
                 select(Refund).where(Refund.order_id == order.id).order_by(Refund.created_at.desc()).limit(1)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.engine import Store, reading
@@ -161,17 +162,28 @@ async def _lookups(
             looked.setdefault(spelling, t)
     owners: dict[str, tuple[str, str]] = {}  # token -> (kind, owning customer)
     if looked:
-        names = list(looked)
-        for oid, owner in await s.execute(select(Order.id, Order.customer_id).where(Order.id.in_(names))):
-            owners.setdefault(looked[oid], ("order", owner))
-        for cid in await s.scalars(select(Customer.id).where(Customer.id.in_(names))):
-            owners.setdefault(looked[cid], ("customer", cid))
-        refund_rows = await s.execute(
-            select(Refund.id, Order.customer_id).join(Order, Order.id == Refund.order_id).where(Refund.id.in_(names))
-        )
-        for rid, owner in refund_rows:
-            owners.setdefault(looked[rid], ("refund", owner))
+        rows = (await s.execute(_owners_of(list(looked)))).all()
+        for kind, name, owner in sorted(rows, key=lambda r: _KINDS.index(r[0])):  # an order first, then …
+            owners.setdefault(looked[name], (kind, owner))
     return own_email, formats, owners
+
+
+_KINDS = ("order", "customer", "refund")
+
+
+def _owners_of(names: list[str]) -> Any:
+    """(kind, stored id, owning customer) of every order, customer and refund named, one statement."""
+
+    def kind(name: str) -> Any:
+        return literal_column(f"'{name}'", String).label("kind")  # a constant of ours, never input
+
+    return union_all(
+        select(kind("order"), Order.id, Order.customer_id).where(Order.id.in_(names)),
+        select(kind("customer"), Customer.id, Customer.id).where(Customer.id.in_(names)),
+        select(kind("refund"), Refund.id, Order.customer_id)
+        .join(Order, Order.id == Refund.order_id)
+        .where(Refund.id.in_(names)),
+    )
 
 
 def _looked_up(text: str) -> tuple[set[str], dict[str, bool]]:
