@@ -62,13 +62,18 @@ async def open_session(
                 update(ChatSession).where(ChatSession.external_key == external_key).values(locale=values["locale"])
             )
         row = (await s.scalars(select(ChatSession).where(ChatSession.external_key == external_key))).one()
+    return context_of(row)
+
+
+def context_of(row: ChatSession) -> CallContext:
+    """The call context of a stored session: its actor is the one the channel verified when it opened."""
     return CallContext(row.id, _actor(row), channel=row.channel, locale=row.locale)
 
 
 async def load_context(deps: Deps, session_id: str) -> CallContext | None:
     async with deps.store.read() as s:
         row = await s.get(ChatSession, session_id)
-    return CallContext(row.id, _actor(row), channel=row.channel, locale=row.locale) if row else None
+    return context_of(row) if row else None
 
 
 async def linked_customer(deps: Deps, *, channel: str, subject: str) -> str | None:

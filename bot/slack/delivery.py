@@ -31,6 +31,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.queue import UNFINISHED, Claimed, Queue
 from bot.slack.blocks import row_message
@@ -167,15 +168,13 @@ class SlackOut:
     # --- a turn's rows, fenced by its work item's lease ------------------------------------------------
     async def rows_of(self, item_id: int) -> list[OutboxMessage]:
         async with self.store.read() as s:
-            rows = await s.scalars(
-                select(OutboxMessage).where(OutboxMessage.inbox_id == item_id).order_by(OutboxMessage.seq)
-            )
-            return list(rows.all())
+            return await item_rows(s, item_id)
 
-    async def deliver_item(self, item: Claimed, queue: Queue) -> int:
-        """Post every unposted row of a work item, in order, while holding its lease."""
+    async def deliver_item(self, item: Claimed, queue: Queue, rows: list[OutboxMessage] | None = None) -> int:
+        """Post every unposted row of a work item (`rows` when the caller has just read them), in order,
+        while holding its lease."""
         posted = 0
-        for row in await self.rows_of(item.id):
+        for row in rows if rows is not None else await self.rows_of(item.id):
             if row.status in ("posted", "skipped") or row.channel is None:
                 continue
             fence = queue.holds(item.id, item.attempts, margin=self.margin)
@@ -392,3 +391,9 @@ def _retry_after(exc: SlackApiError) -> float:
         return min(max(float(exc.response.headers.get("Retry-After", "1")), 0.0), 120.0)
     except (TypeError, ValueError):
         return 1.0
+
+
+async def item_rows(s: AsyncSession, item_id: int) -> list[OutboxMessage]:
+    """A work item's outgoing rows, in order, read in the caller's transaction."""
+    rows = await s.scalars(select(OutboxMessage).where(OutboxMessage.inbox_id == item_id).order_by(OutboxMessage.seq))
+    return list(rows.all())

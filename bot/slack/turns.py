@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.events import Done, Escalation
 from bot.host import Host
 from bot.queue import Claimed
 from bot.slack.blocks import as_dicts, result_blocks, slack_text
 from bot.slack.board import StaffBoard
-from bot.slack.delivery import TURN_TIMER, SlackOut, SlackTimer, crash_point
+from bot.slack.delivery import TURN_TIMER, SlackOut, SlackTimer, crash_point, item_rows
 from bot.slack.people import People, subject
 from bot.slack.routing import clean_text, mentions, session_key
 from storage import metrics
@@ -29,7 +30,7 @@ from storage.models import ChatSession, Refund
 from tools import outbox, tickets, wording
 from tools.codes import Code
 from tools.context import Actor, CallContext
-from tools.sessions import load_context, open_session
+from tools.sessions import context_of, open_session
 
 log = logging.getLogger(__name__)
 RESPONSE_URL_TTL = timedelta(minutes=25)  # Slack honours a response_url for 30 minutes (five uses)
@@ -45,28 +46,31 @@ class Turns:
 
     async def session(self, key: str) -> ChatSession | None:
         async with self.host.store.read() as s:
-            return (await s.scalars(select(ChatSession).where(ChatSession.external_key == key))).one_or_none()
+            return await _session(s, key)
 
     async def handle(self, item: Claimed) -> None:
         timer = SlackTimer()
         token = TURN_TIMER.set(timer)
         try:
-            if await self.out.rows_of(item.id):  # answered before a crash: only posting is left
+            thread = _thread(item)
+            async with self.host.store.read() as s:  # what was posted before a crash, and the thread's session
+                rows = await item_rows(s, item.id)
+                session = await _session(s, thread) if thread and not rows else None
+            if rows:  # answered before a crash: only posting is left
                 await self._deliver(item)
             elif item.kind in ("confirm", "cancel"):
                 await self._decision(item)
             else:
-                await self._message(item, timer, time.perf_counter())
+                await self._message(item, session, timer, time.perf_counter())
         finally:
             TURN_TIMER.reset(token)
 
     # --- a message ---------------------------------------------------------------------------------
-    async def _message(self, item: Claimed, timer: SlackTimer, started: float) -> None:
+    async def _message(self, item: Claimed, session: ChatSession | None, timer: SlackTimer, started: float) -> None:
         assert item.user_id and item.channel and item.thread_ts
         kind = await self.people.classify(
             user=item.user_id, user_team=item.user_team, installing_team=item.installing_team
         )
-        session = await self.session(session_key(item.channel, item.thread_ts))
         if kind != "customer":
             if session is not None:
                 person = Actor.staff(item.user_id) if kind == "staff" else Actor.colleague(item.user_id)
@@ -100,7 +104,7 @@ class Turns:
         if session.subject != subject(item.user_team, item.user_id):
             await self._ephemeral(item, wording.NOT_YOUR_THREAD)
             return None
-        return await load_context(self.host.deps, session.id)
+        return context_of(session)
 
     async def _turn(self, item: Claimed, ctx: CallContext, timer: SlackTimer, started: float) -> None:
         crash_point(self.host.settings, "before_model_call")
@@ -125,12 +129,14 @@ class Turns:
             metrics.OVERHEAD_SECONDS.observe(max(handled - done.model_s - timer.seconds, 0.0))
 
     async def _deliver(self, item: Claimed) -> None:
-        if item.kind == "message" and item.channel and item.thread_ts:
-            session = await self.session(session_key(item.channel, item.thread_ts))
-            if session is not None and session.handed_off_by:
-                await self.out.skip_unposted(item.id)  # a person took over meanwhile: the bot stays quiet
-                return
-        await self.out.deliver_item(item, self.host.queue)
+        thread = _thread(item)
+        async with self.host.store.read() as s:  # the rows to post, and whether a person took over meanwhile
+            rows = await item_rows(s, item.id)
+            session = await _session(s, thread) if thread else None
+        if session is not None and session.handed_off_by:
+            await self.out.skip_unposted(item.id)  # the bot stays quiet in a thread a person has
+            return
+        await self.out.deliver_item(item, self.host.queue, rows)
 
     async def _ephemeral(self, item: Claimed, text: str) -> None:
         """A note only the author sees (another customer's thread, someone else's button)."""
@@ -216,3 +222,14 @@ class Turns:
         )
         await self.board.publish(ticket.id)
         await self.out.deliver_loose()
+
+
+def _thread(item: Claimed) -> str | None:
+    """The session key of a message's thread (clicks carry their refund instead)."""
+    if item.kind != "message" or not item.channel or not item.thread_ts:
+        return None
+    return session_key(item.channel, item.thread_ts)
+
+
+async def _session(s: AsyncSession, key: str) -> ChatSession | None:
+    return (await s.scalars(select(ChatSession).where(ChatSession.external_key == key))).one_or_none()
