@@ -50,10 +50,22 @@ class StaffBoard:
         task.add_done_callback(self._pending.discard)
 
     async def _publish_logged(self, ticket_id: int) -> None:
+        await self.try_publish(ticket_id, later="the sweep posts it")
+
+    async def try_publish(self, ticket_id: int, *, later: str) -> None:
+        """Publish, logging a failure instead of raising it (`later` says who tries again). Slack's
+        429 is its pace, not a fault: nothing was posted, so it is a warning, with its Retry-After."""
         try:
             await self.publish(ticket_id)
+        except SlackApiError as exc:
+            if exc.response.status_code != 429:
+                log.exception("could not publish ticket %d (%s)", ticket_id, later)
+                return
+            headers = exc.response.headers or {}
+            wait = next((v for k, v in headers.items() if k.lower() == "retry-after"), "?")
+            log.warning("ticket %d: Slack asked to wait %s s before posting (%s)", ticket_id, wait, later)
         except Exception:
-            log.exception("could not publish ticket %d (the sweep will)", ticket_id)
+            log.exception("could not publish ticket %d (%s)", ticket_id, later)
 
     async def drain(self, grace: float = 10.0) -> None:
         if self._pending:
@@ -191,7 +203,7 @@ class StaffBoard:
                     await self._record(ticket_id, ts, None)
                 else:
                     await self._drop_claim(ticket_id, claimed)
-                    await self.publish(ticket_id)
+                    await self.try_publish(ticket_id, later="the next sweep posts it")
             except Exception:
                 log.exception("could not settle ticket %d's post (the next sweep will)", ticket_id)
         return len(left)
@@ -243,10 +255,7 @@ class StaffBoard:
                 ).all()
             )
         for ticket_id in ids:
-            try:
-                await self.publish(ticket_id)
-            except Exception:
-                log.exception("could not publish ticket %d", ticket_id)
+            await self.try_publish(ticket_id, later="the next sweep posts it")
         return settled + len(ids)
 
     async def sla(self) -> list[int]:

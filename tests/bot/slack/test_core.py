@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
+import pytest
 from sqlalchemy import text as sql
 
 from agent.scripted import ScriptedModel, reply, text
@@ -24,6 +26,7 @@ from tests.bot.conftest import (
     stop_bot,
 )
 from tests.fakes.slack_api import FakeSlack
+from tools import tickets
 
 
 async def count(bot: Bot, query: str) -> int:
@@ -209,3 +212,25 @@ async def test_healthz_is_503_when_the_store_is_unreachable(settings: Settings, 
     finally:
         await runner.cleanup()
         await broken.dispose()
+
+
+async def test_a_429_on_a_ticket_post_is_a_warning_and_the_next_sweep_posts_it(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack's pace is not a fault: the refused post leaves the ticket unposted (nothing was posted),
+    logs a warning with the Retry-After, and the next sweep posts it once."""
+    async with bot.rt.store.write() as s:
+        ticket, _ = await tickets.open_or_update(
+            s, bot.rt.deps, session_id=None, priority="P2", reason="dead_letter", summary="a test ticket"
+        )
+    bot.slack.fail_next("chat.postMessage", 429, retry_after=7)
+    with caplog.at_level(logging.WARNING, logger="bot.slack.board"):
+        await bot.rt.board.sweep()
+    assert [r.levelno for r in caplog.records if r.name == "bot.slack.board"] == [logging.WARNING]
+    assert "wait 7 s" in caplog.records[-1].getMessage()
+    assert await count(bot, f"SELECT count(*) FROM tickets WHERE id = {ticket.id} AND slack_ts IS NULL") == 1
+    await bot.rt.board.sweep()
+    staff = bot.slack.posts(channel=STAFF_CHANNEL)
+    posted = [m for m in staff if (m.get("metadata") or {}).get("event_payload") == {"ticket": ticket.id}]
+    assert len(posted) == 1
+    assert await count(bot, f"SELECT count(*) FROM tickets WHERE slack_ts = '{posted[0]['ts']}'") == 1
