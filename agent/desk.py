@@ -76,16 +76,23 @@ class Desk:
         return self._agent
 
     # --- the customer's acts ---------------------------------------------------------------------
-    async def say(self, ctx: CallContext, text: str, *, inbox_id: int | None = None) -> AsyncIterator[Event]:
+    async def say(
+        self, ctx: CallContext, text: str, *, inbox_id: int | None = None, session: ChatSession | None = None
+    ) -> AsyncIterator[Event]:
+        """`session`: the session's row as the face read it for this message, if it did (not read again)."""
         started = time.perf_counter()
         text = text.replace("\x00", "")
         stripped = text.strip()
         command = stripped.startswith("/refund-status") or yes_or_no(stripped) is not None
         start = None
-        async with self.deps.store.read() as s:  # the turn's reads up front, with the session's
-            session = await s.get(ChatSession, ctx.session_id)
-            if self._agent is not None and not command and not (session and session.handed_off_by):
-                start = await self._agent.start(s, ctx, session)
+        if session is not None and session.id != ctx.session_id:
+            raise ValueError("the session row given is not the context's session")
+        runs = self._agent is not None and not command
+        if session is None or (runs and not session.handed_off_by):
+            async with self.deps.store.read() as s:  # the turn's reads up front, with the session's
+                session = session or await s.get(ChatSession, ctx.session_id)
+                if runs and not (session and session.handed_off_by):
+                    start = await self.agent.start(s, ctx, session)
         if session is not None and session.handed_off_by:
             yield await self._relay(ctx, session, text)
             return
@@ -102,11 +109,17 @@ class Desk:
             yield Reply(reply)
             yield await self._said(ctx, [], None, started, extra=row)
             return
-        async for event in self._turn(ctx, text, inbox_id, started, start):
+        async for event in self._turn(ctx, text, inbox_id, started, start, session):
             yield event
 
     async def _turn(
-        self, ctx: CallContext, text: str, inbox_id: int | None, started: float, start: Start | None
+        self,
+        ctx: CallContext,
+        text: str,
+        inbox_id: int | None,
+        started: float,
+        start: Start | None,
+        session: ChatSession | None,
     ) -> AsyncIterator[Event]:
         """The agent's turn; what it said goes to the outgoing log in the turn's last write."""
         said: list[Reply | Confirmation] = []
@@ -118,7 +131,7 @@ class Desk:
             if conf is not None:
                 said.append(conf)
                 missing.append(conf)
-            written.extend(await _write_said(s, self.deps, ctx, said, inbox_id))
+            written.extend(await _write_said(s, self.deps, ctx, said, inbox_id, session))
 
         async for event in self.agent.run_turn(ctx, text, on_finish=finish, start=start):
             if isinstance(event, Reply | Confirmation):
@@ -261,11 +274,17 @@ async def _pending_refund(s: AsyncSession, ctx: CallContext) -> Refund | None:
 
 
 async def _write_said(
-    s: AsyncSession, deps: Deps, ctx: CallContext, said: list[Reply | Confirmation], inbox_id: int | None
+    s: AsyncSession,
+    deps: Deps,
+    ctx: CallContext,
+    said: list[Reply | Confirmation],
+    inbox_id: int | None,
+    session: ChatSession | None = None,
 ) -> list[int]:
     """What a turn said, as outgoing rows in the caller's transaction (a refund prompt rides on the
-    reply it follows, so Slack posts them as one message); returns their ids."""
-    session = await s.get(ChatSession, ctx.session_id)
+    reply it follows, so Slack posts them as one message); returns their ids. `session`: its row as
+    read earlier in the turn (only its address is used, which never changes)."""
+    session = session or await s.get(ChatSession, ctx.session_id)
     written = [
         outbox.add(s, deps, session=session, kind=kind, text=text, data=data, inbox_id=inbox_id, seq=seq)
         for seq, (kind, text, data) in enumerate(_rows(said))

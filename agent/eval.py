@@ -39,7 +39,7 @@ from agent.desk import Desk
 from agent.events import Confirmation, Reply
 from agent.loop import Agent
 from agent.model import Model
-from agent.providers import build_model
+from agent.providers import build_model, close_model
 from agent.scripted import OutageModel
 from storage.demo import empty
 from storage.engine import Store
@@ -373,6 +373,8 @@ async def run_eval(
     with tempfile.TemporaryDirectory(prefix="supportbot-eval-") as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'eval.db'}"
         store = Store.from_settings(settings, url=url)
+        built = None if model is not None or provider != "claude" else build_model(settings, provider)
+        model = model or built
         try:
             await upgrade(store)
             results = []
@@ -384,6 +386,8 @@ async def run_eval(
                 for n in range(min(len(scenario.phrasings), phrasings or len(scenario.phrasings))):
                     results.append(await run_one(store, settings, scenario, n, provider=provider, model=model))
         finally:
+            if built is not None:
+                await close_model(built)
             await store.dispose()
     return report(results, provider)
 

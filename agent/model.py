@@ -160,14 +160,23 @@ class ClaudeModel:
         content = capped([b for b in (_block(x) for x in msg.content) if b is not None])
         return ModelReply(content=content, stop_reason=msg.stop_reason, usage=usage, model=str(msg.model))
 
+    async def aclose(self) -> None:
+        await self.client.close()
+
 
 def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
-    """The one place an Anthropic client is built. ANTHROPIC_BASE_URL is read by the SDK itself."""
+    """The one place an Anthropic client is built. ANTHROPIC_BASE_URL is read by the SDK itself.
+    Its HTTP goes through the SDK's aiohttp transport (`DefaultAioHttpClient`): about a millisecond
+    of CPU less a call than its default httpx stack, and the process already runs aiohttp. Whoever
+    builds one closes it (`close_model`)."""
     key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     if not key:
         raise ModelNotConfigured()
     import anthropic
 
     return anthropic.AsyncAnthropic(
-        api_key=key, timeout=settings.anthropic_timeout_s, max_retries=settings.anthropic_max_retries
+        api_key=key,
+        timeout=settings.anthropic_timeout_s,
+        max_retries=settings.anthropic_max_retries,
+        http_client=anthropic.DefaultAioHttpClient(timeout=settings.anthropic_timeout_s),
     )

@@ -30,3 +30,11 @@ def build_model(settings: Settings, provider: str | None = None) -> Model:
     if provider == "hostile":
         return HostileModel()
     raise ValueError(f"unknown model provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+
+
+async def close_model(model: Model) -> None:
+    """Release what a model holds (Claude: its HTTP connections); a model with nothing open has no
+    `aclose`."""
+    aclose = getattr(model, "aclose", None)
+    if aclose is not None:
+        await aclose()

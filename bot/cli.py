@@ -223,7 +223,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if host.store.dialect == "sqlite":
         await upgrade(host.store)
     elif await current_revision(host.store) != head_revision():
-        await host.store.dispose()
+        await host.close()
         raise UsageError(
             "the database schema is not current: run `supportbot db upgrade` once before starting replicas"
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from agent.desk import Desk
 from agent.loop import Agent
 from agent.model import Model
-from agent.providers import build_model
+from agent.providers import build_model, close_model
 from bot.queue import Queue, Workers
 from storage.engine import Store
 from storage.notify import INBOX, Listener
@@ -58,3 +58,8 @@ class Host:
         listener = Listener(store.engine.url.render_as_string(hide_password=False))
         listener.on(INBOX, lambda _payload: workers.nudge())
         return cls(settings, store, clock, deps, agent, Desk(agent), queue, workers, owner, listener)
+
+    async def close(self) -> None:
+        """The model's connections and the store's; the last thing a process does with its host."""
+        await close_model(self.agent.model)
+        await self.store.dispose()

@@ -160,5 +160,5 @@ async def serve(host: Host, rt: Runtime | None, *, address: str, port: int, sock
         if socket_handler is not None:
             await socket_handler.close_async()
         await runner.cleanup()
-        await host.store.dispose()
+        await host.close()
         sys.stdout.flush()

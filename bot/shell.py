@@ -14,7 +14,7 @@ import logging
 from agent.desk import Desk
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status
 from agent.loop import Agent
-from agent.providers import build_model
+from agent.providers import build_model, close_model
 from bot.errors import UsageError
 from bot.terminal import Printer, lines
 from storage.engine import Store
@@ -99,6 +99,7 @@ async def customer_shell(settings: Settings, *, email: str, provider: str | None
         printer.line("bye")
         return 0
     finally:
+        await close_model(model)
         await store.dispose()
 
 

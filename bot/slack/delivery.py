@@ -38,7 +38,7 @@ from bot.slack.blocks import row_message
 from bot.slack.client import HTTP_TIMEOUT_S, post_timeout
 from bot.slack.limits import LIMITS
 from storage.engine import Store
-from storage.models import InboxItem, OutboxMessage, Ticket
+from storage.models import ChatSession, InboxItem, OutboxMessage, Ticket
 from storage.settings import Settings
 from storage.types import Clock
 
@@ -391,6 +391,19 @@ def _retry_after(exc: SlackApiError) -> float:
         return min(max(float(exc.response.headers.get("Retry-After", "1")), 0.0), 120.0)
     except (TypeError, ValueError):
         return 1.0
+
+
+async def rows_and_handoff(s: AsyncSession, item_id: int) -> tuple[list[OutboxMessage], bool]:
+    """A work item's outgoing rows, in order, and whether a person has taken over their session
+    (one statement, in the caller's transaction)."""
+    query = (
+        select(OutboxMessage, ChatSession.handed_off_by)
+        .outerjoin(ChatSession, ChatSession.id == OutboxMessage.session_id)
+        .where(OutboxMessage.inbox_id == item_id)
+        .order_by(OutboxMessage.seq)
+    )
+    found = (await s.execute(query)).all()
+    return [row for row, _ in found], any(by for _, by in found)
 
 
 async def item_rows(s: AsyncSession, item_id: int) -> list[OutboxMessage]:

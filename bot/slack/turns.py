@@ -22,11 +22,11 @@ from bot.host import Host
 from bot.queue import Claimed
 from bot.slack.blocks import as_dicts, result_blocks, slack_text
 from bot.slack.board import StaffBoard
-from bot.slack.delivery import TURN_TIMER, SlackOut, SlackTimer, crash_point, item_rows
+from bot.slack.delivery import TURN_TIMER, SlackOut, SlackTimer, crash_point, item_rows, rows_and_handoff
 from bot.slack.people import People, subject
 from bot.slack.routing import clean_text, mentions, session_key
 from storage import metrics
-from storage.models import ChatSession, Refund
+from storage.models import ChatSession, OutboxMessage, Refund
 from tools import outbox, tickets, wording
 from tools.codes import Code
 from tools.context import Actor, CallContext
@@ -53,10 +53,12 @@ class Turns:
         token = TURN_TIMER.set(timer)
         try:
             thread = _thread(item)
-            async with self.host.store.read() as s:  # what was posted before a crash, and the thread's session
-                rows = await item_rows(s, item.id)
-                session = await _session(s, thread) if thread and not rows else None
-            if rows:  # answered before a crash: only posting is left
+            async with self.host.store.read() as s:  # the thread's session, and whether a crash left rows
+                if thread is None:
+                    session, answered = None, bool(await item_rows(s, item.id))
+                else:
+                    session, answered = await _session_and_rows(s, thread, item.id)
+            if answered:  # answered before a crash: only posting is left
                 await self._deliver(item)
             elif item.kind in ("confirm", "cancel"):
                 await self._decision(item)
@@ -80,7 +82,7 @@ class Turns:
             return
         ctx = await self._context(item, session)
         if ctx is not None:
-            await self._turn(item, ctx, timer, started)
+            await self._turn(item, ctx, session, timer, started)
 
     async def _context(self, item: Claimed, session: ChatSession | None) -> CallContext | None:
         """The session this message belongs to (a new one for a customer's top-level message), or None
@@ -106,7 +108,9 @@ class Turns:
             return None
         return context_of(session)
 
-    async def _turn(self, item: Claimed, ctx: CallContext, timer: SlackTimer, started: float) -> None:
+    async def _turn(
+        self, item: Claimed, ctx: CallContext, session: ChatSession | None, timer: SlackTimer, started: float
+    ) -> None:
         crash_point(self.host.settings, "before_model_call")
         await self.out.status(str(item.channel), str(item.thread_ts), "is looking into it…")
         text = clean_text(item.text)
@@ -115,7 +119,8 @@ class Turns:
             text += "\n[The customer attached: " + ", ".join(files) + "]"
         escalated: set[int] = set()
         done: Done | None = None
-        async for event in self.host.desk.say(ctx, text or "(an empty message)", inbox_id=item.id):
+        said = self.host.desk.say(ctx, text or "(an empty message)", inbox_id=item.id, session=session)
+        async for event in said:
             if isinstance(event, Escalation):
                 escalated.add(event.ticket_id)
             elif isinstance(event, Done):
@@ -129,11 +134,9 @@ class Turns:
             metrics.OVERHEAD_SECONDS.observe(max(handled - done.model_s - timer.seconds, 0.0))
 
     async def _deliver(self, item: Claimed) -> None:
-        thread = _thread(item)
         async with self.host.store.read() as s:  # the rows to post, and whether a person took over meanwhile
-            rows = await item_rows(s, item.id)
-            session = await _session(s, thread) if thread else None
-        if session is not None and session.handed_off_by:
+            rows, handed_off = await rows_and_handoff(s, item.id)
+        if handed_off and _thread(item) is not None:
             await self.out.skip_unposted(item.id)  # the bot stays quiet in a thread a person has
             return
         await self.out.deliver_item(item, self.host.queue, rows)
@@ -233,3 +236,11 @@ def _thread(item: Claimed) -> str | None:
 
 async def _session(s: AsyncSession, key: str) -> ChatSession | None:
     return (await s.scalars(select(ChatSession).where(ChatSession.external_key == key))).one_or_none()
+
+
+async def _session_and_rows(s: AsyncSession, key: str, item_id: int) -> tuple[ChatSession | None, bool]:
+    """A thread's session and whether the work item has outgoing rows, in one statement (a message
+    item's rows are its thread's: no session, no rows)."""
+    has_rows = select(OutboxMessage.id).where(OutboxMessage.inbox_id == item_id).exists()
+    row = (await s.execute(select(ChatSession, has_rows).where(ChatSession.external_key == key))).one_or_none()
+    return (row[0], bool(row[1])) if row is not None else (None, False)

@@ -36,10 +36,12 @@ async def api() -> AsyncIterator[FakeMessagesAPI]:
 
 
 @pytest.fixture
-def claude(api: FakeMessagesAPI, deps: Deps, monkeypatch: pytest.MonkeyPatch) -> ClaudeModel:
+async def claude(api: FakeMessagesAPI, deps: Deps, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ClaudeModel]:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
     settings = deps.settings.model_copy(update={"anthropic_api_key": SecretStr("test-key"), "anthropic_max_retries": 0})
-    return ClaudeModel(make_client(settings), model=settings.anthropic_model)
+    model = ClaudeModel(make_client(settings), model=settings.anthropic_model)
+    yield model
+    await model.aclose()
 
 
 def size(text: str) -> int:

@@ -42,14 +42,16 @@ async def api() -> AsyncIterator[FakeMessagesAPI]:
 
 
 @pytest.fixture
-def claude(api: FakeMessagesAPI, deps: Deps, monkeypatch: pytest.MonkeyPatch) -> Agent:
+async def claude(api: FakeMessagesAPI, deps: Deps, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Agent]:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)  # read by the SDK itself
     settings = deps.settings.model_copy(
         update={"anthropic_api_key": SecretStr("test-key"), "anthropic_timeout_s": 0.5, "anthropic_max_retries": 2}
     )
     client = make_client(settings)
     assert str(client.base_url).startswith(api.url)
-    return Agent(model=ClaudeModel(client, model=settings.anthropic_model), toolbox=Toolbox(deps))
+    model = ClaudeModel(client, model=settings.anthropic_model)
+    yield Agent(model=model, toolbox=Toolbox(deps))
+    await model.aclose()
 
 
 async def run(agent: Agent, ctx: CallContext, message: str) -> list[Event]:
