@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import citations, history, policy
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 TOOL_ATTEMPTS = 3  # the first call and two retries
 SUCCEEDED = (Code.OK, Code.AWAITING_CONFIRMATION, Code.REFUND_PROCESSED, Code.REFUND_EXISTS)
 REPLY_REPLACED = "reply_replaced"  # the audit log's action for a reply the guard did not send as written
+_HISTORY = select(Message).where(Message.session_id == bindparam("sid")).order_by(Message.id)  # built once
 # what the caller adds to the turn's last write, given the session's outcome (the desk: its outgoing rows)
 Finisher = Callable[[AsyncSession, str], Awaitable[None]]
 
@@ -232,9 +233,7 @@ class Agent:
     async def start(self, s: AsyncSession, ctx: CallContext, session: ChatSession | None) -> Start:
         """Everything a turn reads up front, in the caller's read transaction (the desk's, which has
         read the session row already): the history and the session note."""
-        rows = list(
-            (await s.scalars(select(Message).where(Message.session_id == ctx.session_id).order_by(Message.id))).all()
-        )
+        rows = list((await s.scalars(_HISTORY, {"sid": ctx.session_id})).all())
         if ctx.actor.kind == "staff":
             note = session_note(verified_name=None, verified_email=None, staff_id=ctx.actor.staff_id)
         else:

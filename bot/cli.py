@@ -285,6 +285,15 @@ async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         if args.out:
             await asyncio.to_thread(Path(args.out).write_text, json.dumps(web_result, indent=2))
         return 0
+    if args.suite == "parts":
+        from bot.bench.parts import run_parts_bench
+        from bot.bench.parts import table as parts_table
+
+        parts_result = await run_parts_bench(database_url=args.database_url)
+        print(parts_table(parts_result))
+        if args.out:
+            await asyncio.to_thread(Path(args.out).write_text, json.dumps(parts_result, indent=2))
+        return 0
     if args.plot:
         results = [json.loads(await asyncio.to_thread(Path(f).read_text)) for f in args.results]
         if not results:
@@ -469,7 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure latency, throughput, memory and tokens under Slack's rate limits")
     bench.add_argument(
-        "--suite", choices=["chat", "kb", "web"], default="chat", help="kb: help-center search; web: the chat API"
+        "--suite",
+        choices=["chat", "kb", "web", "parts"],
+        default="chat",
+        help="kb: help-center search; web: the chat API; parts: CPU a call of each part a turn is made of",
     )
     bench.add_argument("--chats", default="1,5,20,50", help="--suite web: concurrent chats at each level")
     bench.add_argument("--articles", type=int, default=10_000, help="--suite kb: synthetic articles to index")

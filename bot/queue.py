@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, func, literal_column, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.engine import Store
+from storage.engine import ALONE, Store
 from storage.models import InboxItem
 from storage.settings import Settings
 from storage.types import Clock, UTCDateTime
@@ -43,6 +43,8 @@ from storage.types import Clock, UTCDateTime
 log = logging.getLogger(__name__)
 UNFINISHED = ("pending", "working")
 CLAIM_BATCH = 8  # items one claim may take
+CALM_FLOOR = 2  # items that keep running however late the event loop is (see LoopCalm)
+CALM_WAIT_S = 0.1  # and a batch is taken at least this often, however late it is
 
 
 def live(status: Any) -> Any:
@@ -176,7 +178,8 @@ class Queue:
 
     async def _set(self, item: Claimed, **values: Any) -> bool:
         async with self.store.write() as s:
-            res = await s.execute(update(InboxItem).where(*self._held(item.id, item.attempts)).values(**values))
+            held = update(InboxItem).where(*self._held(item.id, item.attempts)).values(**values)
+            res = await s.execute(held, execution_options=ALONE)
             return bool(res.rowcount)  # type: ignore[attr-defined]
 
     def holds(self, item_id: int, attempt: int, *, margin: timedelta = timedelta(0)) -> Any:
@@ -194,7 +197,8 @@ class Queue:
                 update(InboxItem)
                 .where(held, InboxItem.lease_owner == self.owner, InboxItem.status == "working")
                 .values(lease_expires_at=self.clock.now() + self.lease)
-                .returning(InboxItem.id)
+                .returning(InboxItem.id),
+                execution_options=ALONE,
             )
             return set(res.scalars().all())
 
@@ -251,6 +255,38 @@ class Face:
     on_dead: Handler
 
 
+class LoopCalm:
+    """Whether this process's event loop is keeping up: a 10 ms timer's lateness, measured all the
+    time. While CALM_FLOOR items or more run, the dispatcher claims at most one batch per
+    measurement that found the loop less than `limit` seconds late (`calm`, used up by the claim),
+    and none while it is later (for up to CALM_WAIT_S), so acks (a Slack event's 200, a website turn's 202) do not queue
+    behind hundreds of CPU-bound turns each taking its slice of the loop. Turns waiting on the model
+    or Slack cost the loop nothing, so a slow model still gets WORKER_CONCURRENCY turns at once
+    (taken up to a batch per 10 ms)."""
+
+    TICK = 0.01
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.calm = asyncio.Event()  # set by each measurement in time; a claim under load uses it up
+        self.calm.set()
+        self.lag = 0.0
+
+    async def watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.TICK)  # a timer whose lateness is the measurement, not synchronization
+            self.observe(max(loop.time() - started - self.TICK, 0.0))
+
+    def observe(self, lag: float) -> None:
+        self.lag = lag
+        if lag <= self.limit:
+            self.calm.set()
+        else:
+            self.calm.clear()
+
+
 class Workers:
     """Claims and answers work for every face registered here, WORKER_CONCURRENCY at a time."""
 
@@ -266,6 +302,8 @@ class Workers:
         self._stopping = False
         self.completed = 0  # items handled (answered, failed or skipped) by this process
         self._progress = asyncio.Condition()
+        self.pace = LoopCalm(settings.worker_loop_lag_ms / 1000)
+        self.holding_back = False  # the dispatcher waits for the event loop to catch up
 
     def serve(self, face: str, *, handle: Handler, on_dead: Handler) -> None:
         self.faces[face] = Face(handle, on_dead)
@@ -282,6 +320,7 @@ class Workers:
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="queue-dispatcher"),
             asyncio.create_task(self._keep_leases(), name="queue-leases"),
+            asyncio.create_task(self.pace.watch(), name="queue-loop-lag"),
         ]
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -289,6 +328,7 @@ class Workers:
         (an item cut off keeps its lease until expiry, and any replica then takes it over)."""
         self._stopping = True
         self._wake.set()
+        self.pace.calm.set()  # a dispatcher waiting for the loop to catch up sees it is stopping
         dispatchers, keepers = self._tasks[:1], self._tasks[1:]
         for t in dispatchers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -310,6 +350,14 @@ class Workers:
         """One loop per process claims work only when a worker slot is free, so an idle replica
         costs one cheap read per poll, not one per worker."""
         while not self._stopping:
+            if len(self._running) >= CALM_FLOOR and self.settings.worker_loop_lag_ms:
+                self.holding_back = True
+                with contextlib.suppress(TimeoutError):  # a loop late for long (a busy host) still gets work
+                    await asyncio.wait_for(self.pace.calm.wait(), timeout=CALM_WAIT_S)
+                self.holding_back = False
+                self.pace.calm.clear()  # the next batch waits for the next measurement
+                if self._stopping:
+                    break
             await self._slots.acquire()
             free = 1
             while free < CLAIM_BATCH and not self._slots.locked():  # every free slot, without waiting

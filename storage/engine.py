@@ -46,6 +46,12 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 CONNECT_TIMEOUT_S = 15.0
 
 
+# For an ORM UPDATE or DELETE in a transaction of its own, which loads no object: the identity map
+# has nothing to bring up to date, so SQLAlchemy's default synchronisation ("auto": evaluate the
+# WHERE clause in Python against the map) is pure cost on the hot paths (the queue, the outbox).
+ALONE = {"synchronize_session": False}
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     inbox_max_attempts: int = Field(default=3, ge=1)
     inbox_poll_seconds: float = Field(default=0.5, gt=0)
     worker_concurrency: int = Field(default=256, ge=1, le=10_000)
+    worker_loop_lag_ms: int = Field(default=5, ge=0, le=10_000)  # 0: claim whenever a worker is free
 
     # --- retention ---------------------------------------------------------------------------
     retention_days: int = Field(default=30, ge=1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -123,13 +123,7 @@ async def settle(
     ticket means escalated; a refund awaiting confirmation, or a question just asked, means
     awaiting_customer; else auto_resolved. `also`: more of the session's columns to set in the
     same statement. Returns (outcome, priority)."""
-    open_ticket = select(Ticket.priority).where(Ticket.session_id == session_id, Ticket.status != "resolved").limit(1)
-    waiting_refund = (
-        select(Refund.id).where(Refund.session_id == session_id, Refund.status == "awaiting_confirmation").limit(1)
-    )
-    ticket_priority, waiting = (
-        await s.execute(select(open_ticket.scalar_subquery(), waiting_refund.scalar_subquery()))
-    ).one()
+    ticket_priority, waiting = (await s.execute(_SETTLE_FACTS, {"sid": session_id})).one()
     if ticket_priority is not None:
         outcome, priority = "escalated", ticket_priority
     elif waiting is not None or last_reply.rstrip().endswith("?"):
@@ -142,6 +136,19 @@ async def settle(
     values |= also or {}
     await s.execute(update(ChatSession).where(ChatSession.id == session_id).values(**values))
     return outcome, priority
+
+
+# built once (its cache key is computed once): the session's open ticket and its waiting refund
+_SETTLE_FACTS = select(
+    select(Ticket.priority)
+    .where(Ticket.session_id == bindparam("sid"), Ticket.status != "resolved")
+    .limit(1)
+    .scalar_subquery(),
+    select(Refund.id)
+    .where(Refund.session_id == bindparam("sid"), Refund.status == "awaiting_confirmation")
+    .limit(1)
+    .scalar_subquery(),
+)
 
 
 def estimate_tokens(content: Any) -> int:

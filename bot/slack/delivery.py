@@ -30,14 +30,14 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import and_, bindparam, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.queue import UNFINISHED, Claimed, Queue
 from bot.slack.blocks import row_message
 from bot.slack.client import HTTP_TIMEOUT_S, post_timeout
 from bot.slack.limits import LIMITS
-from storage.engine import Store
+from storage.engine import ALONE, Store
 from storage.models import ChatSession, InboxItem, OutboxMessage, Ticket
 from storage.settings import Settings
 from storage.types import Clock
@@ -188,7 +188,8 @@ class SlackOut:
             await s.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.inbox_id == item_id, OutboxMessage.status == "pending")
-                .values(status="skipped", posted_at=self.clock.now())
+                .values(status="skipped", posted_at=self.clock.now()),
+                execution_options=ALONE,
             )
 
     # --- every other row, under its own delivery lease ---------------------------------------------
@@ -255,7 +256,7 @@ class SlackOut:
         else:
             conds.append(fence)
         async with self.store.write() as s:
-            res = await s.execute(update(OutboxMessage).where(*conds).values(**values))
+            res = await s.execute(update(OutboxMessage).where(*conds).values(**values), execution_options=ALONE)
         if not res.rowcount:  # type: ignore[attr-defined]
             raise LeaseLost(row.id)
 
@@ -321,7 +322,8 @@ class SlackOut:
             await s.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == row.id, OutboxMessage.status != "posted")
-                .values(status="posted", slack_ts=ts, posted_at=self.clock.now(), lease_expires_at=None)
+                .values(status="posted", slack_ts=ts, posted_at=self.clock.now(), lease_expires_at=None),
+                execution_options=ALONE,
             )
 
     async def _already_posted(self, row: OutboxMessage) -> str | None:
@@ -396,17 +398,20 @@ def _retry_after(exc: SlackApiError) -> float:
 async def rows_and_handoff(s: AsyncSession, item_id: int) -> tuple[list[OutboxMessage], bool]:
     """A work item's outgoing rows, in order, and whether a person has taken over their session
     (one statement, in the caller's transaction)."""
-    query = (
-        select(OutboxMessage, ChatSession.handed_off_by)
-        .outerjoin(ChatSession, ChatSession.id == OutboxMessage.session_id)
-        .where(OutboxMessage.inbox_id == item_id)
-        .order_by(OutboxMessage.seq)
-    )
-    found = (await s.execute(query)).all()
+    found = (await s.execute(_ROWS_AND_HANDOFF, {"item": item_id})).all()
     return [row for row, _ in found], any(by for _, by in found)
 
 
 async def item_rows(s: AsyncSession, item_id: int) -> list[OutboxMessage]:
     """A work item's outgoing rows, in order, read in the caller's transaction."""
-    rows = await s.scalars(select(OutboxMessage).where(OutboxMessage.inbox_id == item_id).order_by(OutboxMessage.seq))
-    return list(rows.all())
+    return list((await s.scalars(_ITEM_ROWS, {"item": item_id})).all())
+
+
+# built once: a statement's cache key is computed once per object, not at each call
+_ITEM_ROWS = select(OutboxMessage).where(OutboxMessage.inbox_id == bindparam("item")).order_by(OutboxMessage.seq)
+_ROWS_AND_HANDOFF = (
+    select(OutboxMessage, ChatSession.handed_off_by)
+    .outerjoin(ChatSession, ChatSession.id == OutboxMessage.session_id)
+    .where(OutboxMessage.inbox_id == bindparam("item"))
+    .order_by(OutboxMessage.seq)
+)

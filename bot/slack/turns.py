@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.events import Done, Escalation
@@ -235,12 +235,18 @@ def _thread(item: Claimed) -> str | None:
 
 
 async def _session(s: AsyncSession, key: str) -> ChatSession | None:
-    return (await s.scalars(select(ChatSession).where(ChatSession.external_key == key))).one_or_none()
+    return (await s.scalars(_BY_KEY, {"key": key})).one_or_none()
 
 
 async def _session_and_rows(s: AsyncSession, key: str, item_id: int) -> tuple[ChatSession | None, bool]:
     """A thread's session and whether the work item has outgoing rows, in one statement (a message
     item's rows are its thread's: no session, no rows)."""
-    has_rows = select(OutboxMessage.id).where(OutboxMessage.inbox_id == item_id).exists()
-    row = (await s.execute(select(ChatSession, has_rows).where(ChatSession.external_key == key))).one_or_none()
+    row = (await s.execute(_BY_KEY_WITH_ROWS, {"key": key, "item": item_id})).one_or_none()
     return (row[0], bool(row[1])) if row is not None else (None, False)
+
+
+# built once: a statement's cache key is computed once per object, not at each call
+_BY_KEY = select(ChatSession).where(ChatSession.external_key == bindparam("key"))
+_BY_KEY_WITH_ROWS = select(
+    ChatSession, select(OutboxMessage.id).where(OutboxMessage.inbox_id == bindparam("item")).exists()
+).where(ChatSession.external_key == bindparam("key"))

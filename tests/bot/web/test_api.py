@@ -609,6 +609,8 @@ async def test_a_turn_whose_replica_died_is_taken_over_and_answered_once(
         assert [e["event"] for e in events][-1] == "done"
         assert [e["event"] for e in events].count("reply") >= 1
         assert "9:00 to 18:00" in " ".join(e["data"].get("text", "") for e in events)
+        async with asyncio.timeout(30):  # the stream ends with the turn's events; the worker then marks it done
+            await bot.rt.workers.wait_completed(2)  # "hello", then the turn taken over
         assert await rows(
             api,
             f"SELECT status, attempts FROM inbox WHERE id = (SELECT inbox_id FROM web_turns WHERE key = '{turn.key}')",
