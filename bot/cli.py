@@ -493,7 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--duration", type=float, help="stop starting conversations after this many seconds")
     bench.add_argument("--database-url", help="scratch database (EVERYTHING IN IT IS DELETED); default temp SQLite")
     bench.add_argument("--replicas", type=int, default=1, help="app processes (more than 1 needs PostgreSQL)")
-    bench.add_argument("--workers", type=int, default=32, help="WORKER_CONCURRENCY of each replica")
+    bench.add_argument(
+        "--workers", type=int, default=None, help="WORKER_CONCURRENCY of each replica (default: the app's, 256)"
+    )
     bench.add_argument(
         "--no-slack-limits", action="store_true", help="fake Slack without rate limits, pacer off (own capacity)"
     )

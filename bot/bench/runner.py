@@ -62,7 +62,7 @@ class Params:
     duration: float | None = None
     database_url: str | None = None
     replicas: int = 1
-    workers: int = 32
+    workers: int | None = None  # WORKER_CONCURRENCY of each replica (None: the app's default)
     seed: int = 7
     timeout: float = 600.0
     slack_limits: bool = True  # False: a fake Slack without rate limits and the pacer off (the bot's own capacity)
@@ -226,10 +226,14 @@ async def start_replica(env: dict[str, str]) -> Replica:
 
 
 def replica_env(
-    url: str, slack: FakeSlack, api: FakeMessagesAPI, *, workers: int, pace: bool = True, **extra: str
+    url: str, slack: FakeSlack, api: FakeMessagesAPI, *, workers: int | None, pace: bool = True, **extra: str
 ) -> dict[str, str]:
-    """The environment of a replica: the fakes, the scratch store, nothing of ours from outside."""
+    """The environment of a replica: the fakes, the scratch store, nothing of ours from outside.
+    `workers`: its WORKER_CONCURRENCY (None: the app's default)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC", "SLACK", "SUPPORT", "MODEL"))}
+    env.pop("WORKER_CONCURRENCY", None)
+    if workers is not None:
+        extra = {"WORKER_CONCURRENCY": str(workers), **extra}
     return env | {
         "DATABASE_URL": url,
         "SLACK_BOT_TOKEN": "xoxb-bench",
@@ -240,7 +244,6 @@ def replica_env(
         "ANTHROPIC_API_KEY": "bench",
         "ANTHROPIC_BASE_URL": api.url,
         "ANTHROPIC_TIMEOUT_S": "120",
-        "WORKER_CONCURRENCY": str(workers),
         "LOG_LEVEL": "WARNING",
         "INBOX_POLL_SECONDS": "0.2",
         "DB_POOL_SIZE": "20",
