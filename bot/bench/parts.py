@@ -106,13 +106,18 @@ async def run_parts_bench(*, n: int = 300, database_url: str | None = None) -> d
                 result = await _store_parts(host, n)
                 result |= await _client_parts(host, urls, n)
                 rt = Runtime.on(host)
+                before = await _inbox_rows(host.store)
                 result["slack_ack"] = await _ack_part(peer, web_app(rt), n)
-                async with host.store.read() as s:  # every event acknowledged was stored first
-                    stored = (await s.execute(select(func.count()).select_from(InboxItem))).scalar_one()
+                stored = await _inbox_rows(host.store) - before  # every event acknowledged was stored first
             finally:
                 await host.close()
                 os.environ.pop("ANTHROPIC_BASE_URL", None)
     return {"n": n, "database": host.store.dialect, "events_stored": stored, "cpu_ms_per_call": result}
+
+
+async def _inbox_rows(store: Any) -> int:
+    async with store.read() as s:
+        return int((await s.execute(select(func.count()).select_from(InboxItem))).scalar_one())
 
 
 async def _store_parts(host: Any, n: int) -> dict[str, float]:
