@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +36,11 @@ from agent.policy import AgentLimit, MaxModelCallsExceeded, TokenBudgetExceeded,
 from agent.prompts import session_note, system_prompt
 from storage import metrics
 from storage.engine import insert_all, reading
-from storage.models import AuditLog, ChatSession, Customer, Message, ModelCall, Order, Refund, Ticket
+from storage.models import AuditLog, ChatSession, Customer, Message, ModelCall, OrderItem, Refund, Ticket
 from storage.types import format_cents
 from tools import wording
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext
-from tools.order_ids import load_items
 from tools.sessions import settle
 from tools.tickets import TicketQuotaExceeded
 from tools.toolbox import Ledger, Toolbox
@@ -52,6 +51,7 @@ TOOL_ATTEMPTS = 3  # the first call and two retries
 SUCCEEDED = (Code.OK, Code.AWAITING_CONFIRMATION, Code.REFUND_PROCESSED, Code.REFUND_EXISTS)
 REPLY_REPLACED = "reply_replaced"  # the audit log's action for a reply the guard did not send as written
 _HISTORY = select(Message).where(Message.session_id == bindparam("sid")).order_by(Message.id)  # built once
+_FIRST_ITEM = select(OrderItem.name).where(OrderItem.order_id == bindparam("oid")).order_by(OrderItem.line_no).limit(1)
 # what the caller adds to the turn's last write, given the session's outcome (the desk: its outgoing rows)
 Finisher = Callable[[AsyncSession, str], Awaitable[None]]
 
@@ -310,7 +310,7 @@ class Agent:
             yield event
         if _awaits_confirmation(result) and str(result.data["refund_id"]) not in turn.offered:
             turn.offered.add(str(result.data["refund_id"]))
-            yield await self.confirmation(str(result.data["refund_id"]))
+            yield await self.confirmation(str(result.data["refund_id"]), stored=result.data)
         yield _tool_result(block, result.for_model(), error=not result.ok)
 
     async def _verdict_of(
@@ -336,21 +336,31 @@ class Agent:
         metrics.ESCALATIONS.labels(ctx.channel, ticket.priority).inc()
         return Escalation(ticket.id, ticket.priority, verdict.reason, created, ticket.public_ref)
 
-    async def confirmation(self, refund_id: str, s: AsyncSession | None = None) -> Confirmation:
-        """The Confirm step of a refund, rendered from its row (in `s`, the caller's transaction, if given)."""
+    async def confirmation(
+        self, refund_id: str, s: AsyncSession | None = None, *, stored: Mapping[str, Any] | None = None
+    ) -> Confirmation:
+        """The Confirm step of a refund, rendered from its row (in `s`, the caller's transaction, if
+        given). `stored`: the row as the tool that just stored it in this unit of work described it
+        (`tools.refunds.describe`), so it is not read back."""
         async with reading(s or self.deps.store) as r:
-            refund = await r.get(Refund, refund_id)
-            assert refund is not None
-            order = (await r.scalars(select(Order).where(Order.id == refund.order_id))).one()
-            items = await load_items(r, order)
-            item = items[0].name if items else "your order"
-        amount = format_cents(refund.amount_cents, refund.currency)
+            if stored is not None and stored.get("refund_id") == refund_id:
+                order_id, cents, currency = (
+                    str(stored["order_id"]),
+                    int(stored["amount_cents"]),
+                    str(stored["currency"]),
+                )
+            else:
+                refund = await r.get(Refund, refund_id)
+                assert refund is not None
+                order_id, cents, currency = refund.order_id, refund.amount_cents, refund.currency
+            item = (await r.scalars(_FIRST_ITEM, {"oid": order_id})).first() or "your order"
+        amount = format_cents(cents, currency)
         return Confirmation(
-            refund_id=refund.id,
-            order_id=order.id,
+            refund_id=refund_id,
+            order_id=order_id,
             item=item,
             amount=amount,
-            text=wording.refund_confirm_prompt(order_id=order.id, item=item, amount=amount),
+            text=wording.refund_confirm_prompt(order_id=order_id, item=item, amount=amount),
         )
 
     # --- escalation and outcome ------------------------------------------------------------------------
