@@ -259,10 +259,10 @@ class LoopCalm:
     """Whether this process's event loop is keeping up: a 10 ms timer's lateness, measured all the
     time. While CALM_FLOOR items or more run, the dispatcher claims at most one batch per
     measurement that found the loop less than `limit` seconds late (`calm`, used up by the claim),
-    and none while it is later (for up to CALM_WAIT_S), so acks (a Slack event's 200, a website turn's 202) do not queue
-    behind hundreds of CPU-bound turns each taking its slice of the loop. Turns waiting on the model
-    or Slack cost the loop nothing, so a slow model still gets WORKER_CONCURRENCY turns at once
-    (taken up to a batch per 10 ms)."""
+    and none while it is later (for up to CALM_WAIT_S), so acks (a Slack event's 200, a website
+    turn's 202) do not queue behind hundreds of CPU-bound turns each taking its slice of the loop.
+    Turns waiting on the model or Slack cost the loop nothing, so a slow model still gets
+    WORKER_CONCURRENCY turns at once (taken up to a batch per 10 ms)."""
 
     TICK = 0.01
 
@@ -351,11 +351,7 @@ class Workers:
         costs one cheap read per poll, not one per worker."""
         while not self._stopping:
             if len(self._running) >= CALM_FLOOR and self.settings.worker_loop_lag_ms:
-                self.holding_back = True
-                with contextlib.suppress(TimeoutError):  # a loop late for long (a busy host) still gets work
-                    await asyncio.wait_for(self.pace.calm.wait(), timeout=CALM_WAIT_S)
-                self.holding_back = False
-                self.pace.calm.clear()  # the next batch waits for the next measurement
+                await self._hold_back()
                 if self._stopping:
                     break
             await self._slots.acquire()
@@ -378,6 +374,15 @@ class Workers:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.settings.inbox_poll_seconds)
                 self._wake.clear()
+
+    async def _hold_back(self) -> None:
+        """Until a measurement finds the event loop in time (see LoopCalm), at most CALM_WAIT_S: a
+        loop late for long (a busy host) still gets work. The next batch waits for the next one."""
+        self.holding_back = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.pace.calm.wait(), timeout=CALM_WAIT_S)
+        self.holding_back = False
+        self.pace.calm.clear()
 
     async def _work(self, item: Claimed) -> None:
         try:

@@ -14,8 +14,8 @@ import time
 import aiohttp
 
 from bot.bench.fake_anthropic import FakeMessagesAPI
-from bot.bench.fake_slack import BOT_USER, HOME_TEAM, FakeSlack
-from bot.bench.runner import CUSTOMER_TEAM, signed
+from bot.bench.fake_slack import FakeSlack
+from bot.bench.runner import CUSTOMER_TEAM, event_envelope, signed
 
 _SEQ = itertools.count(1)
 
@@ -34,18 +34,7 @@ def _event() -> str:
         "text": "Hi, my kettle from order ORD-70001 arrived broken. I'd like a refund.",
         "channel_type": "channel",
     }
-    return json.dumps(
-        {
-            "team_id": CUSTOMER_TEAM,
-            "api_app_id": "A_BENCH",
-            "type": "event_callback",
-            "event": event,
-            "event_id": f"EvP{n:08d}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": HOME_TEAM, "user_id": BOT_USER, "is_bot": True}],
-            "is_ext_shared_channel": True,
-        }
-    )
+    return json.dumps(event_envelope(event, f"EvP{n:08d}"))
 
 
 async def _post(http: aiohttp.ClientSession, url: str, n: int) -> str:

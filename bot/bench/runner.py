@@ -253,6 +253,20 @@ def replica_env(
     }
 
 
+def event_envelope(event: dict[str, Any], event_id: str) -> dict[str, Any]:
+    """A customer's message event as Slack delivers it to the app in a Slack Connect channel."""
+    return {
+        "team_id": CUSTOMER_TEAM,
+        "api_app_id": "A_BENCH",
+        "type": "event_callback",
+        "event": event,
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": HOME_TEAM, "user_id": BOT_USER, "is_bot": True}],
+        "is_ext_shared_channel": True,
+    }
+
+
 def signed(body: str) -> dict[str, str]:
     ts = str(int(time.time()))
     return {
@@ -307,16 +321,7 @@ class Driver:
         }
         if conv.root:
             event["thread_ts"] = conv.root
-        envelope = {
-            "team_id": CUSTOMER_TEAM,
-            "api_app_id": "A_BENCH",
-            "type": "event_callback",
-            "event": event,
-            "event_id": f"EvB{ts.replace('.', '')}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": HOME_TEAM, "user_id": BOT_USER, "is_bot": True}],
-            "is_ext_shared_channel": True,
-        }
+        envelope = event_envelope(event, f"EvB{ts.replace('.', '')}")
         before = len(self.slack.by_thread.get((conv.channel, root), []))
         sent = time.monotonic()
         conv.ack_ms.append(await self.post(json.dumps(envelope), "application/json"))

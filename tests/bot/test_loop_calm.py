@@ -4,7 +4,7 @@ takes new work only after a measurement found the event loop in time (`LoopCalm`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -47,8 +47,7 @@ async def test_no_new_work_is_taken_while_the_loop_is_late(
         started[item.conversation].set()
         await release.wait()
 
-    dead: Callable[[Claimed], Awaitable[None]] = handle
-    workers.serve("web", handle=handle, on_dead=dead)
+    workers.serve("web", handle=handle, on_dead=handle)
     for conversation in ("a", "b"):
         await queue.put(face="web", conversation=conversation, text="hi", payload={})
     workers.start()
