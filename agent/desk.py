@@ -31,6 +31,7 @@ from agent.events import Confirmation, Done, Event, Reply, Usage
 from agent.loop import Agent, Start
 from storage import metrics
 from storage.models import ChatSession, OutboxMessage, Refund, Ticket
+from storage.states import RefundStatus, TicketStatus
 from storage.types import format_cents
 from tools import articles, outbox, refunds, tickets, wording
 from tools import desk as staff_desk
@@ -191,7 +192,7 @@ class Desk:
             s.add(text_message(self.deps, session_id=session.id, role="user", text=text, customer_text=True))
             if session.channel != "slack" and self.deps.settings.support_staff_channel:
                 ticket = await s.scalar(
-                    select(Ticket.id).where(Ticket.session_id == session.id, Ticket.status != "resolved")
+                    select(Ticket.id).where(Ticket.session_id == session.id, Ticket.status != TicketStatus.RESOLVED)
                 )
                 outbox.add(
                     s,
@@ -266,7 +267,7 @@ async def _pending_refund(s: AsyncSession, ctx: CallContext) -> Refund | None:
     return (
         await s.scalars(
             select(Refund)
-            .where(Refund.session_id == ctx.session_id, Refund.status == "awaiting_confirmation")
+            .where(Refund.session_id == ctx.session_id, Refund.status == RefundStatus.AWAITING_CONFIRMATION)
             .order_by(Refund.created_at.desc())
             .limit(1)
         )

@@ -37,6 +37,7 @@ from agent.prompts import session_note, system_prompt
 from storage import metrics
 from storage.engine import insert_all, reading
 from storage.models import AuditLog, ChatSession, Customer, Message, ModelCall, OrderItem, Refund, Ticket
+from storage.states import RefundStatus
 from storage.types import format_cents
 from tools import wording
 from tools.codes import Code, ToolFailure, ToolResult
@@ -484,4 +485,4 @@ def _awaits_confirmation(result: ToolResult) -> bool:
     Confirm step, so the customer is never told of a refund without a way to send it."""
     if result.code is Code.AWAITING_CONFIRMATION:
         return True
-    return result.code is Code.REFUND_EXISTS and result.data.get("status") == "awaiting_confirmation"
+    return result.code is Code.REFUND_EXISTS and result.data.get("status") == RefundStatus.AWAITING_CONFIRMATION

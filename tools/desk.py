@@ -18,6 +18,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ChatSession, Refund, Ticket
+from storage.states import RefundStatus, TicketStatus
 from storage.types import format_cents
 from tools import outbox, refunds, tickets, wording
 from tools.codes import Code, ToolResult
@@ -75,11 +76,11 @@ async def _tell_decision(deps: Deps, refund_id: str, *, approve: bool) -> None:
 
 def decision_text(refund: Refund) -> str:
     amount = format_cents(refund.amount_cents, refund.currency)
-    if refund.status == "processed":
+    if refund.status == RefundStatus.PROCESSED:
         return wording.refund_done(order_id=refund.order_id, amount=amount)
-    if refund.status == "denied":
+    if refund.status == RefundStatus.DENIED:
         return wording.refund_denied(order_id=refund.order_id)
-    if refund.status == "failed":
+    if refund.status == RefundStatus.FAILED:
         return wording.for_code(Code.PAYMENT_FAILED)
     return wording.refund_processing(order_id=refund.order_id, amount=amount)
 
@@ -109,8 +110,8 @@ async def _reply_in(s: AsyncSession, deps: Deps, ticket: Ticket, staff: Actor, t
     session = await s.get(ChatSession, ticket.session_id) if ticket.session_id else None
     if session is None or session.actor_kind == "staff":
         return ToolResult(Code.NOT_FOUND, "This ticket has no customer conversation to reply to.")
-    if ticket.status == "open":
-        ticket.status, ticket.claimed_by, ticket.claimed_kind = "claimed", staff.staff_id, "staff"
+    if ticket.status == TicketStatus.OPEN:
+        ticket.status, ticket.claimed_by, ticket.claimed_kind = TicketStatus.CLAIMED, staff.staff_id, "staff"
         ticket.claimed_at = deps.clock.now()
         tickets.log_event(s, deps, ticket, "claimed", actor=staff.ref, reason=ticket.reason, note="replied")
     await tickets.hand_to(s, deps, ticket, str(staff.staff_id))

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ChatSession, OutboxMessage
+from storage.states import OutboxStatus
 from tools.context import Deps
 from tools.sessions import slack_thread
 
@@ -52,7 +53,7 @@ def add(
         channel=channel or (where[0] if where else None),
         thread_ts=thread_ts or (where[1] if where and not channel else None),
         ephemeral_user=ephemeral_user,
-        status="pending",
+        status=OutboxStatus.PENDING,
         created_at=deps.clock.now(),
     )
     s.add(row)
@@ -70,7 +71,7 @@ async def for_session(
         OutboxMessage.ephemeral_user.is_(None),
     )
     if undelivered:
-        query = query.where(OutboxMessage.status == "pending")
+        query = query.where(OutboxMessage.status == OutboxStatus.PENDING)
     async with deps.store.read() as s:
         return list((await s.scalars(query.order_by(OutboxMessage.id).limit(limit))).all())
 
@@ -82,7 +83,7 @@ async def delivered(deps: Deps, ids: Sequence[int]) -> int:
     async with deps.store.write() as s:
         res = await s.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.status == "pending")
-            .values(status="posted", posted_at=deps.clock.now())
+            .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.status == OutboxStatus.PENDING)
+            .values(status=OutboxStatus.POSTED, posted_at=deps.clock.now())
         )
         return int(res.rowcount or 0)  # type: ignore[attr-defined]

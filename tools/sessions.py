@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ChatSession, Customer, CustomerLink, Message, Refund, Ticket
+from storage.states import RefundStatus, TicketStatus
 from tools.context import Actor, CallContext, Deps, new_id
 
 
@@ -141,11 +142,11 @@ async def settle(
 # built once (its cache key is computed once): the session's open ticket and its waiting refund
 _SETTLE_FACTS = select(
     select(Ticket.priority)
-    .where(Ticket.session_id == bindparam("sid"), Ticket.status != "resolved")
+    .where(Ticket.session_id == bindparam("sid"), Ticket.status != TicketStatus.RESOLVED)
     .limit(1)
     .scalar_subquery(),
     select(Refund.id)
-    .where(Refund.session_id == bindparam("sid"), Refund.status == "awaiting_confirmation")
+    .where(Refund.session_id == bindparam("sid"), Refund.status == RefundStatus.AWAITING_CONFIRMATION)
     .limit(1)
     .scalar_subquery(),
 )

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import PRIORITIES, ChatSession, Customer, HelpAnswer, Message, Ticket, TicketEvent
 from storage.ratelimit import hit_in
+from storage.states import TicketStatus
 from tools import outbox, wording
 from tools.codes import Code, ToolResult
 from tools.context import Actor, Deps, TicketQuota, audit
@@ -140,7 +141,9 @@ async def open_or_update(
         current = None
         if session_id is not None:
             current = (
-                await s.scalars(select(Ticket).where(Ticket.session_id == session_id, Ticket.status != "resolved"))
+                await s.scalars(
+                    select(Ticket).where(Ticket.session_id == session_id, Ticket.status != TicketStatus.RESOLVED)
+                )
             ).one_or_none()
         if current is not None:
             raised = _higher(current.priority, priority) != current.priority
@@ -161,7 +164,7 @@ async def open_or_update(
             public_ref=new_ref(),
             priority=priority,
             reason=reason,
-            status="open",
+            status=TicketStatus.OPEN,
             customer_id=customer_id,
             order_id=order_id,
             refund_id=refund_id,
@@ -190,8 +193,11 @@ def _may_act(actor: Actor) -> Any:
     took the thread over but cannot press staff buttons): one rule for release, resolve, approve,
     deny and reply, on every face."""
     return or_(
-        Ticket.status == "open",
-        and_(Ticket.status == "claimed", or_(Ticket.claimed_by == actor.staff_id, Ticket.claimed_kind == "colleague")),
+        Ticket.status == TicketStatus.OPEN,
+        and_(
+            Ticket.status == TicketStatus.CLAIMED,
+            or_(Ticket.claimed_by == actor.staff_id, Ticket.claimed_kind == "colleague"),
+        ),
     )
 
 
@@ -199,7 +205,7 @@ def _refusal(current: Ticket | None, actor: Actor) -> ToolResult:
     """Why a conditional transition found nothing to move."""
     if current is None:
         return ToolResult(Code.NOT_FOUND, "No such ticket.")
-    if current.status == "claimed" and current.claimed_by != actor.staff_id:
+    if current.status == TicketStatus.CLAIMED and current.claimed_by != actor.staff_id:
         return ToolResult(Code.ALREADY_CLAIMED, f"Already claimed by {current.claimed_by}.", describe(current))
     return ToolResult(Code.INVALID_STATE, f"The ticket is {current.status}.", describe(current))
 
@@ -268,15 +274,19 @@ async def _give_back(s: AsyncSession, deps: Deps, ticket: Ticket) -> None:
 async def claim(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
     """Claim an open ticket, or take over one a colleague holds; the conversation becomes theirs."""
     where = or_(
-        Ticket.status == "open",
-        and_(Ticket.status == "claimed", Ticket.claimed_kind == "colleague", Ticket.claimed_by != staff.staff_id),
+        Ticket.status == TicketStatus.OPEN,
+        and_(
+            Ticket.status == TicketStatus.CLAIMED,
+            Ticket.claimed_kind == "colleague",
+            Ticket.claimed_by != staff.staff_id,
+        ),
     )
 
     async def after(s: AsyncSession, ticket: Ticket) -> None:
         await hand_to(s, deps, ticket, str(staff.staff_id))
 
     values = {
-        "status": "claimed",
+        "status": TicketStatus.CLAIMED,
         "claimed_by": staff.staff_id,
         "claimed_kind": "staff",
         "claimed_at": deps.clock.now(),
@@ -288,12 +298,12 @@ async def claim(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
 
 async def release(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
     """Give a claimed ticket back to the queue; the conversation goes back to the bot."""
-    where = and_(_may_act(staff), Ticket.status == "claimed")
+    where = and_(_may_act(staff), Ticket.status == TicketStatus.CLAIMED)
 
     async def after(s: AsyncSession, ticket: Ticket) -> None:
         await _give_back(s, deps, ticket)
 
-    values = {"status": "open", "claimed_by": None, "claimed_kind": None, "claimed_at": None}
+    values = {"status": TicketStatus.OPEN, "claimed_by": None, "claimed_kind": None, "claimed_at": None}
     return await _transition(
         deps, ticket_id=ticket_id, staff=staff, action="released", where=where, values=values, after=after
     )
@@ -307,7 +317,7 @@ async def resolve(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
         if ticket.session_id:
             await settle(s, deps, ticket.session_id)
 
-    values = {"status": "resolved", "resolved_at": deps.clock.now()}
+    values = {"status": TicketStatus.RESOLVED, "resolved_at": deps.clock.now()}
     return await _transition(
         deps, ticket_id=ticket_id, staff=staff, action="resolved", where=_may_act(staff), values=values, after=after
     )
@@ -350,8 +360,8 @@ async def take_over(deps: Deps, *, session_id: str, person: Actor) -> Ticket | N
             summary=f"<@{person.staff_id}> took over the conversation.",
             customer_id=session.customer_id,
         )
-        if ticket.status == "open":
-            ticket.status, ticket.claimed_by, ticket.claimed_kind = "claimed", person.staff_id, person.kind
+        if ticket.status == TicketStatus.OPEN:
+            ticket.status, ticket.claimed_by, ticket.claimed_kind = TicketStatus.CLAIMED, person.staff_id, person.kind
             ticket.claimed_at = ticket.updated_at = deps.clock.now()
             log_event(s, deps, ticket, "claimed", actor=person.ref, reason=ticket.reason, note="took the thread over")
         audit(
@@ -366,7 +376,9 @@ async def take_over(deps: Deps, *, session_id: str, person: Actor) -> Ticket | N
         return ticket
 
 
-async def list_tickets(deps: Deps, *, statuses: tuple[str, ...] = ("open", "claimed"), limit: int = 50) -> list[Ticket]:
+async def list_tickets(
+    deps: Deps, *, statuses: tuple[str, ...] = (TicketStatus.OPEN, TicketStatus.CLAIMED), limit: int = 50
+) -> list[Ticket]:
     async with deps.store.read() as s:
         rows = await s.scalars(
             select(Ticket).where(Ticket.status.in_(statuses)).order_by(Ticket.priority, Ticket.created_at).limit(limit)
