@@ -9,11 +9,12 @@ import socket
 import uuid
 from dataclasses import dataclass
 
-from agent.desk import Desk
 from agent.loop import Agent
 from agent.model import Model
 from agent.providers import build_model, close_model
-from bot.queue import Queue, Workers
+from bot.workers import Workers
+from desk import Desk
+from desk.inbox import Queue
 from storage.engine import Store
 from storage.notify import INBOX, Listener
 from storage.settings import Settings

@@ -11,19 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from agent.desk import Desk
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status
 from agent.loop import Agent
 from agent.providers import build_model, close_model
 from bot.errors import UsageError
 from bot.terminal import Printer, lines
+from desk import Desk, customer, outbox
+from desk import staff as desk
+from desk.sessions import customer_by_email, open_session
 from storage.engine import Store
 from storage.settings import Settings
-from tools import desk, outbox, tickets, wording
+from tools import tickets, wording
 from tools.codes import Code
 from tools.context import Actor, CallContext, Deps
-from tools.get_refund_status import refund_status
-from tools.sessions import customer_by_email, open_session
 from tools.toolbox import Toolbox, ready
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,4 @@ async def show_ticket(deps: Deps, staff: Actor, ticket_id: int, printer: Printer
 
 
 async def refunds_for(deps: Deps, staff: Actor, order_id: str | None) -> str:
-    result = await refund_status(deps, CallContext("staff-shell", staff), order_id)
-    refunds_ = list(result.data.get("refunds", []))
-    return wording.staff_refund_status_text(result.code, refunds_, order_id=order_id)
+    return await customer.refund_status(deps, CallContext("staff-shell", staff, channel="shell"), order_id)

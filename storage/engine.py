@@ -124,6 +124,8 @@ def is_unavailable(error: BaseException) -> bool:
     return False
 
 
+# what a command may meet when the database or the system fails mid-command (not a bug of ours)
+DATABASE_ERRORS = (DBAPIError, OSError)
 _ASYNCPG_OUTAGES = frozenset(
     {"CannotConnectNowError", "ConnectionDoesNotExistError", "ConnectionFailureError", "AdminShutdownError"}
 )

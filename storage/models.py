@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.states import (
     LIVE_REFUNDS,
+    UNDELIVERED_OUTBOX,
     UNFINISHED_INBOX,
     InboxStatus,
     OrderStatus,
@@ -380,7 +381,6 @@ class InboxItem(Base):
 
 
 OUTBOX_STATUSES = tuple(OutboxStatus)
-UNDELIVERED_OUTBOX = (OutboxStatus.PENDING, OutboxStatus.POSTING)
 OUTBOX_KINDS = ("reply", "confirmation", "notice", "staff_reply", "apology", "ephemeral", "relay", "alert")
 
 

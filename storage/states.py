@@ -142,4 +142,5 @@ WEB_TURNS = Machine(
 # At most one refund per order in these states (a partial unique index, enforced by the database).
 LIVE_REFUNDS = (R.AWAITING_CONFIRMATION, R.PENDING_APPROVAL, R.PROCESSING, R.PROCESSED)
 UNFINISHED_INBOX = (InboxStatus.PENDING, InboxStatus.WORKING)
+UNDELIVERED_OUTBOX = (OutboxStatus.PENDING, OutboxStatus.POSTING)
 UNFINISHED_WEB_TURNS = (W.QUEUED, W.RUNNING)

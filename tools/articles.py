@@ -100,7 +100,7 @@ async def _conversation(deps: Deps, session: ChatSession | None) -> tuple[str, s
                     .limit(20)
                 )
             )
-        answered += list(  # replies staff sent from the ticket (any face's customer: tools.desk.reply)
+        answered += list(  # replies staff sent from the ticket (any face's customer: desk.staff.reply)
             await s.scalars(
                 select(OutboxMessage.text)
                 .where(OutboxMessage.session_id == session.id, OutboxMessage.kind == "staff_reply")

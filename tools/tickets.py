@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -31,11 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import PRIORITIES, ChatSession, Customer, HelpAnswer, Message, Ticket, TicketEvent
 from storage.ratelimit import hit_in
-from storage.states import TicketStatus
-from tools import outbox, wording
+from storage.states import TICKETS, TicketStatus
 from tools.codes import Code, ToolResult
 from tools.context import Actor, Deps, TicketQuota, audit
-from tools.sessions import remember_link, settle
 
 BOT = "supportbot"  # the actor of escalations: the agent, a guard or a face, never a person's choice
 REASONS = {
@@ -210,70 +206,10 @@ def _refusal(current: Ticket | None, actor: Actor) -> ToolResult:
     return ToolResult(Code.INVALID_STATE, f"The ticket is {current.status}.", describe(current))
 
 
-After = Callable[[AsyncSession, Ticket], Awaitable[None]]
-
-
-async def _transition(
-    deps: Deps, *, ticket_id: int, staff: Actor, action: str, where: Any, values: dict[str, object], after: After
-) -> ToolResult:
-    """One conditional UPDATE (so racing replicas change a ticket once), then `after` (the handoff
-    and what the customer is told) in the same transaction."""
-    async with deps.store.write() as s:
-        moved = None
-        if staff.kind == "staff":
-            moved = (
-                await s.scalars(
-                    update(Ticket)
-                    .where(Ticket.id == ticket_id, where)
-                    .values(updated_at=deps.clock.now(), **values)
-                    .returning(Ticket)
-                    .execution_options(synchronize_session=False)
-                )
-            ).one_or_none()
-        if staff.kind != "staff":
-            result = ToolResult(Code.NOT_ALLOWED, "Only support staff can act on tickets.")
-        elif moved is not None:
-            await after(s, moved)
-            result = ToolResult(Code.OK, f"Ticket {action}.", describe(moved))
-            log_event(s, deps, moved, action, actor=staff.ref, reason=moved.reason)
-        else:
-            result = _refusal(await s.get(Ticket, ticket_id), staff)
-        audit(
-            s,
-            deps,
-            actor=staff,
-            action=f"ticket_{action}",
-            input={"ticket_id": ticket_id},
-            outcome=result.code,
-            session_id=moved.session_id if moved else None,
-        )
-    return result
-
-
-async def hand_to(s: AsyncSession, deps: Deps, ticket: Ticket, person: str) -> None:
-    """A claimed ticket takes its conversation from the bot; the customer is told once a person joined."""
-    session = await s.get(ChatSession, ticket.session_id) if ticket.session_id else None
-    if session is None or session.actor_kind == "staff":
-        return
-    if session.handed_off_by is None:
-        outbox.add(s, deps, session=session, kind="notice", text=wording.STAFF_JOINED)
-    session.handed_off_by = person
-    session.updated_at = deps.clock.now()
-
-
-async def _give_back(s: AsyncSession, deps: Deps, ticket: Ticket) -> None:
-    """A released or resolved ticket returns its conversation to the bot, and says so."""
-    session = await s.get(ChatSession, ticket.session_id) if ticket.session_id else None
-    if session is None or session.handed_off_by is None:
-        return
-    session.handed_off_by = None
-    session.updated_at = deps.clock.now()
-    outbox.add(s, deps, session=session, kind="notice", text=wording.HANDED_BACK)
-
-
-async def claim(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
-    """Claim an open ticket, or take over one a colleague holds; the conversation becomes theirs."""
-    where = or_(
+# the WHERE of each staff move: who may make it, and from which states (see storage.states.TICKETS)
+def claim_rule(staff: Actor) -> Any:
+    """An open ticket, or one a colleague holds (a person who took the thread over but is not staff)."""
+    return or_(
         Ticket.status == TicketStatus.OPEN,
         and_(
             Ticket.status == TicketStatus.CLAIMED,
@@ -282,48 +218,60 @@ async def claim(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
         ),
     )
 
-    async def after(s: AsyncSession, ticket: Ticket) -> None:
-        await hand_to(s, deps, ticket, str(staff.staff_id))
 
-    values = {
-        "status": TicketStatus.CLAIMED,
-        "claimed_by": staff.staff_id,
-        "claimed_kind": "staff",
-        "claimed_at": deps.clock.now(),
-    }
-    return await _transition(
-        deps, ticket_id=ticket_id, staff=staff, action="claimed", where=where, values=values, after=after
+def release_rule(staff: Actor) -> Any:
+    return and_(_may_act(staff), Ticket.status == TicketStatus.CLAIMED)
+
+
+def resolve_rule(staff: Actor) -> Any:
+    return _may_act(staff)
+
+
+async def move(
+    s: AsyncSession, deps: Deps, *, ticket_id: int, staff: Actor, action: str, where: Any, values: dict[str, object]
+) -> Ticket | ToolResult:
+    """One conditional UPDATE in the caller's transaction, so racing replicas change a ticket once:
+    the moved ticket (its history row written), or why nothing moved. Audited either way."""
+    moved = None
+    if staff.kind == "staff":
+        allowed = Ticket.status.in_(TICKETS.sources(str(values["status"])))
+        moved = (
+            await s.scalars(
+                update(Ticket)
+                .where(Ticket.id == ticket_id, allowed, where)
+                .values(updated_at=deps.clock.now(), **values)
+                .returning(Ticket)
+                .execution_options(synchronize_session=False)
+            )
+        ).one_or_none()
+    if staff.kind != "staff":
+        result: Ticket | ToolResult = ToolResult(Code.NOT_ALLOWED, "Only support staff can act on tickets.")
+    elif moved is not None:
+        log_event(s, deps, moved, action, actor=staff.ref, reason=moved.reason)
+        result = moved
+    else:
+        result = _refusal(await s.get(Ticket, ticket_id), staff)
+    outcome = result.code if isinstance(result, ToolResult) else Code.OK
+    audit(
+        s,
+        deps,
+        actor=staff,
+        action=f"ticket_{action}",
+        input={"ticket_id": ticket_id},
+        outcome=outcome,
+        session_id=moved.session_id if moved else None,
     )
+    return result
 
 
-async def release(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
-    """Give a claimed ticket back to the queue; the conversation goes back to the bot."""
-    where = and_(_may_act(staff), Ticket.status == TicketStatus.CLAIMED)
-
-    async def after(s: AsyncSession, ticket: Ticket) -> None:
-        await _give_back(s, deps, ticket)
-
-    values = {"status": TicketStatus.OPEN, "claimed_by": None, "claimed_kind": None, "claimed_at": None}
-    return await _transition(
-        deps, ticket_id=ticket_id, staff=staff, action="released", where=where, values=values, after=after
-    )
+def claimed_by(ticket: Ticket, person: Actor, deps: Deps) -> None:
+    """An open ticket becomes this person's (a staff reply, a take-over), in the caller's transaction."""
+    ticket.status = TICKETS.check(ticket.status, TicketStatus.CLAIMED)
+    ticket.claimed_by, ticket.claimed_kind = person.staff_id, person.kind
+    ticket.claimed_at = ticket.updated_at = deps.clock.now()
 
 
-async def resolve(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
-    """Resolve a ticket that is open, claimed by this staff member, or claimed by a colleague."""
-
-    async def after(s: AsyncSession, ticket: Ticket) -> None:
-        await _give_back(s, deps, ticket)
-        if ticket.session_id:
-            await settle(s, deps, ticket.session_id)
-
-    values = {"status": TicketStatus.RESOLVED, "resolved_at": deps.clock.now()}
-    return await _transition(
-        deps, ticket_id=ticket_id, staff=staff, action="resolved", where=_may_act(staff), values=values, after=after
-    )
-
-
-async def touch_for(s: AsyncSession, deps: Deps, *, ticket_id: int, staff: Actor) -> Ticket | ToolResult:
+async def lock_for(s: AsyncSession, deps: Deps, *, ticket_id: int, staff: Actor) -> Ticket | ToolResult:
     """In the caller's transaction: the ticket, if this staff member may act on it now (the same
     rule as release and resolve), else the refusal. The conditional UPDATE holds the ticket's row
     for the rest of the transaction, so a racing claim waits for it."""
@@ -339,41 +287,6 @@ async def touch_for(s: AsyncSession, deps: Deps, *, ticket_id: int, staff: Actor
         )
     ).one_or_none()
     return ticket if ticket is not None else _refusal(await s.get(Ticket, ticket_id), staff)
-
-
-async def take_over(deps: Deps, *, session_id: str, person: Actor) -> Ticket | None:
-    """A person (staff or a colleague) wrote in a customer's conversation: from now on it is theirs.
-    A handoff ticket claimed in their name always exists, so staff can resolve it (which gives the
-    conversation back). Returns the ticket, or None when there was nothing to take over."""
-    async with deps.store.write() as s:
-        session = await s.get(ChatSession, session_id)
-        if session is None or session.actor_kind == "staff" or session.handed_off_by is not None:
-            return None
-        session.handed_off_by = person.staff_id
-        session.updated_at = deps.clock.now()
-        ticket, _ = await open_or_update(
-            s,
-            deps,
-            session_id=session.id,
-            priority="P3",
-            reason="handoff",
-            summary=f"<@{person.staff_id}> took over the conversation.",
-            customer_id=session.customer_id,
-        )
-        if ticket.status == TicketStatus.OPEN:
-            ticket.status, ticket.claimed_by, ticket.claimed_kind = TicketStatus.CLAIMED, person.staff_id, person.kind
-            ticket.claimed_at = ticket.updated_at = deps.clock.now()
-            log_event(s, deps, ticket, "claimed", actor=person.ref, reason=ticket.reason, note="took the thread over")
-        audit(
-            s,
-            deps,
-            actor=person,
-            action="take_over",
-            input={"session_id": session_id},
-            outcome="OK",
-            session_id=session_id,
-        )
-        return ticket
 
 
 async def list_tickets(
@@ -439,47 +352,3 @@ def _transcript(m: Message) -> list[dict[str, str]]:
         elif block.get("type") == "tool_use":
             out.append({"who": "tool", "text": f"{block.get('name')} {json.dumps(block.get('input'))[:300]}"})
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    channel: str
-    subject: str
-    customer_id: str
-
-
-async def link_customer(
-    deps: Deps, *, staff: Actor, channel: str, subject: str, customer: str, ticket_id: int | None = None
-) -> ToolResult:
-    """Staff bind a channel identity (e.g. a Slack user) to a customer, by id or email.
-
-    Sessions of that identity that are unverified become verified for that customer.
-    """
-    cust = None
-    if staff.kind == "staff":
-        async with deps.store.read() as s:
-            cust = (
-                await s.get(Customer, customer)
-                or (await s.scalars(select(Customer).where(Customer.email == customer.strip().lower()))).one_or_none()
-            )
-    if staff.kind != "staff":
-        result = ToolResult(Code.NOT_ALLOWED, "Only support staff can link customers.")
-    elif cust is None:
-        result = ToolResult(Code.NOT_FOUND, "No such customer.")
-    else:
-        await remember_link(deps, channel=channel, subject=subject, customer_id=cust.id, linked_by=staff.ref)
-        result = ToolResult(Code.OK, "Linked.", {"channel": channel, "subject": subject, "customer_id": cust.id})
-    async with deps.store.write() as s:
-        if cust is not None and result.ok and ticket_id is not None:
-            await s.execute(
-                update(Ticket).where(Ticket.id == ticket_id, Ticket.customer_id.is_(None)).values(customer_id=cust.id)
-            )
-        audit(
-            s,
-            deps,
-            actor=staff,
-            action="link_customer",
-            input={"channel": channel, "subject": subject, "customer": customer, "ticket_id": ticket_id},
-            outcome=result.code,
-        )
-    return result

@@ -223,6 +223,9 @@ MCP_NOT_ASKED = (
     "The refund is prepared but not sent: only the customer can confirm it, and this client cannot ask them, so it "
     "will expire unconfirmed. Do not say it has been refunded."
 )
+NOT_APPROVED = (
+    "Not approved: approving needs your own confirmation at the client, and it was not given. Nothing changed."
+)
 MCP_DECLINED = "The customer did not confirm, so the refund was cancelled and no money moved."
 MCP_FAILED = "That did not work because of a problem on our side. Try again shortly, or use escalate_to_human."
 

@@ -203,7 +203,7 @@ def row_message(
 
 
 def citations_of(data: dict[str, Any] | None) -> tuple[Citation, ...]:
-    """The help-center articles a reply row cites (agent.desk writes them into its data)."""
+    """The help-center articles a reply row cites (the desk writes them into its data)."""
     out = []
     for c in (data or {}).get("citations") or []:
         try:

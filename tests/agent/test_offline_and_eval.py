@@ -11,7 +11,6 @@ from sqlalchemy import text as sql
 import agent.offline
 import agent.offline_kb
 import agent.offline_text
-from agent.desk import Desk, yes_or_no
 from agent.eval import (
     RunResult,
     UnknownScenario,
@@ -20,7 +19,6 @@ from agent.eval import (
     leaks,
     load_scenarios,
     report,
-    run_eval,
     table,
 )
 from agent.events import Reply
@@ -28,6 +26,9 @@ from agent.loop import Agent
 from agent.model import ModelReply, ModelRequest
 from agent.offline import OfflineModel
 from agent.scripted import reply, text
+from bot.evals import run_eval
+from desk import Desk
+from desk.customer import yes_or_no
 from storage.settings import Settings
 from tests.conftest import SARAH
 from tools.context import CallContext, Deps

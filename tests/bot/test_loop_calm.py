@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from bot import queue as queue_module
-from bot.queue import Claimed, LoopCalm, Queue, Workers
+from bot import workers as queue_module
+from bot.workers import LoopCalm, Workers
+from desk.inbox import Claimed, Queue
 from storage.settings import Settings
 from tools.context import Deps
 
