@@ -57,7 +57,7 @@ class Host:
         queue = Queue(store, clock, settings, owner=owner)
         workers = Workers(queue, settings=settings)
         listener = Listener(store.engine.url.render_as_string(hide_password=False))
-        listener.on(INBOX, lambda _payload: workers.nudge())
+        listener.on(INBOX, lambda _payload: workers.wake())
         return cls(settings, store, clock, deps, agent, Desk(agent), queue, workers, owner, listener)
 
     async def close(self) -> None:

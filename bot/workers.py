@@ -91,7 +91,7 @@ class Workers:
     def serve(self, face: str, *, handle: Handler, on_dead: Handler) -> None:
         self.faces[face] = Face(handle, on_dead)
 
-    def nudge(self) -> None:
+    def wake(self) -> None:
         """New work was stored here: wake idle workers now instead of at their next poll."""
         self._wake.set()
 

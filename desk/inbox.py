@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, func, literal_column, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.engine import ALONE, Store
+from storage.engine import UNSYNCED, Store
 from storage.models import InboxItem
 from storage.settings import Settings
 from storage.states import UNFINISHED_INBOX, InboxStatus
@@ -180,7 +180,7 @@ class Queue:
     async def _set(self, item: Claimed, **values: Any) -> bool:
         async with self.store.write() as s:
             held = update(InboxItem).where(*self._held(item.id, item.attempts)).values(**values)
-            res = await s.execute(held, execution_options=ALONE)
+            res = await s.execute(held, execution_options=UNSYNCED)
             return bool(res.rowcount)  # type: ignore[attr-defined]
 
     def holds(self, item_id: int, attempt: int, *, margin: timedelta = timedelta(0)) -> Any:
@@ -199,7 +199,7 @@ class Queue:
                 .where(held, InboxItem.lease_owner == self.owner, InboxItem.status == InboxStatus.WORKING)
                 .values(lease_expires_at=self.clock.now() + self.lease)
                 .returning(InboxItem.id),
-                execution_options=ALONE,
+                execution_options=UNSYNCED,
             )
             return set(res.scalars().all())
 

@@ -28,7 +28,7 @@ from desk.board import POSTING
 from desk.errors import LeaseLost
 from desk.inbox import held
 from desk.sessions import slack_thread
-from storage.engine import ALONE
+from storage.engine import UNSYNCED
 from storage.models import ChatSession, InboxItem, OutboxMessage, Ticket
 from storage.states import UNDELIVERED_OUTBOX, UNFINISHED_INBOX, OutboxStatus
 from tools.context import Deps
@@ -137,7 +137,7 @@ async def skip_unposted(deps: Deps, item_id: int) -> None:
             update(OutboxMessage)
             .where(OutboxMessage.inbox_id == item_id, OutboxMessage.status == OutboxStatus.PENDING)
             .values(status=OutboxStatus.SKIPPED, posted_at=deps.clock.now()),
-            execution_options=ALONE,
+            execution_options=UNSYNCED,
         )
 
 
@@ -198,7 +198,7 @@ async def fence(deps: Deps, row: Row, *, owner: str, margin: timedelta, item: tu
     else:
         conds.append(held(item[0], item[1], owner=owner, until=now + margin))
     async with deps.store.write() as s:
-        res = await s.execute(update(OutboxMessage).where(*conds).values(**values), execution_options=ALONE)
+        res = await s.execute(update(OutboxMessage).where(*conds).values(**values), execution_options=UNSYNCED)
     if not res.rowcount:  # type: ignore[attr-defined]
         raise LeaseLost(row.id)
 
@@ -209,7 +209,7 @@ async def mark_posted(deps: Deps, row_id: int, ts: str | None) -> None:
             update(OutboxMessage)
             .where(OutboxMessage.id == row_id, OutboxMessage.status != OutboxStatus.POSTED)
             .values(status=OutboxStatus.POSTED, slack_ts=ts, posted_at=deps.clock.now(), lease_expires_at=None),
-            execution_options=ALONE,
+            execution_options=UNSYNCED,
         )
 
 

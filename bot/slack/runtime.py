@@ -92,7 +92,7 @@ class Runtime:
     def workers(self) -> Workers:
         return self.host.workers
 
-    def kick(self) -> None:
+    def deliver_soon(self) -> None:
         """An act wrote rows for Slack (a notice, a staff reply): post them soon, in the background."""
         if self._delivering is not None and not self._delivering.done():
             self._again = True

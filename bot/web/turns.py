@@ -103,7 +103,7 @@ class TurnLog:
         self, session_id: str, *, kind: str, text: str, refund_id: str | None = None, client: str | None = None
     ) -> TurnRef:
         ref = await turnlog.create(self.deps, session_id, kind=kind, text=text, refund_id=refund_id, client=client)
-        self.host.workers.nudge()
+        self.host.workers.wake()
         self.wakeups.wake(f"session:{session_id}")
         return ref
 

@@ -57,7 +57,7 @@ async def test_no_new_work_is_taken_while_the_loop_is_late(
             await asyncio.gather(started["a"].wait(), started["b"].wait())
         workers.pace.observe(1.0)  # a CPU-bound burst: the loop is a second late
         await queue.put(face="web", conversation="c", text="hi", payload={})
-        workers.nudge()
+        workers.wake()
         await _until(lambda: workers.holding_back)
         assert not started["c"].is_set()  # two run, the loop is late: the third waits, stored
         workers.pace.observe(0.001)
