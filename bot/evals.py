@@ -20,12 +20,11 @@ from agent.providers import build_model, close_model
 from agent.scripted import OutageModel
 from desk import Desk
 from desk.sessions import customer_by_email, open_session
-from storage.demo import empty
+from storage.demo import empty, past_refund
 from storage.engine import Store
 from storage.importer import seed
 from storage.kb_import import seed_help_center
 from storage.migrate import upgrade
-from storage.models import Order, Refund
 from storage.search import index_for
 from storage.settings import Settings
 from storage.types import FrozenClock, to_cents
@@ -52,23 +51,7 @@ async def run_one(
     await reset(store, clock, settings)
     deps = make_deps(store, settings, clock)
     for spec in scenario.setup.refunds:
-        async with store.write() as s:
-            order = await s.get(Order, spec.order_id)
-            assert order is not None, spec.order_id
-            s.add(
-                Refund(
-                    id=f"RF-SETUP-{spec.order_id}",
-                    order_id=spec.order_id,
-                    amount_cents=to_cents(spec.amount),
-                    currency="USD",
-                    status=spec.status,
-                    reason="earlier request",
-                    actor=f"customer:{order.customer_id}",
-                    decided_by=f"customer:{order.customer_id}",
-                    created_at=clock.now(),
-                    updated_at=clock.now(),
-                )
-            )
+        await past_refund(store, clock, order_id=spec.order_id, amount_cents=to_cents(spec.amount), status=spec.status)
     if scenario.inject == "model_outage":
         model = OutageModel()
     agent = Agent(model=model or build_model(settings, provider), toolbox=Toolbox(deps))

@@ -46,22 +46,34 @@ from tools.tickets import TicketQuotaExceeded, open_or_update
 ANSWERED = "answered"  # Done's outcome for a work item whose answer was stored before a crash
 # answers that are not part of the conversation: someone else's click, a replayed or stale one
 NOT_SAID = (Code.NOT_ALLOWED, Code.INVALID_STATE, Code.NOT_FOUND)
-YES = {"yes", "y", "yep", "yeah", "yup", "confirm", "ok", "okay", "sure", "go ahead", "please do", "do it"}
-YES |= {"sí", "si", "claro", "vale", "ja", "gerne", "jawohl"}  # Spanish and German
-NO = {"no", "n", "nope", "cancel", "don't", "do not", "never mind", "nevermind", "stop", "nein", "no gracias"}
+# Money moves only on an unambiguous yes: "ok", "sure" or "thanks" while a refund waits asks again.
+YES = {"yes", "y", "yep", "yeah", "yup", "yes please", "confirm", "go ahead", "please do", "do it", "send it"}
+YES |= {"sí", "si", "ja", "jawohl", "oui"}  # Spanish, German, French
+NO = {"no", "n", "nope", "cancel", "don't", "do not", "never mind", "nevermind", "stop", "nein", "no gracias", "non"}
+MAYBE = {"ok", "okay", "k", "kk", "sure", "fine", "cool", "alright", "thanks", "great", "vale", "claro", "gerne"}
 FILLER = re.compile(r"\b(please|thanks|thank you|go ahead|do it)\b")
+
+
+def _words(text: str) -> tuple[str, str]:
+    words = re.sub(r"[^\w\s']", " ", text[:200].lower()).strip()
+    words = re.sub(r"\s+", " ", words)
+    return words, re.sub(r"\s+", " ", FILLER.sub(" ", words)).strip()
 
 
 def yes_or_no(text: str) -> bool | None:
     """A bare yes or no (with at most a please/thanks), as an answer to "Shall I go ahead?"."""
-    words = re.sub(r"[^\w\s']", " ", text[:200].lower()).strip()
-    core = re.sub(r"\s+", " ", FILLER.sub(" ", words)).strip()
-    for candidate in (words, core):
+    for candidate in _words(text):
         if candidate in YES:
             return True
         if candidate in NO:
             return False
     return None
+
+
+def unclear_answer(text: str) -> bool:
+    """ "ok", "sure", "ok thanks": agreeable, but not a clear yes to moving money."""
+    words, core = _words(text)
+    return yes_or_no(text) is None and (words in MAYBE or core in MAYBE or (bool(core) and set(core.split()) <= MAYBE))
 
 
 @dataclass
@@ -90,8 +102,10 @@ async def say(
     if session is not None and session.id != ctx.session_id:
         raise ValueError("the session row given is not the context's session")
     answer = yes_or_no(stripped)
+    unclear = answer is None and unclear_answer(stripped)
     command = stripped.startswith("/refund-status") or answer is not None
     read = await _read(deps, ctx, text, session, inbox_id, runs=agent is not None and not command, answer=answer)
+    asks = read.pending is not None and unclear
     if read.answered:
         yield _answered(read.answered, started)
     elif read.session is not None and read.session.handed_off_by:
@@ -99,6 +113,12 @@ async def say(
     elif stripped.startswith("/refund-status"):
         arg = stripped.removeprefix("/refund-status").split()
         reply = await refund_status(deps, ctx, arg[0] if arg else None)
+        yield Reply(reply)
+        yield await _said(deps, ctx, [Reply(reply)], inbox_id, started)
+    elif asks and read.pending is not None:
+        reply = wording.confirm_again(
+            order_id=read.pending.order_id, amount=format_cents(read.pending.amount_cents, read.pending.currency)
+        )
         yield Reply(reply)
         yield await _said(deps, ctx, [Reply(reply)], inbox_id, started)
     elif read.pending is not None and answer is not None:
@@ -127,9 +147,9 @@ async def _read(
         read = _Read(session, answered)
         if answered or (session is not None and session.handed_off_by):
             return read
-        if answer is not None:
+        if answer is not None or unclear_answer(text):
             read.pending = await _pending_refund(s, ctx)
-        if runs or (answer is not None and read.pending is None):
+        if (runs and not (read.pending and unclear_answer(text))) or (answer is not None and read.pending is None):
             read.inputs = await turn_input(s, ctx, session, text)
     return read
 
@@ -297,6 +317,16 @@ async def _relay(deps: Deps, ctx: CallContext, session: ChatSession, text: str) 
 
 
 # --- what waits for the customer --------------------------------------------------------------------
+async def expire_lapsed(deps: Deps) -> list[Refund]:
+    """Refunds whose confirmation lapsed are expired (a lapsed one never blocks a new refund)."""
+    return await refunds.expire_due(deps)
+
+
+async def finish_interrupted(deps: Deps) -> list[ToolResult]:
+    """Refunds a crash left `processing` are sent through the gateway again (idempotently)."""
+    return await refunds.recover(deps)
+
+
 async def pending_refund(deps: Deps, ctx: CallContext) -> Refund | None:
     async with deps.store.read() as s:
         return await _pending_refund(s, ctx)

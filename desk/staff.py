@@ -28,6 +28,16 @@ from tools.context import Actor, Deps, audit
 MAX_REPLY_CHARS = 4000
 
 
+# --- the queue ----------------------------------------------------------------------------------------
+async def queue(deps: Deps, *, limit: int = 50) -> list[Ticket]:
+    """Open and claimed tickets, highest priority first, oldest first within one."""
+    return await tickets.list_tickets(deps, limit=limit)
+
+
+details = tickets.details  # a ticket, its history and its conversation, for staff eyes
+describe = tickets.describe  # a ticket as staff see it
+
+
 # --- the ticket's life ------------------------------------------------------------------------------
 async def claim(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
     """Claim an open ticket, or take over one a colleague holds; the conversation becomes theirs."""

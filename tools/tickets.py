@@ -34,24 +34,6 @@ from tools.codes import Code, ToolResult
 from tools.context import Actor, Deps, TicketQuota, audit
 
 BOT = "supportbot"  # the actor of escalations: the agent, a guard or a face, never a person's choice
-REASONS = {
-    "legal": "Legal threat or complaint",
-    "fraud": "Fraud or chargeback concern",
-    "human_request": "Customer asked for a person",
-    "security": "Asked about another customer's order or account",
-    "identity": "Identity could not be verified",
-    "refund_approval": "Refund over the autonomous limit needs approval",
-    "payment_failed": "Payment gateway declined a refund",
-    "tool_failure": "A system the bot relies on kept failing",
-    "model_failure": "The AI model was unavailable",
-    "turn_limit": "The bot could not finish within its step limit",
-    "token_budget": "The conversation used up its token budget",
-    "clarification": "The bot could not get what it needed after two tries",
-    "handoff": "A person took over the conversation",
-    "question": "A question the help center could not answer",
-    "dead_letter": "A message could not be answered after several attempts",
-    "other": "Escalated by the bot",
-}
 
 
 def new_ref() -> str:
@@ -63,10 +45,6 @@ class TicketQuotaExceeded(Exception):
     def __init__(self, quota: TicketQuota) -> None:
         self.quota = quota
         super().__init__(f"at most {quota.limit} new tickets per {quota.window_s} s for this caller")
-
-
-def reason_text(reason: str) -> str:
-    return REASONS.get(reason, REASONS["other"])
 
 
 def _higher(a: str, b: str) -> str:
@@ -127,6 +105,7 @@ async def open_or_update(
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {PRIORITIES}")
     now = deps.clock.now()
+    facts = {"customer_id": customer_id, "order_id": order_id, "refund_id": refund_id}
     if session_id is not None:  # a help-center answer given earlier in the session did not settle it
         await s.execute(
             update(HelpAnswer)
@@ -136,52 +115,74 @@ async def open_or_update(
     for _ in range(3):
         current = None
         if session_id is not None:
-            current = (
-                await s.scalars(
-                    select(Ticket).where(Ticket.session_id == session_id, Ticket.status != TicketStatus.RESOLVED)
-                )
-            ).one_or_none()
+            open_one = Ticket.session_id == session_id, Ticket.status != TicketStatus.RESOLVED
+            current = (await s.scalars(select(Ticket).where(*open_one))).one_or_none()
         if current is not None:
-            raised = _higher(current.priority, priority) != current.priority
-            current.priority = _higher(current.priority, priority)
-            # a raised ticket shows why it was raised; a vague first reason gives way to any better one
-            if raised or (reason != current.reason and current.reason in ("other", "clarification", "identity")):
-                current.reason = reason
-            if summary and summary not in current.summary:
-                current.summary = f"{current.summary}\n{summary}"[-4000:]
-            current.customer_id = current.customer_id or customer_id
-            current.order_id = current.order_id or order_id
-            current.refund_id = current.refund_id or refund_id
-            current.updated_at = now
-            log_event(s, deps, current, "raised" if raised else "updated", actor=BOT, reason=reason, note=summary)
+            _raise(s, deps, current, priority=priority, reason=reason, summary=summary, facts=facts)
             await s.flush()
             return current, False
-        ticket = Ticket(
-            public_ref=new_ref(),
-            priority=priority,
-            reason=reason,
-            status=TicketStatus.OPEN,
-            customer_id=customer_id,
-            order_id=order_id,
-            refund_id=refund_id,
-            summary=summary[:4000],
-            session_id=session_id,
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            async with s.begin_nested():
-                s.add(ticket)
-                await s.flush()
-                if quota is not None and await hit_in(
-                    s, subject=f"tickets:{quota.key}", now=now, limit=quota.limit, window_s=quota.window_s
-                ):
-                    raise TicketQuotaExceeded(quota)  # leaves the savepoint: the ticket is not kept
-        except IntegrityError:
-            continue  # another process opened the session's ticket a moment ago: update that one
-        log_event(s, deps, ticket, "opened", actor=BOT, reason=reason, note=summary)
-        return ticket, True
+        ticket = await _open(s, deps, session_id=session_id, priority=priority, reason=reason, summary=summary,
+                             facts=facts, quota=quota)  # fmt: skip
+        if ticket is not None:
+            return ticket, True
     raise RuntimeError("could not open or update the session's ticket")
+
+
+def _raise(
+    s: AsyncSession, deps: Deps, current: Ticket, *, priority: str, reason: str, summary: str, facts: dict[str, Any]
+) -> None:
+    """The session's unresolved ticket, raised to `priority` if higher, with what is new about it."""
+    raised = _higher(current.priority, priority) != current.priority
+    current.priority = _higher(current.priority, priority)
+    # a raised ticket shows why it was raised; a vague first reason gives way to any better one
+    if raised or (reason != current.reason and current.reason in ("other", "clarification", "identity")):
+        current.reason = reason
+    if summary and summary not in current.summary:
+        current.summary = f"{current.summary}\n{summary}"[-4000:]
+    current.customer_id = current.customer_id or facts["customer_id"]
+    current.order_id = current.order_id or facts["order_id"]
+    current.refund_id = current.refund_id or facts["refund_id"]
+    current.updated_at = deps.clock.now()
+    log_event(s, deps, current, "raised" if raised else "updated", actor=BOT, reason=reason, note=summary)
+
+
+async def _open(
+    s: AsyncSession,
+    deps: Deps,
+    *,
+    session_id: str | None,
+    priority: str,
+    reason: str,
+    summary: str,
+    facts: dict[str, Any],
+    quota: TicketQuota | None,
+) -> Ticket | None:
+    """A new ticket, in a savepoint; None when another process opened the session's ticket a moment
+    ago (update that one). Raises TicketQuotaExceeded past `quota` (the ticket is not kept)."""
+    now = deps.clock.now()
+    ticket = Ticket(
+        public_ref=new_ref(),
+        priority=priority,
+        reason=reason,
+        status=TicketStatus.OPEN,
+        summary=summary[:4000],
+        session_id=session_id,
+        created_at=now,
+        updated_at=now,
+        **facts,
+    )
+    try:
+        async with s.begin_nested():
+            s.add(ticket)
+            await s.flush()
+            if quota is not None and await hit_in(
+                s, subject=f"tickets:{quota.key}", now=now, limit=quota.limit, window_s=quota.window_s
+            ):
+                raise TicketQuotaExceeded(quota)  # leaves the savepoint: the ticket is not kept
+    except IntegrityError:
+        return None
+    log_event(s, deps, ticket, "opened", actor=BOT, reason=reason, note=summary)
+    return ticket
 
 
 def _may_act(actor: Actor) -> Any:

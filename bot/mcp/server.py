@@ -43,7 +43,7 @@ from desk.sessions import customer_by_email, open_session
 from storage.engine import Store
 from storage.settings import Settings
 from storage.states import RefundStatus
-from tools import refunds, tickets, wording
+from tools import wording
 from tools.codes import Code, ToolResult
 from tools.context import Actor, CallContext, Deps, Tool
 from tools.sanitizer import sanitize
@@ -99,8 +99,8 @@ class ReplyInput(ClaimTicketInput):
 
 
 async def _list_tickets(args: ListTicketsInput, ctx: CallContext, deps: Deps) -> ToolResult:
-    rows = await tickets.list_tickets(deps)
-    return ToolResult(Code.OK, "" if rows else "No open tickets.", {"tickets": [tickets.describe(t) for t in rows]})
+    rows = await desk.queue(deps)
+    return ToolResult(Code.OK, "" if rows else "No open tickets.", {"tickets": [desk.describe(t) for t in rows]})
 
 
 def _on_ticket(action: Callable[..., Awaitable[ToolResult]], **kw: Any) -> Callable[..., Awaitable[ToolResult]]:
@@ -151,7 +151,7 @@ class McpFace:
         try:
             if params.request_state is not None:  # the answer round of a 2026-07-28 question
                 return await self._resume(params.request_state, params.input_responses or {})
-            await refunds.expire_due(self.deps)  # a lapsed confirmation never blocks a new refund
+            await customer.expire_lapsed(self.deps)  # a lapsed confirmation never blocks a new refund
             args = params.arguments or {}
             staff_tool = self.staff_tools.get(params.name)
             if staff_tool is not None:

@@ -21,9 +21,10 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.faults import crash_point
 from bot.slack.blocks import TicketView, as_dicts, slack_text, ticket_blocks, ticket_fallback_text
 from bot.slack.client import post_timeout
-from bot.slack.delivery import SlackOut, crash_point
+from bot.slack.delivery import SlackOut
 from desk import board
 from desk.board import POSTING, Ticket
 from tools.context import Deps
@@ -135,7 +136,7 @@ class StaffBoard:
             await board.drop_post_claim(self.deps, ticket_id, claimed)
             raise
         # any other failure (a timeout, a lost connection) leaves the claim: the sweep looks
-        crash_point(self.deps.settings, "after_ticket_post")
+        crash_point("after_ticket_post")
         await board.record_post(self.deps, ticket_id, ts=str(resp.get("ts")), channel=self.channel, rendered=claimed)
 
     async def settle_stale_claims(self) -> int:

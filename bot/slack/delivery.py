@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,6 +29,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.faults import crash_point
 from bot.slack.blocks import row_message
 from bot.slack.client import HTTP_TIMEOUT_S, post_timeout
 from bot.slack.limits import LIMITS
@@ -50,13 +49,6 @@ DONE = (OutboxStatus.POSTED, OutboxStatus.SKIPPED)
 log = logging.getLogger(__name__)
 REPLY_EVENT = "supportbot_reply"
 POST_ATTEMPTS = 6
-
-
-def crash_point(settings: Settings, name: str) -> None:
-    """Fault injection for the crash tests: die here, hard, when FAULT_CRASH_AT names this point."""
-    if settings.fault_crash_at == name:
-        log.warning("FAULT_CRASH_AT=%s: killing the process", name)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -222,7 +214,7 @@ class SlackOut:
                     raise
                 maybe_posted = True
                 continue
-            crash_point(self.settings, "after_post")
+            crash_point("after_post")
             await outbox.mark_posted(self.deps, row.id, ts)
             return
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from agent.events import Done, Escalation
+from bot.faults import crash_point
 from bot.host import Host
 from bot.slack.blocks import as_dicts, result_blocks, slack_text
 from bot.slack.board import StaffBoard
-from bot.slack.delivery import TURN_TIMER, SlackOut, SlackTimer, crash_point
+from bot.slack.delivery import TURN_TIMER, SlackOut, SlackTimer
 from bot.slack.people import People, subject
 from bot.slack.routing import clean_text, mentions, session_key
 from desk import outbox, sessions
@@ -106,7 +107,7 @@ class Turns:
     async def _turn(
         self, item: Claimed, ctx: CallContext, session: Session | None, timer: SlackTimer, started: float
     ) -> None:
-        crash_point(self.host.settings, "before_model_call")
+        crash_point("before_model_call")
         await self.out.status(str(item.channel), str(item.thread_ts), "is looking into it…")
         text = clean_text(item.text)
         files = [str(f.get("name") or f.get("title") or "a file") for f in item.payload.get("files") or []]
