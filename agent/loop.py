@@ -108,6 +108,7 @@ class _Turn:
     sources: citations.TurnSources = field(default_factory=citations.TurnSources)  # what searches returned
     cited: tuple[Citation, ...] = ()
     verdicts: list[tuple[Verdict, str]] = field(default_factory=list)  # for the desk to apply
+    code_spoke: bool = False  # a tool's result is what the customer is told (the Confirm step, a handoff)
 
     def end(self, verdict: Verdict, summary: str) -> None:
         self.verdict, self.summary = verdict, summary
@@ -144,6 +145,8 @@ class Agent:
         if turn.verdict is not None and ended:
             turn.verdicts.insert(0, (turn.verdict, turn.summary))
             reply = str(turn.verdict.reply)
+        elif turn.code_spoke:
+            reply = await self._guarded(turn, ctx, turn.reply) if turn.reply else self._spoken(turn)
         else:
             reply = await self._guarded(turn, ctx, turn.reply or wording.TRUNCATED)
         yield self._result(turn, ctx, reply, replaces_reply=ended)
@@ -160,9 +163,13 @@ class Agent:
                 turn.end(policy.for_failure("model_failure"), f"Model unavailable; customer wrote: {text[:500]}")
                 return
             if resp.stop_reason == "tool_use" and resp.tool_uses:
+                offered_before, codes_before = len(turn.offered), len(turn.codes)
                 async for event in self._tool_round(turn, ctx, resp):
                     yield event
                 if turn.verdict is not None:
+                    return
+                if _code_speaks(turn.codes[codes_before:], confirmed=len(turn.offered) > offered_before):
+                    turn.reply, turn.code_spoke = resp.text, True  # the model's own words before its call
                     return
             elif resp.stop_reason == "pause_turn":
                 kept = [b for b in resp.content if b.get("type") == "text"]
@@ -207,7 +214,9 @@ class Agent:
                         results.append(item)
                     else:
                         events.append(item)
-            await self._remember(turn, ctx, ("assistant", resp.content), ("user", results))
+            # the model's words beside its calls reach the history only as the guard lets them (the reply)
+            calls = [b for b in resp.content if b.get("type") != "text"]
+            await self._remember(turn, ctx, ("assistant", calls), ("user", results))
         for event in events:
             yield event
 
@@ -321,6 +330,11 @@ class Agent:
         metrics.ESCALATIONS.labels(ctx.channel, ticket.priority).inc()
         return Escalation(ticket.id, ticket.priority, verdict.reason, created, ticket.public_ref)
 
+    def _spoken(self, turn: _Turn) -> str:
+        """What the code said for the turn, when the model wrote nothing before its call: the Confirm
+        step stands alone (its prompt is the message), a handoff says a person will follow up."""
+        return "" if turn.offered else wording.ESCALATED_GENERIC
+
     # --- the result -----------------------------------------------------------------------------------
     def _result(self, turn: _Turn, ctx: CallContext, reply: str, *, replaces_reply: bool) -> TurnResult:
         """The clarification rule and everything the desk writes: the reply's message, what is staged."""
@@ -330,7 +344,8 @@ class Agent:
         if failed and rounds >= policy.CLARIFICATION_ROUNDS:
             summary = f"The bot could not get what it needed in {rounds} consecutive turns."
             turn.verdicts.append((policy.CLARIFICATION, summary))
-        self._stage(turn, ctx, ("assistant", [{"type": "text", "text": reply}]))
+        said = reply or wording.CONFIRM_STEP_SHOWN  # the history never holds an empty text block
+        self._stage(turn, ctx, ("assistant", [{"type": "text", "text": said}]))
         records = [*turn.unsaved, *turn.pending, *turn.ledger.take()]
         turn.unsaved, turn.pending = [], []
         return TurnResult(
@@ -402,6 +417,16 @@ def _tool_traffic(rows: list[Message]) -> tuple[list[str], set[str]]:
             found = [payload, payload.get("existing_refund"), *(payload.get("refunds") or [])]
             refunds |= {str(d["refund_id"]) for d in found if isinstance(d, dict) and d.get("refund_id")}
     return notes, refunds
+
+
+# what the code tells the customer by itself: the turn ends there, with no model call to re-word it
+_HANDOFF = frozenset({Code.TICKET_OPENED, Code.TICKET_UPDATED})
+
+
+def _code_speaks(codes: list[Code], *, confirmed: bool) -> bool:
+    """A round whose result the code renders for the customer: a Confirm step it showed, or a
+    handoff when handing off was all the round did (other results the model would still need)."""
+    return confirmed or (bool(codes) and all(c in _HANDOFF for c in codes))
 
 
 def _tool_result(block: dict[str, Any], payload: dict[str, Any], *, error: bool) -> dict[str, Any]:

@@ -222,13 +222,14 @@ async def _write_turn(
         await citations.record(s, session_id=ctx.session_id, sources=result.sources, cited=result.citations)
         counts = {"failed_rounds": result.failed_rounds, "tokens_used": ChatSession.tokens_used + result.tokens}
         outcome, priority = await settle(s, deps, ctx.session_id, last_reply=reply, count_turn=True, also=counts)
-        said: list[Reply | Confirmation] = [*shown, Reply(reply, result.citations)]
+        said: list[Reply | Confirmation] = [*shown, *([Reply(reply, result.citations)] if reply else [])]
         missing = await _unprompted(s, ctx, said, outcome, result.offered)
         said += [missing] if missing is not None else []
         written = await write_said(s, deps, ctx, said, inbox_id, session)
     for event in events:
         yield event
-    yield Reply(reply, result.citations)
+    if reply:  # empty when the Confirm step was the whole message
+        yield Reply(reply, result.citations)
     if missing is not None:
         yield missing
     done = Done(

@@ -64,6 +64,8 @@ ESCALATED_LEGAL = (
 ESCALATED_HUMAN = (
     "Of course. I've asked a member of our support team to join this conversation; they'll reply here shortly."
 )
+# what the history records for a turn whose message was the Confirm step alone (for the model's next turn)
+CONFIRM_STEP_SHOWN = "(The customer was shown the Confirm step for the refund above.)"
 ESCALATED_GENERIC = "I've passed this to a member of our support team, and they'll follow up here."
 MODEL_OUTAGE = (
     "I'm sorry, I'm having trouble answering right now. I've passed your message to a member of our support "

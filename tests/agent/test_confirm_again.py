@@ -18,7 +18,6 @@ def refund_turn() -> list:
     return [
         reply(tool_use("lookup_order", order_id="ORD-8842")),
         reply(tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="arrived broken")),
-        reply(text("Your refund of $89.99 is ready: please confirm it.")),
     ]
 
 
@@ -37,9 +36,7 @@ async def test_a_refund_prepared_before_is_offered_for_confirmation_again(deps: 
 
 
 async def test_a_turn_run_again_after_a_crash_still_offers_the_confirm_step(deps: Deps, sarah: CallContext) -> None:
-    agent = Agent(
-        model=ScriptedModel(refund_turn()[:2] + [reply(text("Done, it's prepared."))] * 2), toolbox=Toolbox(deps)
-    )
+    agent = Agent(model=ScriptedModel(refund_turn() + [reply(text("Done, it's prepared."))] * 2), toolbox=Toolbox(deps))
     # the first attempt: the refund was prepared and the round stored, then the process died before
     # anything reached the outgoing log (the agent alone, without the desk that writes it)
     async with deps.store.read() as s:

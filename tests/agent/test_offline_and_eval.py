@@ -21,7 +21,7 @@ from agent.eval import (
     report,
     table,
 )
-from agent.events import Reply
+from agent.events import Confirmation, Reply
 from agent.loop import Agent
 from agent.model import ModelReply, ModelRequest
 from agent.offline import OfflineModel
@@ -42,8 +42,13 @@ async def say(conv: tuple[Desk, CallContext], message: str) -> list[str]:
 
 async def test_offline_model_resolves_the_seed_happy_path(deps: Deps, sarah: CallContext) -> None:
     conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
-    first = await say(conv, "Hi, my blender from order ORD-8842 arrived broken. I'd like a refund.")
-    assert "ORD-8842" in first[0] and "$89.99" in first[0] and "as soon as you confirm" in first[0]
+    desk, ctx = conv
+    first = [e async for e in desk.say(ctx, "Hi, my blender from order ORD-8842 arrived broken. I'd like a refund.")]
+    assert [e.text for e in first if isinstance(e, Reply)] == [
+        "I'm sorry about the ProBlend 500 blender: here is the refund for you to confirm."
+    ]
+    (prompt,) = [e for e in first if isinstance(e, Confirmation)]
+    assert prompt.order_id == "ORD-8842" and prompt.amount == "$89.99"
     done = await say(conv, "yes")
     assert done[0].startswith("Done: your refund of $89.99 for order ORD-8842 has been issued")
     async with deps.store.read() as s:
