@@ -63,7 +63,10 @@ def _claim_statements() -> tuple[Any, Any]:
             live(earlier.c.status),
         )
         return (
-            select(table.c.id).where(live(table.c.status), claimable(table), ~blocked).order_by(table.c.id).limit(limit)
+            select(table.c.id)
+            .where(live(table.c.status), claimable(table), ~blocked)
+            .order_by(table.c.kind == literal_column("'message'"), table.c.id)  # clicks go ahead of turns
+            .limit(limit)
         )
 
     candidate = t.alias("candidate")

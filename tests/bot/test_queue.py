@@ -79,3 +79,23 @@ async def test_every_lease_in_hand_is_renewed_in_one_statement_and_a_lost_one_is
         until = (await s.scalars(select(InboxItem.lease_expires_at).where(InboxItem.id == held[0].id))).one()
     assert until == clock.now() + queue.lease
     assert await queue.renew([]) == set()
+
+
+async def test_a_click_goes_ahead_of_queued_turns_of_other_conversations(
+    store: Store, settings: Settings, clock: FrozenClock
+) -> None:
+    queue = Queue(store, clock, settings, owner="w1")
+    await fill(queue, {"a": 1, "b": 1})
+    await queue.put(face="slack", kind="confirm", conversation="c", text="", payload={})
+    (first,) = await queue.claim(1)
+    assert first.kind == "confirm" and first.conversation == "c"
+    assert [c.text for c in await queue.claim(CLAIM_BATCH)] == ["a-0", "b-0"]
+
+
+async def test_a_click_still_waits_for_its_own_conversations_earlier_turn(
+    store: Store, settings: Settings, clock: FrozenClock
+) -> None:
+    queue = Queue(store, clock, settings, owner="w1")
+    await fill(queue, {"a": 1})
+    await queue.put(face="slack", kind="confirm", conversation="a", text="", payload={})
+    assert [(c.kind, c.text) for c in await queue.claim(CLAIM_BATCH)] == [("message", "a-0")]
