@@ -191,6 +191,47 @@ class Queue:
         this attempt, with at least `margin` left (so an HTTP call started now ends before it expires)."""
         return held(item_id, attempt, owner=self.owner, until=self.clock.now() + margin)
 
+    async def absorb(self, item: Claimed, *, within_s: float, most: int = 10) -> Claimed:
+        """A burst read as one: the messages the same author sent in the same conversation right after
+        `item` (each within `within_s` of the one before) that are still waiting become part of it.
+        In one transaction, fenced by `item`'s lease: its text grows by theirs and they are marked
+        done (each stays recorded in the inbox), so a crash later re-runs one turn with all of them."""
+        if item.kind != "message" or within_s <= 0:
+            return item
+        async with self.store.write() as s:
+            rows = (
+                await s.execute(
+                    select(InboxItem.id, InboxItem.text, InboxItem.received_at, InboxItem.user_id, InboxItem.kind)
+                    .where(
+                        InboxItem.conversation == item.conversation,
+                        InboxItem.id > item.id,
+                        InboxItem.status == InboxStatus.PENDING,
+                    )
+                    .order_by(InboxItem.id)
+                    .limit(most)
+                )
+            ).all()
+            taken, last = [], item.received_at
+            for row_id, text, received, user, kind in rows:
+                if kind != "message" or user != item.user_id or (received - last).total_seconds() > within_s:
+                    break
+                taken.append((row_id, text))
+                last = received
+            if not taken:
+                return item
+            text = "\n".join([item.text, *(t for _, t in taken)])
+            held_now = self._held(item.id, item.attempts)
+            moved = await s.execute(update(InboxItem).where(*held_now).values(text=text), execution_options=UNSYNCED)
+            if not moved.rowcount:  # type: ignore[attr-defined]
+                return item  # our lease is gone: the taker reads the burst again
+            await s.execute(
+                update(InboxItem)
+                .where(InboxItem.id.in_([i for i, _ in taken]), InboxItem.status == InboxStatus.PENDING)
+                .values(status=InboxStatus.DONE, done_at=self.clock.now(), last_error=f"read with item {item.id}"),
+                execution_options=UNSYNCED,
+            )
+        return dataclasses.replace(item, text=text)
+
     async def renew(self, items: list[Claimed]) -> set[int]:
         """Every lease of `items` still ours extended, in one statement; returns their ids."""
         if not items:

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     inbox_poll_seconds: float = Field(default=0.5, gt=0)
     worker_concurrency: int = Field(default=256, ge=1, le=10_000)
     worker_loop_lag_ms: int = Field(default=5, ge=0, le=10_000)  # 0: claim whenever a worker is free
+    # a customer's messages sent this close together, still waiting, are answered as one turn (0: never)
+    coalesce_seconds: float = Field(default=2.0, ge=0, le=60)
 
     # --- retention ---------------------------------------------------------------------------
     retention_days: int = Field(default=30, ge=1)

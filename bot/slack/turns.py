@@ -58,7 +58,8 @@ class Turns:
                 await self._deliver(item)
             elif item.kind in ("confirm", "cancel"):
                 await self._decision(item)
-            else:
+            else:  # the author's messages still waiting right behind this one are read with it
+                item = await self.host.queue.absorb(item, within_s=self.host.settings.coalesce_seconds)
                 await self._message(item, session, timer, time.perf_counter())
         finally:
             TURN_TIMER.reset(token)

@@ -99,3 +99,37 @@ async def test_a_click_still_waits_for_its_own_conversations_earlier_turn(
     await fill(queue, {"a": 1})
     await queue.put(face="slack", kind="confirm", conversation="a", text="", payload={})
     assert [(c.kind, c.text) for c in await queue.claim(CLAIM_BATCH)] == [("message", "a-0")]
+
+
+async def test_a_burst_of_one_authors_messages_is_read_as_one(
+    store: Store, settings: Settings, clock: FrozenClock
+) -> None:
+    queue = Queue(store, clock, settings, owner="w1")
+    for text, user in (("my blender", "U1"), ("ORD-8842", "U1"), ("it's broken", "U1"), ("staff here", "U2")):
+        await queue.put(face="slack", conversation="t", text=text, payload={}, user_id=user)
+    (first,) = await queue.claim(CLAIM_BATCH)
+    read = await queue.absorb(first, within_s=2.0)
+    assert read.text == "my blender\nORD-8842\nit's broken" and read.id == first.id
+    async with store.read() as s:
+        rows = (await s.execute(select(InboxItem.text, InboxItem.status).order_by(InboxItem.id))).all()
+    assert [tuple(r) for r in rows] == [  # every message stays recorded; the burst's tail is done with it
+        ("my blender\nORD-8842\nit's broken", "working"),
+        ("ORD-8842", "done"),
+        ("it's broken", "done"),
+        ("staff here", "pending"),
+    ]
+    assert await queue.finish(read)
+    assert [c.text for c in await queue.claim(CLAIM_BATCH)] == ["staff here"]  # another author: its own turn
+
+
+async def test_messages_far_apart_or_a_lost_lease_are_not_absorbed(
+    store: Store, settings: Settings, clock: FrozenClock
+) -> None:
+    queue = Queue(store, clock, settings, owner="w1")
+    await queue.put(face="slack", conversation="t", text="one", payload={}, user_id="U1")
+    clock.advance(seconds=5)
+    await queue.put(face="slack", conversation="t", text="two", payload={}, user_id="U1")
+    (first,) = await queue.claim(CLAIM_BATCH)
+    assert (await queue.absorb(first, within_s=2.0)).text == "one"
+    stale = Queue(store, clock, settings, owner="w2")  # not the lease holder: nothing moves
+    assert (await stale.absorb(first, within_s=60.0)).text == "one"
