@@ -74,22 +74,24 @@ def _claim_statements() -> tuple[Any, Any]:
     # a CTE, evaluated once (PostgreSQL does not inline one that locks rows): as an IN subquery
     # the planner may run it again per row, and each run skips other rows, past its LIMIT
     batch = first_claimable(candidate, bindparam("n")).with_for_update(skip_locked=True, of=candidate).cte("batch")
-    claim = (
-        update(t)
-        .where(t.c.id.in_(select(batch.c.id)), claimable(t))
-        .values(
-            status=InboxStatus.WORKING,
-            lease_owner=bindparam("owner"),
-            lease_expires_at=bindparam("until", type_=UTCDateTime()),
-            attempts=t.c.attempts + 1,
-            started_at=now,
-        )
-        .returning(*t.c)
+    taken = {
+        "status": InboxStatus.WORKING,
+        "lease_owner": bindparam("owner"),
+        "lease_expires_at": bindparam("until", type_=UTCDateTime()),
+        "attempts": t.c.attempts + 1,
+        "started_at": now,
+    }
+    claim = update(t).where(t.c.id.in_(select(batch.c.id)), claimable(t)).values(**taken).returning(*t.c)
+    earlier = t.alias("earlier")
+    unblocked = ~exists().where(
+        earlier.c.conversation == t.c.conversation, earlier.c.id < t.c.id, live(earlier.c.status)
     )
-    return peek, claim
+    # one item by its id, claimable by the same rule (a click just stored, run at once)
+    one = update(t).where(t.c.id == bindparam("item"), claimable(t), unblocked).values(**taken).returning(*t.c)
+    return peek, claim, one
 
 
-_PEEK, _CLAIM = _claim_statements()
+_PEEK, _CLAIM, _CLAIM_ONE = _claim_statements()
 
 
 def held(item_id: int, attempt: int, *, owner: str, until: Any) -> Any:
@@ -171,6 +173,16 @@ class Queue:
         async with self.store.write() as s:
             rows = (await s.execute(_CLAIM, args)).all()
         return sorted((Claimed.of(r._mapping) for r in rows), key=lambda c: c.id)
+
+    async def claim_item(self, item_id: int) -> Claimed | None:
+        """That one item, if it is claimable now (it was just stored here: a click runs at once, with
+        no wait for the dispatcher); None when it is not (another worker has it, or its conversation
+        has earlier work unfinished, which the dispatcher will get to in order)."""
+        now = self.clock.now()
+        args = {"now": now, "owner": self.owner, "until": now + self.lease, "n": 1, "item": item_id}
+        async with self.store.write(ack=True) as s:
+            row = (await s.execute(_CLAIM_ONE, args)).first()
+        return Claimed.of(row._mapping) if row is not None else None
 
     def _held(self, item_id: int, attempt: int) -> list[Any]:
         return [

@@ -57,7 +57,8 @@ class Turns:
             if answered:  # answered before a crash: only posting is left
                 await self._deliver(item)
             elif item.kind in ("confirm", "cancel"):
-                await self._decision(item)
+                with self.host.store.waited_on():  # a person is watching the button
+                    await self._decision(item)
             else:  # the author's messages still waiting right behind this one are read with it
                 item = await self.host.queue.absorb(item, within_s=self.host.settings.coalesce_seconds)
                 await self._message(item, session, timer, time.perf_counter())

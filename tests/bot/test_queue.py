@@ -133,3 +133,18 @@ async def test_messages_far_apart_or_a_lost_lease_are_not_absorbed(
     assert (await queue.absorb(first, within_s=2.0)).text == "one"
     stale = Queue(store, clock, settings, owner="w2")  # not the lease holder: nothing moves
     assert (await stale.absorb(first, within_s=60.0)).text == "one"
+
+
+async def test_an_item_just_stored_is_claimed_by_its_id_when_its_conversation_is_free(
+    store: Store, settings: Settings, clock: FrozenClock
+) -> None:
+    queue = Queue(store, clock, settings, owner="w1")
+    await fill(queue, {"a": 1})
+    waits = await queue.put(face="slack", kind="confirm", conversation="a", text="", payload={})
+    free = await queue.put(face="slack", kind="confirm", conversation="b", text="", payload={})
+    assert waits is not None and free is not None
+    assert await queue.claim_item(waits) is None  # a-0 comes first
+    got = await queue.claim_item(free)
+    assert got is not None and got.id == free and got.attempts == 1
+    assert await queue.claim_item(free) is None  # taken once
+    assert await Queue(store, clock, settings, owner="w2").claim_item(free) is None
