@@ -12,9 +12,10 @@ session, its turns and its refunds answer only to the identity that created the 
 anyone else they do not exist (404). Requests are bounded (`bot.web.limits`): a body must arrive
 within HTTP_BODY_TIMEOUT_S (else 408), be at most 16 KiB (413) and nest at most a few levels
 (400); a state-changing request must say `Content-Type: application/json` (else 415: a content
-type no foreign page can send without a CORS preflight); each identity is rate-limited (a counter in the store, so every replica sees the same
-count), with event-stream reads in a bucket of their own; an anonymous visitor's also per
-client address, and the new tickets its address opens per hour are capped (`bot.web.turns`).
+type no foreign page can send without a CORS preflight); each identity is rate-limited (a
+counter in the store, so every replica sees the same count), with event-stream reads in a bucket
+of their own; an anonymous visitor's also per client address, and the new tickets its address
+opens per hour are capped (`bot.web.turns`).
 Cross-origin browsers are served per CHAT_ALLOWED_ORIGINS (`bot.web.cors`).
 
 Errors are JSON `{"error": {"code", "message"}}`; the codes are this API's own, never the tools'.
@@ -125,9 +126,9 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
 async def json_only(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
     """A state-changing request under /api takes JSON only: a browser sends any other content type
     across origins as a "simple request", without asking CHAT_ALLOWED_ORIGINS first."""
-    if request.path.startswith("/api/") and request.method not in ("GET", "HEAD", "OPTIONS"):
-        if request.content_type != "application/json":
-            raise ApiError(415, "unsupported_media_type", "Send the request with Content-Type: application/json.")
+    changes = request.path.startswith("/api/") and request.method not in ("GET", "HEAD", "OPTIONS")
+    if changes and request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Send the request with Content-Type: application/json.")
     return await handler(request)
 
 
