@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
+from datetime import datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,6 +26,7 @@ from bot.slack.app import build_app
 from bot.slack.runtime import Runtime
 from bot.web import api as web_api
 from storage import metrics
+from storage.health import healthy
 from storage.retention import prune_all
 from tools import refunds
 
@@ -32,17 +34,40 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 5.0
 PRUNE_EVERY = 12  # housekeeping rounds between retention passes (about a minute)
 MAX_BODY = 1024 * 1024
+HEALTH_CHECK_EVERY_S = 1.0
 SLACK_OFF = (
     "Slack is off (no SLACK_* settings): serving the website chat API, /healthz and /metrics; "
     "staff work the ticket queue with `supportbot shell --staff NAME` or `supportbot mcp --staff ID`"
 )
 
 
+class Health:
+    """/healthz: the store answers a read and takes a write (`storage.health`), checked at most once
+    every HEALTH_CHECK_EVERY_S however often it is asked, so a public URL cannot buy a write a request;
+    callers that arrive while a check runs share its answer."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.lock = asyncio.Lock()
+        self.checked_at: datetime | None = None
+        self.last = False
+
+    async def ok(self) -> bool:
+        async with self.lock:
+            now = self.host.clock.now()
+            if self.checked_at is None or (now - self.checked_at).total_seconds() >= HEALTH_CHECK_EVERY_S:
+                self.last = await healthy(self.host.store, replica=self.host.owner, now=now)
+                self.checked_at = now
+            return self.last
+
+
 def base_app(host: Host) -> web.Application:
     """/healthz, /metrics and the website chat API: what every mode serves."""
 
+    health = Health(host)
+
     async def healthz(request: web.Request) -> web.Response:
-        ok = await host.store.ping()
+        ok = await health.ok()
         return web.json_response({"ok": ok, "replica": host.owner}, status=200 if ok else 503)
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
