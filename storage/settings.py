@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     chat_anonymous_tickets_per_hour: int = Field(default=5, ge=0)
     unknown_orders_per_hour: int = Field(default=10, ge=1)
     http_body_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    http_keepalive_timeout_s: float = Field(default=75.0, gt=0, le=3600)
+    http_connections_per_address: int = Field(default=64, ge=0)  # 0: no cap
+    # operator endpoints (/metrics): a listener of their own, never the public port
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(default=9464, ge=0, le=65535)  # 0: any free port (printed at start)
     mcp_token: SecretStr | None = None
     log_level: str = "INFO"
     # testing only: SIGKILL the process at a named point (before_model_call, after_post)
