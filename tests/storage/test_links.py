@@ -46,7 +46,9 @@ def test_finding_links_is_linear(name: str) -> None:
         ("mailto:help@example.com", "mailto", False),
     ],
 )
-def test_executable_and_data_links_are_known_whatever_their_spelling(target: str, scheme: str | None, bad: bool) -> None:
+def test_executable_and_data_links_are_known_whatever_their_spelling(
+    target: str, scheme: str | None, bad: bool
+) -> None:
     assert scheme_of(target) == scheme
     assert unsafe(target) is bad
 
