@@ -40,7 +40,11 @@ def _say(result: ToolResult) -> int:
 async def kb_import(store: Store, settings: Settings, path: str, *, prune: bool, progress: Progress | None) -> int:
     try:
         docs = await asyncio.to_thread(
-            load_path, Path(path), base_url=settings.help_center_url, default_locale=settings.help_center_locale
+            load_path,
+            Path(path),
+            base_url=settings.help_center_url,
+            default_locale=settings.help_center_locale,
+            hosts=settings.help_center_hosts,
         )
     except KbImportError as exc:
         print(f"import failed, nothing was imported. {exc}", file=sys.stderr)

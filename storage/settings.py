@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from storage.dburl import check_url
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?){0,10}", re.ASCII)
 ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)
 
 
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
     # --- help center ------------------------------------------------------------------------
     help_center_url: str = "https://help.example.com"
     help_center_locale: str = Field(default="en", pattern=r"^[a-z]{2,3}$")
+    # more hosts article URLs may name besides HELP_CENTER_URL's (e.g. the Zendesk export's)
+    help_center_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # --- model -------------------------------------------------------------------------------
     model_provider: Literal["claude", "offline"] | None = None
@@ -98,7 +101,9 @@ class Settings(BaseSettings):
     # testing only: SIGKILL the process at a named point (before_model_call, after_post)
     fault_crash_at: str | None = None
 
-    @field_validator("support_channels", "support_staff_user_ids", "chat_allowed_origins", mode="before")
+    @field_validator(
+        "support_channels", "support_staff_user_ids", "chat_allowed_origins", "help_center_hosts", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -131,6 +136,17 @@ class Settings(BaseSettings):
                     "e.g. https://shop.example.com; no path, no wildcard"
                 )
             out.append(exact)
+        return out
+
+    @field_validator("help_center_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        out = []
+        for host in value:
+            name = host.strip().lower().rstrip(".")
+            if not HOST.fullmatch(name):
+                raise ValueError(f"{host[:80]!r} is not a host name: give the name alone, e.g. acme.zendesk.com")
+            out.append(name)
         return out
 
     @field_validator("order_number_pattern")
