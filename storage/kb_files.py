@@ -190,7 +190,8 @@ def html_depth(html: str) -> int:
             foreign = max(foreign - 1, 0) if name in ("svg", "math") else foreign
         elif name in RAW:
             end = lower.find(f"</{name}", pos)
-            pos = len(html) if end == -1 else end
+            close = html.find(">", end) if end != -1 else -1
+            pos = len(html) if close == -1 else close + 1  # past its end tag: raw text holds no elements
         elif name not in VOID and name not in OPTIONAL_END and not (self_closed and foreign):
             depth += 1
             deepest = max(deepest, depth)
