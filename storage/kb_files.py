@@ -24,7 +24,7 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import ijson
 
@@ -80,22 +80,32 @@ def _not_regular(path: Path) -> str | None:
     return None if stat.S_ISREG(mode) else "is not a regular file"
 
 
-def read_text(path: Path, limit: int) -> str:
-    """The file's UTF-8 text, opened without following a link, at most `limit` bytes."""
+def open_regular(path: Path, limit: int) -> BinaryIO:
+    """The file opened for reading without following a link, once it is known to be a regular
+    file of at most `limit` bytes."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         link = exc.errno == errno.ELOOP
         raise Problem("is a symbolic link; links are not followed" if link else _unreadable(exc)) from exc
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise Problem("is not a regular file")
-        if info.st_size > limit:
-            raise Problem(f"is larger than {limit / 1_000_000:g} MB")
+    f = os.fdopen(fd, "rb")
+    info = os.fstat(f.fileno())
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        f.close()
+        raise Problem("is not a regular file" if not stat.S_ISREG(info.st_mode) else _larger(limit))
+    return f
+
+
+def _larger(limit: int) -> str:
+    return f"is larger than {limit / 1_000_000:g} MB"
+
+
+def read_text(path: Path, limit: int) -> str:
+    """The file's UTF-8 text, opened without following a link, at most `limit` bytes."""
+    with open_regular(path, limit) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise Problem(f"is larger than {limit / 1_000_000:g} MB")
+        raise Problem(_larger(limit))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -240,16 +250,7 @@ def zendesk_articles(path: Path) -> Iterator[Any]:
     """The `articles` of a Zendesk export, one at a time, read in chunks (the file at most
     MAX_EXPORT_BYTES, any string in it at most MAX_FILE_BYTES). Raises Problem for a file that is
     not JSON or not an export."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise Problem(_unreadable(exc)) from exc
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise Problem("is not a regular file")
-        if info.st_size > MAX_EXPORT_BYTES:
-            raise Problem(f"is larger than {MAX_EXPORT_BYTES // 1_000_000} MB")
+    with open_regular(path, MAX_EXPORT_BYTES) as f:
         yield from _stream(f)
 
 

@@ -5,10 +5,7 @@ encoding; real replies (τ2's airline conversations) show what the filter leaves
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,10 +13,10 @@ from hypothesis import strategies as st
 
 from agent.citations import TurnSources, check
 from agent.events import Citation
+from tests.tau2 import assistant_replies
 from tools.codes import Code, ToolResult
 
 RETURNS = Citation(7, "Returning an item", "https://help.example.com/returns-policy#how-to-start-a-return")
-TAU2 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tau2"
 
 
 def sources(*cites: Citation) -> TurnSources:
@@ -218,13 +215,7 @@ def test_prose_without_links_is_left_alone(pieces: list[str]) -> None:
 def test_real_replies_keep_their_words() -> None:
     """Replies Claude models wrote to τ2's simulated customers: the filter changes almost none of
     them (they link to nothing), and never a word that is not part of a link-like thing."""
-    replies = [
-        m["content"]
-        for path in sorted((TAU2 / "conversations").glob("airline_*-*.json.gz"))
-        for conv in json.loads(gzip.decompress(path.read_bytes()))
-        for m in conv["messages"]
-        if m["role"] == "assistant" and m.get("content")
-    ]
+    replies = assistant_replies()
     assert len(replies) > 2000
     changed = [(r, check(r, TurnSources())[0]) for r in replies if check(r, TurnSources())[0] != plain_keep(r)]
     assert len(changed) / len(replies) <= 0.005, changed[:5]

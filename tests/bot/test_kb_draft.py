@@ -4,24 +4,19 @@ command lists what it took out so staff can check the draft before publishing it
 
 from __future__ import annotations
 
-import asyncio
-import gzip
-import json
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
 from agent.history import append
-from bot.cli import main
 from storage.models import Article, InboxItem
+from tests.bot.test_kb_cli import env, run  # noqa: F401 - env is a fixture
 from tests.linear import HOSTILE, _repeat, assert_linear
+from tests.tau2 import assistant_replies, retail_users
 from tools import tickets
 from tools.context import Actor, Deps
 from tools.redaction import redact
 from tools.sessions import open_session
 
-TAU2 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tau2"
 ASKED = (
     "Hi, this is Sarah Chen. My kettle from ORD-8842 leaks. Call me on +1 (415) 555-0199 or 415.555.0123; "
     "I live at 742 Evergreen Terrace, Apt 4B, Springfield, IL 62704. I paid with 4242 4242 4242 4242. "
@@ -45,19 +40,13 @@ GONE = [
 ]
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    return tmp_path
-
-
-async def resolved_ticket(deps: Deps) -> int:
+async def ticket_with(deps: Deps, *, asked: str, answered: str) -> int:
+    """An open ticket on a Slack conversation where the customer asked `asked` and staff answered
+    `answered` in the thread."""
     ctx = await open_session(
         deps, channel="slack", actor=Actor.customer("CUST-1001", subject="T1:U1"), external_key="slack:C1:100.1"
     )
-    content = [{"type": "text", "text": ASKED}]
+    content = [{"type": "text", "text": asked}]
     await append(deps.store, deps.clock, session_id=ctx.session_id, role="user", content=content, customer_text=True)
     async with deps.store.write() as s:
         s.add(
@@ -69,25 +58,25 @@ async def resolved_ticket(deps: Deps) -> int:
                 ts="100.2",
                 thread_ts="100.1",
                 user_id="USTAFF",
-                text=ANSWERED,
+                text=answered,
                 payload={},
                 status="done",
                 received_at=deps.clock.now(),
             )
         )
         ticket, _ = await tickets.open_or_update(
-            s, deps, session_id=ctx.session_id, priority="P3", reason="handoff", summary="leaking kettle"
+            s, deps, session_id=ctx.session_id, priority="P3", reason="handoff", summary="a question"
         )
-    await tickets.resolve(deps, ticket_id=ticket.id, staff=Actor.staff("USTAFF"))
     return ticket.id
 
 
+@pytest.mark.usefixtures("env")
 async def test_a_draft_keeps_no_ones_details_and_says_what_it_took_out(
-    env: Path, capsys: pytest.CaptureFixture[str], deps: Deps
+    capsys: pytest.CaptureFixture[str], deps: Deps
 ) -> None:
-    ticket_id = await resolved_ticket(deps)
-    code = await asyncio.to_thread(main, ["kb", "draft", str(ticket_id)])
-    out = capsys.readouterr().out
+    ticket_id = await ticket_with(deps, asked=ASKED, answered=ANSWERED)
+    await tickets.resolve(deps, ticket_id=ticket_id, staff=Actor.staff("USTAFF"))
+    code, out, _ = await run(capsys, "kb", "draft", str(ticket_id))
     assert code == 0 and "Saved as draft article" in out
     async with deps.store.read() as s:
         article = (await s.scalars(select(Article).where(Article.ticket_id == ticket_id))).one()
@@ -103,9 +92,9 @@ async def test_a_draft_keeps_no_ones_details_and_says_what_it_took_out(
 def test_redaction_finds_the_addresses_and_names_of_real_customers() -> None:
     """τ2's retail store: 500 real-looking customers' names and street addresses, written the way
     a customer would; redaction finds nearly all of them."""
-    users = json.loads(gzip.decompress((TAU2 / "retail_db.json.gz").read_bytes()))["users"]
+    users = retail_users()
     missed = []
-    for user in users.values():
+    for user in users:
         name, address = user["name"], user["address"]
         said = (
             f"Hi, my name is {name['first_name']} {name['last_name']}. Please ship it to {address['address1']}, "
@@ -122,13 +111,7 @@ def test_redaction_leaves_support_answers_readable() -> None:
     """Answers Claude models gave τ2's customers (flight numbers, dates and times, prices,
     reservation codes, and no phone, card or street address): redaction takes none of those for a
     phone, a card or an address, and takes out few words at all (the customers' own names)."""
-    answers = [
-        m["content"]
-        for path in sorted((TAU2 / "conversations").glob("airline_*-*.json.gz"))
-        for conv in json.loads(gzip.decompress(path.read_bytes()))
-        for m in conv["messages"]
-        if m["role"] == "assistant" and m.get("content")
-    ]
+    answers = assistant_replies()
     words = sum(len(a.split()) for a in answers)
     taken = [item for a in answers for item in redact(a)[1]]
     assert words > 100_000 and [t for t in taken if t[0] in ("street address", "phone number", "card number")] == []
