@@ -98,8 +98,6 @@ class Settings(BaseSettings):
     admin_port: int = Field(default=9464, ge=0, le=65535)  # 0: any free port (printed at start)
     mcp_token: SecretStr | None = None
     log_level: str = "INFO"
-    # testing only: SIGKILL the process at a named point (before_model_call, after_post)
-    fault_crash_at: str | None = None
 
     @field_validator(
         "support_channels", "support_staff_user_ids", "chat_allowed_origins", "help_center_hosts", mode="before"

@@ -5,10 +5,11 @@ chaos soak before)."""
 
 from __future__ import annotations
 
-from agent.desk import Desk
 from agent.events import Confirmation, Event
 from agent.loop import Agent
 from agent.scripted import ScriptedModel, reply, text, tool_use
+from desk import Desk
+from desk.customer import turn_input
 from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox
 
@@ -41,7 +42,9 @@ async def test_a_turn_run_again_after_a_crash_still_offers_the_confirm_step(deps
     )
     # the first attempt: the refund was prepared and the round stored, then the process died before
     # anything reached the outgoing log (the agent alone, without the desk that writes it)
-    _ = [e async for e in agent.run_turn(sarah, "refund ORD-8842, it arrived broken")]
+    async with deps.store.read() as s:
+        inp = await turn_input(s, sarah, None, "refund ORD-8842, it arrived broken")
+    _ = [e async for e in agent.run_turn(inp)]
     desk = Desk(agent)
     again = await events_of(desk, sarah, "refund ORD-8842, it arrived broken")  # the model only talks now
     (offered,) = [e for e in again if isinstance(e, Confirmation)]

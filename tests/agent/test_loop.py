@@ -12,6 +12,7 @@ from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, St
 from agent.loop import Agent
 from agent.model import ModelRequest, ModelUnavailable
 from agent.scripted import ScriptedModel, reply, text, tool_use
+from desk import Desk
 from tools.codes import Code
 from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox
@@ -19,7 +20,7 @@ from tools.wording import ESCALATED_HUMAN, MODEL_OUTAGE, NOT_FOUND_ORDER, TURN_L
 
 
 async def run(agent: Agent, ctx: CallContext, message: str) -> list[Event]:
-    return [e async for e in agent.run_turn(ctx, message)]
+    return [e async for e in Desk(agent).say(ctx, message)]
 
 
 def replies(events: list[Event]) -> list[str]:

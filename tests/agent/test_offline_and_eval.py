@@ -11,7 +11,6 @@ from sqlalchemy import text as sql
 import agent.offline
 import agent.offline_kb
 import agent.offline_text
-from agent.desk import Desk, yes_or_no
 from agent.eval import (
     RunResult,
     UnknownScenario,
@@ -20,7 +19,6 @@ from agent.eval import (
     leaks,
     load_scenarios,
     report,
-    run_eval,
     table,
 )
 from agent.events import Reply
@@ -28,6 +26,9 @@ from agent.loop import Agent
 from agent.model import ModelReply, ModelRequest
 from agent.offline import OfflineModel
 from agent.scripted import reply, text
+from bot.evals import run_eval
+from desk import Desk
+from desk.customer import unclear_answer, yes_or_no
 from storage.settings import Settings
 from tests.conftest import SARAH
 from tools.context import CallContext, Deps
@@ -101,10 +102,23 @@ async def test_offline_model_reads_only_the_conversation(monkeypatch: pytest.Mon
         ("cancel", False),
         ("yes but no", None),
         ("refund ORD-1", None),
+        ("ok", None),
+        ("sure", None),
+        ("ok thanks", None),
     ],
 )
 def test_yes_or_no(said: str, meaning: bool | None) -> None:
     assert yes_or_no(said) is meaning
+
+
+@pytest.mark.parametrize("said", ["ok", "sure", "ok thanks", "Okay!", "thanks", "vale"])
+def test_agreeable_words_are_not_a_yes_to_money(said: str) -> None:
+    assert yes_or_no(said) is None and unclear_answer(said)
+
+
+@pytest.mark.parametrize("said", ["yes", "no", "refund ORD-1", "ok so where is my order"])
+def test_clear_answers_and_questions_are_not_unclear(said: str) -> None:
+    assert not unclear_answer(said)
 
 
 def test_there_are_enough_scenarios_each_with_two_phrasings() -> None:

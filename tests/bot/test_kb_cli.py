@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.cli import main
+from desk import staff as staff_acts
 from storage.models import Article, ChatSession
-from tools import tickets
 from tools.context import Actor, Deps
 
 
@@ -75,7 +75,7 @@ async def test_draft_from_a_resolved_ticket_then_publish(
     )
     code, _, err = await run(capsys, "kb", "draft", str(ticket_id))
     assert code == 1 and "Only a resolved ticket" in err
-    await tickets.resolve(deps, ticket_id=ticket_id, staff=Actor.staff("USTAFF"))
+    await staff_acts.resolve(deps, ticket_id=ticket_id, staff=Actor.staff("USTAFF"))
     code, out, _ = await run(capsys, "kb", "draft", str(ticket_id))
     assert code == 0 and "Saved as draft article" in out
     async with deps.store.read() as s:

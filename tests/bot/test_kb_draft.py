@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from agent.history import append
+from desk import staff as staff_acts
+from desk.sessions import open_session
 from storage.models import Article, InboxItem
 from tests.bot.test_kb_cli import env, run  # noqa: F401 - env is a fixture
 from tests.linear import HOSTILE, _repeat, assert_linear
@@ -15,7 +17,6 @@ from tests.tau2 import assistant_replies, retail_users
 from tools import tickets
 from tools.context import Actor, Deps
 from tools.redaction import redact
-from tools.sessions import open_session
 
 ASKED = (
     "Hi, this is Sarah Chen. My kettle from ORD-8842 leaks. Call me on +1 (415) 555-0199 or 415.555.0123; "
@@ -75,7 +76,7 @@ async def test_a_draft_keeps_no_ones_details_and_says_what_it_took_out(
     capsys: pytest.CaptureFixture[str], deps: Deps
 ) -> None:
     ticket_id = await ticket_with(deps, asked=ASKED, answered=ANSWERED)
-    await tickets.resolve(deps, ticket_id=ticket_id, staff=Actor.staff("USTAFF"))
+    await staff_acts.resolve(deps, ticket_id=ticket_id, staff=Actor.staff("USTAFF"))
     code, out, _ = await run(capsys, "kb", "draft", str(ticket_id))
     assert code == 0 and "Saved as draft article" in out
     async with deps.store.read() as s:
