@@ -182,6 +182,7 @@ class Replica:
     proc: asyncio.subprocess.Process
     url: str
     log: list[str]
+    admin_url: str = ""  # the operator listener: /metrics
 
     def peak_rss_mb(self) -> float:
         with contextlib.suppress(OSError):
@@ -192,6 +193,9 @@ class Replica:
 
 
 async def start_replica(env: dict[str, str]) -> Replica:
+    """`supportbot run --http` on 127.0.0.1 (any free port, and any free one for /metrics unless
+    ADMIN_PORT says), once it says where it listens."""
+    env = {"ADMIN_PORT": "0", **env}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -216,6 +220,8 @@ async def start_replica(env: dict[str, str]) -> Replica:
             log.append(line)
             if "listening on http://" in line:
                 url = line.split("listening on ", 1)[1].split()[0]
+            if "metrics on http://" in line:
+                admin = line.split("metrics on ", 1)[1].split()[0].removesuffix("/metrics")
                 break
 
     async def drain() -> None:
@@ -224,7 +230,7 @@ async def start_replica(env: dict[str, str]) -> Replica:
             log.append(line.decode(errors="replace"))
 
     asyncio.get_running_loop().create_task(drain())  # noqa: RUF006 - ends with the process
-    return Replica(proc, url, log)
+    return Replica(proc, url, log, admin)
 
 
 def replica_env(
@@ -251,6 +257,7 @@ def replica_env(
         "DB_POOL_SIZE": "20",
         "DB_MAX_OVERFLOW": "20",
         "SLACK_PACE": "true" if pace else "false",
+        "HTTP_CONNECTIONS_PER_ADDRESS": "0",  # every simulated client connects from 127.0.0.1
         **extra,
     }
 
@@ -533,7 +540,7 @@ def per_turn(before: dict[str, float], after: dict[str, float], items: int) -> d
 async def scrape(http: aiohttp.ClientSession, replicas: list[Replica]) -> list[str]:
     texts = []
     for r in replicas:
-        async with http.get(f"{r.url}/metrics") as resp:
+        async with http.get(f"{r.admin_url}/metrics") as resp:
             texts.append(await resp.text())
     return texts
 

@@ -188,6 +188,8 @@ async def test_healthz_and_metrics(bot: Bot) -> None:
         assert resp.status == 200 and (await resp.json())["ok"] is True
     await housekeeping_once(bot.rt)
     async with bot.http.get(f"{bot.url}/metrics") as resp:
+        assert resp.status == 404  # only on the operator listener
+    async with bot.http.get(f"{bot.admin_url}/metrics") as resp:
         body = await resp.text()
     for name in (
         "supportbot_events_received_total",
