@@ -97,9 +97,16 @@ def admin_app(host: Host) -> web.Application:
     return app
 
 
+def runner_options(*, keepalive_s: float) -> dict[str, object]:
+    """How every server of ours runs its handlers: a handler whose client hung up is cancelled at
+    once (an event stream frees its place, nothing waits on a reader who is gone); work already
+    stored goes on in the workers."""
+    return {"handle_signals": False, "access_log": None, "keepalive_timeout": keepalive_s, "handler_cancellation": True}
+
+
 async def listen(app: web.Application, edge: Edge, *, address: str, port: int, keepalive_s: float) -> EdgeSite:
     """Serve `app` on address:port through the edge's limits; the site knows the port it got."""
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=keepalive_s)
+    runner = web.AppRunner(app, **runner_options(keepalive_s=keepalive_s))
     await runner.setup()
     site = EdgeSite(runner, address, port, edge)
     await site.start()

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
     chat_anonymous_requests_per_minute: int = Field(default=120, ge=1)
     chat_anonymous_tickets_per_hour: int = Field(default=5, ge=0)
+    # event streams: open at once per visitor identity and per client address, and in all; an idle
+    # one is ended (the widget reopens it with Last-Event-ID and misses nothing)
+    chat_streams_per_client: int = Field(default=8, ge=1)
+    chat_streams_max: int = Field(default=2000, ge=1)
+    chat_stream_idle_s: float = Field(default=300.0, gt=0, le=3600)
     unknown_orders_per_hour: int = Field(default=10, ge=1)
     http_body_timeout_s: float = Field(default=5.0, gt=0, le=60)
     http_header_timeout_s: float = Field(default=10.0, gt=0, le=120)

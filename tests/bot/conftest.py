@@ -19,7 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from agent.model import Model
 from agent.offline import OfflineModel
-from bot.server import admin_app, web_app
+from bot.server import admin_app, runner_options, web_app
 from bot.slack.runtime import Runtime
 from storage.engine import Store
 from storage.importer import seed
@@ -258,7 +258,7 @@ async def start_bot(
     )
     rt = Runtime.create(settings, store=store, model=model or OfflineModel(), clock=clock)
     await rt.identify()
-    runner = web.AppRunner(web_app(rt), handle_signals=False, access_log=None)
+    runner = web.AppRunner(web_app(rt), **runner_options(keepalive_s=settings.http_keepalive_timeout_s))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
