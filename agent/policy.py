@@ -42,12 +42,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agent import claims, facts
 from agent.events import Escalation
 from storage import metrics
+from storage.analysis import guess_language, language_of
 from storage.engine import Store
 from storage.models import Ticket
 from tools import wording
 from tools.codes import Code
 from tools.context import CallContext, Deps
-from tools.sanitizer import EXCEPTION_TEXT, ToolText, cap, needs_lookup, sanitize, strip_tool_text
+from tools.sanitizer import EXCEPTION_TEXT, Sanitized, ToolText, cap, needs_lookup, sanitize, strip_tool_text
 from tools.tickets import open_or_update
 
 MAX_REPLY = 12_000  # characters of model text looked at; a model reply is a few hundred
@@ -185,22 +186,35 @@ def is_failed_round(codes: list[Code]) -> bool:
 
 
 # --- the output guard ----------------------------------------------------------------------------------
+CONTRADICTED = ("false_refund", "false_order", "false_handoff")
+GUARD_LANGUAGES = ("en", "es", "de", "fr")
+
+
 @dataclass(frozen=True, slots=True)
 class Guarded:
     """What a customer gets for a model's text, and why it differs from what the model wrote.
 
-    `reason` is None when the text went out as written (ids withheld and refund sentences rendered
-    from their rows aside); otherwise false_refund, false_handoff or false_order (a claim the store
-    contradicts), tool_text (pasted JSON or a code field), unsafe_text (an exception), or
-    tool_text_removed (sentences naming tools or repeating internal notes were dropped)."""
+    `reason` is None when the text went out as written (internal names put in plain words, ids
+    withheld and refund sentences rendered from their rows aside); otherwise false_refund,
+    false_handoff or false_order (a claim the store contradicts: `text` is then code's true answer,
+    and `corrections` says for each contradicted sentence what the store holds, so the model can be
+    asked once more), tool_text (pasted JSON or a code field), unsafe_text (an exception), or
+    tool_text_removed (a sentence repeating an internal note was dropped, or an internal name put
+    in plain words)."""
 
     text: str
     reason: str | None = None
     found: tuple[str, ...] = ()  # what was wrong, for the audit log
+    corrections: tuple[tuple[str, str], ...] = ()  # (the contradicted sentence, what the store holds)
 
     @property
     def replaced(self) -> bool:
+        """Not sent exactly as the model wrote it (logged, counted and audited)."""
         return self.reason is not None
+
+    @property
+    def contradicted(self) -> bool:
+        return self.reason in CONTRADICTED
 
 
 async def guard(
@@ -211,58 +225,96 @@ async def guard(
     notes: Iterable[str] = (),
     seen_refunds: Iterable[str] = (),
     quotes: Iterable[str] = (),
+    evidence: facts.Evidence | None = None,
 ) -> Guarded:
     """Tool traffic out, claims checked against the store, then the sanitizer, in one read
-    transaction. `quotes` are the help-center passages this turn's search returned: repeating
-    them claims nothing."""
-    tool = strip_tool_text(cap(text, MAX_REPLY), notes=notes)
+    transaction (none when nothing needs reading). `quotes` are the help-center passages this
+    turn's search returned: repeating them claims nothing. `evidence` is what the conversation's
+    tool results showed and what the customer wrote: an amount or identifier there is grounded."""
+    grounds = (evidence or facts.Evidence()).grounds()
+    tool = strip_tool_text(cap(text, MAX_REPLY), notes=notes, tools=grounds.evidence.tools)
     claimed = ctx.actor.kind != "staff" and claims.has_claims(tool.text)
-    if tool.unusable or EXCEPTION_TEXT.search(tool.text) or claimed or needs_lookup(tool.text):
+    step = _Guard(deps, ctx, tool, grounds, seen_refunds=seen_refunds, quotes=quotes)
+    if tool.unusable or EXCEPTION_TEXT.search(tool.text) or claimed or needs_lookup(tool.text, grounds.showed):
         async with deps.store.read() as s:
-            return await _guarded(s, tool, claimed, deps=deps, ctx=ctx, seen_refunds=seen_refunds, quotes=quotes)
-    return await _guarded(deps.store, tool, claimed, deps=deps, ctx=ctx, seen_refunds=seen_refunds, quotes=quotes)
+            return await step.run(s, claimed)
+    return await step.run(deps.store, claimed)
 
 
-async def _guarded(
-    s: Store | AsyncSession,
-    tool: ToolText,
-    claimed: bool,
-    *,
-    deps: Deps,
-    ctx: CallContext,
-    seen_refunds: Iterable[str],
-    quotes: Iterable[str],
-) -> Guarded:
-    """The guard's steps, reading through `s` (the store itself when nothing needs reading)."""
-    customer_id = ctx.actor.customer_id
-    pattern = deps.settings.order_number_pattern
+class _Guard:
+    """The guard's steps for one reply, reading through `s` (the store itself when nothing needs reading)."""
 
-    async def clean(value: str) -> str:
-        return (await sanitize(value, store=s, customer_id=customer_id, order_pattern=pattern)).text
+    def __init__(
+        self,
+        deps: Deps,
+        ctx: CallContext,
+        tool: ToolText,
+        grounds: facts.Grounds,
+        *,
+        seen_refunds: Iterable[str],
+        quotes: Iterable[str],
+    ) -> None:
+        self.deps, self.ctx, self.tool, self.grounds = deps, ctx, tool, grounds
+        self.seen_refunds, self.quotes = seen_refunds, quotes
 
-    async def read_facts() -> facts.Facts:
-        return await facts.load_facts(
-            s,
-            session_id=ctx.session_id,
-            customer_id=customer_id,
-            today=deps.clock.now().date(),
-            seen_refunds=seen_refunds,
-            order_pattern=pattern,
+    async def clean(self, s: Store | AsyncSession, value: str) -> Sanitized:
+        return await sanitize(
+            value,
+            store=s,
+            customer_id=self.ctx.actor.customer_id,
+            order_pattern=self.deps.settings.order_number_pattern,
+            trusted=self.grounds.showed,
         )
 
-    if tool.unusable or EXCEPTION_TEXT.search(tool.text):
-        reason = "tool_text" if tool.unusable else "unsafe_text"
-        return Guarded(await clean(claims.state_summary(await read_facts())), reason, tool.found)
-    text = tool.text
-    if claimed:
-        verdict = claims.review(text, await read_facts(), quotes=quotes)
-        if verdict.reason is not None:
-            return Guarded(await clean(verdict.text), verdict.reason, tuple(c.sentence for c in verdict.contradicted))
-        text = verdict.text
-    out = await sanitize(text, store=s, customer_id=customer_id, order_pattern=pattern)
-    if out.replaced:
-        return Guarded(await clean(claims.state_summary(await read_facts())), "unsafe_text", tuple(out.withheld))
-    return Guarded(out.text, "tool_text_removed" if tool.found else None, tool.found)
+    async def facts(self, s: Store | AsyncSession) -> facts.Facts:
+        return await facts.load_facts(
+            s,
+            session_id=self.ctx.session_id,
+            customer_id=self.ctx.actor.customer_id,
+            today=self.deps.clock.now().date(),
+            seen_refunds=self.seen_refunds,
+            order_pattern=self.deps.settings.order_number_pattern,
+        )
+
+    async def language(self) -> str:
+        """The customer's language for code's own sentences: the channel's, else their last message's."""
+        known = language_of(self.ctx.locale)
+        if known in GUARD_LANGUAGES:
+            return str(known)
+        said = self.grounds.evidence.customer[-1:] or ("",)
+        return await guess_language(said[0], GUARD_LANGUAGES) or "en"
+
+    async def run(self, s: Store | AsyncSession, claimed: bool) -> Guarded:
+        tool = self.tool
+        if tool.unusable or EXCEPTION_TEXT.search(tool.text):
+            reason = "tool_text" if tool.unusable else "unsafe_text"
+            summary = claims.state_summary(await self.facts(s), await self.language())
+            return Guarded((await self.clean(s, summary)).text, reason, tool.found)
+        text = tool.text
+        if claimed:
+            known = await self.facts(s)
+            verdict = claims.review(text, known, quotes=self.quotes, grounds=self.grounds)
+            if verdict.contradicted:
+                return await self.contradicted(s, known, verdict)
+            text = verdict.text
+        out = await self.clean(s, text)
+        if out.replaced:
+            summary = claims.state_summary(await self.facts(s), await self.language())
+            return Guarded((await self.clean(s, summary)).text, "unsafe_text", tuple(out.withheld))
+        return Guarded(out.text, "tool_text_removed" if tool.found else None, tool.found)
+
+    async def contradicted(self, s: Store | AsyncSession, known: facts.Facts, verdict: claims.Review) -> Guarded:
+        """Code's true answer to what the customer asked (the orders they named, every item), in
+        their language; and what the store holds for each contradicted sentence."""
+        said = self.grounds.evidence.customer[-1:]
+        asked = claims.references(said[0], known, self.grounds)[0] if said else []
+        text = claims.truthful_reply(known, verdict.contradicted, asked=asked, language=await self.language())
+        return Guarded(
+            (await self.clean(s, text)).text,
+            verdict.reason,
+            tuple(c.sentence for c in verdict.contradicted),
+            tuple(claims.corrections(known, verdict.contradicted)),
+        )
 
 
 async def apply(deps: Deps, ctx: CallContext, verdict: Verdict, summary: str) -> Escalation | None:

@@ -24,7 +24,6 @@ The report gives the issue's table (measured against each goal), the guard's CPU
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import tempfile
@@ -36,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent import policy, realtext_corpus
+from agent import facts, policy, realtext_corpus
 from agent.realtext_corpus import Conversation, Corpus, customer_text, digest
 from storage.engine import Store
 from storage.importer import import_records, parse
@@ -115,7 +114,7 @@ class Tally:
 
 
 @dataclass
-class Evidence:
+class Seen:
     """What a conversation has shown so far: its tool results, the customer's words, the tools it used."""
 
     tool_results: list[str] = field(default_factory=list)
@@ -128,17 +127,10 @@ def _key(c: Conversation, index: int) -> str:
 
 
 # --- the guard -------------------------------------------------------------------------------------------
-async def guarded(deps: Deps, ctx: CallContext, text: str, evidence: Evidence) -> policy.Guarded:
-    """The guard with this turn's evidence, as the agent loop calls it (the evidence only where the
-    guard takes it)."""
-    extra: dict[str, Any] = {}
-    if "evidence" in inspect.signature(policy.guard).parameters:
-        extra["evidence"] = policy.Evidence(
-            tool_results=tuple(evidence.tool_results),
-            customer=tuple(evidence.customer),
-            tools=frozenset(evidence.tools),
-        )
-    return await policy.guard(text, deps=deps, ctx=ctx, **extra)
+async def guarded(deps: Deps, ctx: CallContext, text: str, seen: Seen) -> policy.Guarded:
+    """The guard with the turn's evidence, as the agent loop calls it."""
+    evidence = facts.Evidence(tuple(seen.tool_results), tuple(seen.customer), frozenset(seen.tools))
+    return await policy.guard(text, deps=deps, ctx=ctx, evidence=evidence)
 
 
 def _words(text: str) -> list[str]:
@@ -193,7 +185,7 @@ async def replay(deps: Deps, c: Conversation, tally: Tally, labels: dict[tuple[s
     write through the guard."""
     actor = Actor.customer(c.customer_id) if c.customer_id else Actor.unverified(f"tau2:{c.task_id}")
     ctx = await open_session(deps, channel="eval", actor=actor)
-    seen = Evidence()
+    seen = Seen()
     stop = c.first_write()
     for m in c.messages:
         if m.role == "user":
@@ -284,7 +276,7 @@ async def plant(deps: Deps, corpus: Corpus, lies: list[Lie], honest: list[str], 
         for placed in (said, f"{honest[(n * 7) % len(honest)]}\n\n{said}"):
             ctx = await open_session(deps, channel="eval", actor=Actor.customer(order["customer_id"]))
             looked = await toolbox.call("lookup_order", {"order_id": order["id"]}, ctx)
-            seen = Evidence(tool_results=[json.dumps(looked.for_model())], tools={"lookup_order"})
+            seen = Seen(tool_results=[json.dumps(looked.for_model())], tools={"lookup_order"})
             out = await guarded(deps, ctx, placed, seen)
             if _norm(said) in _norm(out.text) or (out.reason not in REPLACING and not lost_sentences(said, out.text)):
                 tally.lies_through.append(f"{lie.id} ({lie.lang}, {lie.kind}): {said}")

@@ -21,7 +21,7 @@ fixed-width lookarounds), on text capped at MAX_TEXT characters.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +56,7 @@ CODE_FIELD = re.compile(r"""\bcode["']?\s{0,4}[:=]""", re.IGNORECASE)
 SNAKE = re.compile(r"\b[a-z][a-z0-9]{0,30}(?:_[a-z0-9]{1,30}){1,6}\b")  # tool and field names
 URL = re.compile(r"\bhttps?://\S{1,2000}")
 MODEL_TALK = re.compile(
-    r"\b(?:tell|inform|ask|remind) (?:the|this) customer\b|\bthe customer (?:must|should|is|has|asked|wants|can)\b"
+    r"\b(?:tell|inform|ask|remind) (?:the|this) customer\b"
     r"|\bdo not (?:say|promise|tell|mention|speculate|retry|look|guess|describe)\b|\bverified customer\b"
     r"|\bthis customer'?s\b|\btool (?:results?|calls?|inputs?|outputs?)\b|\bsession note\b|\bsystem prompt\b"
     r"|\b(?:refund_id|order_id|ticket_id)\s{0,3}[:=]",
@@ -186,29 +186,42 @@ def _owners_of(names: list[str]) -> Any:
     )
 
 
-def _looked_up(text: str) -> tuple[set[str], dict[str, bool]]:
+Trusted = Callable[[str], bool]  # an identifier our own tools showed this conversation: the customer's own
+
+
+def _looked_up(text: str, trusted: Trusted | None = None) -> tuple[set[str], dict[str, bool]]:
     """The emails and id-like tokens of `text` that the store is asked about. A bare number that
     nothing calls an order ("9:00-18:00", "in 2026") is never looked up, so existing and unknown
-    ones read alike."""
-    emails = set(EMAIL.findall(text))
-    tokens = {t: near for t, near in _tokens(EMAIL.sub(" ", text)).items() if near or _has_letters(t)}
+    ones read alike; nor is what our tools showed this conversation (`trusted`): they read only the
+    customer's own rows."""
+    emails = {e for e in EMAIL.findall(text) if trusted is None or not trusted(e)}
+    tokens = {
+        t: near
+        for t, near in _tokens(EMAIL.sub(" ", text)).items()
+        if (near or _has_letters(t)) and (trusted is None or not trusted(t))
+    }
     return emails, tokens
 
 
-def needs_lookup(text: str) -> bool:
+def needs_lookup(text: str, trusted: Trusted | None = None) -> bool:
     """Whether sanitizing `text` reads the store (the guard opens a read transaction only then)."""
-    emails, tokens = _looked_up(cap(text))
+    emails, tokens = _looked_up(cap(text), trusted)
     return bool(emails or tokens)
 
 
 async def sanitize(
-    text: str, *, store: Store | AsyncSession, customer_id: str | None, order_pattern: str | None = None
+    text: str,
+    *,
+    store: Store | AsyncSession,
+    customer_id: str | None,
+    order_pattern: str | None = None,
+    trusted: Trusted | None = None,
 ) -> Sanitized:
     """`store` may be a session in the caller's read transaction."""
     text = cap(text)
     if EXCEPTION_TEXT.search(text):
         return Sanitized(GENERIC_FALLBACK, replaced=True)
-    emails, tokens = _looked_up(text)
+    emails, tokens = _looked_up(text, trusted)
     foreign = await _foreign(store, customer_id, emails, tokens, order_pattern) if emails or tokens else {}
     withheld: list[str] = []
 
@@ -249,8 +262,42 @@ class ToolText:
     unusable: bool = False  # a JSON object or a code field, or nothing left: replace the whole reply
 
 
+_PIECE = re.compile(r"(?<=[.!?])[ \t]+|[ \t]*\n")  # a break between sentences: within a line, or a line end
+SEPARATOR = re.compile(r"\s*")
+
+
 def split_sentences(text: str) -> list[str]:
     return [s for s in SENTENCE_BREAK.split(text) if s.strip()]
+
+
+def pieces(text: str) -> list[tuple[str, str]]:
+    """The text as (sentence, the whitespace after it): joined back in order it is the text again,
+    line breaks, blank lines, list items and table rows included."""
+    out: list[tuple[str, str]] = []
+    at = 0
+    for m in _PIECE.finditer(text):
+        end = m.end()
+        while end < len(text) and text[end] in " \t\n":  # a run of breaks belongs to one separator
+            end += 1
+        if m.start() < at:
+            continue
+        out.append((text[at : m.start()], text[m.start() : end]))
+        at = end
+    if at < len(text):
+        out.append((text[at:], ""))
+    return out
+
+
+def rejoin(parts: list[tuple[str, str]]) -> str:
+    """Pieces back into text; a dropped sentence (empty) takes its separator with it, so no blank
+    line or double space is left where it was."""
+    out = []
+    for sentence, sep in parts:
+        if sentence.strip():
+            out.append(sentence + sep)
+        elif out and "\n" in sep and not out[-1].endswith("\n"):
+            out[-1] = out[-1].rstrip(" \t") + "\n"
+    return "".join(out).strip()
 
 
 def _norm(text: str) -> str:
@@ -268,26 +315,62 @@ def note_fragments(notes: Iterable[str], *, limit: int = 60) -> list[str]:
     return out
 
 
-def strip_tool_text(text: str, *, notes: Iterable[str] = ()) -> ToolText:
+def plain(name: str, *, tools: Iterable[str] = ()) -> str | None:
+    """What a snake_case word becomes for a customer: a tool's name "our system", a field's name its
+    words ("payment_history" -> "payment history"); an identifier (it has a digit: "gift_card_7480005",
+    "anya_garcia_5901") stays, it is the customer's own."""
+    if any(ch.isdigit() for ch in name):
+        return None
+    if name in tools:
+        return "our system"
+    return name.replace("_", " ")
+
+
+_TICKED = re.compile(r"`([^`\n]{1,80})`")
+
+
+def _redact(sentence: str, tools: frozenset[str], found: list[str]) -> str:
+    """Internal names in a sentence replaced by plain words; identifiers and everything else kept."""
+
+    def swap(m: re.Match[str]) -> str:
+        word = m.group(0)
+        if EMAIL.fullmatch(word) or URL.match(word):
+            return word
+        said = plain(word, tools=tools)
+        if said is None:
+            return word
+        found.append(word)
+        return said
+
+    out = _TICKED.sub(lambda m: m.group(1) if SNAKE.fullmatch(m.group(1)) and plain(m.group(1), tools=tools) else m.group(0), sentence)
+    protected = [(m.start(), m.end()) for m in (*EMAIL.finditer(out), *URL.finditer(out))]
+    return SNAKE.sub(lambda m: m.group(0) if any(a <= m.start() < b for a, b in protected) else swap(m), out)
+
+
+def strip_tool_text(text: str, *, notes: Iterable[str] = (), tools: Iterable[str] = ()) -> ToolText:
+    """A model's text with its tool traffic out and its layout kept: a JSON object or a `code` field
+    makes the whole reply unusable; a tool or field name becomes plain words (an identifier stays);
+    a sentence repeating an internal note, or telling the model's own instructions, is dropped, unless
+    it is a question (a question is never dropped)."""
     text = cap(text)
     if JSON_KEY.search(text) or CODE_FIELD.search(text):
         return ToolText("", ("json or code field",), unusable=True)
     fragments = note_fragments(notes)
-    kept: list[str] = []
+    names = frozenset(tools)
     found: list[str] = []
-    for sentence in split_sentences(text):
-        plain = URL.sub(" ", EMAIL.sub(" ", sentence))
-        names = SNAKE.findall(plain)
-        norm = _norm(sentence)
-        if names:
-            found += names
-        elif MODEL_TALK.search(plain):
+    parts = pieces(text)
+    for i, (sentence, sep) in enumerate(parts):
+        plain_text = URL.sub(" ", EMAIL.sub(" ", sentence))
+        question = sentence.rstrip(" *_)").endswith("?")
+        if not question and MODEL_TALK.search(plain_text):
             found.append("model-facing wording")
-        elif any(f in norm for f in fragments):
+            parts[i] = ("", sep)
+        elif not question and fragments and any(f in _norm(sentence) for f in fragments):
             found.append("internal note")
-        else:
-            kept.append(sentence.strip())
+            parts[i] = ("", sep)
+        elif SNAKE.search(plain_text):
+            parts[i] = (_redact(sentence, names, found), sep)
     if not found:
         return ToolText(text)
-    left = " ".join(kept).strip()
+    left = rejoin(parts)
     return ToolText(left, tuple(found), unusable=not left)

@@ -125,8 +125,8 @@ def refund_denied(*, order_id: str) -> str:
     )
 
 
-def refund_status_line(*, order_id: str, item: str, amount: str, status: str) -> str:
-    plain = {
+REFUND_STATES = {
+    "en": {
         "awaiting_confirmation": "waiting for your confirmation",
         "pending_approval": "being reviewed by our team",
         "processing": "being processed",
@@ -135,8 +135,59 @@ def refund_status_line(*, order_id: str, item: str, amount: str, status: str) ->
         "cancelled": "cancelled",
         "expired": "expired before it was confirmed",
         "denied": "not approved",
-    }.get(status, "in progress")
-    return f"Order {order_id} ({item}): refund of {amount} is {plain}."
+        "other": "in progress",
+    },
+    "es": {
+        "awaiting_confirmation": "a la espera de su confirmación",
+        "pending_approval": "en revisión por nuestro equipo",
+        "processing": "en proceso",
+        "processed": "emitido",
+        "failed": "retrasado, y nuestro equipo se está ocupando",
+        "cancelled": "cancelado",
+        "expired": "caducado antes de confirmarse",
+        "denied": "no aprobado",
+        "other": "en curso",
+    },
+    "de": {
+        "awaiting_confirmation": "wartet auf Ihre Bestätigung",
+        "pending_approval": "wird von unserem Team geprüft",
+        "processing": "wird bearbeitet",
+        "processed": "ist ausgezahlt",
+        "failed": "verzögert sich, unser Team kümmert sich darum",
+        "cancelled": "wurde storniert",
+        "expired": "ist abgelaufen, bevor sie bestätigt wurde",
+        "denied": "wurde nicht genehmigt",
+        "other": "ist in Bearbeitung",
+    },
+    "fr": {
+        "awaiting_confirmation": "en attente de votre confirmation",
+        "pending_approval": "en cours d'examen par notre équipe",
+        "processing": "en cours de traitement",
+        "processed": "émis",
+        "failed": "retardé, et notre équipe s'en occupe",
+        "cancelled": "annulé",
+        "expired": "expiré avant d'être confirmé",
+        "denied": "refusé",
+        "other": "en cours",
+    },
+}
+_REFUND_LINE = {
+    "en": "Order {order_id} ({item}): refund of {amount} is {state}.",
+    "es": "Pedido {order_id} ({item}): el reembolso de {amount} está {state}.",
+    "de": "Bestellung {order_id} ({item}): die Erstattung von {amount} {state}.",
+    "fr": "Commande {order_id} ({item}) : le remboursement de {amount} est {state}.",
+}
+
+
+def _lang(language: str) -> str:
+    return language if language in REFUND_STATES else "en"
+
+
+def refund_status_line(*, order_id: str, item: str, amount: str, status: str, language: str = "en") -> str:
+    lang = _lang(language)
+    states = REFUND_STATES[lang]
+    state = states.get(status, states["other"])
+    return _REFUND_LINE[lang].format(order_id=order_id, item=item, amount=amount, state=state)
 
 
 NO_REFUNDS = "I couldn't find any refunds on your account."
@@ -150,23 +201,120 @@ HANDOFF_OPEN = "A member of our support team has been asked to help and will rep
 NO_HANDOFF = (
     "I haven't passed this conversation to a person yet; just say so if you'd like someone from our team to help."
 )
-NO_CALLS = "Our team answers here in this conversation; we don't phone customers."
+NO_CALLS = "Our team answers here in this conversation; we don't phone or email customers."
 NO_REFUND_HERE = "I haven't made any refund in this conversation."
-
-
-def no_refund_on(*, order_id: str) -> str:
-    return f"There is no refund on order {order_id} so far."
-
-
-def order_line(*, order_id: str, item: str, total: str, status: str, delivered_on: str | None) -> str:
-    """One order as the store has it: number, first item, total, and where it is."""
-    where = {
-        "delivered": f"was delivered on {delivered_on}",
+CORRECTION: dict[str, dict[str, str]] = {
+    "en": {
+        "lead": CORRECTION_LEAD,
+        "tool_text_lead": TOOL_TEXT_LEAD,
+        "ask_again": ASK_AGAIN,
+        "handoff_open": HANDOFF_OPEN,
+        "no_handoff": NO_HANDOFF,
+        "no_calls": NO_CALLS,
+        "no_refund_here": NO_REFUND_HERE,
+        "not_found": NOT_FOUND_ORDER,
+        "no_refund_on": "There is no refund on order {order_id} so far.",
+        "delivered": "was delivered on {delivered_on}",
         "shipped": "has shipped and is on its way",
         "pending": "hasn't shipped yet",
         "cancelled": "was cancelled",
-    }.get(status, "is being handled")
-    return f"Order {order_id} ({item}, {total}) {where}."
+        "other": "is being handled",
+        "order": "Order {order_id} ({item}, {total}) {where}.",
+        "and": "and",
+    },
+    "es": {
+        "lead": "Esto es exactamente lo que consta:",
+        "tool_text_lead": "Perdone, mi respuesta no ha salido bien.",
+        "ask_again": "¿Podría decirme otra vez qué necesita?",
+        "handoff_open": "Hemos pedido ayuda a un miembro de nuestro equipo, que le responderá aquí.",
+        "no_handoff": (
+            "Todavía no he pasado esta conversación a una persona; dígamelo si quiere que le ayude alguien "
+            "de nuestro equipo."
+        ),
+        "no_calls": "Nuestro equipo responde aquí, en esta conversación; no llamamos ni enviamos correos a los clientes.",
+        "no_refund_here": "No he hecho ningún reembolso en esta conversación.",
+        "not_found": "No he encontrado ese pedido en su cuenta. ¿Podría comprobar el número de pedido?",
+        "no_refund_on": "El pedido {order_id} no tiene ningún reembolso por ahora.",
+        "delivered": "se entregó el {delivered_on}",
+        "shipped": "se ha enviado y está en camino",
+        "pending": "todavía no se ha enviado",
+        "cancelled": "se canceló",
+        "other": "se está tramitando",
+        "order": "El pedido {order_id} ({item}, {total}) {where}.",
+        "and": "y",
+    },
+    "de": {
+        "lead": "So ist der genaue Stand:",
+        "tool_text_lead": "Entschuldigung, meine Antwort ist nicht richtig herausgekommen.",
+        "ask_again": "Könnten Sie mir noch einmal sagen, was Sie brauchen?",
+        "handoff_open": "Ein Mitglied unseres Teams wurde um Hilfe gebeten und antwortet Ihnen hier.",
+        "no_handoff": (
+            "Ich habe dieses Gespräch noch nicht an eine Person übergeben; sagen Sie einfach Bescheid, wenn "
+            "Ihnen jemand aus unserem Team helfen soll."
+        ),
+        "no_calls": "Unser Team antwortet hier im Gespräch; wir rufen Kunden nicht an und schreiben keine E-Mails.",
+        "no_refund_here": "Ich habe in diesem Gespräch keine Erstattung veranlasst.",
+        "not_found": "Diese Bestellung habe ich in Ihrem Konto nicht gefunden. Könnten Sie die Bestellnummer prüfen?",
+        "no_refund_on": "Für die Bestellung {order_id} gibt es bisher keine Erstattung.",
+        "delivered": "wurde am {delivered_on} zugestellt",
+        "shipped": "ist versandt und unterwegs",
+        "pending": "ist noch nicht versandt",
+        "cancelled": "wurde storniert",
+        "other": "wird bearbeitet",
+        "order": "Die Bestellung {order_id} ({item}, {total}) {where}.",
+        "and": "und",
+    },
+    "fr": {
+        "lead": "Voici exactement où en sont les choses :",
+        "tool_text_lead": "Désolé, ma réponse n'est pas sortie correctement.",
+        "ask_again": "Pourriez-vous me redire ce dont vous avez besoin ?",
+        "handoff_open": "Un membre de notre équipe a été sollicité et vous répondra ici.",
+        "no_handoff": (
+            "Je n'ai pas encore transmis cette conversation à une personne ; dites-le-moi si vous souhaitez "
+            "l'aide de notre équipe."
+        ),
+        "no_calls": "Notre équipe répond ici, dans cette conversation ; nous n'appelons pas et n'envoyons pas d'e-mails.",
+        "no_refund_here": "Je n'ai effectué aucun remboursement dans cette conversation.",
+        "not_found": "Je n'ai pas trouvé cette commande sur votre compte. Pourriez-vous vérifier le numéro de commande ?",
+        "no_refund_on": "La commande {order_id} n'a aucun remboursement pour l'instant.",
+        "delivered": "a été livrée le {delivered_on}",
+        "shipped": "a été expédiée et est en route",
+        "pending": "n'a pas encore été expédiée",
+        "cancelled": "a été annulée",
+        "other": "est en cours de traitement",
+        "order": "Commande {order_id} ({item}, {total}) {where}.",
+        "and": "et",
+    },
+}
+
+
+def correction(language: str) -> dict[str, str]:
+    return CORRECTION.get(language, CORRECTION["en"])
+
+
+def no_refund_on(*, order_id: str, language: str = "en") -> str:
+    return correction(language)["no_refund_on"].format(order_id=order_id)
+
+
+def items_list(items: list[tuple[str, int]], *, language: str = "en", limit: int = 20) -> str:
+    """Every item of an order: "ProBlend 500 blender", "2 × Mug and Kettle", "A, B and C"."""
+    names = [f"{q} × {name}" if q > 1 else name for name, q in items[:limit]]
+    if len(items) > limit:
+        names.append(f"+{len(items) - limit}")
+    if not names:
+        return "your order"
+    if len(names) == 1:
+        return names[0]
+    return f"{', '.join(names[:-1])} {correction(language)['and']} {names[-1]}"
+
+
+def order_line(
+    *, order_id: str, item: str, total: str, status: str, delivered_on: str | None, language: str = "en"
+) -> str:
+    """One order as the store has it: number, its items, total, and where it is."""
+    say = correction(language)
+    where = say.get(status, say["other"]) if status in ("delivered", "shipped", "pending", "cancelled") else say["other"]
+    return say["order"].format(order_id=order_id, item=item, total=total, where=where.format(delivered_on=delivered_on))
 
 
 def after_confirmation(code: Code, *, order_id: str, amount: str) -> str:
