@@ -7,6 +7,7 @@ they only ever see one sentence of at most 2,000 characters.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -280,8 +281,9 @@ CALL = rx(
     r"\b(?:send|sent|sending|forward|forwarded)\s+you\s+(?:an?\s+|the\s+)?(?:\w+\s+){0,2}?(?:e-?mails?|texts?|sms)\b",
     r"\byou(?:['’]ll|\s+will|\s+should|\s+are going to)\s+(?:receive|get|see)\s+(?:an?\s+|the\s+)?(?:\S+\s+){0,3}?"
     r"(?:e-?mails?|calls?|phone calls?|texts?)\b",
-    r"\b(?:le|te)\s+(?:llamar[aá]n?|llamaremos|llamar[eé]|enviaremos|enviar[eé]|hemos enviado|envi[eé]|mandaremos)\b"
-    r"(?:\s+\S+){0,2}?(?:\s+(?:correo|e-?mail|mensaje|sms)\b)?",
+    r"\b(?:le|te|les)\s+(?:llamar[aá]n?|llamaremos|llamar[eé]|hemos llamado|llam[eé])\b",
+    r"\b(?:le|te|les)\s+(?:enviaremos|enviar[eé]|enviar[aá]n?|hemos enviado|envi[eé]|mandaremos|escribiremos)\b"
+    r"(?:\s+\S+){0,2}?\s+(?:correo|e-?mail|mensaje|sms)\b",
     r"\brecibir[aá]\s+(?:un\s+)?(?:correo|e-?mail|llamada)\b",
     r"\b(?:Sie|dich)\s+(?:\S+\s+){0,2}?(?:anrufen|zur[uü]ckrufen)\b",
     r"\b(?:rufen|rufe|ruft)\s+(?:Sie|dich)\b(?:\s+\S+){0,3}?\s+(?:an|zur[uü]ck)\b",
@@ -360,6 +362,66 @@ ORDER_STATUSES: dict[str, set[str]] = {
     "cancelled": {"cancelled"},
 }
 ITEM_STOP = {"with", "from", "pro", "set", "pack", "edition", "model", "the", "and", "for", "new", "plus", "mini"}
+
+# --- gates: a family's patterns run only when one of its words starts a word of the sentence ------------
+SENTENCE_WORDS = re.compile(r"[^\W\d_]{1,40}")
+GATE_MOVED = (
+    "refund", "reimburs", "credit", "issued", "processed", "sent", "completed", "paid", "transferred", "returned",
+    "through", "money", "reembols", "devuelt", "devolv", "abon", "ingresad", "transferid", "enviad", "procesad",
+    "emitid", "realizad", "completad", "erstatt", "rückerstatt", "ruckerstatt", "gutgeschrieben", "zurück",
+    "zuruck", "ausgezahlt", "veranlasst", "bearbeitet", "ausgeführt", "abgeschlossen", "durchgeführt", "angewiesen",
+    "überwiesen", "uberwiesen", "erfolgt",
+)  # fmt: skip
+GATE_PEOPLE = (
+    "team", "colleague", "specialist", "supervisor", "manager", "person", "people", "human", "agent", "staff",
+    "someone", "somebody", "member", "representative", "department", "ticket", "case", "escalat", "call", "phone",
+    "ring", "rang", "mail", "email", "text", "messag", "sms", "equipo", "compañer", "companer", "persona",
+    "miembro", "responsable", "especialista", "incidencia", "caso", "llam", "correo", "mensaj", "kolleg",
+    "mitarbeiter", "mensch", "support", "anruf", "ruf", "zurückruf",
+)  # fmt: skip
+# each order state's own words (a state's patterns run only when one of them starts a word)
+GATE_ORDER_STATES = {
+    "delivered": ("delivered", "entregad", "entreg", "zugestellt", "geliefert"),
+    "not_delivered": ("delivered", "arrived", "zugestellt", "geliefert", "angekommen", "llegado", "entregad"),
+    "shipped": ("shipped", "dispatched", "sent", "enviad", "versandt", "verschickt", "versendet"),
+    "in_transit": ("way", "transit", "delivery", "camino", "tránsito", "transito", "unterwegs"),
+    "not_shipped": ("shipped", "dispatched"),
+    "future_delivery": ("arrive", "delivered", "shipped", "llegar", "geliefert", "zugestellt", "ankommen"),
+    "placed": ("placed", "ordered", "bestellt", "realizad"),
+    "cancelled": ("cancelled", "canceled", "cancelad", "canceló", "cancelo", "anul", "storniert"),
+}
+# an amount a sentence could tie to an order: it names an order, or says what "you" paid
+GATE_ORDERISH = ("order", "purchase", "pedido", "compra", "bestell", "commande", "achat")
+GATE_PRICE = (
+    "cost", "paid", "pay", "charg", "came", "comes", "total", "pric", "billed", "spent", "precio", "costo", "costó",
+    "pag", "cobr", "gekostet", "kostet", "bezahlt", "preis", "summe", "gesamt", "importe", "betrag", "prix", "pay",
+)  # fmt: skip
+GATE_YOU = ("you", "su", "sus", "usted", "tu", "tus", "sie", "ihr", "ihnen", "vous", "votre", "vos")
+GATE_REFUND = (
+    "refund", "reimburs", "money", "credit", "reembols", "devoluci", "dinero", "importe", "erstatt", "rückerstatt",
+    "ruckerstatt", "gutschrift", "geld", "betrag",
+)  # fmt: skip
+GATE_MONEY = ("usd", "eur", "gbp", "dollar", "euro")
+
+
+GATES = (
+    GATE_MOVED, GATE_REFUND, GATE_PEOPLE, GATE_ORDERISH, GATE_MONEY, GATE_PRICE, GATE_YOU, *GATE_ORDER_STATES.values()
+)  # fmt: skip
+ORDER_GATE_BITS = {state: 1 << (7 + i) for i, state in enumerate(GATE_ORDER_STATES)}
+
+
+@functools.lru_cache(maxsize=65536)
+def word_gates(word: str) -> int:
+    """The gates a word opens, one bit each in the order of GATES (words repeat: each is read once)."""
+    return sum(1 << i for i, gate in enumerate(GATES) if word.startswith(gate))
+
+
+def gates(sentence: str) -> int:
+    out = 0
+    for word in SENTENCE_WORDS.findall(sentence.lower()):
+        out |= word_gates(word)
+    return out
+
 
 # --- amounts and dates ---------------------------------------------------------------------------------
 MONEY = rx(

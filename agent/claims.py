@@ -40,6 +40,7 @@ every pattern is linear-time.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ from agent.claim_patterns import (
     NEGATION_IMMUNE,
     NONFACT,
     OBJECT,
+    ORDER_GATE_BITS,
     ORDER_STATES,
     ORDER_STATUSES,
     POLICY_FRAME,
@@ -70,10 +72,12 @@ from agent.claim_patterns import (
     REFUND_CONTEXT,
     REFUND_STATUSES,
     REFUND_WORD,
+    SENTENCE_WORDS,
     SPECIFIC,
     STATES,
     STATUS_LINE,
     TRAILING_CONDITION,
+    gates,
     money,
     rx,
     status_word,
@@ -83,7 +87,7 @@ from agent.facts import Facts, Grounds, OrderFact, RefundFact
 from storage.order_formats import compact, digits, key
 from storage.types import format_cents
 from tools import wording
-from tools.sanitizer import GENERIC_ORDER, ORDER_WORD, TOKEN, pieces, rejoin, split_sentences
+from tools.sanitizer import DIGIT_TOKEN, GENERIC_ORDER, ORDER_WORD, pieces, rejoin, split_sentences
 
 IT = re.compile(r"\b(?:your order|it)\b", re.IGNORECASE)
 OFFER = rx(r"\b(?:can|could|would|may|might|should)\b|['’]d\b|\b(?:puedo|podr[ií]a|kann|k[oö]nnte)\b")
@@ -178,13 +182,14 @@ def _not_done(sentence: str, m: re.Match[str]) -> bool:
     return bool(MODAL.search(near) or NONFACT.search(near) or PROGRESSIVE.search(m.group(0)))
 
 
-def _item_words(order: OrderFact) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def _item_words(order: OrderFact) -> frozenset[str]:
     out = set()
     for name, _, _ in order.items:
         for w in re.findall(r"[a-zäöüéñ]{3,30}", name.lower()):
             if w not in ITEM_STOP:
                 out.add(w)
-    return out
+    return frozenset(out)
 
 
 def references(sentence: str, facts: Facts, grounds: Grounds | None = None) -> tuple[list[str], bool]:
@@ -193,10 +198,8 @@ def references(sentence: str, facts: Facts, grounds: Grounds | None = None) -> t
     shaped like none of this shop's orders that the conversation's tool results showed is theirs."""
     named: list[str] = []
     unknown = False
-    for m in TOKEN.finditer(sentence):
+    for m in DIGIT_TOKEN.finditer(sentence):
         t = m.group(0)
-        if not any(ch.isdigit() for ch in t):
-            continue
         near = t.startswith("#") or bool(ORDER_WORD.search(sentence[max(0, m.start() - 24) : m.start()]))
         bare = compact(t)
         has_letters = any(ch.isalpha() for ch in bare)
@@ -208,14 +211,14 @@ def references(sentence: str, facts: Facts, grounds: Grounds | None = None) -> t
             own = [oid for oid in facts.orders if digits(oid) == k]
         if own:
             named += [o for o in own if o not in named]
-        elif GENERIC_ORDER.fullmatch(bare) or any(facts.formats.matches(s) for s in facts.formats.spellings(t)):
-            unknown = True
-        elif near and not (grounds is not None and grounds.shows(t.lstrip("#"))):
+        elif _unknown(t, near=near, facts=facts, grounds=grounds):
             unknown = True
     lower = sentence.lower()
+    said = set(SENTENCE_WORDS.findall(lower))
+    said |= {w[:-2] for w in said if w.endswith("es")} | {w[:-1] for w in said if w.endswith("s")}
     words = {oid: _item_words(order) for oid, order in facts.orders.items()}
     for oid, ws in words.items():
-        if oid not in named and any(re.search(rf"\b{re.escape(w)}(?:s|es)?\b", lower) for w in ws):
+        if oid not in named and ws & said:
             named.append(oid)
     thing = OBJECT.search(lower)
     if thing and thing.group(1) not in GENERIC_OBJECTS:  # "refunded the headphones": which of theirs?
@@ -223,6 +226,14 @@ def references(sentence: str, facts: Facts, grounds: Grounds | None = None) -> t
         if not any(stem in w or w in thing.group(1) for ws in words.values() for w in ws):
             unknown = True
     return named, unknown
+
+
+def _unknown(token: str, *, near: bool, facts: Facts, grounds: Grounds | None) -> bool:
+    """A number that is not one of the customer's orders names an unknown one when it is shaped like
+    this shop's order numbers, or is called an order and the conversation's tool results never showed it."""
+    if GENERIC_ORDER.fullmatch(compact(token)) or any(facts.formats.matches(s) for s in facts.formats.spellings(token)):
+        return True
+    return near and not (grounds is not None and grounds.shows(token.lstrip("#")))
 
 
 def _moved(sentence: str, *, proposal: bool) -> re.Match[str] | None:
@@ -261,20 +272,47 @@ def _states(sentence: str) -> list[str]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Gates:
+    """Which families of patterns a sentence's words open (each family runs only past its gate)."""
+
+    moved: bool
+    refund: bool
+    people: bool
+    states: frozenset[str]  # the order states whose words the sentence has
+    amount: bool
+
+    @classmethod
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 -- a pure function of the sentence
+    def of(cls, sentence: str) -> Gates:
+        bits = gates(sentence)
+        moved, refund, people, orderish, money_word, price, you = ((bits >> i) & 1 for i in range(7))
+        money = ("$" in sentence or "€" in sentence or "£" in sentence or money_word) and bool(MONEY.search(sentence))
+        return cls(
+            moved=bool(moved),
+            refund=bool(refund) and bool(REFUND_WORD.search(sentence)),
+            people=bool(people),
+            states=frozenset(state for state, bit in ORDER_GATE_BITS.items() if bits & bit),
+            amount=money and bool(orderish or (price and you) or "#" in sentence or GENERIC_ORDER.search(sentence)),
+        )
+
+
+@functools.lru_cache(maxsize=4096)
 def assertions(sentence: str, *, proposal: bool = False) -> bool:
     """A cheap first look at one sentence, before the store is read: does it assert anything the
-    store could contradict?"""
+    store could contradict? (A pure function of its text, so the guard's second look is free.)"""
     sentence = sentence[:2000]
+    gate = Gates.of(sentence)
     return bool(
-        _moved(sentence, proposal=proposal)
-        or _status_line(sentence)
-        or _states(sentence)
-        or _people(sentence)
-        or any(_order_state(sentence, p) for _, p, _ in ORDER_STATES)
-        or (MONEY.search(sentence) and TOKEN.search(sentence))
+        (gate.moved and _moved(sentence, proposal=proposal))
+        or (gate.refund and (_status_line(sentence) or _states(sentence)))
+        or (gate.people and _people(sentence))
+        or any(_order_state(sentence, p) for state, p, _ in ORDER_STATES if state in gate.states)
+        or gate.amount
     )
 
 
+@functools.lru_cache(maxsize=256)
 def is_proposal(text: str) -> bool:
     """The reply asks the customer to confirm what it describes."""
     return bool(PROPOSAL.search(text[-1500:]))
@@ -282,25 +320,29 @@ def is_proposal(text: str) -> bool:
 
 def has_claims(text: str, *, proposal: bool | None = None) -> bool:
     proposal = is_proposal(text) if proposal is None else proposal
-    return any(assertions(s, proposal=proposal) for s in split_sentences(text))
+    return any(assertions(s, proposal=proposal) for s, _ in pieces(text) if s.strip())
 
 
 def extract(sentence: str, facts: Facts, grounds: Grounds | None = None, *, proposal: bool = False) -> list[Claim]:
     """The claims of one sentence that are stated as fact (not negated, not future, not asked, not a rule)."""
     sentence = sentence[:2000]
+    if not assertions(sentence, proposal=proposal):
+        return []
     orders, unknown = references(sentence, facts, grounds)
-    ids = tuple(m.group(0).lstrip("#") for m in TOKEN.finditer(sentence) if any(ch.isdigit() for ch in m.group(0)))
+    ids = tuple(m.group(0).lstrip("#") for m in DIGIT_TOKEN.finditer(sentence))
     base = {"sentence": sentence, "orders": tuple(orders), "unknown": unknown, "amounts": money(sentence), "names": ids}
     out: list[Claim] = []
-    if _moved(sentence, proposal=proposal):
+    gate = Gates.of(sentence)
+    if gate.moved and _moved(sentence, proposal=proposal):
         out.append(Claim("refund", "moved", **base))
     line = STATUS_LINE.search(sentence)
     stated = status_word(line.group(1)) if line else None
     if stated is not None:
         out.append(Claim("refund", stated, **base))
-    out += [Claim("refund", state, **base) for state in _states(sentence) if stated is None]
-    out += _people(sentence)
-    out += _order_claims(sentence, facts, grounds, refund_talk=bool(REFUND_WORD.search(sentence)))
+    if gate.refund and stated is None:
+        out += [Claim("refund", state, **base) for state in _states(sentence)]
+    out += _people(sentence) if gate.people else []
+    out += _order_claims(sentence, facts, grounds, whole=(orders, unknown), gate=gate)
     return out
 
 
@@ -325,12 +367,16 @@ def _order_state(sentence: str, pattern: re.Pattern[str]) -> re.Match[str] | Non
     return m
 
 
-def _order_claims(sentence: str, facts: Facts, grounds: Grounds | None, *, refund_talk: bool) -> list[Claim]:
+def _order_claims(
+    sentence: str, facts: Facts, grounds: Grounds | None, *, whole: tuple[list[str], bool], gate: Gates
+) -> list[Claim]:
     """Status and date claims about the orders named in their own clause (or the sentence's only
     order, or the one order looked up in this conversation); amounts against the named orders."""
     out: list[Claim] = []
-    whole, whole_unknown = references(sentence, facts, grounds)
+    whole_named, whole_unknown = whole
     for state, pattern, negated_state in ORDER_STATES:
+        if state not in gate.states:
+            continue
         m = _order_state(sentence, pattern)
         if m is None:
             continue
@@ -339,7 +385,7 @@ def _order_claims(sentence: str, facts: Facts, grounds: Grounds | None, *, refun
         clause = _clause(sentence, m)
         orders, unknown = references(clause, facts, grounds)
         if not orders and not unknown:
-            orders, unknown = (whole, whole_unknown) if len(whole) + whole_unknown == 1 else ([], False)
+            orders, unknown = (whole_named, whole_unknown) if len(whole_named) + whole_unknown == 1 else ([], False)
         if not orders and not unknown and len(facts.looked_up) == 1 and IT.search(sentence):
             orders = [facts.looked_up[0]]
         if not orders and not unknown:
@@ -350,9 +396,11 @@ def _order_claims(sentence: str, facts: Facts, grounds: Grounds | None, *, refun
             state = negated_state
         day = when(sentence[m.start() :], facts.today) or when(clause[: max(0, clause.find(m.group(0)))], facts.today)
         out.append(Claim("order", state, sentence, tuple(orders), unknown, when=day))
-    amounts = _order_amounts(sentence, facts, grounds, whole)
-    if amounts and (whole or whole_unknown) and not refund_talk and not sentence.rstrip(" *_)").endswith("?"):
-        out.append(Claim("order", "amount", sentence, tuple(whole), whole_unknown, amounts))
+    if not gate.amount or not (whole_named or whole_unknown) or gate.refund or sentence.rstrip(" *_)").endswith("?"):
+        return out
+    amounts = _order_amounts(sentence, facts, grounds, whole_named)
+    if amounts:
+        out.append(Claim("order", "amount", sentence, tuple(whole_named), whole_unknown, amounts))
     return out
 
 
@@ -535,7 +583,9 @@ def refund_lines(facts: Facts, orders: Iterable[str] = (), language: str = "en")
         lines = []
         for oid in wanted:
             rows = _latest(r for r in facts.refunds if r.order_id == oid)
-            lines += [refund_line(r, facts, language) for r in rows] or [wording.no_refund_on(order_id=oid, language=language)]
+            lines += [refund_line(r, facts, language) for r in rows] or [
+                wording.no_refund_on(order_id=oid, language=language)
+            ]
         return lines
     return [refund_line(r, facts, language) for r in _latest(r for r in facts.refunds if r.here)]
 
@@ -566,7 +616,9 @@ def truthful_reply(facts: Facts, claims: Iterable[Claim], *, asked: Iterable[str
         if oid in facts.orders and oid not in covered:
             lines.append(order_line(facts.orders[oid], language))
             if not any(c.kind == "refund" and oid in c.orders for c in claims):
-                lines += [refund_line(r, facts, language) for r in _latest(r for r in facts.refunds if r.order_id == oid)]
+                lines += [
+                    refund_line(r, facts, language) for r in _latest(r for r in facts.refunds if r.order_id == oid)
+                ]
     return " ".join([wording.correction(language)["lead"], *dict.fromkeys(lines)])
 
 

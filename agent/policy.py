@@ -48,7 +48,15 @@ from storage.models import Ticket
 from tools import wording
 from tools.codes import Code
 from tools.context import CallContext, Deps
-from tools.sanitizer import EXCEPTION_TEXT, Sanitized, ToolText, cap, needs_lookup, sanitize, strip_tool_text
+from tools.sanitizer import (
+    Sanitized,
+    ToolText,
+    cap,
+    looks_like_exception,
+    needs_lookup,
+    sanitize,
+    strip_tool_text,
+)
 from tools.tickets import open_or_update
 
 MAX_REPLY = 12_000  # characters of model text looked at; a model reply is a few hundred
@@ -235,7 +243,7 @@ async def guard(
     tool = strip_tool_text(cap(text, MAX_REPLY), notes=notes, tools=grounds.evidence.tools)
     claimed = ctx.actor.kind != "staff" and claims.has_claims(tool.text)
     step = _Guard(deps, ctx, tool, grounds, seen_refunds=seen_refunds, quotes=quotes)
-    if tool.unusable or EXCEPTION_TEXT.search(tool.text) or claimed or needs_lookup(tool.text, grounds.showed):
+    if tool.unusable or looks_like_exception(tool.text) or claimed or needs_lookup(tool.text, grounds.showed):
         async with deps.store.read() as s:
             return await step.run(s, claimed)
     return await step.run(deps.store, claimed)
@@ -286,7 +294,7 @@ class _Guard:
 
     async def run(self, s: Store | AsyncSession, claimed: bool) -> Guarded:
         tool = self.tool
-        if tool.unusable or EXCEPTION_TEXT.search(tool.text):
+        if tool.unusable or looks_like_exception(tool.text):
             reason = "tool_text" if tool.unusable else "unsafe_text"
             summary = claims.state_summary(await self.facts(s), await self.language())
             return Guarded((await self.clean(s, summary)).text, reason, tool.found)

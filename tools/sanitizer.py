@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import String, literal_column, select, union_all
+from sqlalchemy import String, bindparam, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.engine import Store, reading
@@ -37,6 +37,8 @@ from tools.wording import GENERIC_FALLBACK
 MAX_TEXT = 20_000
 # an identifier-like token: ORD-8842, #1001, W7678072, SO-2026-000123, CUST-1001, RF-3F2A9C, S-…
 TOKEN = re.compile(r"(?<![\w#-])#?[A-Za-z0-9][A-Za-z0-9-]{0,40}(?![\w-])")
+# the same, only those with a digit (the lookahead reads one word at most, so the search stays linear)
+DIGIT_TOKEN = re.compile(r"(?<![\w#-])#?(?=[A-Za-z-]{0,40}\d)[A-Za-z0-9][A-Za-z0-9-]{0,40}(?![\w-])")
 GENERIC_ORDER = re.compile(r"[A-Z]{2,6}-\d{2,12}")  # fullmatch: shaped like an order number anywhere
 SESSION_ID = re.compile(r"S-[0-9A-F]{12}")  # fullmatch: tools.context.new_id("S")
 ORDER_WORD = re.compile(
@@ -50,6 +52,16 @@ EXCEPTION_TEXT = re.compile(
     r"|\bstack ?trace\b",
     re.IGNORECASE,
 )
+_EXCEPTION_WORDS = ("traceback", "file \"", "error", "exception", "sqlalchemy", "asyncpg", "aiosqlite", "psycopg",
+                    "slack_sdk", "slack_bolt", "anthropic.", "pydantic.", "stack")  # fmt: skip
+
+
+def looks_like_exception(text: str) -> bool:
+    """Exception text or a stack trace (a cheap look for its words first: most text has none)."""
+    lower = text.lower()
+    return any(w in lower for w in _EXCEPTION_WORDS) and bool(EXCEPTION_TEXT.search(text))
+
+
 # tool traffic pasted into a reply
 JSON_KEY = re.compile(r"""[{\[,]\s{0,8}["'][A-Za-z_][\w -]{0,40}["']\s{0,8}:""")
 CODE_FIELD = re.compile(r"""\bcode["']?\s{0,4}[:=]""", re.IGNORECASE)
@@ -93,20 +105,33 @@ def cap(text: str, limit: int = MAX_TEXT) -> str:
     return head[: end + 1] if end > limit // 2 else head
 
 
+def has_digit(token: str) -> bool:
+    """A digit in a word (a word of letters alone, most of them, is answered at C speed)."""
+    return not token.isalpha() and any(ch.isdigit() for ch in token)
+
+
 def _tokens(text: str) -> dict[str, bool]:
     """Identifier-like tokens with a digit -> whether an order word or `#` stands right before them."""
     out: dict[str, bool] = {}
-    for m in TOKEN.finditer(text):
+    for m in DIGIT_TOKEN.finditer(text):
         t = m.group(0)
-        if not any(ch.isdigit() for ch in t):
+        if out.get(t):
             continue
-        near = t.startswith("#") or bool(ORDER_WORD.search(text[max(0, m.start() - 24) : m.start()]))
-        out[t] = out.get(t, False) or near
+        out[t] = t.startswith("#") or bool(ORDER_WORD.search(text[max(0, m.start() - 24) : m.start()]))
     return out
 
 
+# a number with a unit or an ending, not an identifier: "20th", "9am", "24-hour", "178cm", "2-segment"
+NOT_AN_ID = re.compile(
+    r"\d{1,5}(?:st|nd|rd|th|am|pm|h|hrs?|hours?|mins?|s|x|k|kg|g|cm|mm|m|km|lbs?|oz|ml|l|gb|mb|tb|in|ft|yrs?|pcs?)"
+    r"|\d{1,5}-[A-Za-z]{1,12}",
+    re.IGNORECASE,
+)
+
+
 def _has_letters(token: str) -> bool:
-    return any(ch.isalpha() for ch in token)
+    """Letters in an identifier (a number with a unit or an ending is no identifier)."""
+    return any(ch.isalpha() for ch in token) and not NOT_AN_ID.fullmatch(token.lstrip("#"))
 
 
 def _order_shaped(token: str, near_order_word: bool, formats: Formats) -> bool:
@@ -162,7 +187,7 @@ async def _lookups(
             looked.setdefault(spelling, t)
     owners: dict[str, tuple[str, str]] = {}  # token -> (kind, owning customer)
     if looked:
-        rows = (await s.execute(_owners_of(list(looked)))).all()
+        rows = (await s.execute(OWNERS, {"names": list(looked)})).all()
         for kind, name, owner in sorted(rows, key=lambda r: _KINDS.index(r[0])):  # an order first, then …
             owners.setdefault(looked[name], (kind, owner))
     return own_email, formats, owners
@@ -171,8 +196,9 @@ async def _lookups(
 _KINDS = ("order", "customer", "refund")
 
 
-def _owners_of(names: list[str]) -> Any:
+def _owners_statement() -> Any:
     """(kind, stored id, owning customer) of every order, customer and refund named, one statement."""
+    names = bindparam("names", expanding=True)
 
     def kind(name: str) -> Any:
         return literal_column(f"'{name}'", String).label("kind")  # a constant of ours, never input
@@ -184,6 +210,9 @@ def _owners_of(names: list[str]) -> Any:
         .join(Order, Order.id == Refund.order_id)
         .where(Refund.id.in_(names)),
     )
+
+
+OWNERS = _owners_statement()  # built once
 
 
 Trusted = Callable[[str], bool]  # an identifier our own tools showed this conversation: the customer's own
@@ -219,7 +248,7 @@ async def sanitize(
 ) -> Sanitized:
     """`store` may be a session in the caller's read transaction."""
     text = cap(text)
-    if EXCEPTION_TEXT.search(text):
+    if looks_like_exception(text):
         return Sanitized(GENERIC_FALLBACK, replaced=True)
     emails, tokens = _looked_up(text, trusted)
     foreign = await _foreign(store, customer_id, emails, tokens, order_pattern) if emails or tokens else {}
@@ -239,16 +268,16 @@ async def sanitize(
             return WITHHELD[kind]
         return m.group(0)
 
-    out = EMAIL.sub(swap_email, text)
-    out = TOKEN.sub(swap_id, out)
+    out = EMAIL.sub(swap_email, text) if any(k == "email" for k in foreign.values()) else text
+    out = TOKEN.sub(swap_id, out) if foreign else out
     codes = INTERNAL_CODE.findall(out)
-    if codes:
+    if codes:  # the code's words out; the layout (line breaks, list markers) stays
         withheld.extend(codes)
         out = INTERNAL_CODE.sub("", out)
-        out = re.sub(r"\(\s{0,20}\)|\[\s{0,20}\]", "", out)
-        out = re.sub(r"[ \t]{2,}", " ", out)
-        out = re.sub(r"\s{1,20}([.,;:!?])", r"\1", out)
-        out = re.sub(r"(^|\n)\s{0,20}[:\-–]\s{0,20}", r"\1", out).strip()
+        out = re.sub(r"\([ \t]{0,20}\)|\[[ \t]{0,20}\]", "", out)
+        out = re.sub(r"(?<=\S)[ \t]{2,}", " ", out)
+        out = re.sub(r"[ \t]{1,20}([.,;:!?])", r"\1", out)
+        out = re.sub(r"(^|\n)[ \t]{0,20}:[ \t]{0,20}", r"\1", out).strip()
     if not out.strip():
         return Sanitized(GENERIC_FALLBACK, withheld, replaced=True)
     return Sanitized(out, withheld)
@@ -342,7 +371,9 @@ def _redact(sentence: str, tools: frozenset[str], found: list[str]) -> str:
         found.append(word)
         return said
 
-    out = _TICKED.sub(lambda m: m.group(1) if SNAKE.fullmatch(m.group(1)) and plain(m.group(1), tools=tools) else m.group(0), sentence)
+    out = _TICKED.sub(
+        lambda m: m.group(1) if SNAKE.fullmatch(m.group(1)) and plain(m.group(1), tools=tools) else m.group(0), sentence
+    )
     protected = [(m.start(), m.end()) for m in (*EMAIL.finditer(out), *URL.finditer(out))]
     return SNAKE.sub(lambda m: m.group(0) if any(a <= m.start() < b for a, b in protected) else swap(m), out)
 
@@ -356,19 +387,23 @@ def strip_tool_text(text: str, *, notes: Iterable[str] = (), tools: Iterable[str
     if JSON_KEY.search(text) or CODE_FIELD.search(text):
         return ToolText("", ("json or code field",), unusable=True)
     fragments = note_fragments(notes)
+    talk = bool(MODEL_TALK.search(text))
+    names_in = "_" in text and any(not has_digit(w) for w in SNAKE.findall(text))
+    if not (fragments or talk or names_in):
+        return ToolText(text)  # nothing to look at sentence by sentence
     names = frozenset(tools)
     found: list[str] = []
     parts = pieces(text)
     for i, (sentence, sep) in enumerate(parts):
-        plain_text = URL.sub(" ", EMAIL.sub(" ", sentence))
+        plain_text = URL.sub(" ", EMAIL.sub(" ", sentence)) if "@" in sentence or "://" in sentence else sentence
         question = sentence.rstrip(" *_)").endswith("?")
-        if not question and MODEL_TALK.search(plain_text):
+        if not question and talk and MODEL_TALK.search(plain_text):
             found.append("model-facing wording")
             parts[i] = ("", sep)
         elif not question and fragments and any(f in _norm(sentence) for f in fragments):
             found.append("internal note")
             parts[i] = ("", sep)
-        elif SNAKE.search(plain_text):
+        elif names_in and "_" in plain_text and SNAKE.search(plain_text):
             parts[i] = (_redact(sentence, names, found), sep)
     if not found:
         return ToolText(text)

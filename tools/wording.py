@@ -313,7 +313,9 @@ def order_line(
 ) -> str:
     """One order as the store has it: number, its items, total, and where it is."""
     say = correction(language)
-    where = say.get(status, say["other"]) if status in ("delivered", "shipped", "pending", "cancelled") else say["other"]
+    where = (
+        say.get(status, say["other"]) if status in ("delivered", "shipped", "pending", "cancelled") else say["other"]
+    )
     return say["order"].format(order_id=order_id, item=item, total=total, where=where.format(delivered_on=delivered_on))
 
 
