@@ -88,6 +88,8 @@ PROPOSAL = rx(
     r"\b(?:\(yes\)|yes/no|reply yes|type yes|say yes|confirm with \W{0,2}yes)\b",
     r"\b(?:quiere que|desea que|confirme)\b|\b(?:soll ich|m[oö]chten Sie, dass|best[aä]tigen Sie)\b",
 )
+PROPOSAL_WORDS = ("you like", "shall i", "should i", "want me", "want us", "confirm", "proceed", "go ahead", "yes",
+                  "quiere que", "desea que", "soll ich", "möchten sie", "bestätig")  # fmt: skip
 # a participle used as an adjective: "the refunded gift card balance" presupposes, it does not assert
 ATTRIBUTIVE = rx(r"\b(?:the|a|an|any|this|that|each|every|its|their|el|la|los|las|der|die|das|den|dem)\s{1,3}$")
 # --- refunds -------------------------------------------------------------------------------------------
@@ -366,11 +368,9 @@ ITEM_STOP = {"with", "from", "pro", "set", "pack", "edition", "model", "the", "a
 # --- gates: a family's patterns run only when one of its words starts a word of the sentence ------------
 SENTENCE_WORDS = re.compile(r"[^\W\d_]{1,40}")
 GATE_MOVED = (
-    "refund", "reimburs", "credit", "issued", "processed", "sent", "completed", "paid", "transferred", "returned",
-    "through", "money", "reembols", "devuelt", "devolv", "abon", "ingresad", "transferid", "enviad", "procesad",
-    "emitid", "realizad", "completad", "erstatt", "rückerstatt", "ruckerstatt", "gutgeschrieben", "zurück",
-    "zuruck", "ausgezahlt", "veranlasst", "bearbeitet", "ausgeführt", "abgeschlossen", "durchgeführt", "angewiesen",
-    "überwiesen", "uberwiesen", "erfolgt",
+    "refunded", "reimbursed", "credited", "money", "reembolsad", "reembolsamos", "reembols", "abonad", "abonamos",
+    "ingresad", "devolvimos", "erstattet", "zurückerstattet", "ruckerstattet", "rückerstattet", "gutgeschrieben",
+    "zurücküberwiesen", "zuruckuberwiesen", "ausgezahlt", "zurückgezahlt",
 )  # fmt: skip
 GATE_PEOPLE = (
     "team", "colleague", "specialist", "supervisor", "manager", "person", "people", "human", "agent", "staff",
@@ -397,6 +397,12 @@ GATE_PRICE = (
     "pag", "cobr", "gekostet", "kostet", "bezahlt", "preis", "summe", "gesamt", "importe", "betrag", "prix", "pay",
 )  # fmt: skip
 GATE_YOU = ("you", "su", "sus", "usted", "tu", "tus", "sie", "ihr", "ihnen", "vous", "votre", "vos")
+# what an order's status can be said of: an order or parcel named, a possessive, "it" (the order looked up)
+GATE_REFERENCE = (
+    "order", "purchase", "pedido", "compra", "bestell", "commande", "package", "parcel", "paquete", "paket", "colis",
+    "shipment", "envío", "envio", "sendung", "lieferung", "your", "su", "sus", "ihre", "ihr", "votre", "tu", "tus",
+    "dein", "it",
+)  # fmt: skip
 GATE_REFUND = (
     "refund", "reimburs", "money", "credit", "reembols", "devoluci", "dinero", "importe", "erstatt", "rückerstatt",
     "ruckerstatt", "gutschrift", "geld", "betrag",
@@ -405,9 +411,11 @@ GATE_MONEY = ("usd", "eur", "gbp", "dollar", "euro")
 
 
 GATES = (
-    GATE_MOVED, GATE_REFUND, GATE_PEOPLE, GATE_ORDERISH, GATE_MONEY, GATE_PRICE, GATE_YOU, *GATE_ORDER_STATES.values()
+    GATE_MOVED, GATE_REFUND, GATE_PEOPLE, GATE_ORDERISH, GATE_MONEY, GATE_PRICE, GATE_YOU, GATE_REFERENCE,
+    *GATE_ORDER_STATES.values(),
 )  # fmt: skip
-ORDER_GATE_BITS = {state: 1 << (7 + i) for i, state in enumerate(GATE_ORDER_STATES)}
+ORDER_GATE_BITS = {state: 1 << (8 + i) for i, state in enumerate(GATE_ORDER_STATES)}
+ALL_ORDER_GATES = sum(ORDER_GATE_BITS.values())
 
 
 @functools.lru_cache(maxsize=65536)
@@ -418,8 +426,8 @@ def word_gates(word: str) -> int:
 
 def gates(sentence: str) -> int:
     out = 0
-    for word in SENTENCE_WORDS.findall(sentence.lower()):
-        out |= word_gates(word)
+    for bits in map(word_gates, set(SENTENCE_WORDS.findall(sentence.lower()))):
+        out |= bits
     return out
 
 

@@ -45,8 +45,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from agent.claim_patterns import (
+    ALL_ORDER_GATES,
     ATTRIBUTIVE,
     CALL,
     CLAUSE_BREAK,
@@ -69,6 +71,7 @@ from agent.claim_patterns import (
     POLICY_FRAME,
     PROGRESSIVE,
     PROPOSAL,
+    PROPOSAL_WORDS,
     REFUND_CONTEXT,
     REFUND_STATUSES,
     REFUND_WORD,
@@ -87,7 +90,7 @@ from agent.facts import Facts, Grounds, OrderFact, RefundFact
 from storage.order_formats import compact, digits, key
 from storage.types import format_cents
 from tools import wording
-from tools.sanitizer import DIGIT_TOKEN, GENERIC_ORDER, ORDER_WORD, pieces, rejoin, split_sentences
+from tools.sanitizer import DIGIT_TOKEN, GENERIC_ORDER, called_an_order, pieces, rejoin, split_sentences
 
 IT = re.compile(r"\b(?:your order|it)\b", re.IGNORECASE)
 OFFER = rx(r"\b(?:can|could|would|may|might|should)\b|['’]d\b|\b(?:puedo|podr[ií]a|kann|k[oö]nnte)\b")
@@ -200,7 +203,7 @@ def references(sentence: str, facts: Facts, grounds: Grounds | None = None) -> t
     unknown = False
     for m in DIGIT_TOKEN.finditer(sentence):
         t = m.group(0)
-        near = t.startswith("#") or bool(ORDER_WORD.search(sentence[max(0, m.start() - 24) : m.start()]))
+        near = t.startswith("#") or called_an_order(sentence, m.start())
         bare = compact(t)
         has_letters = any(ch.isalpha() for ch in bare)
         if not has_letters and not near:
@@ -236,9 +239,15 @@ def _unknown(token: str, *, near: bool, facts: Facts, grounds: Grounds | None) -
     return near and not (grounds is not None and grounds.shows(token.lstrip("#")))
 
 
-def _moved(sentence: str, *, proposal: bool) -> re.Match[str] | None:
-    """The first place the sentence says money moved, if it says so as a fact."""
+def _moved(sentence: str, *, proposal: bool, gate: Gates | None = None) -> re.Match[str] | None:
+    """The first place the sentence says money moved, if it says so as a fact. A pattern that
+    needs a refund word (or an amount) in its clause runs only when the sentence has one."""
+    gate = gate or Gates.of(sentence)
     for pattern, needs, form in MOVED:
+        if (needs is None and not gate.moved) or (needs == "words" and not gate.refund):
+            continue
+        if needs == "any" and not (gate.refund or gate.money):
+            continue
         for m in pattern.finditer(sentence):
             clause = _clause(sentence, m)
             if needs == "words" and not REFUND_WORD.search(clause):
@@ -272,29 +281,38 @@ def _states(sentence: str) -> list[str]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Gates:
+class Gates(NamedTuple):
     """Which families of patterns a sentence's words open (each family runs only past its gate)."""
 
-    moved: bool
+    moved: bool  # a word that says money moved by itself ("refunded", "erstattet")
     refund: bool
+    money: bool
     people: bool
-    states: frozenset[str]  # the order states whose words the sentence has
+    bits: int  # every gate the sentence's words open (claim_patterns.GATES)
     amount: bool
 
-    @classmethod
-    @functools.lru_cache(maxsize=4096)  # noqa: B019 -- a pure function of the sentence
-    def of(cls, sentence: str) -> Gates:
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def of(sentence: str) -> Gates:
         bits = gates(sentence)
-        moved, refund, people, orderish, money_word, price, you = ((bits >> i) & 1 for i in range(7))
-        money = ("$" in sentence or "€" in sentence or "£" in sentence or money_word) and bool(MONEY.search(sentence))
-        return cls(
-            moved=bool(moved),
-            refund=bool(refund) and bool(REFUND_WORD.search(sentence)),
-            people=bool(people),
-            states=frozenset(state for state, bit in ORDER_GATE_BITS.items() if bits & bit),
-            amount=money and bool(orderish or (price and you) or "#" in sentence or GENERIC_ORDER.search(sentence)),
+        if not bits:
+            return NO_GATES
+        if bits & ALL_ORDER_GATES and not (bits & REFERENCE or "#" in sentence or DIGIT_TOKEN.search(sentence)):
+            bits &= ~ALL_ORDER_GATES  # an order's status said of nothing that could be an order
+        money = ("$" in sentence or "€" in sentence or "£" in sentence or bits & MONEY_WORD) and bool(
+            MONEY.search(sentence)
         )
+        amount = money and bool(
+            bits & ORDERISH
+            or (bits & PRICE and bits & YOU and " for " in sentence)
+            or "#" in sentence
+            or GENERIC_ORDER.search(sentence)
+        )
+        return Gates(bool(bits & MOVED_WORD), bool(bits & REFUND), bool(money), bool(bits & PEOPLE_WORD), bits, amount)
+
+
+NO_GATES = Gates(False, False, False, False, 0, False)
+MOVED_WORD, REFUND, PEOPLE_WORD, ORDERISH, MONEY_WORD, PRICE, YOU, REFERENCE = (1 << i for i in range(8))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -304,18 +322,21 @@ def assertions(sentence: str, *, proposal: bool = False) -> bool:
     sentence = sentence[:2000]
     gate = Gates.of(sentence)
     return bool(
-        (gate.moved and _moved(sentence, proposal=proposal))
+        ((gate.moved or gate.refund or gate.money) and _moved(sentence, proposal=proposal, gate=gate))
         or (gate.refund and (_status_line(sentence) or _states(sentence)))
         or (gate.people and _people(sentence))
-        or any(_order_state(sentence, p) for state, p, _ in ORDER_STATES if state in gate.states)
+        or any(_order_state(sentence, p) for state, p, _ in ORDER_STATES if gate.bits & ORDER_GATE_BITS[state])
         or gate.amount
     )
 
 
 @functools.lru_cache(maxsize=256)
 def is_proposal(text: str) -> bool:
-    """The reply asks the customer to confirm what it describes."""
-    return bool(PROPOSAL.search(text[-1500:]))
+    """The reply ends by asking the customer to confirm what it describes (a cheap look for the
+    words first: most replies ask nothing of the kind)."""
+    tail = text[-800:]
+    lower = tail.lower()
+    return any(w in lower for w in PROPOSAL_WORDS) and bool(PROPOSAL.search(tail))
 
 
 def has_claims(text: str, *, proposal: bool | None = None) -> bool:
@@ -333,7 +354,7 @@ def extract(sentence: str, facts: Facts, grounds: Grounds | None = None, *, prop
     base = {"sentence": sentence, "orders": tuple(orders), "unknown": unknown, "amounts": money(sentence), "names": ids}
     out: list[Claim] = []
     gate = Gates.of(sentence)
-    if gate.moved and _moved(sentence, proposal=proposal):
+    if (gate.moved or gate.refund or gate.money) and _moved(sentence, proposal=proposal, gate=gate):
         out.append(Claim("refund", "moved", **base))
     line = STATUS_LINE.search(sentence)
     stated = status_word(line.group(1)) if line else None
@@ -375,7 +396,7 @@ def _order_claims(
     out: list[Claim] = []
     whole_named, whole_unknown = whole
     for state, pattern, negated_state in ORDER_STATES:
-        if state not in gate.states:
+        if not gate.bits & ORDER_GATE_BITS[state]:
             continue
         m = _order_state(sentence, pattern)
         if m is None:

@@ -228,6 +228,7 @@ class Grounds:
 
     def __init__(self, evidence: Evidence) -> None:
         self.evidence = evidence
+        self._showed: dict[str, bool] = {}
 
     @cached_property
     def blob(self) -> str:
@@ -283,11 +284,14 @@ class Grounds:
     def showed(self, token: str) -> bool:
         """Whether our tools showed this identifier or email in this conversation (they show only the
         customer's own)."""
-        return _held(token, self.evidence.tool_results)
+        held = self._showed.get(token)
+        if held is None:
+            held = self._showed[token] = _held(token, self.evidence.tool_results)
+        return held
 
     def shows(self, token: str) -> bool:
         """Whether the tool results or the customer's words hold this identifier."""
-        return _held(token, self.evidence.tool_results) or _held(token, self.evidence.customer)
+        return self.showed(token) or _held(token, self.evidence.customer)
 
 
 def _held(token: str, texts: Iterable[str]) -> bool:

@@ -20,6 +20,7 @@ fixed-width lookarounds), on text capped at MAX_TEXT characters.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -110,15 +111,35 @@ def has_digit(token: str) -> bool:
     return not token.isalpha() and any(ch.isdigit() for ch in token)
 
 
+@functools.lru_cache(maxsize=256)
 def _tokens(text: str) -> dict[str, bool]:
-    """Identifier-like tokens with a digit -> whether an order word or `#` stands right before them."""
+    """Identifier-like tokens with a digit -> whether an order word or `#` stands right before them
+    (asked only of bare numbers: a token with letters is looked up either way). A pure function of
+    the text, so the guard's two looks at one reply read it once."""
     out: dict[str, bool] = {}
     for m in DIGIT_TOKEN.finditer(text):
         t = m.group(0)
         if out.get(t):
             continue
-        out[t] = t.startswith("#") or bool(ORDER_WORD.search(text[max(0, m.start() - 24) : m.start()]))
+        if t.startswith("#"):
+            out[t] = True
+        elif any(ch.isalpha() for ch in t):
+            out[t] = False
+        else:
+            out[t] = called_an_order(text, m.start())
     return out
+
+
+_ORDER_WORDS = frozenset(
+    "order orders pedido pedidos orden bestellung bestellnummer auftrag commande nr no number nummer número numero".split()
+)
+
+
+def called_an_order(text: str, start: int) -> bool:
+    """An order word stands right before `start` ("order 8842", "order no. 8842", "Bestellnummer: 8842")."""
+    before = text[max(0, start - 24) : start].rstrip(" \t#:.-–")
+    last = before[-16:].rsplit(None, 1)[-1] if before.strip() else ""
+    return last.lower().strip("(*\"'") in _ORDER_WORDS
 
 
 # a number with a unit or an ending, not an identifier: "20th", "9am", "24-hour", "178cm", "2-segment"
@@ -223,10 +244,11 @@ def _looked_up(text: str, trusted: Trusted | None = None) -> tuple[set[str], dic
     nothing calls an order ("9:00-18:00", "in 2026") is never looked up, so existing and unknown
     ones read alike; nor is what our tools showed this conversation (`trusted`): they read only the
     customer's own rows."""
-    emails = {e for e in EMAIL.findall(text) if trusted is None or not trusted(e)}
+    found = EMAIL.findall(text) if "@" in text else []
+    emails = {e for e in found if trusted is None or not trusted(e)}
     tokens = {
         t: near
-        for t, near in _tokens(EMAIL.sub(" ", text)).items()
+        for t, near in _tokens(EMAIL.sub(" ", text) if found else text).items()
         if (near or _has_letters(t)) and (trusted is None or not trusted(t))
     }
     return emails, tokens
@@ -270,7 +292,7 @@ async def sanitize(
 
     out = EMAIL.sub(swap_email, text) if any(k == "email" for k in foreign.values()) else text
     out = TOKEN.sub(swap_id, out) if foreign else out
-    codes = INTERNAL_CODE.findall(out)
+    codes = INTERNAL_CODE.findall(out) if "_" in out else []
     if codes:  # the code's words out; the layout (line breaks, list markers) stays
         withheld.extend(codes)
         out = INTERNAL_CODE.sub("", out)
@@ -301,7 +323,13 @@ def split_sentences(text: str) -> list[str]:
 
 def pieces(text: str) -> list[tuple[str, str]]:
     """The text as (sentence, the whitespace after it): joined back in order it is the text again,
-    line breaks, blank lines, list items and table rows included."""
+    line breaks, blank lines, list items and table rows included. (A new list each call: callers
+    replace pieces in it.)"""
+    return list(_pieces(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _pieces(text: str) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     at = 0
     for m in _PIECE.finditer(text):
@@ -314,7 +342,7 @@ def pieces(text: str) -> list[tuple[str, str]]:
         at = end
     if at < len(text):
         out.append((text[at:], ""))
-    return out
+    return tuple(out)
 
 
 def rejoin(parts: list[tuple[str, str]]) -> str:
@@ -378,16 +406,24 @@ def _redact(sentence: str, tools: frozenset[str], found: list[str]) -> str:
     return SNAKE.sub(lambda m: m.group(0) if any(a <= m.start() < b for a, b in protected) else swap(m), out)
 
 
+_TALK_WORDS = ("customer", "do not", "tool ", "session note", "system prompt", "_id")
+
+
+def _model_talk(text: str, lower: str) -> bool:
+    return any(w in lower for w in _TALK_WORDS) and bool(MODEL_TALK.search(text))
+
+
 def strip_tool_text(text: str, *, notes: Iterable[str] = (), tools: Iterable[str] = ()) -> ToolText:
     """A model's text with its tool traffic out and its layout kept: a JSON object or a `code` field
     makes the whole reply unusable; a tool or field name becomes plain words (an identifier stays);
     a sentence repeating an internal note, or telling the model's own instructions, is dropped, unless
     it is a question (a question is never dropped)."""
     text = cap(text)
-    if JSON_KEY.search(text) or CODE_FIELD.search(text):
+    lower = text.lower()
+    if JSON_KEY.search(text) or ("code" in lower and CODE_FIELD.search(text)):
         return ToolText("", ("json or code field",), unusable=True)
     fragments = note_fragments(notes)
-    talk = bool(MODEL_TALK.search(text))
+    talk = _model_talk(text, lower)
     names_in = "_" in text and any(not has_digit(w) for w in SNAKE.findall(text))
     if not (fragments or talk or names_in):
         return ToolText(text)  # nothing to look at sentence by sentence
