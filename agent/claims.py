@@ -272,7 +272,7 @@ def _states(sentence: str) -> list[str]:
     out = []
     for state, pattern in STATES:
         m = pattern.search(sentence)
-        if m is None or not REFUND_WORD.search(_before(sentence, m)) or not _asserted(sentence, m):
+        if m is None or not REFUND_WORD.search(_before(sentence, m) + m.group(0)) or not _asserted(sentence, m):
             continue
         if MODAL.search(_near(sentence, m, 2)) and state not in ("awaiting", "approval"):
             continue
@@ -295,7 +295,7 @@ class Gates(NamedTuple):
     @functools.lru_cache(maxsize=4096)
     def of(sentence: str) -> Gates:
         bits = gates(sentence)
-        if not bits:
+        if not bits and "$" not in sentence and "€" not in sentence and "£" not in sentence:
             return NO_GATES
         if bits & ALL_ORDER_GATES and not (bits & REFERENCE or "#" in sentence or DIGIT_TOKEN.search(sentence)):
             bits &= ~ALL_ORDER_GATES  # an order's status said of nothing that could be an order

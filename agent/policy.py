@@ -40,6 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import claims, facts
+from agent import verdict_patterns as vp
 from agent.events import Escalation
 from storage import metrics
 from storage.analysis import guess_language, language_of
@@ -58,51 +59,11 @@ from tools.sanitizer import (
     strip_tool_text,
 )
 from tools.tickets import open_or_update
+from tools.toolbox import TOOLS
 
 MAX_REPLY = 12_000  # characters of model text looked at; a model reply is a few hundred
 
 
-def _rx(*alternatives: str) -> re.Pattern[str]:
-    return re.compile("|".join(alternatives), re.IGNORECASE)
-
-
-_DET = r"(?:(?:a|an|the|your|some|any|one of your|real|actual|live)\s+){0,3}"  # whole words, bounded
-_PERSON = (
-    r"(?:humans?|persons?|people|someone|somebody|agents?|representatives?|reps?|managers?|supervisors?|staff"
-    r"|employees?|operators?|colleagues?)"
-)
-_PATTERNS = {
-    "legal": _rx(
-        r"\b(?:lawyers?|attorneys?|sue|suing|sued|lawsuits?|legal action|unacceptable|small claims court)\b",
-        r"\b(?:abogad[oa]s?|demandar\w{0,4}|demandar[eé]|una demanda|acciones? legales?|inaceptable|juicio)\b",
-        r"\b(?:anw[aä]lt\w{0,3}|rechtsanw[aä]lt\w{0,3}|verklagen|verklage|klage|rechtliche schritte|inakzeptabel)\b",
-    ),
-    "fraud": _rx(
-        r"\b(?:fraud|fraudulent|scams?|scammed|scammers?|chargebacks?)\b",
-        r"\b(?:fraude|fraudulent[oa]|estafa\w{0,3}|estafador\w{0,2}|timo|contracargos?)\b",
-        r"\b(?:betrug|betr[uü]gerisch|betr[uü]ger|abzocke|r[uü]ckbuchung)\b",
-    ),
-    "human_request": _rx(
-        rf"\b(?:talk|speak|chat)\s+(?:to|with)\s+{_DET}(?:\w+\s+)?{_PERSON}\b",
-        rf"\b(?:want|need|get|give|put|transfer|connect|escalate|forward|pass|bring|prefer)\s+(?:me\s+)?"
-        rf"(?:through\s+)?(?:to\s+|with\s+)?{_DET}(?:\w+\s+)?{_PERSON}\b",
-        rf"\b{_PERSON}\s+(?:I|we)\s+(?:can|could)\s+(?:talk|speak|chat)\s+(?:to|with)\b",
-        rf"\b(?:is|are)\s+(?:there\s+)?(?:a|an|any)\s+(?:real\s+|actual\s+|live\s+)?{_PERSON}\s+(?:available|around|there)\b",
-        r"^\W{0,3}(?:a\s+)?(?:real\s+)?(?:human|person|agent|representative|operator|manager|supervisor)"
-        r"(?:\s+please)?\W{0,3}$",
-        r"\b(?:human|manager|supervisor|representative|real person)\s+please\b",
-        r"\bescalate\b",
-        r"\bhablar\s+con\s+(?:(?:un|una|el|la|alg[uú]n|alguna|su|tu)\s+){0,3}(?:\w+\s+)?"
-        r"(?:humano|persona|agente|responsable|encargad[oa]|supervisor\w{0,2}|gerente|operador\w{0,2}|alguien)\b",
-        r"\b(?:p[aá]same|p[oó]ngame|p[aá]seme|comun[ií]queme|ponme)\s+con\b",
-        r"\bquiero\s+(?:un|una|a)\s+(?:humano|persona real|persona|agente|responsable|gerente)\b",
-        r"\bmit\s+(?:(?:einem|einer|dem|der|ihrem|ihrer)\s+){0,3}(?:\w+\s+)?"
-        r"(?:menschen|mitarbeiter\w{0,2}|vorgesetzten|manager|person|kundenberater\w{0,2}|jemandem|chef)\s+"
-        r"(?:sprechen|reden)\b",
-        r"\b(?:verbinden|stellen)\s+sie\s+mich\b|\bverbinde\s+mich\b",
-        r"\b(?:einen|ein|eine)\s+(?:menschen|mitarbeiter\w{0,2}|manager|vorgesetzten|person)\s+bitte\b",
-    ),
-}
 CLASSIFY_MAX_CHARS = 8000  # the classifier reads the start of a message: bounded work on any input
 CLARIFICATION_ROUNDS = 2
 _CLARIFY_CODES = {Code.ORDER_NOT_FOUND, Code.INVALID_INPUT, Code.ORDER_NOT_LOOKED_UP, Code.INVALID_AMOUNT}
@@ -111,13 +72,16 @@ _CLARIFY_CODES = {Code.ORDER_NOT_FOUND, Code.INVALID_INPUT, Code.ORDER_NOT_LOOKE
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What must happen: a ticket (unless `priority` is None), and, when `reply` is set, the turn
-    ends at once with that reply and the model is not called again."""
+    ends at once with that reply and the model is not called again. A verdict with a `notice`
+    instead lets the model go on (the customer asked for more than the person) and the notice is
+    said before its answer."""
 
     priority: str | None
     reason: str
     reply: str | None = None
     already_ticketed: bool = False  # the tool opened the ticket itself (over-limit refunds, payouts)
     hidden: bool = False  # never shown to the customer: it would tell them another customer's order exists
+    notice: str | None = None
 
     @property
     def ends_turn(self) -> bool:
@@ -146,14 +110,69 @@ class TokenBudgetExceeded(AgentLimit):
         super().__init__(f"the session used {used} of its {budget} tokens")
 
 
+# what each kind of message gets, most urgent first (README, "Escalations"): the model stops for
+# every one but a request for a person that comes with other requests
+VERDICTS = {
+    "safety": Verdict("P1", "safety", wording.ESCALATED_SAFETY),
+    "legal": Verdict("P1", "legal", wording.ESCALATED_LEGAL),
+    "fraud": Verdict("P1", "fraud", wording.ESCALATED_LEGAL),
+    "billing_dispute": Verdict("P2", "billing_dispute", wording.ESCALATED_BILLING),
+    "not_received": Verdict("P2", "not_received", wording.ESCALATED_NOT_RECEIVED),
+    "human_request": Verdict("P1", "human_request", wording.ESCALATED_HUMAN),
+}
+PERSON_AND_MORE = Verdict("P1", "human_request", notice=wording.ESCALATED_HUMAN_ALSO)
+
+
 def classify(text: str) -> Verdict | None:
-    """Words that go straight to a person, before any model call."""
-    head = text[:CLASSIFY_MAX_CHARS]
-    for reason in ("legal", "fraud", "human_request"):
-        if _PATTERNS[reason].search(head):  # bounded, linear-time patterns
-            reply = wording.ESCALATED_HUMAN if reason == "human_request" else wording.ESCALATED_LEGAL
-            return Verdict("P1", reason, reply)
-    return None
+    """What a customer's message reports or asks for that goes to a person, before any model call."""
+    head = text[:CLASSIFY_MAX_CHARS]  # bounded, linear-time patterns on a bounded head
+    sentences = [s for s in vp.SENTENCE.split(head) if s.strip()]
+    if any(_hazard(s) for s in sentences):
+        return VERDICTS["safety"]
+    for reason, pattern in (("legal", vp.LEGAL), ("fraud", vp.FRAUD), ("billing_dispute", vp.BILLING)):
+        if pattern.search(head):
+            return VERDICTS[reason]
+    if vp.NOT_ARRIVED.search(head) and vp.MARKED_DELIVERED.search(head):
+        return VERDICTS["not_received"]
+    asked = [s for s in sentences if asks_for_person(s)]
+    if not asked:
+        return None
+    rest = " ".join(_without_request(s) for s in sentences)
+    return PERSON_AND_MORE if vp.MORE_REQUEST.search(rest) else VERDICTS["human_request"]
+
+
+def _hazard(sentence: str) -> bool:
+    for m in vp.SAFETY.finditer(sentence):
+        before = " ".join(sentence[: m.start()].split()[-4:])
+        if not vp.SAFETY_NEGATED.search(before):
+            return True
+    return False
+
+
+def asks_for_person(sentence: str) -> bool:
+    """A request for a person that is neither refused ("do NOT transfer me", "I'd rather not be
+    transferred") nor made only if something else fails ("if you still see Silver, …")."""
+    if vp.PERSON_CONDITION.search(sentence) and not vp.PERSON_POLITE.search(sentence):
+        return False
+    for m in vp.PERSON_REQUEST.finditer(sentence):
+        before = " ".join(_clause_before(sentence, m.start()).split()[-6:])
+        if vp.PERSON_REFUSED.search(f"{before} {m.group(0)}") or vp.BOT_QUESTION.search(before):
+            continue
+        return True
+    return False
+
+
+def _clause_before(sentence: str, start: int) -> str:
+    cut = max(sentence.rfind(",", 0, start), sentence.rfind(";", 0, start), sentence.rfind(" but ", 0, start))
+    return sentence[cut + 1 : start]
+
+
+def _without_request(sentence: str) -> str:
+    """A sentence without its clauses that ask for a person (what else the message asks)."""
+    if not asks_for_person(sentence):
+        return sentence
+    clauses = re.split(r",\s*(?:and\s+)?|\s+and\s+(?:also\s+|then\s+)?|;\s*", sentence)
+    return " ".join(c for c in clauses if not asks_for_person(c))
 
 
 _TOOL_VERDICTS = {
@@ -195,6 +214,7 @@ def is_failed_round(codes: list[Code]) -> bool:
 
 # --- the output guard ----------------------------------------------------------------------------------
 CONTRADICTED = ("false_refund", "false_order", "false_handoff")
+TOOL_NAMES = frozenset(t.name for t in TOOLS)  # our own tools: their names never reach a customer
 GUARD_LANGUAGES = ("en", "es", "de", "fr")
 
 
@@ -240,7 +260,7 @@ async def guard(
     turn's search returned: repeating them claims nothing. `evidence` is what the conversation's
     tool results showed and what the customer wrote: an amount or identifier there is grounded."""
     grounds = (evidence or facts.Evidence()).grounds()
-    tool = strip_tool_text(cap(text, MAX_REPLY), notes=notes, tools=grounds.evidence.tools)
+    tool = strip_tool_text(cap(text, MAX_REPLY), notes=notes, tools=grounds.evidence.tools | TOOL_NAMES)
     claimed = ctx.actor.kind != "staff" and claims.has_claims(tool.text)
     step = _Guard(deps, ctx, tool, grounds, seen_refunds=seen_refunds, quotes=quotes)
     if tool.unusable or looks_like_exception(tool.text) or claimed or needs_lookup(tool.text, grounds.showed):

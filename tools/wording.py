@@ -63,6 +63,23 @@ ESCALATED_LEGAL = (
 ESCALATED_HUMAN = (
     "Of course. I've asked a member of our support team to join this conversation; they'll reply here shortly."
 )
+ESCALATED_HUMAN_ALSO = (
+    "I've asked a member of our support team to join this conversation; they'll reply here. Meanwhile, here's "
+    "what I can do:"
+)
+ESCALATED_SAFETY = (
+    "I'm so sorry, and I'm glad you told us. Please stop using the product and keep it unplugged and away from "
+    "anyone. If anyone was hurt, please get medical help first. I've passed this to a senior member of our support "
+    "team as a priority, and they'll reply here as soon as possible."
+)
+ESCALATED_BILLING = (
+    "I'm sorry about the trouble with the charge. Payments need a person's eyes, so I've asked a member of our "
+    "support team to check what was charged; they'll reply here."
+)
+ESCALATED_NOT_RECEIVED = (
+    "I'm sorry your order hasn't reached you. I've asked a member of our support team to look into the delivery "
+    "with the carrier; they'll reply here."
+)
 ESCALATED_GENERIC = "I've passed this to a member of our support team, and they'll follow up here."
 MODEL_OUTAGE = (
     "I'm sorry, I'm having trouble answering right now. I've passed your message to a member of our support "

@@ -38,7 +38,7 @@ TABLE = [
     ("The refund is waiting for your confirmation.", "kept"),
     ("Refund status: processed", "replaced"),
     ('{"code": "OK"}', "replaced"),
-    ("Look the order up with lookup_order first.", "replaced"),
+    ("Look the order up with lookup_order first.", "redacted"),
 ]
 
 
@@ -60,9 +60,12 @@ async def waiting(store: Store, settings: Settings) -> AsyncIterator[tuple[Deps,
 async def test_the_issue_table(waiting: tuple[Deps, CallContext], said: str, verdict: str) -> None:
     deps, ctx = waiting
     out = await guard(said, deps=deps, ctx=ctx)
-    assert ("replaced" if out.replaced else "kept") == verdict, (said, out)
-    if out.replaced:
+    got = "redacted" if out.reason == "tool_text_removed" else "replaced" if out.replaced else "kept"
+    assert got == verdict, (said, out)
+    if got == "replaced":
         assert said not in out.text and out.text.startswith(("Here's exactly", "Sorry, my answer"))
+    if got == "redacted":  # the tool's name in plain words, the sentence kept
+        assert out.text == "Look the order up with our system first."
 
 
 async def test_a_replacement_is_true_and_from_the_store(waiting: tuple[Deps, CallContext]) -> None:
