@@ -37,7 +37,7 @@ PERSON_REQUEST = rx(
     rf"\b(?:talk|speak|chat|escalate)\w{{0,3}}\s+(?:to|with)\s+{DET}(?:\w+\s+)?{PERSON}\b",
     rf"\b(?:transfer|connect|put|pass|forward|send|bring|hand|get|give)\w{{0,3}}\s+(?:me|us)\s+"
     rf"(?:(?:over|through|back)\s+)?(?:to|with)\s+{DET}(?:\w+\s+)?{PERSON}\b",
-    rf"\b(?:be|being|get|getting)\s+(?:transferred|connected|put through|passed|escalated|handed over)\b",
+    r"\b(?:be|being|get|getting)\s+(?:transferred|connected|put through|passed|escalated|handed over)\b",
     r"\b(?:transfer|connect)\s+(?:me|us)\b(?!\s+(?:to|onto|into)\s+(?:\w+\s+){0,3}(?:flights?|reservations?|bookings?"
     r"|seats?|dates?|plans?|accounts?|cards?|options?|cabins?|class)\b)",
     r"\bescalat\w{0,4}\s+(?:this|it|that|my\s+\w+|the\s+(?:matter|issue|case|request))\b|^\W{0,3}escalate\b",
@@ -94,8 +94,8 @@ LEGAL = rx(
     r"(?:sue|suing|take (?:you|this|it|legal action)|file (?:a )?(?:lawsuit|claim|complaint with))\b",
     r"\b(?:legal action|lawsuit|small claims|class action|see you in court|take (?:you|this|it) to court)\b",
     r"\b(?:my|our)\s+(?:lawyer|attorney|solicitor|legal team)\s+(?:will|is going to|['’]ll|shall|has been|is)\b",
-    r"\b(?:call|calling|contact|contacting|get|getting|hire|hiring|involve|involving|consult|consulting|talk to|speak to)"
-    r"\s+(?:my|a|our)\s+(?:lawyer|attorney|solicitor)\b",
+    r"\b(?:call|calling|contact|contacting|get|getting|hire|hiring|involve|involving|consult|consulting|talk to"
+    r"|speak to)\s+(?:my|a|our)\s+(?:lawyer|attorney|solicitor)\b",
     r"\b(?:demandar\w{0,4}|demandar[eé]|una demanda|acciones? legales?|medidas legales|juicio|tribunal)\b",
     r"\b(?:llamar|contactar|hablar con)\s+(?:a\s+)?mi\s+abogad[oa]\b|\bmi abogad[oa]\s+(?:va|se pondr[aá]|les)\b",
     r"\b(?:verklagen|verklage|klage einreichen|rechtliche schritte|vor gericht)\b",

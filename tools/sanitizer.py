@@ -131,8 +131,9 @@ def _tokens(text: str) -> dict[str, bool]:
 
 
 _ORDER_WORDS = frozenset(
-    "order orders pedido pedidos orden bestellung bestellnummer auftrag commande nr no number nummer número numero".split()
-)
+    ("order", "orders", "pedido", "pedidos", "orden", "bestellung", "bestellnummer", "auftrag", "commande", "nr", "no",
+     "number", "nummer", "número", "numero")
+)  # fmt: skip
 
 
 def called_an_order(text: str, start: int) -> bool:

@@ -248,7 +248,9 @@ CORRECTION: dict[str, dict[str, str]] = {
             "Todavía no he pasado esta conversación a una persona; dígamelo si quiere que le ayude alguien "
             "de nuestro equipo."
         ),
-        "no_calls": "Nuestro equipo responde aquí, en esta conversación; no llamamos ni enviamos correos a los clientes.",
+        "no_calls": (
+            "Nuestro equipo responde aquí, en esta conversación; no llamamos ni enviamos correos a los clientes."
+        ),
         "no_refund_here": "No he hecho ningún reembolso en esta conversación.",
         "not_found": "No he encontrado ese pedido en su cuenta. ¿Podría comprobar el número de pedido?",
         "no_refund_on": "El pedido {order_id} no tiene ningún reembolso por ahora.",
@@ -290,9 +292,13 @@ CORRECTION: dict[str, dict[str, str]] = {
             "Je n'ai pas encore transmis cette conversation à une personne ; dites-le-moi si vous souhaitez "
             "l'aide de notre équipe."
         ),
-        "no_calls": "Notre équipe répond ici, dans cette conversation ; nous n'appelons pas et n'envoyons pas d'e-mails.",
+        "no_calls": (
+            "Notre équipe répond ici, dans cette conversation ; nous n'appelons pas et n'envoyons pas d'e-mails."
+        ),
         "no_refund_here": "Je n'ai effectué aucun remboursement dans cette conversation.",
-        "not_found": "Je n'ai pas trouvé cette commande sur votre compte. Pourriez-vous vérifier le numéro de commande ?",
+        "not_found": (
+            "Je n'ai pas trouvé cette commande sur votre compte. Pourriez-vous vérifier le numéro de commande ?"
+        ),
         "no_refund_on": "La commande {order_id} n'a aucun remboursement pour l'instant.",
         "delivered": "a été livrée le {delivered_on}",
         "shipped": "a été expédiée et est en route",
