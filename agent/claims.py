@@ -632,14 +632,10 @@ def truthful_reply(facts: Facts, claims: Iterable[Claim], *, asked: Iterable[str
     claims = list(claims)
     for c in claims:
         lines += _lines_for(c, facts, language)
-    covered = {o for c in claims if c.kind == "order" for o in c.orders}
-    for oid in asked:
-        if oid in facts.orders and oid not in covered:
+    for oid in asked:  # the orders they named and nothing above speaks of: where each stands, every item
+        if oid in facts.orders and not any(oid in line for line in lines):
             lines.append(order_line(facts.orders[oid], language))
-            if not any(c.kind == "refund" and oid in c.orders for c in claims):
-                lines += [
-                    refund_line(r, facts, language) for r in _latest(r for r in facts.refunds if r.order_id == oid)
-                ]
+            lines += [refund_line(r, facts, language) for r in _latest(r for r in facts.refunds if r.order_id == oid)]
     return " ".join([wording.correction(language)["lead"], *dict.fromkeys(lines)])
 
 

@@ -18,6 +18,7 @@ verdict's fixed reply. Knows nothing of Slack or the terminal: faces consume the
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -29,7 +30,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent import citations, history, policy
+from agent import citations, history, policy, repair
 from agent.events import Citation, Confirmation, Done, Error, Escalation, Event, Reply, Status, Usage
 from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
 from agent.policy import AgentLimit, MaxModelCallsExceeded, TokenBudgetExceeded, Verdict
@@ -87,6 +88,8 @@ class _Turn:
     sources: citations.TurnSources = field(default_factory=citations.TurnSources)  # what searches returned
     cited: tuple[Citation, ...] = ()
     on_finish: Finisher | None = None
+    request: ModelRequest | None = None  # the last request sent (a contradicted reply is repaired against it)
+    notice: str | None = None  # said before the model's answer (a person asked for with other requests)
 
     def end(self, verdict: Verdict, summary: str) -> None:
         self.verdict, self.summary = verdict, summary
@@ -112,6 +115,11 @@ class Agent:
         # written with the first round (or the reply): a turn cut off before then is run again from its work item
         self._stage(turn, ctx, ("user", [{"type": "text", "text": text}]), customer_text=True)
         trigger = policy.classify(text)
+        if trigger is not None and not trigger.ends_turn:  # a person asked for, and more: the model goes on
+            for event in await self._apply(ctx, trigger, f"Customer wrote: {text[:500]}"):
+                yield event
+                turn.notice = wording.TICKET_LIMIT if isinstance(event, Error) else trigger.notice
+            trigger = None
         if trigger is not None:
             turn.end(trigger, f"Customer wrote: {text[:500]}")
         else:
@@ -200,12 +208,20 @@ class Agent:
         claims checked against the store, the sanitizer); fixed wording (`guarded`) as it is."""
         if not guarded:
             notes, seen = _tool_traffic(turn.rows)
-            out = await policy.guard(
-                text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen, quotes=turn.sources.quotes
+            check = functools.partial(
+                policy.guard,
+                deps=self.deps,
+                ctx=ctx,
+                notes=notes,
+                seen_refunds=seen,
+                quotes=turn.sources.quotes,
+                evidence=history.evidence(turn.rows, frozenset(t["name"] for t in self.tools)),
             )
-            if out.replaced:
-                self._replaced(turn, ctx, text, out)
-            text = out.text
+            ask = functools.partial(self._ask, turn, ctx)
+            fixed = await repair.guard_or_repair(text, check=check, ask=ask, request=turn.request)
+            if fixed.first.replaced:
+                self._replaced(turn, ctx, text, fixed.first, rewritten=fixed.rewritten)
+            text = f"{turn.notice}\n\n{fixed.out.text}" if turn.notice else fixed.out.text
             text, turn.cited = citations.check(text, turn.sources)
         yield Reply(text, turn.cited)
         clarification, done = await self._finish(turn, ctx, text)
@@ -213,12 +229,14 @@ class Agent:
             yield clarification
         yield done
 
-    def _replaced(self, turn: _Turn, ctx: CallContext, original: str, out: policy.Guarded) -> None:
+    def _replaced(
+        self, turn: _Turn, ctx: CallContext, original: str, out: policy.Guarded, *, rewritten: bool = False
+    ) -> None:
         """Logged and counted; the original goes to the audit log (staff may read it; written with
-        the reply), never to the customer."""
+        the reply), never to the customer. `rewritten`: the model's second answer went out instead."""
         reason = out.reason or "replaced"
         log.warning("session %s: the model's reply was not sent as written (%s)", ctx.session_id, reason)
-        metrics.REPLIES_REPLACED.labels(reason).inc()
+        metrics.REPLIES_REPLACED.labels("repaired" if rewritten else reason).inc()
         turn.ledger.rows.append(
             AuditLog(
                 session_id=ctx.session_id,
@@ -261,6 +279,11 @@ class Agent:
         request = ModelRequest(
             system=self.system, tools=self.tools, messages=messages, max_tokens=self.deps.settings.anthropic_max_tokens
         )
+        turn.request = request
+        return await self._ask(turn, ctx, request)
+
+    async def _ask(self, turn: _Turn, ctx: CallContext, request: ModelRequest) -> ModelReply:
+        """One model call, counted and its usage recorded with the turn's next write."""
         turn.calls += 1
         started = time.perf_counter()
         try:

@@ -127,52 +127,18 @@ def classify(text: str) -> Verdict | None:
     """What a customer's message reports or asks for that goes to a person, before any model call."""
     head = text[:CLASSIFY_MAX_CHARS]  # bounded, linear-time patterns on a bounded head
     sentences = [s for s in vp.SENTENCE.split(head) if s.strip()]
-    if any(_hazard(s) for s in sentences):
+    if any(vp.hazard(s) for s in sentences):
         return VERDICTS["safety"]
     for reason, pattern in (("legal", vp.LEGAL), ("fraud", vp.FRAUD), ("billing_dispute", vp.BILLING)):
         if pattern.search(head):
             return VERDICTS[reason]
     if vp.NOT_ARRIVED.search(head) and vp.MARKED_DELIVERED.search(head):
         return VERDICTS["not_received"]
-    asked = [s for s in sentences if asks_for_person(s)]
+    asked = [s for s in sentences if vp.asks_for_person(s)]
     if not asked:
         return None
-    rest = " ".join(_without_request(s) for s in sentences)
+    rest = " ".join(vp.without_request(s) for s in sentences)
     return PERSON_AND_MORE if vp.MORE_REQUEST.search(rest) else VERDICTS["human_request"]
-
-
-def _hazard(sentence: str) -> bool:
-    for m in vp.SAFETY.finditer(sentence):
-        before = " ".join(sentence[: m.start()].split()[-4:])
-        if not vp.SAFETY_NEGATED.search(before):
-            return True
-    return False
-
-
-def asks_for_person(sentence: str) -> bool:
-    """A request for a person that is neither refused ("do NOT transfer me", "I'd rather not be
-    transferred") nor made only if something else fails ("if you still see Silver, …")."""
-    if vp.PERSON_CONDITION.search(sentence) and not vp.PERSON_POLITE.search(sentence):
-        return False
-    for m in vp.PERSON_REQUEST.finditer(sentence):
-        before = " ".join(_clause_before(sentence, m.start()).split()[-6:])
-        if vp.PERSON_REFUSED.search(f"{before} {m.group(0)}") or vp.BOT_QUESTION.search(before):
-            continue
-        return True
-    return False
-
-
-def _clause_before(sentence: str, start: int) -> str:
-    cut = max(sentence.rfind(",", 0, start), sentence.rfind(";", 0, start), sentence.rfind(" but ", 0, start))
-    return sentence[cut + 1 : start]
-
-
-def _without_request(sentence: str) -> str:
-    """A sentence without its clauses that ask for a person (what else the message asks)."""
-    if not asks_for_person(sentence):
-        return sentence
-    clauses = re.split(r",\s*(?:and\s+)?|\s+and\s+(?:also\s+|then\s+)?|;\s*", sentence)
-    return " ".join(c for c in clauses if not asks_for_person(c))
 
 
 _TOOL_VERDICTS = {
@@ -214,6 +180,7 @@ def is_failed_round(codes: list[Code]) -> bool:
 
 # --- the output guard ----------------------------------------------------------------------------------
 CONTRADICTED = ("false_refund", "false_order", "false_handoff")
+WORDS = re.compile(r"[^\W\d_]{2,}")
 TOOL_NAMES = frozenset(t.name for t in TOOLS)  # our own tools: their names never reach a customer
 GUARD_LANGUAGES = ("en", "es", "de", "fr")
 
@@ -309,8 +276,10 @@ class _Guard:
         known = language_of(self.ctx.locale)
         if known in GUARD_LANGUAGES:
             return str(known)
-        said = self.grounds.evidence.customer[-1:] or ("",)
-        return await guess_language(said[0], GUARD_LANGUAGES) or "en"
+        said = (self.grounds.evidence.customer[-1:] or ("",))[0]
+        if len(WORDS.findall(said)) < 4:
+            return "en"  # too few words to tell a language by
+        return await guess_language(said, GUARD_LANGUAGES) or "en"
 
     async def run(self, s: Store | AsyncSession, claimed: bool) -> Guarded:
         tool = self.tool

@@ -82,10 +82,10 @@ PERSON_POLITE = rx(
 # the message asks for more than the person: it has a question or a request of its own
 MORE_REQUEST = rx(
     r"\?",
-    r"\b(?:please|can you|could you|would you|will you|I need|I want|I['’]d like|go ahead|let['’]?s|add|change"
-    r"|cancel|book|upgrade|downgrade|refund|check|search|look up|find|use|issue|send|confirm|process|update|move|switch"
-    r"|tell me|what|how|when|where|why|which)\b",
-    r"\b(?:por favor|puede|quiero|necesito|bitte|k[oö]nnen|m[oö]chte|brauche|pouvez|je voudrais|s['’]il vous)\b",
+    r"\b(?:can you|could you|would you|will you|I need|I want|I['’]d like|go ahead|let['’]?s|add|change|cancel|book"
+    r"|upgrade|downgrade|refund|check|search|look up|find|issue|send|confirm|process|update|move|switch|tell me"
+    r"|show me|explain|what|how|when|where|why|which)\b",
+    r"\b(?:puede|quiero|necesito|k[oö]nnen|m[oö]chte|brauche|pouvez|je voudrais)\b",
 )
 
 # --- threats, hazards and disputes ----------------------------------------------------------------------
@@ -153,3 +153,42 @@ MARKED_DELIVERED = rx(
     r"\b(?:als\s+)?zugestellt\s+(?:markiert|angezeigt)\b|\bzugestellt\b[^.?!]{0,40}\baber\b",
     r"\b(?:marqu[ée]|indiqu[ée])\s+(?:comme\s+)?livr[ée]\b|\blivr[ée]\b[^.?!]{0,40}\bmais\b",
 )
+
+
+# --- reading a message ------------------------------------------------------------------------------------
+REQUEST_CLAUSE = re.compile(r",\s{0,3}(?:and\s+)?|\s+and\s+(?:also\s+|then\s+)?|;\s{0,3}", FLAGS)
+
+
+def hazard(sentence: str) -> bool:
+    """A product that caught fire, sparked or hurt someone (not "nobody got hurt")."""
+    for m in SAFETY.finditer(sentence):
+        before = " ".join(sentence[max(0, m.start() - 60) : m.start()].split()[-4:])
+        if not SAFETY_NEGATED.search(before):
+            return True
+    return False
+
+
+def asks_for_person(sentence: str) -> bool:
+    """A request for a person that is neither refused ("do NOT transfer me", "I'd rather not be
+    transferred") nor made only if something else fails ("if you still see Silver, …")."""
+    if PERSON_CONDITION.search(sentence) and not PERSON_POLITE.search(sentence):
+        return False
+    for m in PERSON_REQUEST.finditer(sentence):
+        before = " ".join(_clause_before(sentence, m.start()).split()[-6:])
+        if PERSON_REFUSED.search(f"{before} {m.group(0)}") or BOT_QUESTION.search(before):
+            continue
+        return True
+    return False
+
+
+def _clause_before(sentence: str, start: int) -> str:
+    cut = max(sentence.rfind(",", 0, start), sentence.rfind(";", 0, start), sentence.rfind(" but ", 0, start))
+    return sentence[max(cut + 1, start - 120) : start]
+
+
+def without_request(sentence: str) -> str:
+    """A sentence without its clauses that ask for a person (what else the message asks)."""
+    if not asks_for_person(sentence):
+        return sentence
+    clauses = REQUEST_CLAUSE.split(sentence)
+    return " ".join(c for c in clauses if not asks_for_person(c))

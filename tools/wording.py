@@ -459,22 +459,44 @@ HELP_CENTER_QUOTE = {
     "en": "Here's what our help center says: \u201c{snippet}\u201d More in \u201c{title}\u201d: {url}",
     "es": "Esto dice nuestro centro de ayuda: \u00ab{snippet}\u00bb Más en \u00ab{title}\u00bb: {url}",
     "de": "Das steht in unserem Hilfe-Center: \u201e{snippet}\u201c Mehr unter \u201e{title}\u201c: {url}",
+    "fr": "Voici ce que dit notre centre d'aide : \u00ab {snippet} \u00bb Plus dans \u00ab {title} \u00bb : {url}",
+}
+# one line before a quote in another language than the customer's: (their language, the article's)
+HELP_CENTER_OTHER_LANGUAGE = {
+    "en": "(This article is only available in {found}.)",
+    "es": "(Este artículo solo está disponible en {found}.)",
+    "de": "(Diesen Artikel gibt es nur auf {found}.)",
+    "fr": "(Cet article n'existe qu'en {found}.)",
+}
+LANGUAGE_NAMES = {
+    "en": {"en": "English", "es": "Spanish", "de": "German", "fr": "French"},
+    "es": {"en": "inglés", "es": "español", "de": "alemán", "fr": "francés"},
+    "de": {"en": "Englisch", "es": "Spanisch", "de": "Deutsch", "fr": "Französisch"},
+    "fr": {"en": "anglais", "es": "espagnol", "de": "allemand", "fr": "français"},
 }
 HELP_CENTER_NONE = {
     "en": "I couldn't find an answer to that in our help center, and I'd rather not guess.",
     "es": "No he encontrado una respuesta a eso en nuestro centro de ayuda y prefiero no adivinar.",
     "de": "Dazu habe ich in unserem Hilfe-Center keine Antwort gefunden, und ich möchte nicht raten.",
+    "fr": "Je n'ai pas trouvé de réponse à cela dans notre centre d'aide, et je préfère ne pas deviner.",
 }
 OFFER_PERSON = {
     "en": "Would you like me to ask a member of our team?",
     "es": "¿Quieres que se lo pregunte a alguien de nuestro equipo?",
     "de": "Soll ich jemanden aus unserem Team fragen?",
+    "fr": "Voulez-vous que je demande à un membre de notre équipe ?",
 }
 NO_PERSON = "No problem. Is there anything else I can help with?"
 
 
-def help_center_quote(*, language: str, snippet: str, title: str, url: str) -> str:
-    return HELP_CENTER_QUOTE.get(language, HELP_CENTER_QUOTE["en"]).format(snippet=snippet, title=title, url=url)
+def help_center_quote(*, language: str, snippet: str, title: str, url: str, asked: str | None = None) -> str:
+    """A passage quoted; when the customer writes in another language, one line in theirs says so first."""
+    quote = HELP_CENTER_QUOTE.get(language, HELP_CENTER_QUOTE["en"]).format(snippet=snippet, title=title, url=url)
+    if asked is None or asked == language:
+        return quote
+    names = LANGUAGE_NAMES.get(asked, LANGUAGE_NAMES["en"])
+    line = HELP_CENTER_OTHER_LANGUAGE.get(asked, HELP_CENTER_OTHER_LANGUAGE["en"])
+    return f"{line.format(found=names.get(language, language))} {quote}"
 
 
 def help_center_none(*, language: str, known: str = "") -> str:
