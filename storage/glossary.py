@@ -76,4 +76,4 @@ def to_english(query: str, language: str) -> str:
     table = _table(language)
     terms = analyzer(language).terms(query)
     words = [table.get(t) or (t if any(ch.isdigit() for ch in t) else "") for t in terms]
-    return " ".join(dict.fromkeys(w for w in words if w))
+    return " ".join(dict.fromkeys(w for w in words if w)) or query  # nothing it knows: perhaps English already

