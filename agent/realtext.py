@@ -289,10 +289,17 @@ def _norm(text: str) -> str:
 
 
 # --- running and reporting -------------------------------------------------------------------------------
-async def run_realtext(settings: Settings, *, corpus_path: Path, database_url: str | None = None) -> dict[str, Any]:
+async def run_realtext(
+    settings: Settings,
+    *,
+    corpus_path: Path,
+    database_url: str | None = None,
+    labels_path: Path = LABELS,
+    lies_path: Path = LIES,
+) -> dict[str, Any]:
     """Everything in the scratch database is deleted first (a temporary SQLite by default)."""
     corpus = realtext_corpus.load(corpus_path)
-    labels, lies = load_labels(), load_lies()
+    labels, lies = load_labels(labels_path), load_lies(lies_path)
     tally = Tally()
     with tempfile.TemporaryDirectory(prefix="supportbot-realtext-") as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'realtext.db'}"
