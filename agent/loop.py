@@ -8,7 +8,8 @@
        └──────────────────┘   … until the model stops asking for tools, a verdict ends the turn,
        │                      or a limit is hit
        ▼
-    guard the text (tool traffic, claims vs the store, sanitizer) ─▶ Reply ─▶ record the outcome ─▶ Done
+    guard the text (tool traffic, claims vs the store, sanitizer; a contradicted reply is asked for
+    once more, agent.repair) ─▶ Reply ─▶ record the outcome ─▶ Done
 
 Verdicts come from `agent.policy`; this loop is the only place that acts on them. A verdict that
 ends the turn (another customer's order, an identity mismatch, the model failing, a limit) stops

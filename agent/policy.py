@@ -5,9 +5,13 @@ to open (priority and reason), what the customer is told, and whether the model 
 agent loop alone acts on verdicts (the MCP face, which has no loop, applies them through the
 same `apply` in `agent.desk`).
 
-- `classify`: legal and fraud words, or a request for a person, before any model call: P1, a
-  fixed reply, no model call (English, Spanish, German). Asking *what* the bot is ("are you a real
-  person or an AI?", "is this a bot?") is a question, not a request for a person.
+- `classify`, before any model call (agent.verdict_patterns, English, Spanish, German, French): a
+  hazard or injury, a legal threat, fraud (P1), a billing dispute, a delivery marked delivered
+  that never came (P2), a request for a person (P1): a fixed reply, no model call; a request for a
+  person that comes with other requests opens the ticket and lets the model answer the rest (its
+  `notice` goes first). A refusal ("do NOT transfer me"), a condition ("if you still see Silver, a
+  supervisor") or a question about what the bot is asks for nobody; a lawyer mentioned or
+  "unacceptable" threatens nothing.
 - `for_tool`: tool outcomes that decide by themselves. An ownership mismatch (another customer's
   order) is P1 and ends the turn with exactly the words of an unknown order, which also ends the
   turn, so the two are indistinguishable to the customer; the ticket stays hidden from them. An
@@ -17,11 +21,14 @@ same `apply` in `agent.desk`).
   the call cap, the token budget, the context window (P2, fixed apology, the turn ends).
 - `is_failed_round` / CLARIFICATION: the model could not get what it needed in two consecutive
   turns -> P3.
-- `guard`: every model text on its way to a customer, cut to MAX_REPLY characters first: pasted
-  tool traffic removed or the reply replaced (tools.sanitizer.strip_tool_text), the claims check
-  against the store (agent.claims), then the sanitizer. A replaced reply says why
-  (`Guarded.reason`); the loop logs, counts (`supportbot_replies_replaced_total{reason}`) and
-  audits it.
+- `guard`: every model text on its way to a customer, cut to MAX_REPLY characters first: tool
+  traffic out word by word with the layout kept, or the reply replaced when it is pasted JSON
+  (tools.sanitizer.strip_tool_text), the claims check against the store and the turn's evidence
+  (agent.claims), then the sanitizer. A reply the store contradicts comes back with code's true
+  answer in the customer's language and, for each contradicted sentence, what the store holds
+  (`Guarded.corrections`), so the loop can ask the model once more (agent.repair). A reply not sent
+  as written says why (`Guarded.reason`); the loop logs, counts
+  (`supportbot_replies_replaced_total{reason}`) and audits it.
 
 Exceptions (limits the loop hits; it turns each into its verdict):
 
