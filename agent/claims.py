@@ -34,7 +34,7 @@ An order number the customer has no order of supports nothing; an identifier thi
 tool results showed is theirs. `review` returns the reply to send: a true sentence about a refund
 is re-rendered in place from the refund row, so the amount, order and state a customer reads never
 come from model text; a contradicted reply is not sent (the guard repairs or replaces it, with
-`truthful_reply`, written by code in the customer's language). Rules and facts, no model call;
+agent.truthful, written by code in the customer's language). Rules and facts, no model call;
 every pattern is linear-time.
 """
 
@@ -44,7 +44,6 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
 from typing import NamedTuple
 
 from agent.claim_patterns import (
@@ -86,10 +85,9 @@ from agent.claim_patterns import (
     status_word,
     when,
 )
-from agent.facts import Facts, Grounds, OrderFact, RefundFact
+from agent.facts import Claim, Facts, Grounds, OrderFact, RefundFact
+from agent.truthful import refund_line
 from storage.order_formats import compact, digits, key
-from storage.types import format_cents
-from tools import wording
 from tools.sanitizer import DIGIT_TOKEN, GENERIC_ORDER, called_an_order, pieces, rejoin, split_sentences
 
 IT = re.compile(r"\b(?:your order|it)\b", re.IGNORECASE)
@@ -106,16 +104,6 @@ NOT_THE_ORDERS = rx(
 
 
 # --- claims --------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Claim:
-    kind: str  # refund | handoff | call | order
-    state: str
-    sentence: str
-    orders: tuple[str, ...] = ()  # the customer's orders the sentence names
-    unknown: bool = False  # it names an order number the customer has no order of
-    amounts: tuple[tuple[int, str | None], ...] = ()
-    when: date | None = None
-    names: tuple[str, ...] = ()  # the identifiers the sentence names (for a refund the tool results reported)
 
 
 def _bounds(sentence: str, start: int, end: int) -> tuple[int, int]:
@@ -565,95 +553,3 @@ def review(text: str, facts: Facts, *, quotes: Iterable[str] = (), grounds: Grou
     if contradicted or not rendered:
         return Review(text, tuple(contradicted), rendered)
     return Review(rejoin(parts), (), rendered)
-
-
-# --- what is said instead ------------------------------------------------------------------------------
-def refund_line(r: RefundFact, facts: Facts, language: str = "en") -> str:
-    order = facts.orders.get(r.order_id)
-    return wording.refund_status_line(
-        order_id=r.order_id,
-        item=order.item if order else "your order",
-        amount=format_cents(r.amount_cents, r.currency),
-        status=r.status,
-        language=language,
-    )
-
-
-def order_line(order: OrderFact, language: str = "en") -> str:
-    """The order as the store has it, with every item it holds."""
-    return wording.order_line(
-        order_id=order.id,
-        item=wording.items_list([(name, quantity) for name, _, quantity in order.items], language=language),
-        total=format_cents(order.total_cents, order.currency),
-        status=order.status,
-        delivered_on=order.delivered_on.isoformat() if order.delivered_on else None,
-        language=language,
-    )
-
-
-def _latest(refunds: Iterable[RefundFact]) -> list[RefundFact]:
-    by_order: dict[str, RefundFact] = {}
-    for r in refunds:  # oldest first: the last one per order wins
-        by_order[r.order_id] = r
-    return list(by_order.values())
-
-
-def refund_lines(facts: Facts, orders: Iterable[str] = (), language: str = "en") -> list[str]:
-    wanted = list(orders)
-    if wanted:
-        lines = []
-        for oid in wanted:
-            rows = _latest(r for r in facts.refunds if r.order_id == oid)
-            lines += [refund_line(r, facts, language) for r in rows] or [
-                wording.no_refund_on(order_id=oid, language=language)
-            ]
-        return lines
-    return [refund_line(r, facts, language) for r in _latest(r for r in facts.refunds if r.here)]
-
-
-def _lines_for(c: Claim, facts: Facts, language: str) -> list[str]:
-    say = wording.correction(language)
-    if c.kind == "refund":
-        if c.unknown and not c.orders:
-            return [say["not_found"]]
-        return refund_lines(facts, c.orders, language) or [say["no_refund_here"]]
-    if c.kind in ("handoff", "call"):
-        lines = [say["handoff_open"] if facts.ticket_open else say["no_handoff"]]
-        return [*lines, say["no_calls"]] if c.kind == "call" else lines
-    lines = [order_line(facts.orders[o], language) for o in c.orders]
-    return [*lines, say["not_found"]] if c.unknown else lines
-
-
-def truthful_reply(facts: Facts, claims: Iterable[Claim], *, asked: Iterable[str] = (), language: str = "en") -> str:
-    """The fixed, true sentences said instead of a reply the store contradicts, in the customer's
-    language: what the store says of each contradicted claim, and of every order the customer asked
-    about (each with all its items)."""
-    lines: list[str] = []
-    claims = list(claims)
-    for c in claims:
-        lines += _lines_for(c, facts, language)
-    for oid in asked:  # the orders they named and nothing above speaks of: where each stands, every item
-        if oid in facts.orders and not any(oid in line for line in lines):
-            lines.append(order_line(facts.orders[oid], language))
-            lines += [refund_line(r, facts, language) for r in _latest(r for r in facts.refunds if r.order_id == oid)]
-    return " ".join([wording.correction(language)["lead"], *dict.fromkeys(lines)])
-
-
-def corrections(facts: Facts, claims: Iterable[Claim]) -> list[tuple[str, str]]:
-    """(the contradicted sentence, what the store says instead), for asking the model once more."""
-    out: dict[str, list[str]] = {}
-    for c in claims:
-        out.setdefault(c.sentence, [])
-        out[c.sentence] += [line for line in _lines_for(c, facts, "en") if line not in out[c.sentence]]
-    return [(sentence, " ".join(lines)) for sentence, lines in out.items()]
-
-
-def state_summary(facts: Facts, language: str = "en") -> str:
-    """Said instead of a reply that was not fit to send at all (pasted tool output, an exception)."""
-    say = wording.correction(language)
-    lines = refund_lines(facts, language=language)
-    if facts.ticket_open:
-        lines.append(say["handoff_open"])
-    if not lines:
-        lines.append(say["ask_again"])
-    return " ".join([say["tool_text_lead"], *lines])

@@ -57,6 +57,20 @@ class RefundFact:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """One thing a sentence asserts that the store can contradict (read by agent.claims)."""
+
+    kind: str  # refund | handoff | call | order
+    state: str
+    sentence: str
+    orders: tuple[str, ...] = ()  # the customer's orders the sentence names
+    unknown: bool = False  # it names an order number the customer has no order of
+    amounts: tuple[tuple[int, str | None], ...] = ()
+    when: date | None = None
+    names: tuple[str, ...] = ()  # the identifiers the sentence names (for a refund the tool results reported)
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     """What the store says for one session: the customer's orders and refunds, the session's ticket."""
 

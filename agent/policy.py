@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent import claims, facts
+from agent import claims, facts, truthful
 from agent import verdict_patterns as vp
 from agent.events import Escalation
 from storage import metrics
@@ -292,7 +292,7 @@ class _Guard:
         tool = self.tool
         if tool.unusable or looks_like_exception(tool.text):
             reason = "tool_text" if tool.unusable else "unsafe_text"
-            summary = claims.state_summary(await self.facts(s), await self.language())
+            summary = truthful.state_summary(await self.facts(s), await self.language())
             return Guarded((await self.clean(s, summary)).text, reason, tool.found)
         text = tool.text
         if claimed:
@@ -303,7 +303,7 @@ class _Guard:
             text = verdict.text
         out = await self.clean(s, text)
         if out.replaced:
-            summary = claims.state_summary(await self.facts(s), await self.language())
+            summary = truthful.state_summary(await self.facts(s), await self.language())
             return Guarded((await self.clean(s, summary)).text, "unsafe_text", tuple(out.withheld))
         return Guarded(out.text, "tool_text_removed" if tool.found else None, tool.found)
 
@@ -312,12 +312,12 @@ class _Guard:
         their language; and what the store holds for each contradicted sentence."""
         said = self.grounds.evidence.customer[-1:]
         asked = claims.references(said[0], known, self.grounds)[0] if said else []
-        text = claims.truthful_reply(known, verdict.contradicted, asked=asked, language=await self.language())
+        text = truthful.truthful_reply(known, verdict.contradicted, asked=asked, language=await self.language())
         return Guarded(
             (await self.clean(s, text)).text,
             verdict.reason,
             tuple(c.sentence for c in verdict.contradicted),
-            tuple(claims.corrections(known, verdict.contradicted)),
+            tuple(truthful.corrections(known, verdict.contradicted)),
         )
 
 
