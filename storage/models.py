@@ -24,6 +24,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from storage.states import (
+    LIVE_REFUNDS,
+    UNDELIVERED_OUTBOX,
+    UNFINISHED_INBOX,
+    InboxStatus,
+    OrderStatus,
+    OutboxStatus,
+    RefundStatus,
+    TicketStatus,
+    WebTurnStatus,
+)
 from storage.types import UTCDateTime
 
 NAMING = {
@@ -34,25 +45,14 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-ORDER_STATUSES = ("pending", "shipped", "delivered", "cancelled")
-REFUND_STATUSES = (
-    "awaiting_confirmation",
-    "pending_approval",
-    "processing",
-    "processed",
-    "failed",
-    "cancelled",
-    "expired",
-    "denied",
-)
-# At most one refund per order in these states (a partial unique index, enforced by the database).
-LIVE_REFUND_STATUSES = ("awaiting_confirmation", "pending_approval", "processing", "processed")
-TICKET_STATUSES = ("open", "claimed", "resolved")
+ORDER_STATUSES = tuple(OrderStatus)
+REFUND_STATUSES = tuple(RefundStatus)
+TICKET_STATUSES = tuple(TicketStatus)
 PRIORITIES = ("P1", "P2", "P3")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class Base(DeclarativeBase):
@@ -200,8 +200,8 @@ class Refund(Base):
             "uq_refunds_one_live_per_order",
             "order_id",
             unique=True,
-            sqlite_where=text(_in("status", LIVE_REFUND_STATUSES)),
-            postgresql_where=text(_in("status", LIVE_REFUND_STATUSES)),
+            sqlite_where=text(_in("status", LIVE_REFUNDS)),
+            postgresql_where=text(_in("status", LIVE_REFUNDS)),
         ),
     )
 
@@ -321,10 +321,10 @@ class AuditLog(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-INBOX_STATUSES = ("pending", "working", "done", "dead", "skipped")
+INBOX_STATUSES = tuple(InboxStatus)
 INBOX_FACES = ("slack", "web")
 INBOX_KINDS = ("message", "confirm", "cancel")
-LIVE_INBOX = "status IN ('pending', 'working')"
+LIVE_INBOX = _in("status", UNFINISHED_INBOX)
 
 
 class InboxItem(Base):
@@ -370,7 +370,7 @@ class InboxItem(Base):
     installing_team: Mapped[str | None] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=InboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -380,7 +380,7 @@ class InboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-OUTBOX_STATUSES = ("pending", "posting", "posted", "skipped")
+OUTBOX_STATUSES = tuple(OutboxStatus)
 OUTBOX_KINDS = ("reply", "confirmation", "notice", "staff_reply", "apology", "ephemeral", "relay", "alert")
 
 
@@ -404,8 +404,8 @@ class OutboxMessage(Base):
         Index(
             "ix_outbox_undelivered",
             "id",
-            sqlite_where=text("status IN ('pending', 'posting')"),
-            postgresql_where=text("status IN ('pending', 'posting')"),
+            sqlite_where=text(_in("status", UNDELIVERED_OUTBOX)),
+            postgresql_where=text(_in("status", UNDELIVERED_OUTBOX)),
         ),
         Index("ix_outbox_posted", "status", "posted_at"),  # retention
     )
@@ -422,7 +422,7 @@ class OutboxMessage(Base):
     thread_ts: Mapped[str | None] = mapped_column(String(32))
     blocks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     ephemeral_user: Mapped[str | None] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -432,7 +432,7 @@ class OutboxMessage(Base):
 
 
 WEB_TURN_KINDS = ("message", "confirm", "cancel")
-WEB_TURN_STATUSES = ("queued", "running", "done", "failed")
+WEB_TURN_STATUSES = tuple(WebTurnStatus)
 WEB_EVENT_KINDS = ("status", "reply", "escalation", "confirmation", "done", "error")
 
 

@@ -6,8 +6,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.models import LIVE_REFUND_STATUSES, Refund, SessionOrder
+from storage.models import Refund, SessionOrder
 from storage.order_formats import load_formats
+from storage.states import LIVE_REFUNDS
 from storage.types import format_cents
 from tools.codes import Code, ToolResult
 from tools.context import CallContext, Deps, Tool
@@ -58,7 +59,7 @@ async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> 
             .on_conflict_do_nothing(index_elements=["session_id", "order_id"])
         )
     elig = eligibility(order, now=now, window_days=deps.settings.return_window_days)
-    live = refund is not None and refund.status in LIVE_REFUND_STATUSES
+    live = refund is not None and refund.status in LIVE_REFUNDS
     data: dict[str, object] = {
         "order_id": order.id,
         "status": order.status,

@@ -22,7 +22,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import LIVE_REFUND_STATUSES, Order, Refund
+from storage.models import Order, Refund
+from storage.states import LIVE_REFUNDS
 from tools.codes import Code, GatewayError, ToolResult
 from tools.context import Actor, CallContext, Deps, audit, new_id
 from tools.tickets import open_or_update
@@ -172,7 +173,7 @@ async def _store_refund(
 
 async def _live_refund(s: AsyncSession, order_id: str) -> Refund | None:
     return (
-        await s.scalars(select(Refund).where(Refund.order_id == order_id, Refund.status.in_(LIVE_REFUND_STATUSES)))
+        await s.scalars(select(Refund).where(Refund.order_id == order_id, Refund.status.in_(LIVE_REFUNDS)))
     ).one_or_none()
 
 

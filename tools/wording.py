@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from storage.states import OrderStatus, RefundStatus
 from tools.codes import Code
 
 Face = Literal["slack", "shell", "web", "mcp"]
@@ -80,6 +81,8 @@ ESCALATED_NOT_RECEIVED = (
     "I'm sorry your order hasn't reached you. I've asked a member of our support team to look into the delivery "
     "with the carrier; they'll reply here."
 )
+# what the history records for a turn whose message was the Confirm step alone (for the model's next turn)
+CONFIRM_STEP_SHOWN = "(The customer was shown the Confirm step for the refund above.)"
 ESCALATED_GENERIC = "I've passed this to a member of our support team, and they'll follow up here."
 MODEL_OUTAGE = (
     "I'm sorry, I'm having trouble answering right now. I've passed your message to a member of our support "
@@ -125,6 +128,14 @@ def confirm_how(face: Face) -> str:
     return CONFIRM_HOW[face]
 
 
+def confirm_again(*, order_id: str, amount: str) -> str:
+    """An answer that is not a clear yes or no while money waits: nothing moves, and we ask again."""
+    return (
+        f"Just to be sure: shall I send the refund of {amount} for order {order_id}? "
+        "Please reply yes to send it, or no to cancel."
+    )
+
+
 def refund_done(*, order_id: str, amount: str) -> str:
     return (
         f"Done: your refund of {amount} for order {order_id} has been issued. It can take 3–5 business days to appear."
@@ -144,47 +155,47 @@ def refund_denied(*, order_id: str) -> str:
 
 REFUND_STATES = {
     "en": {
-        "awaiting_confirmation": "waiting for your confirmation",
-        "pending_approval": "being reviewed by our team",
-        "processing": "being processed",
-        "processed": "issued",
-        "failed": "delayed, and our team is on it",
-        "cancelled": "cancelled",
-        "expired": "expired before it was confirmed",
-        "denied": "not approved",
+        RefundStatus.AWAITING_CONFIRMATION: "waiting for your confirmation",
+        RefundStatus.PENDING_APPROVAL: "being reviewed by our team",
+        RefundStatus.PROCESSING: "being processed",
+        RefundStatus.PROCESSED: "issued",
+        RefundStatus.FAILED: "delayed, and our team is on it",
+        RefundStatus.CANCELLED: "cancelled",
+        RefundStatus.EXPIRED: "expired before it was confirmed",
+        RefundStatus.DENIED: "not approved",
         "other": "in progress",
     },
     "es": {
-        "awaiting_confirmation": "a la espera de su confirmación",
-        "pending_approval": "en revisión por nuestro equipo",
-        "processing": "en proceso",
-        "processed": "emitido",
-        "failed": "retrasado, y nuestro equipo se está ocupando",
-        "cancelled": "cancelado",
-        "expired": "caducado antes de confirmarse",
-        "denied": "no aprobado",
+        RefundStatus.AWAITING_CONFIRMATION: "a la espera de su confirmación",
+        RefundStatus.PENDING_APPROVAL: "en revisión por nuestro equipo",
+        RefundStatus.PROCESSING: "en proceso",
+        RefundStatus.PROCESSED: "emitido",
+        RefundStatus.FAILED: "retrasado, y nuestro equipo se está ocupando",
+        RefundStatus.CANCELLED: "cancelado",
+        RefundStatus.EXPIRED: "caducado antes de confirmarse",
+        RefundStatus.DENIED: "no aprobado",
         "other": "en curso",
     },
     "de": {
-        "awaiting_confirmation": "wartet auf Ihre Bestätigung",
-        "pending_approval": "wird von unserem Team geprüft",
-        "processing": "wird bearbeitet",
-        "processed": "ist ausgezahlt",
-        "failed": "verzögert sich, unser Team kümmert sich darum",
-        "cancelled": "wurde storniert",
-        "expired": "ist abgelaufen, bevor sie bestätigt wurde",
-        "denied": "wurde nicht genehmigt",
+        RefundStatus.AWAITING_CONFIRMATION: "wartet auf Ihre Bestätigung",
+        RefundStatus.PENDING_APPROVAL: "wird von unserem Team geprüft",
+        RefundStatus.PROCESSING: "wird bearbeitet",
+        RefundStatus.PROCESSED: "ist ausgezahlt",
+        RefundStatus.FAILED: "verzögert sich, unser Team kümmert sich darum",
+        RefundStatus.CANCELLED: "wurde storniert",
+        RefundStatus.EXPIRED: "ist abgelaufen, bevor sie bestätigt wurde",
+        RefundStatus.DENIED: "wurde nicht genehmigt",
         "other": "ist in Bearbeitung",
     },
     "fr": {
-        "awaiting_confirmation": "en attente de votre confirmation",
-        "pending_approval": "en cours d'examen par notre équipe",
-        "processing": "en cours de traitement",
-        "processed": "émis",
-        "failed": "retardé, et notre équipe s'en occupe",
-        "cancelled": "annulé",
-        "expired": "expiré avant d'être confirmé",
-        "denied": "refusé",
+        RefundStatus.AWAITING_CONFIRMATION: "en attente de votre confirmation",
+        RefundStatus.PENDING_APPROVAL: "en cours d'examen par notre équipe",
+        RefundStatus.PROCESSING: "en cours de traitement",
+        RefundStatus.PROCESSED: "émis",
+        RefundStatus.FAILED: "retardé, et notre équipe s'en occupe",
+        RefundStatus.CANCELLED: "annulé",
+        RefundStatus.EXPIRED: "expiré avant d'être confirmé",
+        RefundStatus.DENIED: "refusé",
         "other": "en cours",
     },
 }
@@ -220,7 +231,7 @@ NO_HANDOFF = (
 )
 NO_CALLS = "Our team answers here in this conversation; we don't phone or email customers."
 NO_REFUND_HERE = "I haven't made any refund in this conversation."
-CORRECTION: dict[str, dict[str, str]] = {
+CORRECTION: dict[str, dict[str, str]] = {  # the order statuses' words under their members
     "en": {
         "lead": CORRECTION_LEAD,
         "tool_text_lead": TOOL_TEXT_LEAD,
@@ -231,10 +242,10 @@ CORRECTION: dict[str, dict[str, str]] = {
         "no_refund_here": NO_REFUND_HERE,
         "not_found": NOT_FOUND_ORDER,
         "no_refund_on": "There is no refund on order {order_id} so far.",
-        "delivered": "was delivered on {delivered_on}",
-        "shipped": "has shipped and is on its way",
-        "pending": "hasn't shipped yet",
-        "cancelled": "was cancelled",
+        OrderStatus.DELIVERED: "was delivered on {delivered_on}",
+        OrderStatus.SHIPPED: "has shipped and is on its way",
+        OrderStatus.PENDING: "hasn't shipped yet",
+        OrderStatus.CANCELLED: "was cancelled",
         "other": "is being handled",
         "order": "Order {order_id} ({item}, {total}) {where}.",
         "and": "and",
@@ -254,10 +265,10 @@ CORRECTION: dict[str, dict[str, str]] = {
         "no_refund_here": "No he hecho ningún reembolso en esta conversación.",
         "not_found": "No he encontrado ese pedido en su cuenta. ¿Podría comprobar el número de pedido?",
         "no_refund_on": "El pedido {order_id} no tiene ningún reembolso por ahora.",
-        "delivered": "se entregó el {delivered_on}",
-        "shipped": "se ha enviado y está en camino",
-        "pending": "todavía no se ha enviado",
-        "cancelled": "se canceló",
+        OrderStatus.DELIVERED: "se entregó el {delivered_on}",
+        OrderStatus.SHIPPED: "se ha enviado y está en camino",
+        OrderStatus.PENDING: "todavía no se ha enviado",
+        OrderStatus.CANCELLED: "se canceló",
         "other": "se está tramitando",
         "order": "El pedido {order_id} ({item}, {total}) {where}.",
         "and": "y",
@@ -275,10 +286,10 @@ CORRECTION: dict[str, dict[str, str]] = {
         "no_refund_here": "Ich habe in diesem Gespräch keine Erstattung veranlasst.",
         "not_found": "Diese Bestellung habe ich in Ihrem Konto nicht gefunden. Könnten Sie die Bestellnummer prüfen?",
         "no_refund_on": "Für die Bestellung {order_id} gibt es bisher keine Erstattung.",
-        "delivered": "wurde am {delivered_on} zugestellt",
-        "shipped": "ist versandt und unterwegs",
-        "pending": "ist noch nicht versandt",
-        "cancelled": "wurde storniert",
+        OrderStatus.DELIVERED: "wurde am {delivered_on} zugestellt",
+        OrderStatus.SHIPPED: "ist versandt und unterwegs",
+        OrderStatus.PENDING: "ist noch nicht versandt",
+        OrderStatus.CANCELLED: "wurde storniert",
         "other": "wird bearbeitet",
         "order": "Die Bestellung {order_id} ({item}, {total}) {where}.",
         "and": "und",
@@ -300,10 +311,10 @@ CORRECTION: dict[str, dict[str, str]] = {
             "Je n'ai pas trouvé cette commande sur votre compte. Pourriez-vous vérifier le numéro de commande ?"
         ),
         "no_refund_on": "La commande {order_id} n'a aucun remboursement pour l'instant.",
-        "delivered": "a été livrée le {delivered_on}",
-        "shipped": "a été expédiée et est en route",
-        "pending": "n'a pas encore été expédiée",
-        "cancelled": "a été annulée",
+        OrderStatus.DELIVERED: "a été livrée le {delivered_on}",
+        OrderStatus.SHIPPED: "a été expédiée et est en route",
+        OrderStatus.PENDING: "n'a pas encore été expédiée",
+        OrderStatus.CANCELLED: "a été annulée",
         "other": "est en cours de traitement",
         "order": "Commande {order_id} ({item}, {total}) {where}.",
         "and": "et",
@@ -336,9 +347,8 @@ def order_line(
 ) -> str:
     """One order as the store has it: number, its items, total, and where it is."""
     say = correction(language)
-    where = (
-        say.get(status, say["other"]) if status in ("delivered", "shipped", "pending", "cancelled") else say["other"]
-    )
+    worded = (OrderStatus.DELIVERED, OrderStatus.SHIPPED, OrderStatus.PENDING, OrderStatus.CANCELLED)
+    where = say[status] if status in worded else say["other"]
     return say["order"].format(order_id=order_id, item=item, total=total, where=where.format(delivered_on=delivered_on))
 
 
@@ -395,6 +405,9 @@ STAFF_REPLY_LABEL = "Support team"
 MCP_NOT_ASKED = (
     "The refund is prepared but not sent: only the customer can confirm it, and this client cannot ask them, so it "
     "will expire unconfirmed. Do not say it has been refunded."
+)
+NOT_APPROVED = (
+    "Not approved: approving needs your own confirmation at the client, and it was not given. Nothing changed."
 )
 MCP_DECLINED = "The customer did not confirm, so the refund was cancelled and no money moved."
 MCP_FAILED = "That did not work because of a problem on our side. Try again shortly, or use escalate_to_human."
@@ -511,3 +524,28 @@ def offered_person(text: str) -> bool:
 
 def return_window_line(days: int) -> str:
     return f"What I can tell you is that a delivered order can be returned within {days} days of delivery."
+
+
+# --- for staff: why a ticket exists ---------------------------------------------------------------
+TICKET_REASONS = {
+    "legal": "Legal threat or complaint",
+    "fraud": "Fraud or chargeback concern",
+    "human_request": "Customer asked for a person",
+    "security": "Asked about another customer's order or account",
+    "identity": "Identity could not be verified",
+    "refund_approval": "Refund over the autonomous limit needs approval",
+    "payment_failed": "Payment gateway declined a refund",
+    "tool_failure": "A system the bot relies on kept failing",
+    "model_failure": "The AI model was unavailable",
+    "turn_limit": "The bot could not finish within its step limit",
+    "token_budget": "The conversation used up its token budget",
+    "clarification": "The bot could not get what it needed after two tries",
+    "handoff": "A person took over the conversation",
+    "question": "A question the help center could not answer",
+    "dead_letter": "A message could not be answered after several attempts",
+    "other": "Escalated by the bot",
+}
+
+
+def reason_text(reason: str) -> str:
+    return TICKET_REASONS.get(reason, TICKET_REASONS["other"])

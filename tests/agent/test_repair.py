@@ -13,6 +13,7 @@ from agent.events import Escalation, Event, Reply
 from agent.loop import Agent
 from agent.model import ModelRequest, ModelUnavailable
 from agent.scripted import ScriptedModel, reply, text, tool_use
+from desk import Desk
 from storage.metrics import REPLIES_REPLACED
 from tests.conftest import session_for
 from tools import wording
@@ -21,7 +22,7 @@ from tools.toolbox import Toolbox
 
 
 async def run(deps: Deps, ctx: CallContext, model: Any, message: str) -> list[Event]:
-    return [e async for e in Agent(model=model, toolbox=Toolbox(deps)).run_turn(ctx, message)]
+    return [e async for e in Desk(Agent(model=model, toolbox=Toolbox(deps))).say(ctx, message)]
 
 
 def said(events: list[Event]) -> str:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.desk import Desk
 from agent.loop import Agent
 from agent.scripted import ScriptedModel, reply, text, tool_use
+from desk import Desk
 from storage import metrics
 from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox
@@ -58,8 +58,8 @@ async def test_a_question_turn_stays_within_its_store_budget(deps: Deps, sarah: 
     desk = Desk(Agent(model=ScriptedModel([reply(text("We answer from 9:00 to 18:00."))]), toolbox=Toolbox(deps)))
     cost = await cost_of(desk, sarah, "what are your support hours?")
     assert cost.writes > 0 and cost.reads > 0  # the counters count
-    assert cost.write_tx <= 1 and cost.read_tx <= 1, cost
-    assert cost.reads + cost.writes <= 9, cost
+    assert cost.write_tx <= 1 and cost.read_tx <= 3, cost  # the help-center search reads before the model call
+    assert cost.reads + cost.writes <= 14, cost
 
 
 async def test_a_refund_turn_stays_within_its_store_budget(deps: Deps, sarah: CallContext) -> None:
