@@ -1,5 +1,7 @@
 """`supportbot eval --suite realtext`: the guard and the classifier judged on text real models and
-customers wrote (τ2-bench's airline conversations, read from the folder beside the checkout).
+customers wrote (τ2-bench's airline conversations, read from the folder beside the checkout). The
+grading and the report are here; the run, which drives the store and its sessions, is
+`bot.realtext`'s.
 
 On a scratch store holding the conversations' customers and τ2's retail store:
 
@@ -24,11 +26,8 @@ The report gives the issue's table (measured against each goal), the guard's CPU
 
 from __future__ import annotations
 
-import gc
 import json
 import re
-import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -36,17 +35,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent import facts, policy, realtext_corpus
-from agent.realtext_corpus import Conversation, Corpus, customer_text, digest
-from storage.engine import Store
-from storage.importer import import_records, parse
-from storage.migrate import upgrade
-from storage.settings import Settings
-from storage.types import FrozenClock, format_cents, to_cents
-from tools.context import Actor, CallContext, Deps
+from agent import facts, policy
+from agent.realtext_corpus import Conversation, Corpus, digest
+from storage.types import format_cents, to_cents
 from tools.sanitizer import JSON_KEY, SNAKE, split_sentences
-from tools.sessions import open_session
-from tools.toolbox import Toolbox, make_deps
 
 HERE = Path(__file__).resolve().parent
 LABELS = HERE / "realtext_labels.json"
@@ -123,17 +115,11 @@ class Seen:
     tools: set[str] = field(default_factory=set)
 
 
-def _key(c: Conversation, index: int) -> str:
+def key(c: Conversation, index: int) -> str:
     return f"{c.file}/{c.task_id}#{index}"
 
 
 # --- the guard -------------------------------------------------------------------------------------------
-async def guarded(deps: Deps, ctx: CallContext, text: str, seen: Seen) -> policy.Guarded:
-    """The guard with the turn's evidence, as the agent loop calls it."""
-    evidence = facts.Evidence(tuple(seen.tool_results), tuple(seen.customer), frozenset(seen.tools))
-    return await policy.guard(text, deps=deps, ctx=ctx, evidence=evidence)
-
-
 def _words(text: str) -> list[str]:
     return [w for w in WORD.findall(text.lower()) if len(w) > 1]
 
@@ -177,56 +163,27 @@ def grade_reply(tally: Tally, key: str, text: str, out: policy.Guarded, tools: s
         tally.breaks_lost.append(key)
 
 
-async def _ticket(deps: Deps, ctx: CallContext) -> None:
-    await policy.apply(deps, ctx, policy.Verdict("P2", "requested_by_model"), "the conversation asked for a person")
-
-
-async def replay(deps: Deps, c: Conversation, tally: Tally, labels: dict[tuple[str, str, int], Label]) -> None:
-    """One conversation: its customer messages through the classifier, its replies before the first
-    write through the guard."""
-    actor = Actor.customer(c.customer_id) if c.customer_id else Actor.unverified(f"tau2:{c.task_id}")
-    ctx = await open_session(deps, channel="eval", actor=actor)
-    seen = Seen()
-    stop = c.first_write()
-    for m in c.messages:
-        if m.role == "user":
-            said = customer_text(m.content)
-            classify_one(tally, c, m.index, said, labels)
-            seen.customer.append(said)
-        elif m.role == "tool":
-            seen.tool_results.append(m.content)
-        elif m.role == "assistant" and m.tools:
-            seen.tools |= set(m.tools)
-            if "transfer_to_human_agents" in m.tools and m.index < stop:
-                await _ticket(deps, ctx)
-        elif m.role == "assistant" and m.index > 0 and m.index < stop and m.content.strip():
-            started = time.process_time()
-            out = await guarded(deps, ctx, m.content, seen)
-            tally.cpu_ms.append((time.process_time() - started) * 1000)
-            grade_reply(tally, _key(c, m.index), m.content, out, seen.tools)
-
-
 # --- the classifier --------------------------------------------------------------------------------------
 Labels = dict[tuple[str, str, int], Label]
 
 
 def classify_one(tally: Tally, c: Conversation, index: int, said: str, labels: Labels) -> None:
     tally.messages += 1
+    where = key(c, index)
     label = labels.get((c.file, c.task_id, index))
     if label is not None and label.hash != digest(said):
-        tally.stale_labels.append(_key(c, index))
+        tally.stale_labels.append(where)
     expected = label.verdict if label is not None else "none"
     verdict = policy.classify(said)
     got = verdict.reason if verdict is not None else "none"
-    key = _key(c, index)
     if verdict is not None:
         tally.verdicts += 1
         if got != expected:
-            tally.wrong.append(f"{key} {got} (expected {expected})")
+            tally.wrong.append(f"{where} {got} (expected {expected})")
     if verdict is None and expected != "none" and not (label is not None and label.ambiguous):
-        (tally.missed_person if expected == "human_request" else tally.missed_other).append(f"{key} {expected}")
+        (tally.missed_person if expected == "human_request" else tally.missed_other).append(f"{where} {expected}")
     if label is not None and label.bundled and verdict is not None and verdict.ends_turn:
-        tally.bundled_stopped.append(key)
+        tally.bundled_stopped.append(where)
 
 
 # --- planted lies ----------------------------------------------------------------------------------------
@@ -261,71 +218,13 @@ def fill(lie: Lie, order: dict[str, Any]) -> str:
     )
 
 
-async def plant(deps: Deps, corpus: Corpus, lies: list[Lie], honest: list[str], tally: Tally) -> None:
-    toolbox = Toolbox(deps)
-    by_status: dict[str, list[dict[str, Any]]] = {}
-    for o in sorted(corpus.import_document["orders"], key=lambda o: o["id"]):
-        by_status.setdefault(o["status"], []).append(o)
-    for n, lie in enumerate(lies):
-        pool = by_status.get(lie.needs) or []
-        if not pool:
-            tally.lies_through.append(f"{lie.id}: no {lie.needs} order in the store")
-            continue
-        order = pool[(n * 37) % len(pool)]
-        said = fill(lie, order)
-        tally.lies += 1
-        for placed in (said, f"{honest[(n * 7) % len(honest)]}\n\n{said}"):
-            ctx = await open_session(deps, channel="eval", actor=Actor.customer(order["customer_id"]))
-            looked = await toolbox.call("lookup_order", {"order_id": order["id"]}, ctx)
-            seen = Seen(tool_results=[json.dumps(looked.for_model())], tools={"lookup_order"})
-            out = await guarded(deps, ctx, placed, seen)
-            if _norm(said) in _norm(out.text) or (out.reason not in REPLACING and not lost_sentences(said, out.text)):
-                tally.lies_through.append(f"{lie.id} ({lie.lang}, {lie.kind}): {said}")
-                break
+def lie_through(said: str, out: policy.Guarded) -> bool:
+    """A planted lie reached the customer: its words went out, or the guard let its sentences stand."""
+    return _norm(said) in _norm(out.text) or (out.reason not in REPLACING and not lost_sentences(said, out.text))
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-# --- running and reporting -------------------------------------------------------------------------------
-async def run_realtext(
-    settings: Settings,
-    *,
-    corpus_path: Path,
-    database_url: str | None = None,
-    labels_path: Path = LABELS,
-    lies_path: Path = LIES,
-) -> dict[str, Any]:
-    """Everything in the scratch database is deleted first (a temporary SQLite by default)."""
-    corpus = realtext_corpus.load(corpus_path)
-    labels, lies = load_labels(labels_path), load_lies(lies_path)
-    tally = Tally()
-    with tempfile.TemporaryDirectory(prefix="supportbot-realtext-") as tmp:
-        url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'realtext.db'}"
-        store = Store.from_settings(settings, url=url)
-        try:
-            await upgrade(store)
-            from storage.demo import empty
-
-            await empty(store)
-            customers, orders = parse(corpus.import_document)
-            await import_records(store, customers, orders)
-            deps = make_deps(store, settings, FrozenClock(realtext_corpus.TODAY))
-            gc.collect()
-            gc.freeze()  # the corpus and the store's rows live throughout: collections need not rescan them
-            try:
-                for c in corpus.conversations:
-                    await replay(deps, c, tally, labels)
-            finally:
-                gc.unfreeze()
-            await plant(deps, corpus, lies, _honest(corpus), tally)
-        finally:
-            await store.dispose()
-    return report(tally, corpus, labels)
-
-
-def _honest(corpus: Corpus) -> list[str]:
+def honest_replies(corpus: Corpus) -> list[str]:
+    """Every reply a conversation sent before its first write (the ones the guard is judged on)."""
     return [
         m.content
         for c in corpus.conversations
@@ -334,6 +233,15 @@ def _honest(corpus: Corpus) -> list[str]:
     ]
 
 
+def evidence(seen: Seen) -> facts.Evidence:
+    return facts.Evidence(tuple(seen.tool_results), tuple(seen.customer), frozenset(seen.tools))
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+# --- running and reporting -------------------------------------------------------------------------------
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return 0.0

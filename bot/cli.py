@@ -217,8 +217,9 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 async def _realtext(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from agent.realtext import run_realtext, table
+    from agent.realtext import table
     from agent.realtext_corpus import DEFAULT, CorpusError
+    from bot.realtext import run_realtext
 
     try:
         rep = await run_realtext(settings, corpus_path=Path(args.corpus or DEFAULT), database_url=args.database_url)

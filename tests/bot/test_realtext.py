@@ -14,6 +14,7 @@ import pytest
 
 from agent import realtext
 from agent.realtext_corpus import CorpusError, CorpusMissing, customer_text, digest, load
+from bot.realtext import run_realtext
 from storage.settings import Settings
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tau2"
@@ -30,7 +31,7 @@ def corpus_or_say_so() -> Path:
 
 
 async def test_the_goals_on_the_tau2_conversations(settings: Settings, database_url: str) -> None:
-    rep = await realtext.run_realtext(settings, corpus_path=corpus_or_say_so(), database_url=database_url)
+    rep = await run_realtext(settings, corpus_path=corpus_or_say_so(), database_url=database_url)
     m = rep["measured"]
     assert rep["conversations"] >= 250 and rep["replies"] >= 1100 and rep["customer_messages"] >= 1500
     assert m["replaced_share"] <= realtext.GOALS["replaced_share"], rep["misses"]["replaced"]
@@ -141,7 +142,7 @@ async def test_the_eval_grades_a_corpus_of_our_own(settings: Settings, tmp_path:
     }
     (tmp_path / "labels.json").write_text(json.dumps(labels))
     (tmp_path / "lies.json").write_text(json.dumps(lies))
-    rep = await realtext.run_realtext(
+    rep = await run_realtext(
         settings, corpus_path=folder, labels_path=tmp_path / "labels.json", lies_path=tmp_path / "lies.json"
     )
     assert rep["conversations"] == 2 and rep["replies"] == 3 and rep["multiline_replies"] == 1
