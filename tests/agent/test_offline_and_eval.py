@@ -259,7 +259,6 @@ async def test_offline_model_lists_recent_orders_from_a_tool(deps: Deps, sarah: 
             "(Entschuldigung, ich kann im Moment nur auf Englisch antworten.)",
         ),
         # issue 27: how people write
-        ("refund ORD-8842 $20", "refund of $20.00 is waiting for your confirmation"),
         ("where is order no. 8842?", "Order ORD-8842 (ProBlend 500 blender, $89.99) was delivered on"),
         ("where is ORD\u20138842?", "Order ORD-8842 (ProBlend 500 blender, $89.99) was delivered on"),
         ("My kettle ORD-7710 caught fire and burned my hand!", wording.ESCALATED_SAFETY),
@@ -307,6 +306,14 @@ def test_amounts_sizes_dates_and_years_are_never_order_numbers() -> None:
     assert order_refs("order no. 8842") == ["8842"] == order_refs("Bestellung Nr. 8842")
     assert order_refs("ORD\u20138842 and ord 9120") == ["ORD-8842", "ORD9120"]
     assert order_refs("my order 2024 broke") == ["2024"]  # called an order, it may be one
+
+
+async def test_an_amount_after_the_order_number_is_the_amount(deps: Deps, sarah: CallContext) -> None:
+    conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
+    await say(conv, "refund ORD-8842 $20")
+    async with deps.store.read() as s:
+        refunds = (await s.execute(sql("SELECT order_id, amount_cents, status FROM refunds"))).all()
+    assert [tuple(r) for r in refunds] == [("ORD-8842", 2000, "awaiting_confirmation")]
 
 
 async def test_a_size_or_an_amount_is_not_looked_up_and_is_no_unknown_order(deps: Deps, sarah: CallContext) -> None:
