@@ -91,6 +91,7 @@ from storage.order_formats import compact, digits, key
 from tools.sanitizer import DIGIT_TOKEN, GENERIC_ORDER, called_an_order, pieces, rejoin, split_sentences
 
 IT = re.compile(r"\b(?:your order|it)\b", re.IGNORECASE)
+RELATIVE = re.compile(r"\s{0,3}(?:which|that|who|que|welche[rs]?|die|der|das)\b", re.IGNORECASE)
 OFFER = rx(r"\b(?:can|could|would|may|might|should)\b|['’]d\b|\b(?:puedo|podr[ií]a|kann|k[oö]nnte)\b")
 # words that make an amount something other than the order's own: a difference, a fee, another price
 NOT_THE_ORDERS = rx(
@@ -237,7 +238,7 @@ def _moved(sentence: str, *, proposal: bool, gate: Gates | None = None) -> re.Ma
         if needs == "any" and not (gate.refund or gate.money):
             continue
         for m in pattern.finditer(sentence):
-            clause = _clause(sentence, m)
+            clause = _with_antecedent(sentence, m)
             if needs == "words" and not REFUND_WORD.search(clause):
                 continue
             if needs == "any" and not REFUND_CONTEXT.search(clause):
@@ -248,6 +249,16 @@ def _moved(sentence: str, *, proposal: bool, gate: Gates | None = None) -> re.Ma
                 continue
             return m
     return None
+
+
+def _with_antecedent(sentence: str, m: re.Match[str]) -> str:
+    """The match's clause, and the clause before it when this one is a relative clause ("a refund of
+    $89.99, which is processed": what is processed is the refund)."""
+    begin, stop = _bounds(sentence, m.start(), m.end())
+    if not RELATIVE.match(sentence[begin:stop]) or begin == 0:
+        return sentence[begin:stop]
+    before, _ = _bounds(sentence, max(0, begin - 2), max(0, begin - 2))
+    return sentence[before:stop]
 
 
 def _status_line(sentence: str) -> bool:
