@@ -91,6 +91,26 @@ class Workers:
     def serve(self, face: str, *, handle: Handler, on_dead: Handler) -> None:
         self.faces[face] = Face(handle, on_dead)
 
+    async def run_now(self, item_id: int) -> bool:
+        """Run an item just stored in this process at once, outside the dispatcher's pace (a click:
+        cheap, and someone is waiting on it). False when it is not claimable now; the dispatcher
+        then takes it in its conversation's order."""
+        if self._stopping:
+            return False
+        item = await self.queue.claim_item(item_id)
+        if item is None:
+            return False
+        task = asyncio.create_task(self._run_claimed(item), name=f"queue-now-{item.id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return True
+
+    async def _run_claimed(self, item: Claimed) -> None:
+        try:
+            await self.run_one(item)
+        finally:
+            self._wake.set()  # the conversation's next item may be claimable now
+
     def wake(self) -> None:
         """New work was stored here: wake idle workers now instead of at their next poll."""
         self._wake.set()

@@ -142,7 +142,7 @@ async def settle(
     also: dict[str, Any] | None = None,
 ) -> tuple[str, str | None]:
     """Record the session's outcome from the store, in the caller's transaction: an unresolved
-    ticket means escalated; a refund awaiting confirmation, or a question just asked, means
+    ticket (other than a hidden one) means escalated; a refund awaiting confirmation, or a question just asked, means
     awaiting_customer; else auto_resolved. `also`: more of the session's columns to set in the
     same statement. Returns (outcome, priority)."""
     ticket_priority, waiting = (await s.execute(_SETTLE_FACTS, {"sid": session_id})).one()
@@ -160,10 +160,12 @@ async def settle(
     return outcome, priority
 
 
-# built once (its cache key is computed once): the session's open ticket and its waiting refund
+# built once (its cache key is computed once): the session's open ticket and its waiting refund. A
+# hidden ticket (another customer's order: "security") is staff's business and leaves the outcome as
+# an unknown order would, or the outcome, and the turns counted by it, would tell the difference.
 _SETTLE_FACTS = select(
     select(Ticket.priority)
-    .where(Ticket.session_id == bindparam("sid"), Ticket.status != TicketStatus.RESOLVED)
+    .where(Ticket.session_id == bindparam("sid"), Ticket.status != TicketStatus.RESOLVED, Ticket.reason != "security")
     .limit(1)
     .scalar_subquery(),
     select(Refund.id)

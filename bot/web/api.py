@@ -11,9 +11,11 @@ Identity (`bot.web.identity`): a signed customer token, or an anonymous visitor'
 session, its turns and its refunds answer only to the identity that created the session; to
 anyone else they do not exist (404). Requests are bounded (`bot.web.limits`): a body must arrive
 within HTTP_BODY_TIMEOUT_S (else 408), be at most 16 KiB (413) and nest at most a few levels
-(400); each identity is rate-limited (a counter in the store, so every replica sees the same
-count), with event-stream reads in a bucket of their own; an anonymous visitor's also per
-client address, and the new tickets its address opens per hour are capped (`bot.web.turns`).
+(400); a state-changing request must say `Content-Type: application/json` (else 415: a content
+type no foreign page can send without a CORS preflight); each identity is rate-limited (a
+counter in the store, so every replica sees the same count), with event-stream reads in a bucket
+of their own; an anonymous visitor's also per client address, and the new tickets its address
+opens per hour are capped (`bot.web.turns`).
 Cross-origin browsers are served per CHAT_ALLOWED_ORIGINS (`bot.web.cors`).
 
 Errors are JSON `{"error": {"code", "message"}}`; the codes are this API's own, never the tools'.
@@ -119,6 +121,16 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
             )
         log.exception("web api: %s %s failed", request.method, request.path)
         return _error_response(500, "internal_error", "Something went wrong on our side. Please try again.")
+
+
+@web.middleware
+async def json_only(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+    """A state-changing request under /api takes JSON only: a browser sends any other content type
+    across origins as a "simple request", without asking CHAT_ALLOWED_ORIGINS first."""
+    changes = request.path.startswith("/api/") and request.method not in ("GET", "HEAD", "OPTIONS")
+    if changes and request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Send the request with Content-Type: application/json.")
+    return await handler(request)
 
 
 # --- the routes -------------------------------------------------------------------------------------
@@ -302,6 +314,7 @@ def add_routes(app: web.Application, rt: Host) -> None:
     api = app[WEB_API] = WebApi(rt)
     cors.install(app, origins=rt.settings.chat_allowed_origins)  # outermost: preflights never reach a route
     app.middlewares.append(json_errors)
+    app.middlewares.append(json_only)
     app.router.add_post("/api/chat", api.chat)
     app.router.add_post("/api/turns", api.start_turn)
     app.router.add_get("/api/turns/{turn_id}/events", api.events)
