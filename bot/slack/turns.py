@@ -50,17 +50,19 @@ class Turns:
         token = TURN_TIMER.set(timer)
         try:
             thread = _thread(item)
+            more = False
             if thread is None:  # a click: whether a crash left its answer
                 session, answered = None, bool((await outbox.item_rows(self.host.deps, item.id))[0])
-            else:  # the thread's session, and whether a crash left rows
-                session, answered = await sessions.with_answer(self.host.deps, thread, item.id)
+            else:  # the thread's session, whether a crash left rows, and whether more messages wait
+                session, answered, more = await sessions.with_answer(self.host.deps, thread, item.id)
             if answered:  # answered before a crash: only posting is left
                 await self._deliver(item)
             elif item.kind in ("confirm", "cancel"):
                 with self.host.store.waited_on():  # a person is watching the button
                     await self._decision(item)
             else:  # the author's messages still waiting right behind this one are read with it
-                item = await self.host.queue.absorb(item, within_s=self.host.settings.coalesce_seconds)
+                if more:
+                    item = await self.host.queue.absorb(item, within_s=self.host.settings.coalesce_seconds)
                 await self._message(item, session, timer, time.perf_counter())
         finally:
             TURN_TIMER.reset(token)
