@@ -14,7 +14,6 @@ from storage.engine import Store
 from storage.models import Message
 from storage.types import Clock, estimate_tokens
 
-
 MAX_RESULTS = 200  # the newest tool results and customer messages the guard reads
 
 
