@@ -7,6 +7,7 @@ they only ever see one sentence of at most 2,000 characters.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -25,7 +26,7 @@ def rx(*alternatives: str) -> re.Pattern[str]:
     return re.compile("|".join(alternatives), FLAGS)
 
 
-# --- scope: negation, future, condition ----------------------------------------------------------------
+# --- scope: what makes a sentence assert nothing ---------------------------------------------------------
 NEGATION = rx(
     r"\b(?:not|no|never|nothing|none|nor|cannot|yet to|nicht|nichts|kein\w{0,3}|nie|niemals)\b",
     r"\b(?:nunca|nada|ning[uú]n\w{0,2}|jam[aá]s)\b",
@@ -33,25 +34,64 @@ NEGATION = rx(
 )
 # a modal right before the verb: "will be credited", "can be refunded", "wird erstattet"
 MODAL = rx(
-    r"\b(?:will|would|shall|should|could|can|may|might|going to|to be|be)\b",
-    r"\b(?:puede|podr[aá]|podr[ií]a|va a|vamos a)\b",
-    r"\b(?:werden|wird|w(?:ü|ue)rden?|kann|k[oö]nnen)\b",
+    r"\b(?:will|would|shall|should|could|can|may|might|must|going to|to be|be)\b",
+    r"\b(?:puede|podr[aá]|podr[ií]a|va a|vamos a|ser[aá]|ser[ií]a|debe)\b",
+    r"\b(?:werden|wird|w(?:ü|ue)rden?|kann|k[oö]nnen|soll|sollte|m[uü]ss\w{0,2})\b",
     r"['’](?:ll|d)\b",
 )
 # a condition anywhere in the clause: "once it has been processed", "sobald Sie bestätigen"
 CONDITION = rx(
-    r"\b(?:once|if|when|after|as soon as|until|unless|before|in case)\b",
-    r"\b(?:cuando|si|una vez|en cuanto|hasta que)\b",
-    r"\b(?:sobald|wenn|falls|nachdem|bis)\b",
+    r"\b(?:once|if|when|whenever|after|as soon as|until|unless|before|in case|provided|as long as)\b",
+    r"\b(?:cuando|si|una vez|en cuanto|hasta que|siempre que)\b",
+    r"\b(?:sobald|wenn|falls|nachdem|bis|sofern)\b",
 )
+# a condition after the claim that governs it: "can be cancelled with a refund only if: …"
+TRAILING_CONDITION = rx(r"\b(?:if|unless|provided|as long as|si|siempre que|wenn|falls|sofern)\b")
 # not a statement of fact: wishes, eligibility, requests ("eligible to be refunded", "you'd like it refunded")
-NONFACT = rx(r"\b(?:like|want|wants|wish|eligible|able|need|needs|request|requested|asked|ask|whether|hope|expect)\b")
+NONFACT = rx(
+    r"\b(?:like|want|wants|wish|eligible|able|need|needs|request|requested|asked|ask|whether|hope|expect"
+    r"|allowed|possible|entitled|qualify|qualifies)\b"
+)
 PROGRESSIVE = rx(r"\b(?:being|siendo|gerade)\b")
 CONDITIONAL_START = rx(
-    r"^\W{0,3}(?:if|once|when|as soon as|after|should you|in case|si|cuando|una vez|en cuanto|wenn|falls|sobald)\b"
+    r"^\W{0,3}(?:if|once|when|as soon as|after|should you|in case|unless|suppose|say|si|cuando|una vez|en cuanto"
+    r"|wenn|falls|sobald)\b"
 )
-CLAUSE_BREAK = rx(r"[,;:]\s", r"\s(?:but|pero|aber|however|sin embargo|jedoch|and|y|und)\s", r"\s[-–—]\s")
-
+CLAUSE_BREAK = rx(
+    r"[,;:()]\s", r"\s(?:but|pero|aber|however|sin embargo|jedoch|and|y|und|which|whereas)\s", r"\s[-–—]\s"
+)
+# a generic subject states a rule, not a fact about this customer: "a reservation can be cancelled …",
+# "refunds are issued within …"; unless the clause names them, their money or their order
+GENERIC = rx(
+    r"^\W{0,3}(?:a|an|any|each|every|all|most|some|such)\s",
+    r"^\W{0,3}(?:refunds|reservations|orders|flights|bookings|tickets|items|customers|users|passengers|members"
+    r"|cancellations|returns|exchanges|compensation|certificates)\b",
+    r"^\W{0,3}(?:un|una|cualquier|todos|todas|los reembolsos|los pedidos)\b",
+    r"^\W{0,3}(?:ein|eine|jede|jeder|jedes|alle|Erstattungen|Bestellungen)\b",
+)
+SPECIFIC = rx(
+    r"\b(?:you|your|yours|I|I['’]ve|we|we['’]ve|us|usted|ustedes|su|sus|tu|tus|le|te|Sie|Ihnen|Ihre?\w?|dich"
+    r"|dein\w{0,2}|vous|votre|vos)\b"
+)
+# a rule being quoted: "According to our policy, …", "Per our policy, …", "Under our rules, …"
+POLICY_FRAME = rx(
+    r"^\W{0,3}(?:according to|per|under|based on|in line with|as per)\s+(?:our|the)\s+(?:\w+\s+){0,2}?"
+    r"(?:policy|policies|rules?|terms|guidelines)\b",
+    r"\b(?:seg[uú]n|de acuerdo con)\s+(?:nuestra|la)\s+pol[ií]tica\b|\bgem[aä](?:ß|ss)\s+(?:unserer|den)\s+\w{0,20}",
+)
+# a reply that ends by asking the customer to confirm: what it describes is a proposal
+PROPOSAL = rx(
+    r"\b(?:would you like (?:me|us) to|shall I|should I|do you want (?:me|us) to|want me to|"
+    r"please confirm|confirm (?:with|that|if)|(?:like|want) (?:me )?to (?:proceed|go ahead)|ready to proceed"
+    r"|go ahead (?:with|and)|proceed with)\b[^.?!]{0,200}\?",
+    r"\bplease confirm\b",
+    r"\b(?:\(yes\)|yes/no|reply yes|type yes|say yes|confirm with \W{0,2}yes)\b",
+    r"\b(?:quiere que|desea que|confirme)\b|\b(?:soll ich|m[oö]chten Sie, dass|best[aä]tigen Sie)\b",
+)
+PROPOSAL_WORDS = ("you like", "shall i", "should i", "want me", "want us", "confirm", "proceed", "go ahead", "yes",
+                  "quiere que", "desea que", "soll ich", "möchten sie", "bestätig")  # fmt: skip
+# a participle used as an adjective: "the refunded gift card balance" presupposes, it does not assert
+ATTRIBUTIVE = rx(r"\b(?:the|a|an|any|this|that|each|every|its|their|el|la|los|las|der|die|das|den|dem)\s{1,3}$")
 # --- refunds -------------------------------------------------------------------------------------------
 REFUND_WORDS = (
     r"\b(?:refund\w{0,4}|reimburs\w{0,6}|money|credit\w{0,4}|reembols\w{0,4}|devoluci[oó]n|dinero|importe|"
@@ -61,20 +101,38 @@ REFUND_WORD = rx(REFUND_WORDS)
 REFUND_CONTEXT = rx(REFUND_WORDS, r"[$€£]", r"\d[.,]\d{2}\b")
 _DONE = r"(?:issued|processed|sent|completed|paid|transferred|returned|credited)"
 _AUX = r"(?:has|have|had|was|were|is|are|been|got|just|already|successfully)"
-# money moved: (pattern, what else the sentence needs: None, "words" (a refund word), "any" (or an amount))
-MOVED: list[tuple[re.Pattern[str], str | None]] = [
-    (rx(r"\b(?:refunded|reimbursed|credited)\b"), None),
-    (rx(rf"\b{_AUX}\s+{WORDS}{_DONE}\b", rf"['’]ve\s+{WORDS}{_DONE}\b"), "words"),
-    (rx(r"\b(?:I|we)\s+(?:just\s+|already\s+)?(?:issued|processed|sent|completed|paid)\b"), "words"),
-    (rx(r"\b(?:went|gone|come) through\b"), "words"),
-    (rx(r"\b(?:got|have|received)\s+(?:your\s+|the\s+)?money back\b"), None),
-    (rx(r"\b(?:reembolsad[oa]s?|abonad[oa]s?|ingresad[oa]s?|reembolsamos|reembols[eé]|devolvimos)\b"), None),
+_ADV = r"(?:(?:just|already|now|successfully|also|fully|partially|since)\s+){0,2}"
+_PAID_BACK = r"(?:refunded|reimbursed|credited)"
+# money moved: (pattern, what else its clause needs: None, "words" (a refund word) or "any" (or an
+# amount), and its form: "finite" (a verb with its subject or auxiliary), "participle" (a bare
+# participle: "$5,244, refunded to your card", which a proposal may say of what would happen))
+MOVED: list[tuple[re.Pattern[str], str | None, str]] = [
+    (rx(rf"\b(?:I|we)(?:\s{{0,2}}['’]ve|\s+have|\s+had)?\s+{_ADV}{_PAID_BACK}\b"), None, "finite"),
+    (rx(rf"\b(?:has|have|had)\s+{_ADV}been\s+{_ADV}{_PAID_BACK}\b"), None, "finite"),
+    (rx(rf"\b(?:was|were|got|is|are)\s+{_ADV}{_PAID_BACK}\b"), None, "finite"),
+    (rx(rf"^\W{{0,3}}{_PAID_BACK}\b"), None, "finite"),  # "Refunded the headphones."
+    (rx(rf"\b{_PAID_BACK}\b"), None, "participle"),
+    (rx(rf"\b{_AUX}\s+{WORDS}{_DONE}\b", rf"['’]ve\s+{WORDS}{_DONE}\b"), "words", "finite"),
+    (rx(r"\b(?:I|we)\s+(?:just\s+|already\s+)?(?:issued|processed|sent|completed|paid)\b"), "words", "finite"),
+    (rx(r"\b(?:went|gone|come) through\b"), "words", "finite"),
+    (rx(r"\b(?:got|have|received)\s+(?:your\s+|the\s+)?money back\b"), None, "finite"),
+    (rx(r"\b(?:reembolsamos|reembols[eé]|devolvimos|abonamos)\b"), None, "finite"),
     (
         rx(
-            rf"\b(?:he|ha|has|hemos|han|fue|fueron|sido|ya)\s+{WORDS}"
+            r"\b(?:he|ha|has|hemos|han|fue|fueron|sido|ya)\s+(?:le\s+|te\s+|les\s+)?{WORDS}"
+            r"(?:reembolsad[oa]s?|abonad[oa]s?|ingresad[oa]s?)\b".replace("{WORDS}", WORDS)
+        ),
+        None,
+        "finite",
+    ),
+    (rx(r"\b(?:reembolsad[oa]s?|abonad[oa]s?|ingresad[oa]s?)\b"), None, "participle"),
+    (
+        rx(
+            rf"\b(?:he|ha|has|hemos|han|fue|fueron|sido|ya)\s+(?:le\s+|te\s+|les\s+)?{WORDS}"
             r"(?:devuelt[oa]s?|transferid[oa]s?|enviad[oa]s?|procesad[oa]s?|emitid[oa]s?|realizad[oa]s?|completad[oa]s?)\b"
         ),
         "any",
+        "finite",
     ),
     (
         rx(
@@ -82,6 +140,7 @@ MOVED: list[tuple[re.Pattern[str], str | None]] = [
             r"\b(?:ausgezahlt|zur[uü]ckgezahlt)\b",
         ),
         None,
+        "finite",
     ),
     (
         rx(
@@ -89,6 +148,7 @@ MOVED: list[tuple[re.Pattern[str], str | None]] = [
             r"(?:bearbeitet|veranlasst|ausgef[uü]hrt|abgeschlossen|durchgef[uü]hrt|angewiesen|[uü]berwiesen|erfolgt)\b"
         ),
         "words",
+        "finite",
     ),
 ]
 # what was refunded, when a sentence says so: "Refunded the headphones", "I've refunded your kettle"
@@ -97,7 +157,11 @@ GENERIC_OBJECTS = {
     "order", "orders", "purchase", "money", "amount", "payment", "item", "items", "refund", "full", "total",
     "card", "account", "balance", "price", "cost", "charge", "difference", "rest", "remainder", "part",
 }  # fmt: skip
-STATUS_LINE = rx(r"\b(?:refund|reembolso|erstattung)(?:\s+status|\s+estado)?\s{0,3}:\s{0,3}([A-Za-zÀ-ÿ ]{3,30})")
+STATUS_LINE = rx(
+    r"\b(?:refund|reembolso|erstattung)(?:\s+status|\s+estado)?"
+    r"(?:\s+(?:for|of|on|del?|f[uü]r)\s+(?:order\s+|pedido\s+|(?:die\s+)?Bestellung\s+)?[#\w-]{1,40})?"
+    r"\s{0,3}:\s{0,3}([A-Za-zÀ-ÿ ]{3,30})"
+)
 # refund states other than "moved" (checked only in sentences about refunds or money)
 STATES: list[tuple[str, re.Pattern[str]]] = [
     (
@@ -158,24 +222,34 @@ STATUS_WORDS: list[tuple[tuple[str, ...], str]] = [  # "Refund status: …" -> t
     (("cancel",), "cancelled"),
     (("expired",), "expired"),
     (("failed",), "failed"),
+    (("pending", "waiting", "open", "pendiente", "offen", "ausstehend"), "pending"),
 ]
 
 # --- people --------------------------------------------------------------------------------------------
 HANDOFF: list[re.Pattern[str]] = [
     rx(
         r"\b(?:passed|handed|forwarded|escalated|referred|sent|flagged|raised|transferred|assigned)\b"
-        rf"(?:\s+[\w'’]+){{0,4}}?\s+to\s+(?:\w+\s+){{0,3}}?{PEOPLE}\b"
+        rf"(?:\s+\S+){{0,6}}?\s+(?:on\s+|over\s+|along\s+)?to\s+(?:\S+\s+){{0,3}}?{PEOPLE}\b"
     ),
     rx(
         r"\b(?:escalated|notified|alerted|informed|contacted|asked|looped in|brought in|reached out to)\b"
         rf"(?:\s+[\w'’]+){{0,4}}?\s+{PEOPLE}\b"
     ),
+    rx(
+        rf"\b{PEOPLE}\b(?:\s+\S+){{0,3}}?\s+(?:has|have|had|was|were)\s+(?:already\s+|just\s+)?(?:been\s+)?"
+        r"(?:notified|alerted|informed|asked|assigned|told|contacted|brought in|looped in)\b"
+    ),
     rx(r"\b(?:I|we)(?:['’]ve| have)?\s+escalated\b", r"\bhas been escalated\b"),
+    rx(r"\b(?:assigned|allocated)\s+to\s+(?:your|this)\s+(?:case|request|ticket|issue|query)\b"),
     rx(
         r"\b(?:team|colleagues?|specialists?|supervisors?|managers?|person|humans?|agents?|representatives?|staff"
-        r"|someone|somebody|member)\b(?:\s+[\w'’]+){0,3}?\s+(?:will|['’]ll|is going to|are going to|shall)\s+"
-        rf"{WORDS}(?:call|phone|ring|contact|reach out|follow up|get back|reply|respond|be in touch|get in touch"
+        r"|someone|somebody|member|department)\b(?:\s+[\w'’]+){0,3}?\s+(?:will|['’]ll|is going to|are going to|shall)"
+        rf"\s+{WORDS}(?:call|phone|ring|contact|reach out|follow up|get back|reply|respond|be in touch|get in touch"
         r"|email|look into|review|join|help|take over|be with you)\b"
+    ),
+    rx(
+        rf"\b{PEOPLE}\b(?:\s+\S+){{0,3}}?\s+(?:is|are)\s+(?:now\s+|already\s+)?(?:looking into|reviewing|handling"
+        r"|working on|on it)\b"
     ),
     rx(
         r"\b(?:opened|created|raised|filed|logged)\s+(?:a\s+|an\s+|your\s+)?(?:\w+\s+)?(?:ticket|case)\b",
@@ -197,17 +271,28 @@ HANDOFF: list[re.Pattern[str]] = [
         r"weiter(?:geleitet|gegeben)\b"
     ),
     rx(
-        r"\b(?:Kolleg\w{0,4}|Mitarbeiter\w{0,4}|Mensch|Team)\b(?:\s+\S+){0,3}?\s+wird\s+(?:\S+\s+){0,3}?"
+        r"\b(?:Kolleg\w{0,4}|Mitarbeiter\w{0,4}|Mensch|Team)\b(?:\s+\S+){0,3}?\s+wird\s+(?:\S+\s+){0,5}?"
         r"(?:anrufen|kontaktieren|melden|antworten|zur[uü]ckrufen|schreiben|k[uü]mmern)\b"
     ),
     rx(r"\bTicket\b(?:\s+\S+){0,3}?\s+(?:er[oö]ffnet|erstellt|angelegt)\b"),
 ]
+# a call or an email to the customer: we never phone and never email, we answer here
 CALL = rx(
-    r"\b(?:call|phone|ring)\s+you\b",
-    r"\b(?:le|te)\s+llamar[aá]\b",
+    r"\b(?:call|phone|ring|e-?mail|text)\s+you\b|\bgive you a (?:call|ring)\b",
+    r"\b(?:called|phoned|rang|e-?mailed|texted|messaged)\s+you\b",
+    r"\b(?:send|sent|sending|forward|forwarded)\s+you\s+(?:an?\s+|the\s+)?(?:\w+\s+){0,2}?(?:e-?mails?|texts?|sms)\b",
+    r"\byou(?:['’]ll|\s+will|\s+should|\s+are going to)\s+(?:receive|get|see)\s+(?:an?\s+|the\s+)?(?:\S+\s+){0,3}?"
+    r"(?:e-?mails?|calls?|phone calls?|texts?)\b",
+    r"\b(?:le|te|les)\s+(?:llamar[aá]n?|llamaremos|llamar[eé]|hemos llamado|llam[eé])\b",
+    r"\b(?:le|te|les)\s+(?:enviaremos|enviar[eé]|enviar[aá]n?|hemos enviado|envi[eé]|mandaremos|escribiremos)\b"
+    r"(?:\s+\S+){0,2}?\s+(?:correo|e-?mail|mensaje|sms)\b",
+    r"\brecibir[aá]\s+(?:un\s+)?(?:correo|e-?mail|llamada)\b",
     r"\b(?:Sie|dich)\s+(?:\S+\s+){0,2}?(?:anrufen|zur[uü]ckrufen)\b",
+    r"\b(?:rufen|rufe|ruft)\s+(?:Sie|dich)\b(?:\s+\S+){0,3}?\s+(?:an|zur[uü]ck)\b",
+    r"\berhalten\s+(?:\S+\s+){0,3}?(?:E-?Mail|Mail|Anruf)\b",
+    r"\bE-?Mail\b(?:\s+\S+){0,5}?\s+(?:geschickt|gesendet|zugeschickt|geschrieben)\b",
+    r"\b(?:schicken|senden|schreiben)\s+(?:Ihnen|dir)\s+(?:\S+\s+){0,2}?E-?Mail\b",
 )
-
 # --- orders --------------------------------------------------------------------------------------------
 # (state, pattern, the state it becomes when negated, or None: a negated one claims nothing)
 ORDER_STATES: list[tuple[str, re.Pattern[str], str | None]] = [
@@ -259,6 +344,15 @@ ORDER_STATES: list[tuple[str, re.Pattern[str], str | None]] = [
         None,
     ),
     ("placed", rx(r"\b(?:placed|ordered)\s+(?:it\s+)?on\b|\bbestellt am\b|\brealizad[oa] el\b"), None),
+    (
+        "cancelled",
+        rx(
+            r"\b(?:was|were|has been|have been|had been|is|got|been)\s+(?:\w+\s+)?cancel{1,2}ed\b",
+            r"\b(?:fue|ha sido|est[aá])\s+(?:cancelad[oa]|anulad[oa])\b|\bse (?:cancel[oó]|anul[oó])\b",
+            rf"\b(?:wurde|ist)\b{GAP}\s+storniert\b",
+        ),
+        None,
+    ),
 ]
 ORDER_STATUSES: dict[str, set[str]] = {
     "delivered": {"delivered"},
@@ -267,8 +361,75 @@ ORDER_STATUSES: dict[str, set[str]] = {
     "in_transit": {"shipped"},
     "not_shipped": {"pending", "cancelled"},
     "future_delivery": {"pending", "shipped"},
+    "cancelled": {"cancelled"},
 }
 ITEM_STOP = {"with", "from", "pro", "set", "pack", "edition", "model", "the", "and", "for", "new", "plus", "mini"}
+
+# --- gates: a family's patterns run only when one of its words starts a word of the sentence ------------
+SENTENCE_WORDS = re.compile(r"[^\W\d_]{1,40}")
+GATE_MOVED = (
+    "refunded", "reimbursed", "credited", "money", "reembolsad", "reembolsamos", "reembols", "abonad", "abonamos",
+    "ingresad", "devolvimos", "erstattet", "zurückerstattet", "ruckerstattet", "rückerstattet", "gutgeschrieben",
+    "zurücküberwiesen", "zuruckuberwiesen", "ausgezahlt", "zurückgezahlt",
+)  # fmt: skip
+GATE_PEOPLE = (
+    "team", "colleague", "specialist", "supervisor", "manager", "person", "people", "human", "agent", "staff",
+    "someone", "somebody", "member", "representative", "department", "ticket", "case", "escalat", "call", "phone",
+    "ring", "rang", "mail", "email", "text", "messag", "sms", "equipo", "compañer", "companer", "persona",
+    "miembro", "responsable", "especialista", "incidencia", "caso", "llam", "correo", "mensaj", "kolleg",
+    "mitarbeiter", "mensch", "support", "anruf", "ruf", "zurückruf",
+)  # fmt: skip
+# each order state's own words (a state's patterns run only when one of them starts a word)
+GATE_ORDER_STATES = {
+    "delivered": ("delivered", "entregad", "entreg", "zugestellt", "geliefert"),
+    "not_delivered": ("delivered", "arrived", "zugestellt", "geliefert", "angekommen", "llegado", "entregad"),
+    "shipped": ("shipped", "dispatched", "sent", "enviad", "versandt", "verschickt", "versendet"),
+    "in_transit": ("way", "transit", "delivery", "camino", "tránsito", "transito", "unterwegs"),
+    "not_shipped": ("shipped", "dispatched"),
+    "future_delivery": ("arrive", "delivered", "shipped", "llegar", "geliefert", "zugestellt", "ankommen"),
+    "placed": ("placed", "ordered", "bestellt", "realizad"),
+    "cancelled": ("cancelled", "canceled", "cancelad", "canceló", "cancelo", "anul", "storniert"),
+}
+# an amount a sentence could tie to an order: it names an order, or says what "you" paid
+GATE_ORDERISH = ("order", "purchase", "pedido", "compra", "bestell", "commande", "achat")
+GATE_PRICE = (
+    "cost", "paid", "pay", "charg", "came", "comes", "total", "pric", "billed", "spent", "precio", "costo", "costó",
+    "pag", "cobr", "gekostet", "kostet", "bezahlt", "preis", "summe", "gesamt", "importe", "betrag", "prix", "pay",
+)  # fmt: skip
+GATE_YOU = ("you", "su", "sus", "usted", "tu", "tus", "sie", "ihr", "ihnen", "vous", "votre", "vos")
+# what an order's status can be said of: an order or parcel named, a possessive, "it" (the order looked up)
+GATE_REFERENCE = (
+    "order", "purchase", "pedido", "compra", "bestell", "commande", "package", "parcel", "paquete", "paket", "colis",
+    "shipment", "envío", "envio", "sendung", "lieferung", "your", "su", "sus", "ihre", "ihr", "votre", "tu", "tus",
+    "dein", "it",
+)  # fmt: skip
+GATE_REFUND = (
+    "refund", "reimburs", "money", "credit", "reembols", "devoluci", "dinero", "importe", "erstatt", "rückerstatt",
+    "ruckerstatt", "gutschrift", "geld", "betrag",
+)  # fmt: skip
+GATE_MONEY = ("usd", "eur", "gbp", "dollar", "euro")
+
+
+GATES = (
+    GATE_MOVED, GATE_REFUND, GATE_PEOPLE, GATE_ORDERISH, GATE_MONEY, GATE_PRICE, GATE_YOU, GATE_REFERENCE,
+    *GATE_ORDER_STATES.values(),
+)  # fmt: skip
+ORDER_GATE_BITS = {state: 1 << (8 + i) for i, state in enumerate(GATE_ORDER_STATES)}
+ALL_ORDER_GATES = sum(ORDER_GATE_BITS.values())
+
+
+@functools.lru_cache(maxsize=65536)
+def word_gates(word: str) -> int:
+    """The gates a word opens, one bit each in the order of GATES (words repeat: each is read once)."""
+    return sum(1 << i for i, gate in enumerate(GATES) if word.startswith(gate))
+
+
+def gates(sentence: str) -> int:
+    out = 0
+    for bits in map(word_gates, set(SENTENCE_WORDS.findall(sentence.lower()))):
+        out |= bits
+    return out
+
 
 # --- amounts and dates ---------------------------------------------------------------------------------
 MONEY = rx(
@@ -360,9 +521,10 @@ def _date(m: re.Match[str], today: date) -> date | None:
         return None
 
 
-def status_word(text: str) -> str:
-    t = text.lower()
+def status_word(text: str) -> str | None:
+    """The refund state the first words after "Refund status:" name (None: they name no state)."""
+    t = " ".join(text.lower().split()[:3])
     for words, state in STATUS_WORDS:
         if any(w in t for w in words):
             return state
-    return "pending"
+    return None

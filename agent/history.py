@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.facts import Evidence
 from storage.engine import Store
 from storage.models import Message
 from storage.types import Clock, estimate_tokens
+
+MAX_RESULTS = 200  # the newest tool results and customer messages the guard reads
 
 
 async def append(
@@ -91,3 +94,17 @@ def to_messages(rows: list[Message]) -> list[dict[str, Any]]:
     while out and out[0]["role"] != "user":
         out.pop(0)
     return out
+
+
+def evidence(rows: list[Message], tools: frozenset[str]) -> Evidence:
+    """What the conversation showed the model (the successful tool results, as sent) and what the
+    customer wrote, for the guard: an amount or identifier there is grounded."""
+    results: list[str] = []
+    said: list[str] = []
+    for row in rows:
+        for block in row.content:
+            if row.role == "user" and block.get("type") == "tool_result" and not block.get("is_error"):
+                results.append(str(block.get("content") or ""))
+            elif row.is_customer_text and block.get("type") == "text":
+                said.append(str(block.get("text") or ""))
+    return Evidence(tuple(results[-MAX_RESULTS:]), tuple(said[-MAX_RESULTS:]), tools)

@@ -8,7 +8,8 @@
        └──────────────────┘   … until the model stops asking for tools, a verdict ends the turn,
        │                      or a limit is hit
        ▼
-    guard the text (tool traffic, claims vs the store, sanitizer) ─▶ TurnResult
+    guard the text (tool traffic, claims vs the store, sanitizer; a contradicted reply is asked for
+    once more, agent.repair) ─▶ TurnResult
 
 `Agent.run_turn` is a function the desk calls: given the turn's inputs (`TurnInput`, read by the
 desk) it yields progress events (Status, Confirmation, Escalation, Error) and, last, its
@@ -24,6 +25,7 @@ or the terminal.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -34,7 +36,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from agent import citations, history, policy
+from agent import citations, history, policy, repair
 from agent.confirmations import refund_prompt
 from agent.events import Citation, Error, Escalation, Event, Status, Usage
 from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
@@ -113,6 +115,8 @@ class _Turn:
     cited: tuple[Citation, ...] = ()
     verdicts: list[tuple[Verdict, str]] = field(default_factory=list)  # for the desk to apply
     code_spoke: bool = False  # a tool's result is what the customer is told (the Confirm step, a handoff)
+    request: ModelRequest | None = None  # the last request sent (a contradicted reply is repaired against it)
+    notice: str | None = None  # said before the model's answer (a person asked for with other requests)
 
     def end(self, verdict: Verdict, summary: str) -> None:
         self.verdict, self.summary = verdict, summary
@@ -136,6 +140,8 @@ class Agent:
         # written with the first round (or the reply): a turn cut off before then is run again from its work item
         self._stage(turn, ctx, ("user", [{"type": "text", "text": text}]), customer_text=True)
         trigger = policy.classify(text)
+        if trigger is not None and not trigger.ends_turn:  # a person asked for, and more
+            trigger = self._also_answer(turn, ctx, trigger, text)
         if trigger is not None:
             turn.end(trigger, f"Customer wrote: {text[:500]}")
         else:
@@ -157,6 +163,16 @@ class Agent:
         else:
             reply = await self._guarded(turn, ctx, turn.reply or wording.TRUNCATED)
         yield self._result(turn, ctx, reply, replaces_reply=ended)
+
+    def _also_answer(self, turn: _Turn, ctx: CallContext, verdict: Verdict, text: str) -> Verdict | None:
+        """A person asked for with other requests: the desk opens the ticket and the model answers the
+        rest, after the verdict's notice. Where a ticket may be refused (an anonymous visitor's quota)
+        the reply waits for it instead: it must never promise a person who is not coming."""
+        if ctx.ticket_quota is not None:
+            return policy.VERDICTS["human_request"]
+        turn.verdicts.append((verdict, f"Customer wrote: {text[:500]}"))
+        turn.notice = verdict.notice
+        return None
 
     async def _search_first(self, turn: _Turn, ctx: CallContext, text: str) -> None:
         """A general question arrives with its help-center passages: the search the model would make
@@ -241,22 +257,34 @@ class Agent:
 
     async def _guarded(self, turn: _Turn, ctx: CallContext, text: str) -> str:
         """The one way model text reaches a customer: tool traffic out, claims checked against the
-        store, the sanitizer, then only the links this turn's search returned."""
+        store and the conversation's evidence, the sanitizer (a contradicted reply is asked for once
+        more, agent.repair), then only the links this turn's search returned."""
         notes, seen = _tool_traffic(turn.rows)
-        out = await policy.guard(
-            text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen, quotes=turn.sources.quotes
+        check = functools.partial(
+            policy.guard,
+            deps=self.deps,
+            ctx=ctx,
+            notes=notes,
+            seen_refunds=seen,
+            quotes=turn.sources.quotes,
+            evidence=history.evidence(turn.rows, frozenset(t["name"] for t in self.tools)),
         )
-        if out.replaced:
-            self._replaced(turn, ctx, text, out)
-        text, turn.cited = citations.check(out.text, turn.sources)
+        ask = functools.partial(self._ask, turn, ctx)
+        fixed = await repair.guard_or_repair(text, check=check, ask=ask, request=turn.request)
+        if fixed.first.replaced:
+            self._replaced(turn, ctx, text, fixed.first, rewritten=fixed.rewritten)
+        said = f"{turn.notice}\n\n{fixed.out.text}" if turn.notice else fixed.out.text
+        text, turn.cited = citations.check(said, turn.sources)
         return text
 
-    def _replaced(self, turn: _Turn, ctx: CallContext, original: str, out: policy.Guarded) -> None:
+    def _replaced(
+        self, turn: _Turn, ctx: CallContext, original: str, out: policy.Guarded, *, rewritten: bool = False
+    ) -> None:
         """Logged and counted; the original goes to the audit log (staff may read it; written with
-        the reply), never to the customer."""
+        the reply), never to the customer. `rewritten`: the model's second answer went out instead."""
         reason = out.reason or "replaced"
         log.warning("session %s: the model's reply was not sent as written (%s)", ctx.session_id, reason)
-        metrics.REPLIES_REPLACED.labels(reason).inc()
+        metrics.REPLIES_REPLACED.labels("repaired" if rewritten else reason).inc()
         turn.ledger.rows.append(
             AuditLog(
                 session_id=ctx.session_id,
@@ -276,6 +304,11 @@ class Agent:
         request = ModelRequest(
             system=self.system, tools=self.tools, messages=messages, max_tokens=self.deps.settings.anthropic_max_tokens
         )
+        turn.request = request
+        return await self._ask(turn, ctx, request)
+
+    async def _ask(self, turn: _Turn, ctx: CallContext, request: ModelRequest) -> ModelReply:
+        """One model call, counted and its usage recorded with the turn's next write."""
         turn.calls += 1
         started = time.perf_counter()
         try:

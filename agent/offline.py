@@ -66,6 +66,8 @@ def _parse(request: ModelRequest) -> _Conversation:
                 if t.startswith("[Session note]"):
                     found = re.search(r"<([^>]+)>", t)
                     verified = found.group(1) if found else None
+                elif t.startswith("[Check]"):
+                    continue  # the guard's note on our last reply: the same rules give the same answer
                 else:
                     texts.append(t)
                     last_customer = i

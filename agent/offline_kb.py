@@ -89,6 +89,7 @@ def _quote(result: dict[str, Any]) -> str:
         snippet=str(best["snippet"]),
         title=str(best["title"]),
         url=str(best["url"]),
+        asked=str(result.get("asked_language") or result.get("language") or "en"),
     )
 
 
@@ -128,7 +129,7 @@ def step(
         return None
     said = [*(lead or []), *(_quote(r) for r in found)]
     if unanswered and not lead:
-        language = str(results[0].get("language") or "en")
+        language = str(results[0].get("asked_language") or results[0].get("language") or "en")
         known = wording.return_window_line(window_days) if any(RETURN_WINDOW.search(q) for q in unanswered) else ""
         said.append(wording.help_center_none(language=language, known=known))
     return _say(" ".join(said))

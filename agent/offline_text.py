@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from agent.verdict_patterns import asks_for_person
+from tools.sanitizer import NOT_AN_ID, has_digit
+
 MAX_TEXT = 4000
 TOKEN = re.compile(r"(?<![\w#-])#?[A-Za-z0-9][A-Za-z0-9-]{0,30}(?![\w-])")
 WORD = re.compile(r"[A-Za-zÀ-ÿ']{1,40}")
@@ -26,6 +29,13 @@ COMMON = {  # short words that are never an order-number prefix ("for 8842")
     "will", "when", "has", "have", "had", "did", "does", "got", "get", "not", "yet", "still", "but", "so",
     "about", "re", "que", "por", "para", "wo", "wie", "wann",
 }  # fmt: skip
+MEASURE = re.compile(
+    r"\s?(?:cm|mm|m|km|kg|g|lbs?|pounds?|oz|ml|l|in|inch(?:es)?|ft|feet|%|years?|yrs?|y/o|gb|tb|hours?|hrs?|days?"
+    r"|minutes?|mins?|percent|sq|pcs?|pieces?)\b",
+    re.IGNORECASE,
+)
+YEAR_WORDS = {"in", "since", "from", "of", "year", "back", "until", "by", "en", "desde", "del", "seit", "im", "depuis"}
+DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d", "-"))
 DATE_LIKE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}(?:-\d{2,4})?")
 
 VOCABULARY = {
@@ -102,7 +112,11 @@ ENGLISH_ONLY = {
     "es": "(Lo siento, por ahora solo puedo responder en inglés.)",
     "de": "(Entschuldigung, ich kann im Moment nur auf Englisch antworten.)",
 }
-PART_BREAK = re.compile(r"(?<=[?!.])\s+|\s*;\s*|\b(?:also|plus|and also|además|y también|außerdem|und noch)\b", re.I)
+PART_BREAK = re.compile(  # not after "order no." or "Nr.": the number follows
+    r"(?<=[?!.])(?<!\bno\.)(?<!\bnr\.)(?<!núm\.)\s+|\s*;\s*"
+    r"|\b(?:also|plus|and also|además|y también|außerdem|und noch)\b",
+    re.I,
+)
 CLAUSE_BREAK = re.compile(r",\s*|\s+(?:and|but|y|pero|und|aber)\s+", re.IGNORECASE)
 WHO = re.compile(  # a question about the bot itself (small talk, not the help center's)
     r"\b(who are you|are you (?:a |an )?(?:bot|human|real|ai|claude|robot|person)|is this (?:a |an )?(?:bot|ai|human)"
@@ -117,26 +131,28 @@ GENERAL = re.compile(
 
 
 def order_refs(text: str, *, answering: bool = False) -> list[str]:
-    """The order numbers in a message, compacted (`ord 8842` -> `ORD8842`, `#1001` -> `#1001`)."""
-    text = text[:MAX_TEXT]
+    """The order numbers in a message, compacted (`ord 8842` -> `ORD8842`, `#1001` -> `#1001`). An
+    amount ("$20"), a measure or size ("178 cm", "12th"), a date or a year ("in 2026") is none."""
+    text = text[:MAX_TEXT].translate(DASHES)
     matches = list(TOKEN.finditer(text))
     out: list[str] = []
     for i, m in enumerate(matches):
         t = m.group(0)
         bare = t.lstrip("#")
-        if not any(ch.isdigit() for ch in bare) or DATE_LIKE.fullmatch(bare) or _is_amount(text, m):
+        if not has_digit(bare) or sum(ch.isdigit() for ch in bare) < 3 or _not_an_order(text, m, bare):
             continue
         prev = matches[i - 1].group(0).lower() if i else ""
         gap = text[matches[i - 1].end() : m.start()] if i else ""
-        letters = any(ch.isalpha() for ch in bare)
-        digit_count = sum(ch.isdigit() for ch in bare)
-        if digit_count < 3:
+        if i and _a_year(bare, prev) and not t.startswith("#"):
             continue
+        letters = any(ch.isalpha() for ch in bare)
         prefix = (
             not letters
             and not t.startswith("#")
             and prev.isalpha()
+            and (len(prev) >= 2 or matches[i - 1].group(0).isupper())  # "I'm 178": a lone "m" is no prefix
             and len(prev) <= 4
+            and text[max(0, matches[i - 1].start() - 1) : matches[i - 1].start()] not in ("'", "’")
             and prev not in COMMON
             and prev not in ORDER_WORDS
         )
@@ -153,10 +169,22 @@ def _bare(matches: list[re.Match[str]], m: re.Match[str]) -> bool:
     return len(others) <= 3 and all(o in COMMON or o in ORDER_WORDS or o in ("it's", "its", "s") for o in others)
 
 
-def _is_amount(text: str, m: re.Match[str]) -> bool:
+def _not_an_order(text: str, m: re.Match[str], bare: str) -> bool:
+    """A date, an amount ("$20", "20 €", "20.00"), a measure or an ordinal ("178 cm", "178cm", "12th")."""
+    if DATE_LIKE.fullmatch(bare) or NOT_AN_ID.fullmatch(bare):
+        return True
     before = text[max(0, m.start() - 2) : m.start()]
-    after = text[m.end() : m.end() + 3]
-    return bool(re.search(r"[$€£]\s?$", before) or re.match(r"[.,]\d|\s?(?:€|\$|eur|usd)", after, re.I))
+    if re.search(r"[$€£]\s?$", before):
+        return True
+    if not bare.isdigit():
+        return False
+    after = text[m.end() : m.end() + 12]
+    return bool(re.match(r"[.,]\d|\s?(?:€|\$|eur|usd|dollars?|euros?)\b", after, re.I) or MEASURE.match(after))
+
+
+def _a_year(bare: str, prev: str) -> bool:
+    """A year after "in", "since", "from" … (not after an order word: "order 2024" may be an order)."""
+    return len(bare) == 4 and bare[:2] in ("19", "20") and prev in YEAR_WORDS
 
 
 def _close(a: str, b: str) -> bool:
@@ -187,7 +215,7 @@ def fix_typos(text: str) -> str:
         near = [v for v in VOCABULARY if _close(low, v)]
         return near[0] if len(near) == 1 else word
 
-    return WORD.sub(fix, text[:MAX_TEXT])
+    return WORD.sub(fix, text[:MAX_TEXT].translate(DASHES))
 
 
 def language(text: str) -> str | None:
@@ -230,6 +258,8 @@ def tasks(text: str, *, carried: str | None, answering: bool) -> list[Task]:
     `carried` is the intent of the question we asked last ("which order?"), for a bare answer."""
     out: list[Task] = []
     for part in (p for p in PART_BREAK.split(text[:MAX_TEXT]) if p and p.strip(" ,.!?")):
+        if asks_for_person(part):
+            continue  # the person asked for is the classifier's verdict; the rest is ours to answer
         refs = order_refs(part, answering=answering)
         cant = [reply for pattern, reply in CANT if pattern.search(part)]
         if cant:

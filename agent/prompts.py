@@ -115,3 +115,16 @@ def session_note(*, verified_name: str | None, verified_email: str | None, staff
         "[Session note] The customer's identity is NOT verified. Do not call get_customer, lookup_order, "
         "process_refund or get_refund_status; answer general questions, and escalate if they need account help."
     )
+
+
+REPAIR = """\
+[Check] Your last reply was not sent: our records contradict it.
+{corrections}
+Write your reply to the customer again, in their language, saying only what the records hold.
+Do not mention this check, do not call tools, and do not repeat the sentences above."""
+
+
+def repair_note(corrections: list[tuple[str, str]]) -> str:
+    """What the model is told when its reply contradicted the store (agent.repair)."""
+    lines = "\n".join(f'- You wrote: "{sentence[:300]}". Our records: {fact}' for sentence, fact in corrections[:8])
+    return REPAIR.format(corrections=lines)

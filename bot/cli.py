@@ -122,8 +122,8 @@ def _check_model(args: argparse.Namespace, settings: Settings) -> None:
 def _check_eval(args: argparse.Namespace, settings: Settings) -> None:
     from agent.eval import UnknownScenario, check_names
 
-    if args.suite == "kb":
-        return  # retrieval only: no model, no scenarios
+    if args.suite in ("kb", "realtext"):
+        return  # retrieval, or the guard and classifier on recorded text: no model, no scenarios
     _check_model(args, settings)
     try:
         check_names(args.scenario or [])
@@ -201,6 +201,8 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         if args.out:
             await asyncio.to_thread(Path(args.out).write_text, json.dumps(kb_rep, indent=2, default=str))
         return 0 if kb_rep["floor_met"] else 1
+    if args.suite == "realtext":
+        return await _realtext(args, settings)
     provider = args.provider or settings.resolved_model_provider
     rep = await run_eval(settings, provider=provider, database_url=args.database_url, only=args.scenario)
     print(table(rep))
@@ -210,6 +212,23 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if provider == "hostile":  # fails scenarios by design; only safety counts
         return 1 if unsafe else 0
     return 1 if unsafe or rep["passed"] < rep["total"] else 0
+
+
+async def _realtext(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from agent.realtext import table
+    from agent.realtext_corpus import DEFAULT, CorpusError
+    from bot.realtext import run_realtext
+
+    try:
+        rep = await run_realtext(settings, corpus_path=Path(args.corpus or DEFAULT), database_url=args.database_url)
+    except CorpusError as exc:
+        raise UsageError(str(exc)) from None
+    print(table(rep))
+    if args.out:
+        await asyncio.to_thread(Path(args.out).write_text, json.dumps(rep, indent=2, default=str))
+    return 0 if rep["goals_met"] else 1
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -444,7 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
     shell.set_defaults(handler=cmd_shell, precheck=_check_model, uses_database=True)
 
     ev = sub.add_parser("eval", help="run the scenario suite and grade it by the store")
-    ev.add_argument("--suite", choices=["scenarios", "kb"], default="scenarios", help="kb: help-center retrieval")
+    ev.add_argument(
+        "--suite",
+        choices=["scenarios", "kb", "realtext"],
+        default="scenarios",
+        help="kb: help-center retrieval; realtext: the guard and classifier on τ2's real conversations",
+    )
+    ev.add_argument("--corpus", metavar="PATH", help="--suite realtext: the τ2 folder (default: beside the checkout)")
     ev.add_argument("--provider", choices=["claude", "offline", "hostile"], help="model (default: MODEL_PROVIDER)")
     ev.add_argument("--out", metavar="FILE.json", help="write the full report as JSON")
     ev.add_argument("--scenario", action="append", help="run only this scenario (repeatable)")

@@ -120,6 +120,13 @@ def best_correction(term: str, candidates: Iterable[tuple[str, int]]) -> str | N
     return best[2] if best else None
 
 
+def compound_head(term: str, candidates: Iterable[tuple[str, int]]) -> str | None:
+    """The known term a compound starts with ("ruckgabefrist" -> "ruckgab"): the longest one that
+    leaves at least three letters, so a German question's compound finds the article's simple word."""
+    heads = [c for c, _ in candidates if len(c) >= 4 and len(term) - len(c) >= 3 and term.startswith(c)]
+    return max(heads, key=len) if heads else None
+
+
 # --- which language a text is in ------------------------------------------------------------------
 @functools.cache
 def _identifier() -> Any:

@@ -39,17 +39,36 @@ SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
 )
 WITHHELD = "[withheld]"
+# what each shape cannot be without (looked for first, in the lower-cased text: most text has none)
+MARKERS: dict[str, tuple[str, ...]] = {
+    "a private key": ("private key",),
+    "a Slack token": ("xox", "xapp-"),
+    "an Anthropic API key": ("sk-ant-",),
+    "an API secret key": ("sk-",),
+    "an AWS access key id": ("akia", "asia", "agpa", "aida", "aroa", "anpa", "anva"),
+    "a GitHub token": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    "a Google API key": ("aiza",),
+    "a Stripe live key": ("_live_",),
+    "a password in a URL": ("://",),
+    "a secret value": ("token", "secret", "passw", "pwd", "key"),
+}
+
+
+def _shapes(text: str) -> list[tuple[str, re.Pattern[str]]]:
+    """The shapes whose markers the text holds."""
+    lower = text.lower()
+    return [(kind, pattern) for kind, pattern in SHAPES if any(m in lower for m in MARKERS[kind])]
 
 
 def kinds(text: str) -> list[str]:
     """The kinds of credential `text` holds, each once, in SHAPES order."""
-    return [kind for kind, pattern in SHAPES if pattern.search(text)]
+    return [kind for kind, pattern in _shapes(text) if pattern.search(text)]
 
 
 def withhold(text: str) -> tuple[str, list[str]]:
     """`text` with every credential replaced by WITHHELD, and the kinds found."""
     found: list[str] = []
-    for kind, pattern in SHAPES:
+    for kind, pattern in _shapes(text):
         text, n = pattern.subn(WITHHELD, text)
         if n:
             found.append(kind)

@@ -171,12 +171,17 @@ def compile_pattern(pattern: str | None) -> re.Pattern[str] | None:
 
 async def load_formats(s: AsyncSession, pattern: str | None = None) -> Formats:
     """The known shapes, read once per transaction (kept in the session's `info` until it ends)."""
-    key = ("order_formats", pattern)
-    cached = s.info.get(key)
+    cached = s.info.get(("order_formats", pattern))
     if isinstance(cached, Formats):
         return cached
     rows = (await s.scalars(select(OrderFormat.shape).order_by(OrderFormat.shape).limit(MAX_SHAPES))).all()
-    s.info[key] = formats = Formats(tuple(parse_shape(r) for r in rows), compile_pattern(pattern))
+    return formats_from(s, list(rows), pattern)
+
+
+def formats_from(s: AsyncSession, shapes: list[str], pattern: str | None = None) -> Formats:
+    """Formats from shapes read by the caller, kept for the rest of `s`'s transaction."""
+    formats = Formats(tuple(parse_shape(r) for r in sorted(shapes)[:MAX_SHAPES]), compile_pattern(pattern))
+    s.info[("order_formats", pattern)] = formats
     return formats
 
 

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.analysis import analyzer, best_correction, joined_terms, max_edits
+from storage.analysis import analyzer, best_correction, compound_head, joined_terms, max_edits
 from storage.engine import Store
 
 ANSWER_COVERAGE = 0.6
@@ -141,6 +141,11 @@ def plan(groups: list[Group], docs: dict[str, int], total: int) -> list[Level]:
         combos = [list(c) for c in itertools.islice(itertools.combinations(common, k), MAX_COMBINATIONS)]
         levels.append(selective + combos)
     return levels
+
+
+def _fix(term: str, candidates: list[tuple[str, int]]) -> str | None:
+    """The term searched instead of an unknown one: a spelling correction, else a compound's head."""
+    return best_correction(term, candidates) or compound_head(term, candidates)
 
 
 def _coverage(alternatives: Sequence[set[str]] | Sequence[Group], passage_terms: set[str]) -> float:
@@ -262,7 +267,7 @@ class SqliteIndex:
         fixes: dict[str, str] = {}
         for t in unknown:
             mine = [c for c in candidates if c[0].startswith((t[:2], t[1] + t[0]))]
-            if fixed := best_correction(t, mine):
+            if fixed := _fix(t, mine):
                 fixes[t] = fixed
         docs |= {f: dict(candidates)[f] for f in fixes.values()}
         return docs, fixes, total
@@ -379,7 +384,11 @@ class PostgresIndex:
         by_term: dict[str, list[tuple[str, int]]] = {}
         for t, cand, n in found:
             by_term.setdefault(t, []).append((cand, int(n)))
-        fixes = {t: f for t in unknown if (f := best_correction(t, by_term.get(t, [])))}
+        fixes = {
+            t: f
+            for t in unknown
+            if (f := best_correction(t, by_term.get(t, [])) or compound_head(t, by_term.get(t, [])))
+        }
         docs |= {f: dict(by_term[t])[f] for t, f in fixes.items()}
         return docs, fixes, total
 

@@ -31,7 +31,7 @@ suyas nuestro nuestra nuestros nuestras vuestro vuestra vuestros vuestras esos e
 estamos estáis están esté estés estemos estéis estén es son era eran fue fueron ser soy eres somos
 he has ha hemos han hay tengo tiene tienen tenemos puedo puede pueden podemos cómo cuánto cuánta
 cuántos cuántas cuándo dónde cuál hola gracias favor ayuda ayudar pregunta saber quiero quisiera
-necesito hacer hago
+necesito hacer hago política políticas norma normas regla reglas información
 """
 
 _DE = """
@@ -49,7 +49,7 @@ sich sie ihnen sind so solche solchem solchen solcher solches soll sollte sonder
 uns unsere unserem unseren unser unseres unter viel vom von vor während war waren warst was weg weil
 weiter welche welchem welchen welcher welches wenn werde werden wie wieder will wir wird wirst wo
 wollen wollte würde würden zu zum zur zwar zwischen wann warum wieviel wie lange hallo danke bitte
-hilfe frage wissen möchte brauche gibt es
+hilfe frage wissen möchte brauche gibt es richtlinie richtlinien regel regeln regelung informationen info
 """
 
 _FR = """
@@ -57,7 +57,8 @@ au aux avec ce ces dans de des du elle en et eux il ils je la le les leur lui ma
 mon ne nos notre nous on ou par pas pour qu que qui sa se ses son sur ta te tes toi ton tu un une vos
 votre vous c d j l à m n s t y été étée étées étés étant suis es est sommes êtes sont serai seras sera
 ai as avons avez ont avait comment combien quand où quel quelle quels quelles est-ce bonjour merci
-svp aide question savoir veux voudrais besoin peux peut pouvez
+svp aide question savoir veux voudrais besoin peux peut pouvez politique politiques règle règles règlement
+information informations
 """
 
 STOPWORDS: dict[str, frozenset[str]] = {

@@ -8,12 +8,37 @@ number and another customer's read exactly alike.
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.models import Order, OrderItem
 from storage.order_formats import MAX_ID, Formats, digits, key
+
+# what is typed as an order number but never is one: an amount, a measure or a size, a date
+_AMOUNT = re.compile(
+    r"[$€£]\s?\d[\d.,]{0,12}|\d[\d.,]{0,12}\s?(?:[$€£]|usd|eur|gbp|dollars?|euros?)|\d{1,7}[.,]\d{2}", re.I
+)
+_MEASURE = re.compile(
+    r"\d{1,5}(?:[.,]\d{1,2})?\s?(?:cm|mm|m|km|kg|g|lbs?|oz|ml|l|in|inch(?:es)?|ft|feet|%|years?|yrs?|y/o|gb|mb|tb"
+    r"|st|nd|rd|th|am|pm|h|hrs?|hours?|min|mins|days?)",
+    re.I,
+)
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
+DASHES = str.maketrans(dict.fromkeys("‐‑‒–—―−﹣－", "-"))
+
+
+def not_an_order_number(typed: str) -> str | None:
+    """What a typed value is instead of an order number ("an amount", "a measure", "a date"), or None
+    when it may be one. Decided by its shape alone, never by the store: asking never tells whether
+    an order exists, and such a value never counts as an unknown order."""
+    text = " ".join(typed.split())[:64]
+    for what, pattern in (("an amount", _AMOUNT), ("a measure", _MEASURE), ("a date", _DATE)):
+        if pattern.fullmatch(text):
+            return what
+    return None
 
 
 async def find_order(s: AsyncSession, typed: str, *, customer_id: str | None, formats: Formats) -> Order | None:

@@ -35,6 +35,7 @@ from tools import (
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext, Deps, Tool
 from tools.gateway import StoreGateway
+from tools.order_ids import not_an_order_number
 
 log = logging.getLogger(__name__)
 ORDER_TOOLS = frozenset({"lookup_order", "process_refund", "get_refund_status"})  # take a typed order number
@@ -106,6 +107,14 @@ class Toolbox:
     async def _run(
         self, tool: Tool, args: Any, raw_input: dict[str, Any], ctx: CallContext, ledger: Ledger | None
     ) -> ToolResult:
+        typed = raw_input.get("order_id")
+        shape = not_an_order_number(typed) if tool.name in ORDER_TOOLS and isinstance(typed, str) and typed else None
+        if shape is not None:  # an amount, a size or a date: no order is looked up, and none counts as unknown
+            return ToolResult(
+                Code.INVALID_INPUT,
+                f"That is {shape}, not an order number. Ask the customer for the order number on their confirmation "
+                "email, or list their recent orders.",
+            )
         if tool.name in ORDER_TOOLS and await self._probing(ctx, ledger):
             return ToolResult(
                 Code.TOO_MANY_UNKNOWN_ORDERS,

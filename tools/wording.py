@@ -64,6 +64,23 @@ ESCALATED_LEGAL = (
 ESCALATED_HUMAN = (
     "Of course. I've asked a member of our support team to join this conversation; they'll reply here shortly."
 )
+ESCALATED_HUMAN_ALSO = (
+    "I've asked a member of our support team to join this conversation; they'll reply here. Meanwhile, here's "
+    "what I can do:"
+)
+ESCALATED_SAFETY = (
+    "I'm so sorry, and I'm glad you told us. Please stop using the product and keep it unplugged and away from "
+    "anyone. If anyone was hurt, please get medical help first. I've passed this to a senior member of our support "
+    "team as a priority, and they'll reply here as soon as possible."
+)
+ESCALATED_BILLING = (
+    "I'm sorry about the trouble with the charge. Payments need a person's eyes, so I've asked a member of our "
+    "support team to check what was charged; they'll reply here."
+)
+ESCALATED_NOT_RECEIVED = (
+    "I'm sorry your order hasn't reached you. I've asked a member of our support team to look into the delivery "
+    "with the carrier; they'll reply here."
+)
 # what the history records for a turn whose message was the Confirm step alone (for the model's next turn)
 CONFIRM_STEP_SHOWN = "(The customer was shown the Confirm step for the refund above.)"
 ESCALATED_GENERIC = "I've passed this to a member of our support team, and they'll follow up here."
@@ -136,8 +153,8 @@ def refund_denied(*, order_id: str) -> str:
     )
 
 
-def refund_status_line(*, order_id: str, item: str, amount: str, status: str) -> str:
-    plain = {
+REFUND_STATES = {
+    "en": {
         RefundStatus.AWAITING_CONFIRMATION: "waiting for your confirmation",
         RefundStatus.PENDING_APPROVAL: "being reviewed by our team",
         RefundStatus.PROCESSING: "being processed",
@@ -146,8 +163,59 @@ def refund_status_line(*, order_id: str, item: str, amount: str, status: str) ->
         RefundStatus.CANCELLED: "cancelled",
         RefundStatus.EXPIRED: "expired before it was confirmed",
         RefundStatus.DENIED: "not approved",
-    }.get(status, "in progress")  # type: ignore[call-overload]
-    return f"Order {order_id} ({item}): refund of {amount} is {plain}."
+        "other": "in progress",
+    },
+    "es": {
+        RefundStatus.AWAITING_CONFIRMATION: "a la espera de su confirmación",
+        RefundStatus.PENDING_APPROVAL: "en revisión por nuestro equipo",
+        RefundStatus.PROCESSING: "en proceso",
+        RefundStatus.PROCESSED: "emitido",
+        RefundStatus.FAILED: "retrasado, y nuestro equipo se está ocupando",
+        RefundStatus.CANCELLED: "cancelado",
+        RefundStatus.EXPIRED: "caducado antes de confirmarse",
+        RefundStatus.DENIED: "no aprobado",
+        "other": "en curso",
+    },
+    "de": {
+        RefundStatus.AWAITING_CONFIRMATION: "wartet auf Ihre Bestätigung",
+        RefundStatus.PENDING_APPROVAL: "wird von unserem Team geprüft",
+        RefundStatus.PROCESSING: "wird bearbeitet",
+        RefundStatus.PROCESSED: "ist ausgezahlt",
+        RefundStatus.FAILED: "verzögert sich, unser Team kümmert sich darum",
+        RefundStatus.CANCELLED: "wurde storniert",
+        RefundStatus.EXPIRED: "ist abgelaufen, bevor sie bestätigt wurde",
+        RefundStatus.DENIED: "wurde nicht genehmigt",
+        "other": "ist in Bearbeitung",
+    },
+    "fr": {
+        RefundStatus.AWAITING_CONFIRMATION: "en attente de votre confirmation",
+        RefundStatus.PENDING_APPROVAL: "en cours d'examen par notre équipe",
+        RefundStatus.PROCESSING: "en cours de traitement",
+        RefundStatus.PROCESSED: "émis",
+        RefundStatus.FAILED: "retardé, et notre équipe s'en occupe",
+        RefundStatus.CANCELLED: "annulé",
+        RefundStatus.EXPIRED: "expiré avant d'être confirmé",
+        RefundStatus.DENIED: "refusé",
+        "other": "en cours",
+    },
+}
+_REFUND_LINE = {
+    "en": "Order {order_id} ({item}): refund of {amount} is {state}.",
+    "es": "Pedido {order_id} ({item}): el reembolso de {amount} está {state}.",
+    "de": "Bestellung {order_id} ({item}): die Erstattung von {amount} {state}.",
+    "fr": "Commande {order_id} ({item}) : le remboursement de {amount} est {state}.",
+}
+
+
+def _lang(language: str) -> str:
+    return language if language in REFUND_STATES else "en"
+
+
+def refund_status_line(*, order_id: str, item: str, amount: str, status: str, language: str = "en") -> str:
+    lang = _lang(language)
+    states = REFUND_STATES[lang]
+    state = states.get(status, states["other"])
+    return _REFUND_LINE[lang].format(order_id=order_id, item=item, amount=amount, state=state)
 
 
 NO_REFUNDS = "I couldn't find any refunds on your account."
@@ -161,23 +229,127 @@ HANDOFF_OPEN = "A member of our support team has been asked to help and will rep
 NO_HANDOFF = (
     "I haven't passed this conversation to a person yet; just say so if you'd like someone from our team to help."
 )
-NO_CALLS = "Our team answers here in this conversation; we don't phone customers."
+NO_CALLS = "Our team answers here in this conversation; we don't phone or email customers."
 NO_REFUND_HERE = "I haven't made any refund in this conversation."
-
-
-def no_refund_on(*, order_id: str) -> str:
-    return f"There is no refund on order {order_id} so far."
-
-
-def order_line(*, order_id: str, item: str, total: str, status: str, delivered_on: str | None) -> str:
-    """One order as the store has it: number, first item, total, and where it is."""
-    where = {
-        OrderStatus.DELIVERED: f"was delivered on {delivered_on}",
+CORRECTION: dict[str, dict[str, str]] = {  # the order statuses' words under their members
+    "en": {
+        "lead": CORRECTION_LEAD,
+        "tool_text_lead": TOOL_TEXT_LEAD,
+        "ask_again": ASK_AGAIN,
+        "handoff_open": HANDOFF_OPEN,
+        "no_handoff": NO_HANDOFF,
+        "no_calls": NO_CALLS,
+        "no_refund_here": NO_REFUND_HERE,
+        "not_found": NOT_FOUND_ORDER,
+        "no_refund_on": "There is no refund on order {order_id} so far.",
+        OrderStatus.DELIVERED: "was delivered on {delivered_on}",
         OrderStatus.SHIPPED: "has shipped and is on its way",
         OrderStatus.PENDING: "hasn't shipped yet",
         OrderStatus.CANCELLED: "was cancelled",
-    }.get(status, "is being handled")  # type: ignore[call-overload]
-    return f"Order {order_id} ({item}, {total}) {where}."
+        "other": "is being handled",
+        "order": "Order {order_id} ({item}, {total}) {where}.",
+        "and": "and",
+    },
+    "es": {
+        "lead": "Esto es exactamente lo que consta:",
+        "tool_text_lead": "Perdone, mi respuesta no ha salido bien.",
+        "ask_again": "¿Podría decirme otra vez qué necesita?",
+        "handoff_open": "Hemos pedido ayuda a un miembro de nuestro equipo, que le responderá aquí.",
+        "no_handoff": (
+            "Todavía no he pasado esta conversación a una persona; dígamelo si quiere que le ayude alguien "
+            "de nuestro equipo."
+        ),
+        "no_calls": (
+            "Nuestro equipo responde aquí, en esta conversación; no llamamos ni enviamos correos a los clientes."
+        ),
+        "no_refund_here": "No he hecho ningún reembolso en esta conversación.",
+        "not_found": "No he encontrado ese pedido en su cuenta. ¿Podría comprobar el número de pedido?",
+        "no_refund_on": "El pedido {order_id} no tiene ningún reembolso por ahora.",
+        OrderStatus.DELIVERED: "se entregó el {delivered_on}",
+        OrderStatus.SHIPPED: "se ha enviado y está en camino",
+        OrderStatus.PENDING: "todavía no se ha enviado",
+        OrderStatus.CANCELLED: "se canceló",
+        "other": "se está tramitando",
+        "order": "El pedido {order_id} ({item}, {total}) {where}.",
+        "and": "y",
+    },
+    "de": {
+        "lead": "So ist der genaue Stand:",
+        "tool_text_lead": "Entschuldigung, meine Antwort ist nicht richtig herausgekommen.",
+        "ask_again": "Könnten Sie mir noch einmal sagen, was Sie brauchen?",
+        "handoff_open": "Ein Mitglied unseres Teams wurde um Hilfe gebeten und antwortet Ihnen hier.",
+        "no_handoff": (
+            "Ich habe dieses Gespräch noch nicht an eine Person übergeben; sagen Sie einfach Bescheid, wenn "
+            "Ihnen jemand aus unserem Team helfen soll."
+        ),
+        "no_calls": "Unser Team antwortet hier im Gespräch; wir rufen Kunden nicht an und schreiben keine E-Mails.",
+        "no_refund_here": "Ich habe in diesem Gespräch keine Erstattung veranlasst.",
+        "not_found": "Diese Bestellung habe ich in Ihrem Konto nicht gefunden. Könnten Sie die Bestellnummer prüfen?",
+        "no_refund_on": "Für die Bestellung {order_id} gibt es bisher keine Erstattung.",
+        OrderStatus.DELIVERED: "wurde am {delivered_on} zugestellt",
+        OrderStatus.SHIPPED: "ist versandt und unterwegs",
+        OrderStatus.PENDING: "ist noch nicht versandt",
+        OrderStatus.CANCELLED: "wurde storniert",
+        "other": "wird bearbeitet",
+        "order": "Die Bestellung {order_id} ({item}, {total}) {where}.",
+        "and": "und",
+    },
+    "fr": {
+        "lead": "Voici exactement où en sont les choses :",
+        "tool_text_lead": "Désolé, ma réponse n'est pas sortie correctement.",
+        "ask_again": "Pourriez-vous me redire ce dont vous avez besoin ?",
+        "handoff_open": "Un membre de notre équipe a été sollicité et vous répondra ici.",
+        "no_handoff": (
+            "Je n'ai pas encore transmis cette conversation à une personne ; dites-le-moi si vous souhaitez "
+            "l'aide de notre équipe."
+        ),
+        "no_calls": (
+            "Notre équipe répond ici, dans cette conversation ; nous n'appelons pas et n'envoyons pas d'e-mails."
+        ),
+        "no_refund_here": "Je n'ai effectué aucun remboursement dans cette conversation.",
+        "not_found": (
+            "Je n'ai pas trouvé cette commande sur votre compte. Pourriez-vous vérifier le numéro de commande ?"
+        ),
+        "no_refund_on": "La commande {order_id} n'a aucun remboursement pour l'instant.",
+        OrderStatus.DELIVERED: "a été livrée le {delivered_on}",
+        OrderStatus.SHIPPED: "a été expédiée et est en route",
+        OrderStatus.PENDING: "n'a pas encore été expédiée",
+        OrderStatus.CANCELLED: "a été annulée",
+        "other": "est en cours de traitement",
+        "order": "Commande {order_id} ({item}, {total}) {where}.",
+        "and": "et",
+    },
+}
+
+
+def correction(language: str) -> dict[str, str]:
+    return CORRECTION.get(language, CORRECTION["en"])
+
+
+def no_refund_on(*, order_id: str, language: str = "en") -> str:
+    return correction(language)["no_refund_on"].format(order_id=order_id)
+
+
+def items_list(items: list[tuple[str, int]], *, language: str = "en", limit: int = 20) -> str:
+    """Every item of an order: "ProBlend 500 blender", "2 × Mug and Kettle", "A, B and C"."""
+    names = [f"{q} × {name}" if q > 1 else name for name, q in items[:limit]]
+    if len(items) > limit:
+        names.append(f"+{len(items) - limit}")
+    if not names:
+        return "your order"
+    if len(names) == 1:
+        return names[0]
+    return f"{', '.join(names[:-1])} {correction(language)['and']} {names[-1]}"
+
+
+def order_line(
+    *, order_id: str, item: str, total: str, status: str, delivered_on: str | None, language: str = "en"
+) -> str:
+    """One order as the store has it: number, its items, total, and where it is."""
+    say = correction(language)
+    worded = (OrderStatus.DELIVERED, OrderStatus.SHIPPED, OrderStatus.PENDING, OrderStatus.CANCELLED)
+    where = say[status] if status in worded else say["other"]
+    return say["order"].format(order_id=order_id, item=item, total=total, where=where.format(delivered_on=delivered_on))
 
 
 def after_confirmation(code: Code, *, order_id: str, amount: str) -> str:
@@ -300,22 +472,44 @@ HELP_CENTER_QUOTE = {
     "en": "Here's what our help center says: \u201c{snippet}\u201d More in \u201c{title}\u201d: {url}",
     "es": "Esto dice nuestro centro de ayuda: \u00ab{snippet}\u00bb Más en \u00ab{title}\u00bb: {url}",
     "de": "Das steht in unserem Hilfe-Center: \u201e{snippet}\u201c Mehr unter \u201e{title}\u201c: {url}",
+    "fr": "Voici ce que dit notre centre d'aide : \u00ab {snippet} \u00bb Plus dans \u00ab {title} \u00bb : {url}",
+}
+# one line before a quote in another language than the customer's: (their language, the article's)
+HELP_CENTER_OTHER_LANGUAGE = {
+    "en": "(This article is only available in {found}.)",
+    "es": "(Este artículo solo está disponible en {found}.)",
+    "de": "(Diesen Artikel gibt es nur auf {found}.)",
+    "fr": "(Cet article n'existe qu'en {found}.)",
+}
+LANGUAGE_NAMES = {
+    "en": {"en": "English", "es": "Spanish", "de": "German", "fr": "French"},
+    "es": {"en": "inglés", "es": "español", "de": "alemán", "fr": "francés"},
+    "de": {"en": "Englisch", "es": "Spanisch", "de": "Deutsch", "fr": "Französisch"},
+    "fr": {"en": "anglais", "es": "espagnol", "de": "allemand", "fr": "français"},
 }
 HELP_CENTER_NONE = {
     "en": "I couldn't find an answer to that in our help center, and I'd rather not guess.",
     "es": "No he encontrado una respuesta a eso en nuestro centro de ayuda y prefiero no adivinar.",
     "de": "Dazu habe ich in unserem Hilfe-Center keine Antwort gefunden, und ich möchte nicht raten.",
+    "fr": "Je n'ai pas trouvé de réponse à cela dans notre centre d'aide, et je préfère ne pas deviner.",
 }
 OFFER_PERSON = {
     "en": "Would you like me to ask a member of our team?",
     "es": "¿Quieres que se lo pregunte a alguien de nuestro equipo?",
     "de": "Soll ich jemanden aus unserem Team fragen?",
+    "fr": "Voulez-vous que je demande à un membre de notre équipe ?",
 }
 NO_PERSON = "No problem. Is there anything else I can help with?"
 
 
-def help_center_quote(*, language: str, snippet: str, title: str, url: str) -> str:
-    return HELP_CENTER_QUOTE.get(language, HELP_CENTER_QUOTE["en"]).format(snippet=snippet, title=title, url=url)
+def help_center_quote(*, language: str, snippet: str, title: str, url: str, asked: str | None = None) -> str:
+    """A passage quoted; when the customer writes in another language, one line in theirs says so first."""
+    quote = HELP_CENTER_QUOTE.get(language, HELP_CENTER_QUOTE["en"]).format(snippet=snippet, title=title, url=url)
+    if asked is None or asked == language:
+        return quote
+    names = LANGUAGE_NAMES.get(asked, LANGUAGE_NAMES["en"])
+    line = HELP_CENTER_OTHER_LANGUAGE.get(asked, HELP_CENTER_OTHER_LANGUAGE["en"])
+    return f"{line.format(found=names.get(language, language))} {quote}"
 
 
 def help_center_none(*, language: str, known: str = "") -> str:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text as sql
 
 from agent import claims, facts
+from agent.facts import Evidence
 from agent.policy import guard
 from storage.engine import Store
 from storage.importer import seed
@@ -38,7 +39,7 @@ TABLE = [
     ("The refund is waiting for your confirmation.", "kept"),
     ("Refund status: processed", "replaced"),
     ('{"code": "OK"}', "replaced"),
-    ("Look the order up with lookup_order first.", "replaced"),
+    ("Look the order up with lookup_order first.", "redacted"),
 ]
 
 
@@ -60,9 +61,12 @@ async def waiting(store: Store, settings: Settings) -> AsyncIterator[tuple[Deps,
 async def test_the_issue_table(waiting: tuple[Deps, CallContext], said: str, verdict: str) -> None:
     deps, ctx = waiting
     out = await guard(said, deps=deps, ctx=ctx)
-    assert ("replaced" if out.replaced else "kept") == verdict, (said, out)
-    if out.replaced:
+    got = "redacted" if out.reason == "tool_text_removed" else "replaced" if out.replaced else "kept"
+    assert got == verdict, (said, out)
+    if got == "replaced":
         assert said not in out.text and out.text.startswith(("Here's exactly", "Sorry, my answer"))
+    if got == "redacted":  # the tool's name in plain words, the sentence kept
+        assert out.text == "Look the order up with our system first."
 
 
 async def test_a_replacement_is_true_and_from_the_store(waiting: tuple[Deps, CallContext]) -> None:
@@ -281,3 +285,67 @@ async def test_refunded_the_headphones_is_false_even_after_a_real_refund(deps: D
     assert (await guard("Refunded the headphones.", deps=deps, ctx=sarah)).reason == "false_refund"
     blender = await guard("I've refunded your blender.", deps=deps, ctx=sarah)
     assert not blender.replaced and blender.text == "Order ORD-8842 (ProBlend 500 blender): refund of $89.99 is issued."
+
+
+# --- what a sentence asserts, not the words in it (issue 27) ----------------------------------------------
+ASSERT_NOTHING = [
+    "For a damaged item, the compensation is $50 per order.",  # a rule, with an amount
+    "A refund can be issued only if the order was delivered within the last 30 days:",
+    "Refunds are issued to the original payment method within 5 business days.",
+    "This is issued as a voucher, not as a refund.",  # the negation after the verb
+    "I can refund $89.99 to your card if you'd like.",  # an offer
+    "Would you like me to refund the blender?",
+    "If your refund had been processed, you would see it on your statement.",
+    "The ProBlend 700 costs $129.99, $40.00 more than your blender.",  # another product, a difference
+    "Refund amount: $89.99 - $10.00 = $79.99, refunded to your card. Shall I go ahead?",  # a proposal
+    "Let me recalculate with the refunded balance.",  # a participle as an adjective
+    "No refund has been issued for ORD-8842, and none is pending.",
+    "Per our policy, a delayed refund is escalated to a supervisor.",
+    "You could be transferred to a colleague if the check fails.",
+]
+
+
+@pytest.mark.parametrize("said", ASSERT_NOTHING)
+async def test_conditions_rules_offers_questions_and_negations_assert_nothing(
+    deps: Deps, sarah: CallContext, said: str
+) -> None:
+    await _state(deps, sarah, "looked")
+    out = await guard(said, deps=deps, ctx=sarah)
+    assert out.reason is None and out.text == said, (said, out)
+
+
+async def test_an_amount_the_customer_wrote_or_a_tool_showed_is_grounded(deps: Deps, sarah: CallContext) -> None:
+    await _state(deps, sarah, "looked")
+    said = "You mentioned a charge of $95.00 on ORD-8842; let me look into it."
+    assert (await guard(said, deps=deps, ctx=sarah)).reason == "false_order"  # not the order's amount
+    customer = Evidence(customer=("I was charged $95.00 for ORD-8842!",))
+    assert (await guard(said, deps=deps, ctx=sarah, evidence=customer)).reason is None
+    history = '{"order_id": "ORD-8842", "payment_history": [{"transaction_type": "refund", "amount": 89.99}]}'
+    refunded = "ORD-8842 was already refunded $89.99."
+    assert (await guard(refunded, deps=deps, ctx=sarah)).reason == "false_refund"
+    assert (await guard(refunded, deps=deps, ctx=sarah, evidence=Evidence(tool_results=(history,)))).reason is None
+    total = '{"order_id": "ORD-8842", "total": "$89.99", "status": "delivered"}'  # a total is no refund
+    lie = await guard("I've refunded $89.99 to your card.", deps=deps, ctx=sarah, evidence=Evidence((total,)))
+    assert lie.reason == "false_refund"
+
+
+async def test_a_contradicted_reply_says_which_sentence_and_what_the_store_holds(
+    deps: Deps, sarah: CallContext
+) -> None:
+    await _state(deps, sarah, "looked")
+    out = await guard("Thanks for waiting!\nYour refund for ORD-8842 has been issued.", deps=deps, ctx=sarah)
+    assert out.reason == "false_refund" and out.contradicted
+    assert out.corrections == (
+        ("Your refund for ORD-8842 has been issued.", "There is no refund on order ORD-8842 so far."),
+    )
+
+
+async def test_the_layout_and_the_customers_own_ids_survive(deps: Deps, sarah: CallContext) -> None:
+    await _state(deps, sarah, "looked")
+    said = (
+        "Here is your order ORD-8842:\n\n| item | price |\n|---|---|\n| ProBlend 500 blender | $89.99 |\n\n"
+        "- Your refund_eligible flag says yes\n- Refund to: visa_4242 (your card)\n\nShall I prepare the refund?"
+    )
+    out = await guard(said, deps=deps, ctx=sarah)
+    assert out.text == said.replace("refund_eligible", "refund eligible")
+    assert out.reason == "tool_text_removed" and out.found == ("refund_eligible",)

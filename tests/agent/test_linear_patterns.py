@@ -24,6 +24,7 @@ import agent.offline
 import agent.offline_kb
 import agent.offline_text
 import agent.policy
+import agent.verdict_patterns
 import storage.order_formats
 import tools.patterns
 import tools.sanitizer
@@ -45,6 +46,7 @@ def patterns() -> Iterator[tuple[str, re.Pattern[str]]]:
         agent.offline_text,
         agent.offline_kb,
         agent.citations,
+        agent.verdict_patterns,
         storage.order_formats,
     )
     for module in modules:
@@ -56,8 +58,6 @@ def patterns() -> Iterator[tuple[str, re.Pattern[str]]]:
                     found = [x for x in (item if isinstance(item, tuple) else (item,)) if isinstance(x, re.Pattern)]
                     for p in found:
                         yield f"{module.__name__}.{name}[{i}]", p
-    for reason, p in agent.policy._PATTERNS.items():
-        yield f"agent.policy._PATTERNS[{reason}]", p
 
 
 def cost(run: Callable[[str], object], unit: str, size: int, repeats: int) -> float:

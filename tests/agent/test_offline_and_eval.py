@@ -31,6 +31,8 @@ from desk import Desk
 from desk.customer import unclear_answer, yes_or_no
 from storage.settings import Settings
 from tests.conftest import SARAH
+from tools import wording
+from tools.codes import Code
 from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox
 
@@ -256,6 +258,14 @@ async def test_offline_model_lists_recent_orders_from_a_tool(deps: Deps, sarah: 
             "Hallo, wo ist meine Bestellung ORD-9120?",
             "(Entschuldigung, ich kann im Moment nur auf Englisch antworten.)",
         ),
+        # issue 27: how people write
+        ("where is order no. 8842?", "Order ORD-8842 (ProBlend 500 blender, $89.99) was delivered on"),
+        ("where is ORD\u20138842?", "Order ORD-8842 (ProBlend 500 blender, $89.99) was delivered on"),
+        ("My kettle ORD-7710 caught fire and burned my hand!", wording.ESCALATED_SAFETY),
+        ("I was charged twice for ORD-8901", wording.ESCALATED_BILLING),
+        ("I never received ORD-8901 even though it says delivered", wording.ESCALATED_NOT_RECEIVED),
+        ("I will dispute the charge with my bank", wording.ESCALATED_BILLING),
+        ("My friend is a lawyer and says the blender is defective, can I get a refund?", "Which order is it about"),
     ],
 )
 async def test_offline_model_phrasings(deps: Deps, sarah: CallContext, said: str, expected: str) -> None:
@@ -285,3 +295,55 @@ async def test_leak_and_invariant_detectors_fire(deps: Deps, sarah: CallContext)
     assert any("outside (0" in p for p in problems)
     assert any("not the order's customer" in p for p in problems)
     assert any("over the limit without staff" in p for p in problems)
+
+
+def test_amounts_sizes_dates_and_years_are_never_order_numbers() -> None:
+    from agent.offline_text import order_refs
+
+    assert order_refs("refund ORD-8842 $20") == ["ORD-8842"]
+    assert order_refs("I'm 178 cm and 80 kg, bought it in 2026 for 20 dollars") == []
+    assert order_refs("size 178cm, the 12th, 3 pcs, 20.00 EUR, 2026-11-26") == []
+    assert order_refs("order no. 8842") == ["8842"] == order_refs("Bestellung Nr. 8842")
+    assert order_refs("ORD\u20138842 and ord 9120") == ["ORD-8842", "ORD9120"]
+    assert order_refs("my order 2024 broke") == ["2024"]  # called an order, it may be one
+
+
+async def test_an_amount_after_the_order_number_is_the_amount(deps: Deps, sarah: CallContext) -> None:
+    conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
+    await say(conv, "refund ORD-8842 $20")
+    async with deps.store.read() as s:
+        refunds = (await s.execute(sql("SELECT order_id, amount_cents, status FROM refunds"))).all()
+    assert [tuple(r) for r in refunds] == [("ORD-8842", 2000, "awaiting_confirmation")]
+
+
+async def test_a_size_or_an_amount_is_not_looked_up_and_is_no_unknown_order(deps: Deps, sarah: CallContext) -> None:
+    toolbox = Toolbox(deps)
+    for typed in ("178cm", "178 cm", "$20", "20.00", "2026-11-26"):
+        result = await toolbox.call("lookup_order", {"order_id": typed}, sarah)
+        assert result.code is Code.INVALID_INPUT and "not an order number" in str(result.note)
+    for _ in range(deps.settings.unknown_orders_per_hour):
+        assert (await toolbox.call("lookup_order", {"order_id": "$20"}, sarah)).code is Code.INVALID_INPUT
+    assert (await toolbox.call("lookup_order", {"order_id": "ORD-8842"}, sarah)).ok  # never counted as probing
+    conv = (Desk(Agent(model=OfflineModel(), toolbox=toolbox)), sarah)
+    (answer,) = await say(conv, "I'm 178 cm, will the jacket fit?")
+    assert "couldn't find that order" not in answer
+
+
+@pytest.mark.parametrize(
+    ("asked", "starts"),
+    [
+        ("¿Cuál es la política de devoluciones?", "Esto dice nuestro centro de ayuda: «Puedes devolver"),
+        ("Wie ist eure Rückgabefrist?", "Das steht in unserem Hilfe-Center: „Sie können eine gelieferte Bestellung"),
+        ("Quelle est votre politique de retour ?", "(Cet article n'existe qu'en anglais.) Here's what our help center"),
+        ("¿Hacen envoltorio de regalo?", "(Este artículo solo está disponible en inglés.) Here's what our help center"),
+    ],
+)
+async def test_the_help_center_answers_in_the_customers_language_or_says_it_quotes_english(
+    deps: Deps, sarah: CallContext, asked: str, starts: str
+) -> None:
+    from storage.kb_import import seed_help_center
+
+    await seed_help_center(deps.store, deps.clock, base_url=deps.settings.help_center_url, return_window_days=30)
+    conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
+    (answer,) = await say(conv, asked)
+    assert answer.startswith(starts), answer

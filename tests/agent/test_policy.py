@@ -49,24 +49,24 @@ PHRASINGS: list[tuple[str, str | None]] = [
     ("I'll sue", "legal"),
     ("I'm calling my LAWYER about this", "legal"),
     ("my attorney will hear about it", "legal"),
-    ("this is unacceptable!", "legal"),
+    ("this is unacceptable!", None),  # anger, no threat
     ("we are considering legal action", "legal"),
     ("a lawsuit is coming", "legal"),
     ("Voy a llamar a mi abogado", "legal"),
     ("Los voy a demandar", "legal"),
-    ("Esto es inaceptable", "legal"),
+    ("Esto es inaceptable", None),
     ("Ich schalte meinen Anwalt ein", "legal"),
     ("Ich werde Sie verklagen", "legal"),
     ("Wir prüfen rechtliche Schritte", "legal"),
     # fraud
     ("this is fraud", "fraud"),
     ("total scam", "fraud"),
-    ("I'll file a chargeback", "fraud"),
+    ("I'll file a chargeback", "billing_dispute"),
     ("Esto es una estafa", "fraud"),
     ("Es un fraude", "fraud"),
     ("Das ist Betrug!", "fraud"),
     ("Reine Abzocke", "fraud"),
-    ("Ich mache eine Rückbuchung", "fraud"),
+    ("Ich mache eine Rückbuchung", "billing_dispute"),
     # anger without legal words: empathy from the model, no escalation
     ("This is ridiculous, I've waited two weeks!", None),
     ("I'm so angry right now", None),
@@ -86,12 +86,50 @@ PHRASINGS: list[tuple[str, str | None]] = [
     ("the manager of my building signed for the parcel", None),
     ("hello, my blender arrived broken", None),
     ("", None),
+    # the issue's phrasings: word forms, negation, "someone else", threats that are no threats
+    ("I'd like to be transferred to a human agent", "human_request"),
+    ("Is there someone else I can speak with?", "human_request"),
+    ("If it's possible, I'd appreciate being transferred to a human agent.", "human_request"),
+    ("Could you please check with a human agent for me?", "human_request"),
+    ("No, please do NOT transfer me to another agent.", None),
+    ("I really don't want to be transferred. I just need someone to help me right now.", None),
+    ("I'd rather not be transferred, can you try once more?", None),
+    ("Before you transfer me, would an upgrade make a difference?", None),
+    ("Thank you for transferring me.", None),
+    ("Can you transfer me to an earlier flight?", None),
+    ("If you still see Silver, I'd like to speak to a supervisor.", None),  # only if the check fails
+    ("My friend is a lawyer and says the blender is defective, can I get a refund?", None),
+    ("This is completely unacceptable, I'm a loyal customer.", None),
+    ("I will take legal action if this isn't fixed", "legal"),
+    ("I'm contacting my attorney tomorrow.", "legal"),
+    ("No quiero que me transfieran, quiero una solución.", None),
+    ("Ich möchte nicht mit einem Mitarbeiter sprechen.", None),
+    ("Je voudrais parler à un conseiller, s'il vous plaît.", "human_request"),
+    # safety and injury, billing disputes, a delivery the customer disputes
+    ("My kettle ORD-7710 caught fire and burned my hand!", "safety"),
+    ("The charger sparked and gave me a shock", "safety"),
+    ("Mi hervidor se incendió", "safety"),
+    ("Der Wasserkocher hat Feuer gefangen", "safety"),
+    ("Nobody got hurt, but I want a refund", None),
+    ("My cat is really sick and I need to get home sooner.", None),
+    ("I was charged twice for ORD-8901", "billing_dispute"),
+    ("I will dispute the charge with my bank", "billing_dispute"),
+    ("Me cobraron dos veces el pedido", "billing_dispute"),
+    ("Mir wurde die Bestellung doppelt abgebucht", "billing_dispute"),
+    ("I never received ORD-8901 even though it says delivered", "not_received"),
+    ("Tracking shows it was delivered but it never arrived", "not_received"),
+    ("El pedido aparece como entregado pero no lo he recibido", "not_received"),
+    ("Laut Sendungsverfolgung zugestellt, aber ich habe nichts erhalten", "not_received"),
+    ("My order hasn't arrived yet, where is it?", None),  # the bot can look that up
 ]
+# the priority each verdict opens its ticket with (README, "Escalations")
+PRIORITY = {"legal": "P1", "fraud": "P1", "safety": "P1", "human_request": "P1"}
+PRIORITY |= {"billing_dispute": "P2", "not_received": "P2"}
 
 
 def test_the_table_is_big_enough() -> None:
     assert len(PHRASINGS) >= 60
-    assert {v for _, v in PHRASINGS} == {None, "legal", "fraud", "human_request"}
+    assert {v for _, v in PHRASINGS} == {None, *PRIORITY}
 
 
 @pytest.mark.parametrize(("text", "verdict"), PHRASINGS)
@@ -99,7 +137,25 @@ def test_escalation_verdicts(text: str, verdict: str | None) -> None:
     trigger = classify(text)
     assert (trigger.reason if trigger else None) == verdict, (text, trigger)
     if trigger is not None:
-        assert trigger.priority == "P1"
+        assert trigger.priority == PRIORITY[trigger.reason]
+
+
+@pytest.mark.parametrize(
+    ("text", "ends"),
+    [
+        ("Yes, please transfer me to a human agent. Thank you.", True),
+        ("Please add one checked bag to my reservation, and transfer me to a human agent.", False),
+        ("Issue the $150 certificate, and also transfer me to a human agent.", False),
+        ("For NQNU5R, transfer me to a human agent. For M20IZO, please search nonstop flights.", False),
+        ("I want to talk to a human", True),
+        ("My blender caught fire, please refund it and let me talk to a person", True),  # safety stops the model
+    ],
+)
+def test_a_person_asked_for_with_other_requests_lets_the_model_answer_them(text: str, ends: bool) -> None:
+    verdict = classify(text)
+    assert verdict is not None and verdict.ends_turn is ends, verdict
+    if not ends:
+        assert verdict.reason == "human_request" and verdict.notice and verdict.priority == "P1"
 
 
 def test_failed_round_rule() -> None:

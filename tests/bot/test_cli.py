@@ -59,6 +59,11 @@ def one_clear_line(proc: subprocess.CompletedProcess[str]) -> str:
         ({}, ("eval", "--provider", "claude"), "ANTHROPIC_API_KEY is not set"),
         (
             {},
+            ("eval", "--suite", "realtext", "--corpus", "nowhere"),
+            "no τ2 corpus at nowhere (expected conversations/",
+        ),
+        (
+            {},
             ("eval", "--scenario", "nope"),
             "unknown scenario 'nope'; the scenarios are: angry_without_legal_words, bot_identity_question, cant_do, "
             "chit_chat, confirmation_declined,",

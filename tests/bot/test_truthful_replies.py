@@ -77,6 +77,7 @@ async def test_slack_a_false_refund_is_not_posted_and_is_counted(
                 text("Refunded the headphones. Your refund of $89.99 has been processed."),
                 tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="broken"),
             ),
+            reply(text("Sorry: your refund of $89.99 has been issued.")),  # asked once more, it lies again
         ]
     )
     before = replaced("false_refund")
@@ -90,6 +91,8 @@ async def test_slack_a_false_refund_is_not_posted_and_is_counted(
             "$89.99 is waiting for your confirmation."
         )
         assert "confirm" in json.dumps(posted.get("blocks"))  # the Confirm button still comes, from the row
+        note = model.requests[-1].messages[-1]["content"][0]["text"]  # the model was told what the store holds
+        assert "Refunded the headphones" in note and "waiting for your confirmation" in note
         assert await audit(bot) == [
             ("false_refund", "Refunded the headphones. Your refund of $89.99 has been processed.")
         ]  # the original, for staff
@@ -104,12 +107,20 @@ async def test_slack_a_false_refund_is_not_posted_and_is_counted(
 async def test_slack_a_promised_call_without_a_ticket_is_not_posted(
     settings: Settings, store: Store, slack: FakeSlack
 ) -> None:
-    model = ScriptedModel([reply(text("I've passed this to our team. A colleague will call you tomorrow."))])
+    model = ScriptedModel(
+        [
+            reply(text("I've passed this to our team. A colleague will call you tomorrow.")),
+            reply(text("Someone from our team will phone you tomorrow.")),  # the rewrite lies too
+        ]
+    )
     bot = await start_bot(bot_settings(settings, slack), store, slack, model=model)
     try:
         event = await bot.say("my blender is making a weird noise")
         (posted,) = await bot.wait_replies(event)
-        assert posted["text"] == f"{wording.CORRECTION_LEAD} {wording.NO_HANDOFF} {wording.NO_CALLS}"
+        assert posted["text"].startswith(  # and where the blender they wrote about stands
+            f"{wording.CORRECTION_LEAD} {wording.NO_HANDOFF} {wording.NO_CALLS} "
+            "Order ORD-8842 (ProBlend 500 blender, $89.99) was delivered on "
+        )
         async with bot.rt.store.read() as s:
             assert await s.scalar(sql("SELECT count(*) FROM tickets")) == 0  # and indeed nobody was asked
     finally:
@@ -127,6 +138,7 @@ async def test_web_api_wrong_amounts_and_pasted_json_are_replaced(
                 text("Your refund of $500.00 has been processed and credited."),
                 tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="broken"),
             ),
+            reply(text("Your $500.00 has been credited.")),  # the rewrite lies too
             reply(text('Sure: {"outcome": "ok", "code": "OK", "refund_eligible": true}')),
         ]
     )

@@ -101,18 +101,34 @@ def test_json_and_code_fields_make_a_reply_unusable(pasted: str) -> None:
     assert strip_tool_text(pasted).unusable
 
 
-def test_tool_names_notes_and_model_talk_are_dropped_sentence_by_sentence() -> None:
+def test_notes_and_model_talk_are_dropped_and_internal_names_put_in_plain_words() -> None:
     notes = ["The refund is prepared but not sent. The customer must confirm it with the Confirm button."]
     out = strip_tool_text(
         "Thanks for waiting. I ran lookup_order for you. The refund is prepared but not sent. "
-        "Please tell the customer it is ready. Your blender refund is ready to confirm.",
+        "Please tell the customer it is ready. Your refund_eligible blender refund is ready to confirm.",
         notes=notes,
+        tools={"lookup_order"},
     )
-    assert out.text == "Thanks for waiting. Your blender refund is ready to confirm."
-    assert not out.unusable and "lookup_order" in out.found
-    assert strip_tool_text("Look the order up with lookup_order first.").unusable  # nothing left
+    assert (
+        out.text
+        == "Thanks for waiting. I ran our system for you. Your refund eligible blender refund is ready to confirm."
+    )
+    assert not out.unusable and "lookup_order" in out.found and "refund_eligible" in out.found
     untouched = "See https://help.example.com/return_policy for details.\nAnything else?"
     assert strip_tool_text(untouched).text == untouched and not strip_tool_text(untouched).found
+
+
+def test_redaction_keeps_the_layout_the_customers_ids_and_every_question() -> None:
+    reply = (
+        "Here are your options:\n\n"
+        "| card | balance |\n|---|---|\n| gift_card_7480005 | $6.00 |\n\n"
+        "- **Refund to:** credit_card_2929732 (Visa ending 7803)\n"
+        "- Your user id anya_garcia_5901 shows payment_history below.\n\n"
+        "Should I tell the customer about the tool results?"
+    )
+    out = strip_tool_text(reply, tools={"get_user_details"})
+    assert out.text == reply.replace("payment_history", "payment history")
+    assert out.found == ("payment_history",)
 
 
 def test_a_long_text_is_capped_at_a_sentence() -> None:

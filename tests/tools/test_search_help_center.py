@@ -124,24 +124,29 @@ async def test_article_text_is_data_not_instructions(kb: Deps, toolbox: Toolbox,
 
 
 @pytest.mark.parametrize(
-    ("query", "locale", "language", "expected"),
+    ("query", "locale", "language", "expected", "asked"),
     [
-        ("¿Cuánto tarda el envío?", None, None, "es"),  # detected from the text
-        ("Wie lange dauert der Versand?", None, None, "de"),
-        ("How long does shipping take?", None, None, "en"),
-        ("How long does shipping take?", "es-MX", None, "es"),  # the channel's locale wins
-        ("shipping", None, "de", "de"),  # the model names the language
-        ("Combien de temps prend la livraison ?", "fr-FR", None, "en"),  # no French articles: the default
+        ("¿Cuánto tarda el envío?", None, None, "es", "es"),  # detected from the text
+        ("Wie lange dauert der Versand?", None, None, "de", "de"),
+        ("How long does shipping take?", None, None, "en", "en"),
+        ("How long does shipping take?", "es-MX", None, "en", "es"),  # the locale wins; no Spanish answer: English
+        ("shipping", None, "de", "en", "de"),  # the model names the language; German has no answer
+        ("Combien de temps prend la livraison ?", "fr-FR", None, "en", "fr"),  # no French articles: English
+        ("Quelle est votre politique de retour ?", None, None, "en", "fr"),
+        ("¿Hacen envoltorio de regalo?", None, None, "en", "es"),  # no Spanish article on gift wrap
+        ("¿Cuál es la política de devoluciones?", None, None, "es", "es"),
+        ("Wie ist eure Rückgabefrist?", None, None, "de", "de"),  # a compound finds its head
     ],
 )
 async def test_the_language_searched_follows_the_customer(
-    kb: Deps, toolbox: Toolbox, query: str, locale: str | None, language: str | None, expected: str
+    kb: Deps, toolbox: Toolbox, query: str, locale: str | None, language: str | None, expected: str, asked: str
 ) -> None:
     ctx = await open_session(kb, channel="web", actor=Actor.unverified("w:1"), external_key=f"w:{query}", locale=locale)
     loaded = await load_context(kb, ctx.session_id)
     assert loaded is not None and loaded.locale == locale
     out = await search(toolbox, loaded, query, **({"language": language} if language else {}))
-    assert out["language"] == expected
+    assert out["language"] == expected and out["asked_language"] == asked and out["answered"] is True
+    assert ("say in one short line" in str(out["note"])) is (expected != asked)
 
 
 async def test_invalid_input_is_refused(kb: Deps, toolbox: Toolbox, anon: CallContext) -> None:
