@@ -384,8 +384,10 @@ class Agent:
 
     def _spoken(self, turn: _Turn) -> str:
         """What the code said for the turn, when the model wrote nothing before its call: the Confirm
-        step stands alone (its prompt is the message), a handoff says a person will follow up."""
-        return "" if turn.offered else wording.ESCALATED_GENERIC
+        step stands alone (its prompt is the message), a handoff says a person will follow up; a
+        notice the turn owes (a person asked for, with more to answer) comes first either way."""
+        said = "" if turn.offered else wording.ESCALATED_GENERIC
+        return "\n\n".join(part for part in (turn.notice, said) if part)
 
     # --- the result -----------------------------------------------------------------------------------
     def _result(self, turn: _Turn, ctx: CallContext, reply: str, *, replaces_reply: bool) -> TurnResult:

@@ -328,3 +328,18 @@ async def test_a_handoff_alone_ends_the_turn_in_the_codes_words(deps: Deps, sara
     events = await run(Agent(model=model, toolbox=Toolbox(deps)), sarah, "can you engrave my kettle?")
     assert replies(events) == [wording.ESCALATED_GENERIC] and done(events).model_calls == 1
     assert done(events).outcome == "escalated"
+
+
+async def test_a_person_asked_for_with_a_refund_keeps_its_notice_before_the_confirm_step(
+    deps: Deps, sarah: CallContext
+) -> None:
+    model = ScriptedModel(
+        [
+            reply(tool_use("lookup_order", order_id="ORD-8842")),
+            reply(tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="arrived broken")),
+        ]
+    )
+    said = "My blender ORD-8842 arrived broken, please refund it. I also want to talk to a person."
+    events = await run(Agent(model=model, toolbox=Toolbox(deps)), sarah, said)
+    assert replies(events) == [wording.ESCALATED_HUMAN_ALSO]  # said first, though the code ends the turn
+    assert [e for e in events if isinstance(e, Confirmation)] and done(events).outcome == "escalated"
