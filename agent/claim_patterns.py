@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
 from storage.states import LIVE_REFUNDS
+from storage.states import RefundStatus as R
 
 FLAGS = re.IGNORECASE
 GAP = r"(?:\s+\S+){0,4}?"  # up to four words in between (lazy, bounded)
@@ -202,16 +203,16 @@ STATES: list[tuple[str, re.Pattern[str]]] = [
 ]
 NEGATION_IMMUNE = {"denied"}  # "not approved" is a state, not a negation
 REFUND_STATUSES: dict[str, set[str]] = {
-    "moved": {"processed"},
+    "moved": {R.PROCESSED},
     "live": set(LIVE_REFUNDS),
-    "awaiting": {"awaiting_confirmation"},
-    "approval": {"pending_approval"},
-    "processing": {"processing"},
-    "pending": {"awaiting_confirmation", "pending_approval", "processing"},
-    "denied": {"denied"},
-    "cancelled": {"cancelled"},
-    "expired": {"expired"},
-    "failed": {"failed"},
+    "awaiting": {R.AWAITING_CONFIRMATION},
+    "approval": {R.PENDING_APPROVAL},
+    "processing": {R.PROCESSING},
+    "pending": {R.AWAITING_CONFIRMATION, R.PENDING_APPROVAL, R.PROCESSING},
+    "denied": {R.DENIED},
+    "cancelled": {R.CANCELLED},
+    "expired": {R.EXPIRED},
+    "failed": {R.FAILED},
 }
 STATUS_WORDS: list[tuple[tuple[str, ...], str]] = [  # "Refund status: …" -> the state it names
     (("approval", "review"), "approval"),

@@ -36,6 +36,7 @@ from sqlalchemy import text
 from agent import claims, facts
 from storage.engine import Store
 from storage.settings import Settings
+from storage.states import RefundStatus
 from storage.types import to_cents
 from tools.sanitizer import split_sentences
 
@@ -162,7 +163,7 @@ async def invariant_violations(store: Store, *, window_days: int, limit_cents: i
         "SELECT p.idempotency_key, p.amount_cents, r.amount_cents, r.status FROM payouts p "
         "LEFT JOIN refunds r ON r.id = p.idempotency_key",
     ):
-        if paid != asked or status not in ("processing", "processed"):
+        if paid != asked or status not in (RefundStatus.PROCESSING, RefundStatus.PROCESSED):
             out.append(f"payout {key}: {paid} for a refund {status} of {asked}")
     return out
 

@@ -20,6 +20,7 @@ from agent import offline_kb
 from agent.events import Usage
 from agent.model import ModelReply, ModelRequest
 from agent.offline_text import ENGLISH_ONLY, WHO, Task, angry, fix_typos, language, tasks
+from storage.states import OrderStatus, RefundStatus
 
 EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
 AMOUNT = re.compile(
@@ -259,11 +260,11 @@ def _answer(conv: _Conversation, t: Task) -> str:
 
 def _where(status: str, delivered_on: str | None) -> str:
     return {
-        "delivered": f"was delivered on {delivered_on}",
-        "shipped": "has shipped and is on its way",
-        "pending": "hasn't shipped yet",
-        "cancelled": "was cancelled",
-    }.get(status, "is being handled")
+        OrderStatus.DELIVERED: f"was delivered on {delivered_on}",
+        OrderStatus.SHIPPED: "has shipped and is on its way",
+        OrderStatus.PENDING: "hasn't shipped yet",
+        OrderStatus.CANCELLED: "was cancelled",
+    }.get(status, "is being handled")  # type: ignore[call-overload]
 
 
 def _list_reply(result: dict[str, Any]) -> str:
@@ -334,14 +335,14 @@ def _status_reply(result: dict[str, Any]) -> str:
             return f"There is no refund on order {result['order_id']} so far."
         return "I couldn't find any refunds on your account."
     plain = {
-        "awaiting_confirmation": "waiting for your confirmation",
-        "pending_approval": "being reviewed by our team",
-        "processing": "being processed",
-        "processed": "issued",
-        "failed": "delayed; our team is on it",
-        "cancelled": "cancelled",
-        "expired": "expired",
-        "denied": "not approved",
+        RefundStatus.AWAITING_CONFIRMATION: "waiting for your confirmation",
+        RefundStatus.PENDING_APPROVAL: "being reviewed by our team",
+        RefundStatus.PROCESSING: "being processed",
+        RefundStatus.PROCESSED: "issued",
+        RefundStatus.FAILED: "delayed; our team is on it",
+        RefundStatus.CANCELLED: "cancelled",
+        RefundStatus.EXPIRED: "expired",
+        RefundStatus.DENIED: "not approved",
     }
     return " ".join(
         f"Your refund of {r['amount']} for order {r['order_id']} ({r['item']}) is "

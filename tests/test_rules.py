@@ -110,7 +110,7 @@ def _about_kind(node: ast.Compare) -> bool:
     return any(isinstance(side, ast.Attribute) and side.attr == "kind" for side in (node.left, *node.comparators))
 
 
-# modules being rewritten by the order-changes and real-text work, converted when those land
+# modules being rewritten by the order-changes work, converted when it lands
 CONVERTED_LATER = {
     "agent/claim_patterns.py",
     "agent/eval.py",
