@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from agent import claims, facts
+from agent.errors import UnknownScenario
 from storage.engine import Store
 from storage.settings import Settings
 from storage.states import RefundStatus
@@ -84,12 +85,6 @@ class Scenario(BaseModel):
 
 def load_scenarios(folder: Path = SCENARIOS) -> list[Scenario]:
     return [Scenario.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))]
-
-
-class UnknownScenario(ValueError):
-    def __init__(self, unknown: list[str], known: list[str]) -> None:
-        self.unknown, self.known = unknown, known
-        super().__init__(f"unknown scenario {', '.join(map(repr, unknown))}; the scenarios are: {', '.join(known)}")
 
 
 def check_names(names: list[str], scenarios: list[Scenario] | None = None) -> None:

@@ -38,11 +38,12 @@ from sqlalchemy import select
 
 from agent import citations, history, policy, repair
 from agent.confirmations import refund_prompt
+from agent.errors import AgentLimit, MaxModelCallsExceeded, ModelUnavailable, TokenBudgetExceeded
 from agent.events import Citation, Error, Escalation, Event, Status, Usage
-from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
+from agent.model import Model, ModelReply, ModelRequest
 from agent.offline_kb import is_general_question
 from agent.offline_text import WHO
-from agent.policy import AgentLimit, MaxModelCallsExceeded, TokenBudgetExceeded, Verdict
+from agent.policy import Verdict
 from agent.prompts import system_prompt
 from storage import metrics
 from storage.engine import insert_all

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agent.errors import ModelNotConfigured, ModelUnavailable
 from agent.events import Usage
 from storage.settings import Settings
 
@@ -84,25 +85,6 @@ class Model(Protocol):
     name: str
 
     async def complete(self, request: ModelRequest) -> ModelReply: ...
-
-
-class ModelError(Exception):
-    """Base of model failures."""
-
-
-class ModelUnavailable(ModelError):
-    def __init__(self, cause: BaseException | str) -> None:
-        self.cause = cause
-        detail = cause if isinstance(cause, str) else type(cause).__name__
-        super().__init__(f"model unavailable: {detail}")
-
-
-class ModelNotConfigured(ModelError):
-    def __init__(self) -> None:
-        super().__init__(
-            "ANTHROPIC_API_KEY is not set, so Claude cannot be used: set it (environment or .env), "
-            "or use the offline rules model with --provider offline (or MODEL_PROVIDER=offline)"
-        )
 
 
 def cached_params(request: ModelRequest) -> dict[str, Any]:

@@ -30,11 +30,7 @@ same `apply` in `desk`).
   as written says why (`Guarded.reason`); the loop logs, counts
   (`supportbot_replies_replaced_total{reason}`) and audits it.
 
-Exceptions (limits the loop hits; it turns each into its verdict):
-
-    AgentLimit
-     ├── MaxModelCallsExceeded   MAX_MODEL_CALLS_PER_TURN model calls without an answer
-     └── TokenBudgetExceeded     the session spent SESSION_TOKEN_BUDGET tokens
+The limits the loop hits (`agent.errors.AgentLimit`) each turn into a verdict here (`for_failure`).
 """
 
 from __future__ import annotations
@@ -94,28 +90,6 @@ class Verdict:
     @property
     def ends_turn(self) -> bool:
         return self.reply is not None
-
-
-class AgentLimit(Exception):
-    """A bound of the loop was reached; the loop turns it into `for_failure(exc.reason)`."""
-
-    reason = "turn_limit"
-
-
-class MaxModelCallsExceeded(AgentLimit):
-    reason = "turn_limit"
-
-    def __init__(self, calls: int) -> None:
-        self.calls = calls
-        super().__init__(f"no answer after {calls} model calls")
-
-
-class TokenBudgetExceeded(AgentLimit):
-    reason = "token_budget"
-
-    def __init__(self, used: int, budget: int) -> None:
-        self.used, self.budget = used, budget
-        super().__init__(f"the session used {used} of its {budget} tokens")
 
 
 # what each kind of message gets, most urgent first (README, "Escalations"): the model stops for

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from agent.model import ClaudeModel, Model, ModelNotConfigured, make_client
+from agent.errors import ModelNotConfigured
+from agent.model import ClaudeModel, Model, make_client
 from agent.offline import OfflineModel
 from agent.scripted import HostileModel
 from storage.settings import Settings

@@ -24,6 +24,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from agent.errors import CorpusError, CorpusMissing
+
 MAX_BYTES = 64 * 1024 * 1024
 MAX_CHARS = 20_000
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tau2"
@@ -32,19 +34,6 @@ TODAY = datetime(2024, 5, 15, 15, 0, tzinfo=UTC)  # τ2 airline's "current time"
 WRITES = re.compile(r"^(?:book_reservation|cancel_reservation|update_reservation_\w+|send_certificate)$")
 MARKER = re.compile(r"###[A-Z_]{1,20}###")  # the user simulator's stop and transfer signals, not words
 _STATUS = {"processed": "shipped", "return requested": "delivered", "exchange requested": "delivered"}
-
-
-class CorpusError(Exception):
-    """The corpus folder cannot be read as τ2 data."""
-
-
-class CorpusMissing(CorpusError):
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        super().__init__(
-            f"no τ2 corpus at {path} (expected conversations/airline_*.json.gz there); "
-            "pass --corpus with the folder that holds it"
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from agent.model import ModelError, ModelReply, ModelRequest
+from agent.errors import ModelError
+from agent.model import ModelReply, ModelRequest
 from agent.policy import Guarded
 from agent.prompts import repair_note
 

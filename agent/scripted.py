@@ -17,8 +17,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from agent.errors import ModelUnavailable
 from agent.events import Usage
-from agent.model import ModelReply, ModelRequest, ModelUnavailable
+from agent.model import ModelReply, ModelRequest
 
 Step = ModelReply | Callable[[ModelRequest], ModelReply]
 _ids = itertools.count(1)

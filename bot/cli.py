@@ -110,7 +110,7 @@ async def _list_orders(store: Store) -> None:
 
 
 def _check_model(args: argparse.Namespace, settings: Settings) -> None:
-    from agent.model import ModelNotConfigured
+    from agent.errors import ModelNotConfigured
     from agent.providers import check_provider  # imported here: the anthropic SDK takes a while to import
 
     try:
@@ -120,7 +120,8 @@ def _check_model(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _check_eval(args: argparse.Namespace, settings: Settings) -> None:
-    from agent.eval import UnknownScenario, check_names
+    from agent.errors import UnknownScenario
+    from agent.eval import check_names
 
     if args.suite in ("kb", "realtext"):
         return  # retrieval, or the guard and classifier on recorded text: no model, no scenarios
@@ -217,8 +218,9 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 async def _realtext(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
+    from agent.errors import CorpusError
     from agent.realtext import table
-    from agent.realtext_corpus import DEFAULT, CorpusError
+    from agent.realtext_corpus import DEFAULT
     from bot.realtext import run_realtext
 
     try:

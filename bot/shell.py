@@ -14,7 +14,7 @@ import logging
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status
 from agent.loop import Agent
 from agent.providers import build_model, close_model
-from bot.errors import UsageError
+from bot.errors import BadUsage, UsageError
 from bot.terminal import Printer, lines
 from desk import Desk, customer, outbox
 from desk import staff as desk
@@ -50,10 +50,6 @@ STAFF_COMMANDS: dict[str, tuple[str, str]] = {
     "quit": ("/quit", "leave (Ctrl-D or Ctrl-C work too)"),
 }
 STAFF_HELP = "Staff commands:\n" + "\n".join(f"  {usage:<20} {what}" for usage, what in STAFF_COMMANDS.values())
-
-
-class BadUsage(Exception):
-    """A staff command used wrongly; the shell prints that command's usage line."""
 
 
 async def prepare(settings: Settings) -> tuple[Store, Deps]:

@@ -38,10 +38,10 @@ from storage.models import ChatSession, Customer, Message, OutboxMessage, Refund
 from storage.states import RefundStatus, TicketStatus
 from storage.types import format_cents
 from tools import refunds, wording
-from tools.codes import Code, ToolResult
+from tools.codes import Code, TicketQuotaExceeded, ToolResult
 from tools.context import Actor, CallContext, Deps
 from tools.get_refund_status import refund_status as refund_status_tool
-from tools.tickets import TicketQuotaExceeded, open_or_update
+from tools.tickets import open_or_update
 
 ANSWERED = "answered"  # Done's outcome for a work item whose answer was stored before a crash
 # answers that are not part of the conversation: someone else's click, a replayed or stale one

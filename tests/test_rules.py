@@ -10,6 +10,9 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
+import pkgutil
 from pathlib import Path
 
 from storage import states
@@ -133,3 +136,29 @@ def test_every_move_of_a_machine_is_in_its_table() -> None:
         states.TicketStatus.OPEN,
         states.TicketStatus.CLAIMED,
     }
+
+
+ERROR_HOMES = {"agent": "agent.errors", "bot": "bot.errors", "desk": "desk.errors", "tools": "tools.codes"}
+
+
+def _exception_classes(package: str) -> dict[str, str]:
+    """Every exception class defined in the package: its name and the module that defines it."""
+    out: dict[str, str] = {}
+    for info in pkgutil.walk_packages([str(ROOT / package)], prefix=f"{package}."):
+        if ".migrations" in info.name or info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == info.name:
+                out[name] = info.name
+    return out
+
+
+def test_each_package_has_one_error_tree() -> None:
+    for package, home in ERROR_HOMES.items():
+        found = _exception_classes(package)
+        assert {name: where for name, where in found.items() if where != home} == {}, package
+        base = importlib.import_module(home)
+        roots = [c for c in vars(base).values() if inspect.isclass(c) and issubclass(c, BaseException)]
+        tree = {c for c in roots if c.__module__ == home}
+        assert len({c for c in tree if not any(issubclass(c, other) for other in tree - {c})}) == 1, package

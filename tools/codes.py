@@ -6,8 +6,10 @@ the caller (the agent loop, a Slack button, an MCP client) decides what follows.
 Exceptions (only for things that went wrong, never for a rule saying no):
 
     ToolsError
-     ├── ToolFailure     a tool could not run (store unreachable, a bug); the loop retries it
-     └── GatewayError    the payment gateway failed; the refund is left `failed` or `processing`
+     ├── ToolFailure            a tool could not run (store unreachable, a bug); the loop retries it
+     ├── GatewayError           the payment gateway failed; the refund is left `failed` or `processing`
+     └── TicketQuotaExceeded    a new ticket was refused: its quota (an anonymous visitor's address,
+                                say) has opened its share this hour; nothing was written
 """
 
 from __future__ import annotations
@@ -99,3 +101,9 @@ class GatewayError(ToolsError):
         self.refund_id = refund_id
         self.detail = detail
         super().__init__(f"payment gateway failed for refund {refund_id}: {detail}")
+
+
+class TicketQuotaExceeded(ToolsError):
+    def __init__(self, quota: Any) -> None:
+        self.quota = quota
+        super().__init__(f"at most {quota.limit} new tickets per {quota.window_s} s for this caller")

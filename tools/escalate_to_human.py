@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tools.codes import Code, ToolResult
+from tools.codes import Code, TicketQuotaExceeded, ToolResult
 from tools.context import CallContext, Deps, Tool
-from tools.tickets import TicketQuotaExceeded, open_or_update
+from tools.tickets import open_or_update
 
 QUOTA_NOTE = (
     "No ticket was opened: this visitor has reached the limit of new requests to our team for now. "

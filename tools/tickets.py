@@ -1,20 +1,16 @@
-"""The staff ticket workflow, handoff included:
+"""The ticket state machine (storage.states.TICKETS):
 
     open ──claim──▶ claimed ──resolve──▶ resolved        claimed ──release──▶ open
       └──────────────resolve───────────────┘
 
-Claiming hands the ticket's conversation to that person in the same transaction (the bot goes
-quiet there, on every channel); releasing or resolving gives it back. A person who writes in a
-customer's thread takes it over (`take_over`): a handoff ticket claimed in their name. Only staff
-act on tickets, by one rule (`_may_act`): a ticket that is open, claimed by themselves, or
-claimed by a colleague who is not staff. Every action is audit-logged, and each transition is a
-single conditional UPDATE: when two people press Claim at once exactly one of them owns the
-ticket, on one process or on several.
-Every escalation into a ticket and every transition is also a row of its history
-(`ticket_events`), which `details` returns with the conversation for staff.
-
-    TicketQuotaExceeded   a new ticket was refused: its quota (an anonymous visitor's address,
-                          say) has opened its share this hour; nothing was written
+Only staff act on tickets, by one rule (`_may_act`): a ticket that is open, claimed by
+themselves, or claimed by a colleague who is not staff. Each move is a single conditional UPDATE
+in the caller's transaction (`move`), audit-logged: when two people press Claim at once exactly
+one of them owns the ticket, on one process or on several. The handoff that goes with a claim
+(the bot goes quiet in that conversation) is the desk's (`desk.staff`). Every escalation into a
+ticket and every move is also a row of its history (`ticket_events`), which `details` returns
+with the conversation for staff. A new ticket past its caller's quota raises
+`tools.codes.TicketQuotaExceeded`.
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import PRIORITIES, ChatSession, Customer, HelpAnswer, Message, Ticket, TicketEvent
 from storage.ratelimit import hit_in
 from storage.states import TICKETS, TicketStatus
-from tools.codes import Code, ToolResult
+from tools.codes import Code, TicketQuotaExceeded, ToolResult
 from tools.context import Actor, Deps, TicketQuota, audit
 
 BOT = "supportbot"  # the actor of escalations: the agent, a guard or a face, never a person's choice
@@ -39,12 +35,6 @@ BOT = "supportbot"  # the actor of escalations: the agent, a guard or a face, ne
 def new_ref() -> str:
     """An unguessable public reference for a ticket (ids are one global sequence)."""
     return "T-" + secrets.token_hex(5).upper()
-
-
-class TicketQuotaExceeded(Exception):
-    def __init__(self, quota: TicketQuota) -> None:
-        self.quota = quota
-        super().__init__(f"at most {quota.limit} new tickets per {quota.window_s} s for this caller")
 
 
 def _higher(a: str, b: str) -> str:

@@ -20,9 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class PostgresError(RuntimeError):
-    pass
+from bot.errors import PostgresError
 
 
 def _find_bin() -> Path:

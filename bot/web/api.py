@@ -35,21 +35,12 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot.errors import ApiError, BadJson, BodyTimeout, BodyTooLarge
 from bot.host import Host
 from bot.web import cors
 from bot.web.events import CitationData, ConfirmationData, SessionState, message
 from bot.web.identity import Identity, identify
-from bot.web.limits import (
-    LIMITS,
-    RATE_WINDOW_S,
-    BadJson,
-    BodyTimeout,
-    BodyTooLarge,
-    Bucket,
-    bucket_subject,
-    parse_json,
-    read_body,
-)
+from bot.web.limits import LIMITS, RATE_WINDOW_S, Bucket, bucket_subject, parse_json, read_body
 from bot.web.openapi import openapi
 from bot.web.schemas import (
     MAX_BODY_BYTES,
@@ -78,12 +69,6 @@ def preferred_language(request: web.Request) -> str | None:
     header = request.headers.get("Accept-Language", "")[:200]
     first = header.split(",", 1)[0].split(";", 1)[0].strip()
     return first if first and first != "*" else None
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
 def _error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -18,22 +18,12 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from bot.errors import BadJson, BodyTimeout, BodyTooLarge
+
 MAX_JSON_DEPTH = 8  # a ChatRequest is one flat object; anything this deep is not one of ours
 RATE_LIMIT, READ_RATE_LIMIT, RATE_WINDOW_S = 30, 120, 60  # requests per identity per window
 Bucket = Literal["chat", "read"]
 LIMITS: dict[Bucket, int] = {"chat": RATE_LIMIT, "read": READ_RATE_LIMIT}
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class BodyTimeout(Exception):
-    """The body did not arrive within the timeout (a slow or stalled sender)."""
-
-
-class BadJson(ValueError):
-    pass
 
 
 def bucket_subject(subject: str, bucket: Bucket) -> str:

@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import text as sql
 
+from agent.errors import ModelUnavailable
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status
 from agent.loop import Agent
-from agent.model import ModelRequest, ModelUnavailable
+from agent.model import ModelRequest
 from agent.scripted import ScriptedModel, reply, text, tool_use
 from desk import Desk
 from tools import wording

@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy import text as sql
 
+from agent.errors import ModelUnavailable
 from agent.events import Escalation, Event, Reply
 from agent.loop import Agent
-from agent.model import ModelRequest, ModelUnavailable
+from agent.model import ModelRequest
 from agent.scripted import ScriptedModel, reply, text, tool_use
 from desk import Desk
 from storage.metrics import REPLIES_REPLACED

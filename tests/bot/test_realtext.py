@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from agent import realtext
-from agent.realtext_corpus import CorpusError, CorpusMissing, customer_text, digest, load
+from agent.errors import CorpusError, CorpusMissing
+from agent.realtext_corpus import customer_text, digest, load
 from bot.realtext import run_realtext
 from storage.settings import Settings
 
