@@ -125,7 +125,7 @@ class Machine(Generic[S]):
         return tuple(frm for frm, tos in self.moves.items() if self.states(to) in tos)
 
 
-R, T, W, O, C = RefundStatus, TicketStatus, WebTurnStatus, OrderStatus, OrderChangeStatus
+R, T, W, OS, C = RefundStatus, TicketStatus, WebTurnStatus, OrderStatus, OrderChangeStatus
 
 REFUNDS = Machine(
     RefundStatus,
@@ -163,11 +163,11 @@ WEB_TURNS = Machine(
 ORDERS = Machine(
     OrderStatus,
     {
-        O.PENDING: {O.PROCESSED, O.SHIPPED, O.CANCELLED, O.ITEMS_MODIFIED},
-        O.ITEMS_MODIFIED: {O.PROCESSED, O.SHIPPED},
-        O.PROCESSED: {O.SHIPPED, O.DELIVERED},
-        O.SHIPPED: {O.DELIVERED},
-        O.DELIVERED: {O.RETURN_REQUESTED, O.EXCHANGE_REQUESTED},
+        OS.PENDING: {OS.PROCESSED, OS.SHIPPED, OS.CANCELLED, OS.ITEMS_MODIFIED},
+        OS.ITEMS_MODIFIED: {OS.PROCESSED, OS.SHIPPED},
+        OS.PROCESSED: {OS.SHIPPED, OS.DELIVERED},
+        OS.SHIPPED: {OS.DELIVERED},
+        OS.DELIVERED: {OS.RETURN_REQUESTED, OS.EXCHANGE_REQUESTED},
     },
 )
 ORDER_CHANGES = Machine(
@@ -188,8 +188,8 @@ COMMITTED_REFUNDS = (R.PROCESSING, R.PROCESSED, R.FAILED)
 # At most one change of a kind per order (or customer) in these states (a partial unique index).
 OPEN_CHANGES = (C.AWAITING_CONFIRMATION, C.PENDING_APPROVAL)
 # The statuses in which an order still counts as pending: its address and payment may change.
-PENDING_ORDERS = (O.PENDING, O.ITEMS_MODIFIED)
+PENDING_ORDERS = (OS.PENDING, OS.ITEMS_MODIFIED)
 # Delivered, as far as the return window is concerned: these orders have a delivery date.
-DELIVERED_ORDERS = (O.DELIVERED, O.RETURN_REQUESTED, O.EXCHANGE_REQUESTED)
+DELIVERED_ORDERS = (OS.DELIVERED, OS.RETURN_REQUESTED, OS.EXCHANGE_REQUESTED)
 UNFINISHED_INBOX = (InboxStatus.PENDING, InboxStatus.WORKING)
 UNFINISHED_WEB_TURNS = (W.QUEUED, W.RUNNING)
