@@ -8,9 +8,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.models import LIVE_REFUND_STATUSES, Refund, SessionOrder
 from storage.order_formats import load_formats
+from storage.states import OPEN_REFUNDS
 from storage.types import format_cents
 from tools.codes import Code, ToolResult
 from tools.context import CallContext, Deps, Tool
+from tools.ledger import remaining
 from tools.order_ids import display, find_order, load_items
 from tools.refunds import eligibility
 
@@ -19,8 +21,10 @@ class LookupOrderInput(BaseModel):
     """Look up one of the verified customer's orders by its order number, as the customer wrote it
     (for example ORD-8842, #1001 or SO-2026-000123; case, spaces and a leading # do not matter).
 
-    Returns the items, total, status, delivery date, whether it can be refunded right now under
-    the return policy (and why not), and any refund it already has. Required before process_refund.
+    Returns the items (each with its item_id, product_id and options), total, status, shipping
+    address, delivery date, whether it can be refunded right now under the return policy (and why
+    not), how much of it can still be refunded, and its latest refund. Required before
+    process_refund and before any change to the order.
     """
 
     order_id: str = Field(description="The order number as the customer gave it.", min_length=1, max_length=40)
@@ -58,20 +62,33 @@ async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> 
             .on_conflict_do_nothing(index_elements=["session_id", "order_id"])
         )
     elig = eligibility(order, now=now, window_days=deps.settings.return_window_days)
-    live = refund is not None and refund.status in LIVE_REFUND_STATUSES
+    left = remaining(order)
+    # a refund in progress blocks another; a paid one blocks only what it paid
+    blocking = refund.status if refund is not None and (refund.status in OPEN_REFUNDS or not left) else None
+    blocking = blocking if blocking in LIVE_REFUND_STATUSES else None
     data: dict[str, object] = {
         "order_id": order.id,
         "status": order.status,
         "items": [
-            {"name": i.name, "quantity": i.quantity, "unit_price": format_cents(i.unit_price_cents, order.currency)}
+            {
+                "name": i.name,
+                "item_id": i.item_id,
+                "product_id": i.product_id,
+                "options": i.options,
+                "quantity": i.quantity,
+                "unit_price": format_cents(i.unit_price_cents, order.currency),
+            }
             for i in order.items
         ],
         "total": format_cents(order.total_cents, order.currency),
         "total_amount": order.total_cents / 100,
+        "refundable": format_cents(left, order.currency),
+        "refundable_amount": left / 100,
+        "shipping_address": order.address,
         "placed_on": order.placed_at.date().isoformat(),
         "delivered_on": order.delivered_at.date().isoformat() if order.delivered_at else None,
-        "refund_eligible": elig.eligible and not live,
-        "eligibility": _why(elig.reason, refund.status if live and refund else None, deps.settings.return_window_days),
+        "refund_eligible": elig.eligible and blocking is None and left > 0,
+        "eligibility": _why(elig.reason, blocking, deps.settings.return_window_days),
         "return_deadline": elig.deadline.date().isoformat() if elig.deadline else None,
         "existing_refund": (
             {

@@ -8,8 +8,16 @@
 
 Every transition is one conditional UPDATE (`WHERE id = :id AND status = :from`), so a second
 click, a replayed payload or a racing replica finds nothing to update and changes nothing. Each
-one re-checks the rules at that moment (`refund_guard`). A partial unique index allows at most
-one refund per order in awaiting_confirmation | pending_approval | processing | processed.
+one re-checks the rules at that moment (`refund_guard`) on the order locked by its transaction.
+A refund names an amount or order lines (their prices; each line is given back once, ever). An
+order may have several refunds, one at a time (a partial unique index allows one per order in
+awaiting_confirmation | pending_approval | processing), together never more than was paid:
+the move into `processing` enters the refund in the order's payment history in the same
+transaction (tools.ledger), where the database refuses one beyond it.
+
+The approval limit applies to the order's money given back in all, this refund included
+(tools.ledger.over_limit), not to each refund: two refunds under the limit that together pass it
+go to staff. It is checked when the refund is asked for and again when the customer confirms it.
 """
 
 from __future__ import annotations
@@ -22,9 +30,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import LIVE_REFUND_STATUSES, Order, Refund
+from storage.models import Order, Refund
+from storage.states import OPEN_REFUNDS
+from tools import ledger
 from tools.codes import Code, GatewayError, ToolResult
 from tools.context import Actor, CallContext, Deps, audit, new_id
+from tools.ledger import remaining
 from tools.tickets import open_or_update
 
 log = logging.getLogger(__name__)
@@ -47,26 +58,50 @@ def eligibility(order: Order, *, now: datetime, window_days: int) -> Eligibility
 
 
 def refund_guard(order: Order | None, *, owner_customer_id: str | None, amount_cents: int, deps: Deps) -> Code | None:
-    """Ownership, eligibility now, and 0 < amount <= total: the rules every money step re-checks."""
+    """Ownership, eligibility now, and 0 < amount <= what remains to be refunded: the rules every
+    money step re-checks."""
     if order is None:
         return Code.ORDER_NOT_FOUND
     if owner_customer_id is None or order.customer_id != owner_customer_id:
         return Code.OWNERSHIP_MISMATCH
     if not eligibility(order, now=deps.clock.now(), window_days=deps.settings.return_window_days).eligible:
         return Code.NOT_ELIGIBLE
-    if not 0 < amount_cents <= order.total_cents:
+    if not 0 < amount_cents <= remaining(order):
         return Code.INVALID_AMOUNT
     return None
 
 
+async def _commit_guard(
+    s: AsyncSession, deps: Deps, refund: Refund, order: Order | None, owner: str | None
+) -> Code | None:
+    """The rules again, on the locked order, as the refund's money is committed: and its lines
+    not given back since."""
+    code = refund_guard(order, owner_customer_id=owner, amount_cents=refund.amount_cents, deps=deps)
+    if code is None and refund.line_nos and set(refund.line_nos) & await ledger.returned_lines(s, refund.order_id):
+        return Code.ALREADY_RETURNED
+    return code
+
+
+async def _record(s: AsyncSession, deps: Deps, refund: Refund, order: Order) -> None:
+    """The refund enters the order's payment history (to its original method) and its lines are
+    given back, in the transaction that moved it to `processing`."""
+    now = deps.clock.now()
+    await ledger.append(s, order, [("refund", refund.amount_cents, ledger.ORIGINAL)], at=now, refund_id=refund.id)
+    if refund.line_nos:
+        await ledger.give_back(s, order.id, refund.line_nos, kind="refund", at=now, refund_id=refund.id)
+
+
 def describe(refund: Refund) -> dict[str, object]:
-    return {
+    out: dict[str, object] = {
         "refund_id": refund.id,
         "order_id": refund.order_id,
         "amount_cents": refund.amount_cents,
         "currency": refund.currency,
         "status": refund.status,
     }
+    if refund.line_nos:
+        out["lines"] = refund.line_nos
+    return out
 
 
 def _owner(refund: Refund) -> str | None:
@@ -85,15 +120,18 @@ async def _move(s: AsyncSession, deps: Deps, refund_id: str, frm: str, to: str, 
     return row.one_or_none()
 
 
-async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int, reason: str) -> ToolResult:
-    """Create the order's refund (or return its live one). Guards have been checked by the caller."""
+async def create(
+    deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int, reason: str, line_nos: list[int] | None = None
+) -> ToolResult:
+    """Create the order's refund (or return its open one). Guards have been checked by the caller."""
     refund = _new_refund(deps, ctx, order=order, amount_cents=amount_cents, reason=reason)
+    refund.line_nos = line_nos or None
     try:
         stored = await _store_refund(deps, ctx, refund, order=order, reason=reason)
     except IntegrityError:
-        # another request created this order's live refund between our check and our insert
+        # another request created this order's open refund between our check and our insert
         async with deps.store.read() as s:
-            existing = await _live_refund(s, order.id)
+            existing = await _open_refund(s, order.id)
         if existing is None:
             raise
         return _existing(existing)
@@ -118,15 +156,10 @@ async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: in
 
 
 def _new_refund(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int, reason: str) -> Refund:
-    """The refund row: over the limit it waits for approval, else for the customer's Confirm (when
-    confirmation is on), else it is sent at once."""
+    """The refund row, waiting for the customer's Confirm (when confirmation is on), else sent at
+    once; `_store_refund` sends it to approval instead when the order's refunds pass the limit."""
     now = deps.clock.now()
-    if amount_cents > deps.settings.refund_limit_cents:
-        status = "pending_approval"
-    elif deps.settings.refund_confirmation:
-        status = "awaiting_confirmation"
-    else:
-        status = "processing"
+    status = "awaiting_confirmation" if deps.settings.refund_confirmation else "processing"
     ttl = timedelta(minutes=deps.settings.refund_confirmation_ttl_minutes)
     return Refund(
         id=new_id("RF"),
@@ -146,14 +179,25 @@ def _new_refund(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int
 async def _store_refund(
     deps: Deps, ctx: CallContext, refund: Refund, *, order: Order, reason: str
 ) -> ToolResult | tuple[str | None, bool]:
-    """Insert the refund unless the order has a live one (its result then); an approval ticket with
-    it in the same transaction. Returns (ticket ref, whether the ticket is new)."""
+    """Insert the refund unless the order has an open one (its result then); an approval ticket
+    with it in the same transaction, or, sent at once, its money committed. Returns (ticket ref,
+    whether the ticket is new)."""
     async with deps.store.write() as s:
-        existing = await _live_refund(s, order.id)
+        existing = await _open_refund(s, order.id)
         if existing is not None:
             return _existing(existing)
+        if refund.status == "processing":  # no confirmation: the money is committed now
+            order = await ledger.lock_order(s, order.id) or order
+        if await ledger.over_limit(s, order, refund.amount_cents, deps.settings.refund_limit_cents):
+            refund.status, refund.expires_at = "pending_approval", None
+        if refund.status == "processing":
+            code = await _commit_guard(s, deps, refund, order, ctx.actor.customer_id)
+            if code is not None:
+                return ToolResult(code, "The order can no longer be refunded this way.")
         s.add(refund)
         await s.flush()
+        if refund.status == "processing":
+            await _record(s, deps, refund, order)
         if refund.status != "pending_approval":
             return None, False
         ticket, created = await open_or_update(
@@ -170,16 +214,16 @@ async def _store_refund(
         return ticket.public_ref, created
 
 
-async def _live_refund(s: AsyncSession, order_id: str) -> Refund | None:
+async def _open_refund(s: AsyncSession, order_id: str) -> Refund | None:
     return (
-        await s.scalars(select(Refund).where(Refund.order_id == order_id, Refund.status.in_(LIVE_REFUND_STATUSES)))
+        await s.scalars(select(Refund).where(Refund.order_id == order_id, Refund.status.in_(OPEN_REFUNDS)))
     ).one_or_none()
 
 
 def _existing(refund: Refund) -> ToolResult:
     return ToolResult(
         Code.REFUND_EXISTS,
-        "This order already has a refund; no new refund was created. Tell the customer its status.",
+        "This order already has a refund in progress; no new refund was created. Tell the customer its status.",
         describe(refund),
     )
 
@@ -237,8 +281,9 @@ async def _pay(deps: Deps, refund_id: str) -> ToolResult:
 
 
 async def _load(s: AsyncSession, refund_id: str) -> tuple[Refund | None, Order | None]:
+    """The refund and its order, locked for the transaction: what a decision on it reads."""
     refund = await s.get(Refund, refund_id)
-    order = await s.get(Order, refund.order_id) if refund else None
+    order = await ledger.lock_order(s, refund.order_id) if refund else None
     return refund, order
 
 
@@ -251,17 +296,11 @@ async def confirm(deps: Deps, *, refund_id: str, actor: Actor, session_id: str |
             if refund.expires_at is not None and deps.clock.now() > refund.expires_at:
                 moved = await _move(s, deps, refund.id, "awaiting_confirmation", "expired")
                 result = ToolResult(Code.EXPIRED, "The confirmation expired.", describe(moved or refund))
-            elif (
-                code := refund_guard(
-                    order, owner_customer_id=actor.customer_id, amount_cents=refund.amount_cents, deps=deps
-                )
-            ) is not None:
+            elif (code := await _commit_guard(s, deps, refund, order, actor.customer_id)) is not None:
                 moved = await _move(s, deps, refund.id, "awaiting_confirmation", "expired")
                 result = ToolResult(code, "The order can no longer be refunded.", describe(moved or refund))
             else:
-                moved = await _move(s, deps, refund.id, "awaiting_confirmation", "processing", decided_by=actor.ref)
-                if moved is None:  # someone else moved it first: nothing to do
-                    result = ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+                result = await _confirm_in(s, deps, refund, order, actor)
         audit(
             s,
             deps,
@@ -274,6 +313,39 @@ async def confirm(deps: Deps, *, refund_id: str, actor: Actor, session_id: str |
     if result is not None:
         return result
     return await pay(deps, refund_id)
+
+
+async def _confirm_in(
+    s: AsyncSession, deps: Deps, refund: Refund, order: Order | None, actor: Actor
+) -> ToolResult | None:
+    """Confirmed: to staff if the order's refunds now pass the limit, else committed (None)."""
+    assert order is not None
+    limit = deps.settings.refund_limit_cents
+    if await ledger.over_limit(s, order, refund.amount_cents, limit, ignore_refund=refund.id):
+        moved = await _move(s, deps, refund.id, "awaiting_confirmation", "pending_approval", expires_at=None)
+        if moved is None:
+            return ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+        ticket, created = await open_or_update(
+            s,
+            deps,
+            session_id=refund.session_id,
+            priority="P2",
+            reason="refund_approval",
+            summary=f"Refunds on order {order.id} over the autonomous limit: {refund.reason[:300]}",
+            customer_id=order.customer_id,
+            order_id=order.id,
+            refund_id=refund.id,
+        )
+        return ToolResult(
+            Code.LIMIT_EXCEEDED,
+            "With the order's earlier refunds this one passes the limit: a supervisor must approve it.",
+            {**describe(moved), "ticket": ticket.public_ref, "ticket_created": created},
+        )
+    moved = await _move(s, deps, refund.id, "awaiting_confirmation", "processing", decided_by=actor.ref)
+    if moved is None:  # someone else moved it first: nothing to do
+        return ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+    await _record(s, deps, moved, order)
+    return None
 
 
 def _confirm_checks(deps: Deps, refund: Refund | None, order: Order | None, actor: Actor) -> ToolResult | None:
@@ -317,12 +389,14 @@ async def approve_in(s: AsyncSession, deps: Deps, *, refund_id: str, staff: Acto
     limit, re-checked now). None: moved, and `pay` sends it after the commit; else the refusal."""
     refund, order = await _load(s, refund_id)
     result = _staff_checks(refund, order, staff)
-    if result is None and refund is not None:
-        code = refund_guard(order, owner_customer_id=_owner(refund), amount_cents=refund.amount_cents, deps=deps)
+    if result is None and refund is not None and order is not None:
+        code = await _commit_guard(s, deps, refund, order, _owner(refund))
         if code is not None:
             result = ToolResult(code, "The refund breaks a rule now and cannot be approved.", describe(refund))
-        elif await _move(s, deps, refund.id, "pending_approval", "processing", decided_by=staff.ref) is None:
+        elif (moved := await _move(s, deps, refund.id, "pending_approval", "processing", decided_by=staff.ref)) is None:
             result = ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+        else:
+            await _record(s, deps, moved, order)
     audit(
         s,
         deps,

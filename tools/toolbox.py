@@ -25,6 +25,7 @@ from storage.types import Clock, SystemClock, no_nul
 from tools import (
     escalate_to_human,
     get_customer,
+    get_product_details,
     get_refund_status,
     list_orders,
     lookup_order,
@@ -48,6 +49,7 @@ TOOLS: tuple[Tool, ...] = (
     escalate_to_human.TOOL,
     get_refund_status.TOOL,
     search_help_center.TOOL,
+    get_product_details.TOOL,
 )
 
 

@@ -6,9 +6,12 @@ a limit's amount, or anything of another customer.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from tools.codes import Code
+
+if TYPE_CHECKING:
+    from storage.models import PaymentMethod
 
 Face = Literal["slack", "shell", "web", "mcp"]
 
@@ -87,6 +90,20 @@ NOT_YOUR_THREAD = (
 )
 STAFF_JOINED = "A member of our support team has joined this conversation and will take it from here."
 HANDED_BACK = "Our support team has wrapped up here. I'm back if you need anything else."
+
+
+def method_label(method: PaymentMethod | None) -> str:
+    """How a payment method is named to its customer: "Visa card ending 4242", "PayPal", "gift card
+    gift-1"; None is the order's original method, which an older import did not record."""
+    if method is None:
+        return "your original payment method"
+    if method.kind == "credit_card":
+        brand = (method.brand or "").strip()
+        card = f"{brand.title()} card" if brand else "card"
+        return f"{card} ending {method.last_four}" if method.last_four else card
+    if method.kind == "paypal":
+        return "PayPal"
+    return f"gift card {method.id}"
 
 
 def refund_confirm_prompt(*, order_id: str, item: str, amount: str) -> str:

@@ -115,6 +115,7 @@ def run_machine(database_url: str) -> None:
                 "escalate_to_human": {"reason": "other", "priority": prio, "summary": reason},
                 "get_refund_status": {"order_id": order} if reason else {},
                 "search_help_center": {"query": f"{reason} refund for {order} or {email}"},
+                "get_product_details": {"product_id": reason or "BLND-500"},
             }[tool]
 
             async def go() -> None:
