@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import String, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.models import Order, OrderChange, OrderItem, OrderPayment, Refund, ReturnedItem
 from storage.states import COMMITTED_REFUNDS, OrderChangeStatus, RefundStatus
@@ -102,9 +103,7 @@ ORIGINAL = "<original>"
 
 def _original(order_id: str) -> Any:
     first = aliased(OrderPayment)
-    return (
-        select(first.method_id).where(first.order_id == order_id).order_by(first.seq).limit(1).scalar_subquery()
-    )
+    return select(first.method_id).where(first.order_id == order_id).order_by(first.seq).limit(1).scalar_subquery()
 
 
 async def move_totals(s: AsyncSession, order: Order, *, paid: int = 0, refunded: int = 0, promised: int = 0) -> None:
@@ -120,9 +119,10 @@ async def move_totals(s: AsyncSession, order: Order, *, paid: int = 0, refunded:
         )
         .execution_options(synchronize_session=False)
     )
-    order.paid_cents += paid
-    order.refunded_cents += refunded
-    order.promised_cents += promised
+    # the loaded row follows, without a second write of its own
+    set_committed_value(order, "paid_cents", order.paid_cents + paid)
+    set_committed_value(order, "refunded_cents", order.refunded_cents + refunded)
+    set_committed_value(order, "promised_cents", order.promised_cents + promised)
 
 
 async def history(s: AsyncSession, order_id: str) -> list[OrderPayment]:

@@ -44,6 +44,7 @@ REASONS = {
     "security": "Asked about another customer's order or account",
     "identity": "Identity could not be verified",
     "refund_approval": "Refund over the autonomous limit needs approval",
+    "change_approval": "Order change whose refund passes the autonomous limit needs approval",
     "payment_failed": "Payment gateway declined a refund",
     "tool_failure": "A system the bot relies on kept failing",
     "model_failure": "The AI model was unavailable",
@@ -103,6 +104,7 @@ def describe(t: Ticket) -> dict[str, object]:
         "customer_id": t.customer_id,
         "order_id": t.order_id,
         "refund_id": t.refund_id,
+        "change_id": t.change_id,
         "claimed_by": t.claimed_by,
         "claimed_kind": t.claimed_kind,
         "summary": t.summary,
@@ -120,6 +122,7 @@ async def open_or_update(
     customer_id: str | None = None,
     order_id: str | None = None,
     refund_id: str | None = None,
+    change_id: str | None = None,
     quota: TicketQuota | None = None,
 ) -> tuple[Ticket, bool]:
     """Open a ticket, or update the session's unresolved one (a unique index allows only one).
@@ -153,6 +156,7 @@ async def open_or_update(
             current.customer_id = current.customer_id or customer_id
             current.order_id = current.order_id or order_id
             current.refund_id = current.refund_id or refund_id
+            current.change_id = current.change_id or change_id
             current.updated_at = now
             log_event(s, deps, current, "raised" if raised else "updated", actor=BOT, reason=reason, note=summary)
             await s.flush()
@@ -165,6 +169,7 @@ async def open_or_update(
             customer_id=customer_id,
             order_id=order_id,
             refund_id=refund_id,
+            change_id=change_id,
             summary=summary[:4000],
             session_id=session_id,
             created_at=now,

@@ -116,6 +116,7 @@ def run_machine(database_url: str) -> None:
                 "get_refund_status": {"order_id": order} if reason else {},
                 "search_help_center": {"query": f"{reason} refund for {order} or {email}"},
                 "get_product_details": {"product_id": reason or "BLND-500"},
+                "get_order_changes": {"order_id": order} if reason else {},
             }[tool]
 
             async def go() -> None:
