@@ -84,7 +84,13 @@ def make_plan(kind: str, args: dict[str, Any], state: State) -> Plan | ToolResul
     refunds = sum(m["amount_cents"] for m in plan["money"] if m["kind"] == "refund")
     charges = sum(m["amount_cents"] for m in plan["money"] if m["kind"] == "payment")
     plan["refund_cents"], plan["charge_cents"] = max(0, refunds - charges), max(0, charges - refunds)
-    return {"kind": kind, "order_id": state.order.id if state.order else None, **plan}
+    order = state.order
+    return {
+        "kind": kind,
+        "order_id": order.id if order else None,
+        "currency": order.currency if order else None,
+        **plan,
+    }
 
 
 def _money(kind: str, cents: int, method: PaymentMethod | None, *, when: str = "now") -> dict[str, Any]:

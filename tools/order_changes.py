@@ -82,7 +82,7 @@ def describe(change: OrderChange) -> dict[str, Any]:
         "charge_cents": change.charge_cents,
         "expires_at": change.expires_at.isoformat() if change.expires_at else None,
     }
-    for key in ("lines", "address", "reason", "diff_cents", "new_status"):
+    for key in ("lines", "address", "reason", "diff_cents", "new_status", "currency"):
         if plan.get(key) is not None:
             out[key] = plan[key]
     return out

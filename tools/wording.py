@@ -6,8 +6,10 @@ a limit's amount, or anything of another customer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
+from storage.types import format_cents
 from tools.codes import Code
 
 if TYPE_CHECKING:
@@ -50,6 +52,15 @@ BY_CODE: dict[Code, str] = {
     Code.PAYMENT_FAILED: (
         "Something went wrong sending your refund, and no money has moved. A member of our team will sort it out."
     ),
+    Code.CHANGE_APPLIED: "Done: the change has been made.",
+    Code.ALREADY_RETURNED: "That item has already been returned, exchanged or refunded, so it can't be again.",
+    Code.ITEM_NOT_IN_ORDER: "I couldn't find that item in the order. Could you tell me which item you mean?",
+    Code.VARIANT_UNAVAILABLE: "That option isn't available for this product right now, so I can't switch to it.",
+    Code.PAYMENT_METHOD_NOT_FOUND: "I couldn't find that payment method on your account.",
+    Code.METHOD_NOT_ALLOWED: (
+        "A return can only be refunded to the original payment method or to one of your gift cards."
+    ),
+    Code.INSUFFICIENT_BALANCE: "That gift card's balance doesn't cover the amount, so I can't use it for this.",
 }
 
 
@@ -180,8 +191,12 @@ def order_line(*, order_id: str, item: str, total: str, status: str, delivered_o
     where = {
         "delivered": f"was delivered on {delivered_on}",
         "shipped": "has shipped and is on its way",
+        "processed": "has been processed for shipping",
         "pending": "hasn't shipped yet",
+        "items_modified": "hasn't shipped yet (its items were changed)",
         "cancelled": "was cancelled",
+        "return_requested": f"was delivered on {delivered_on}, and a return has been requested",
+        "exchange_requested": f"was delivered on {delivered_on}, and an exchange has been requested",
     }.get(status, "is being handled")
     return f"Order {order_id} ({item}, {total}) {where}."
 
@@ -333,3 +348,136 @@ def offered_person(text: str) -> bool:
 
 def return_window_line(days: int) -> str:
     return f"What I can tell you is that a delivered order can be returned within {days} days of delivery."
+
+
+# --- order changes: what the customer confirms, and what they are told afterwards -------------------
+CHANGE_EXPIRED = "That confirmation has expired, so nothing has changed. Just ask again if you'd still like it."
+CHANGE_CANCELLED = "No problem, I haven't changed anything."
+CHANGE_HANDLED = "That request has already been handled, so nothing more has changed."
+CHANGE_NOT_YOURS = "Only the customer who asked for this change can confirm or cancel it."
+CHANGE_MOVED_ON = "The order changed in the meantime, so I haven't made this change. Let me check it again."
+CHANGE_REVIEW = (
+    "This change needs a quick review by a member of our team because of the refund involved. I've passed it on, "
+    "and they'll follow up here."
+)
+CHANGE_NOT_ELIGIBLE = {
+    "cancel": "That order can't be cancelled any more: only orders that haven't been processed or changed can be.",
+    "modify_items": (
+        "The items of that order can't be changed any more: only orders that haven't been processed can be, and "
+        "only once."
+    ),
+    "modify_address": "The address of that order can't be changed any more: it has already been processed.",
+    "modify_payment": "The payment of that order can't be changed any more.",
+    "return": "That order can't be returned: only delivered orders within our return window can be.",
+    "exchange": "That order can't be exchanged: only delivered orders within our return window can be.",
+}
+
+
+def _amount(m: dict[str, Any], currency: str | None) -> str:
+    return format_cents(int(m["amount_cents"]), currency or "USD")
+
+
+def _when(m: dict[str, Any]) -> str:
+    if m["when"] == "on_return":
+        return "once we receive the items"
+    return "right away" if m.get("gift_card") else "within 5–7 business days"
+
+
+def _money_lines(change: dict[str, Any], *, done: bool = False) -> list[str]:
+    """Each amount, signed in words (refunded to, charged to) with its method and when."""
+    out = []
+    for m in change.get("money", []):
+        if not m["amount_cents"]:
+            continue
+        amount = _amount(m, change.get("currency"))
+        at_once = m["when"] == "now" and (m["kind"] == "payment" or m.get("gift_card"))
+        verb = "refunded to" if m["kind"] == "refund" else "charged to"
+        if done and at_once:
+            out.append(f"{amount} has been {verb} {m['method']}.")
+        else:
+            when = "" if at_once and m["kind"] == "payment" else f" {_when(m)}"
+            out.append(f"{amount} will be {verb} {m['method']}{when}.")
+    return out
+
+
+def _options(opts: dict[str, str] | None) -> str:
+    return ", ".join(str(v) for v in (opts or {}).values())
+
+
+def _address(a: dict[str, str] | None) -> str:
+    a = a or {}
+    first = ", ".join(x for x in (a.get("address1"), a.get("address2")) if x)
+    region = " ".join(x for x in (a.get("state"), a.get("zip")) if x)
+    return ", ".join(x for x in (first, a.get("city"), region, a.get("country")) if x)
+
+
+def _swaps(change: dict[str, Any], word: str = "to") -> str:
+    return "; ".join(
+        f"{line['name']} ({_options(line['options'])}) {word} ({_options(line['new_options'])})"
+        for line in change.get("lines", [])
+    )
+
+
+def change_confirm_prompt(change: dict[str, Any]) -> str:
+    """The confirmation step for an order change (from `tools.order_changes.describe`): exactly what
+    will change and the money, and where it goes."""
+    kind, order = change["kind"], change.get("order_id")
+    names = ", ".join(line["name"] for line in change.get("lines", []))
+    lead: dict[str, Callable[[], str]] = {
+        "cancel": lambda: f"I can cancel order {order} (reason: {change.get('reason')}).",
+        "modify_items": lambda: f"I can change these items in order {order}: {_swaps(change)}.",
+        "modify_address": lambda: (
+            f"I can change the shipping address of order {order} to {_address(change.get('address'))}."
+        ),
+        "modify_payment": lambda: f"I can change how order {order} is paid.",
+        "return": lambda: f"I can set up a return of {names} from order {order}.",
+        "exchange": lambda: f"I can exchange {_swaps(change, 'for')} in order {order}.",
+        "user_address": lambda: f"I can change your default address to {_address(change.get('address'))}.",
+    }
+    parts = [lead[kind](), *_money_lines(change)]
+    if kind == "modify_items":
+        parts.append("After this, the order's items can't be changed again and it can't be cancelled.")
+    if kind in ("return", "exchange"):
+        parts.append("You'll get an email explaining how to send the items back.")
+    parts.append("Shall I go ahead?")
+    return " ".join(parts)
+
+
+def change_done(change: dict[str, Any]) -> str:
+    kind, order = change["kind"], change.get("order_id")
+    lead = {
+        "cancel": f"Done: order {order} is cancelled.",
+        "modify_items": f"Done: the items in order {order} have been changed.",
+        "modify_address": f"Done: order {order} will ship to {_address(change.get('address'))}.",
+        "modify_payment": f"Done: order {order} is now paid with the new payment method.",
+        "return": f"Done: the return for order {order} is set up, and you'll get an email on how to send the items.",
+        "exchange": (
+            f"Done: the exchange for order {order} is set up, and you'll get an email on how to send the items."
+        ),
+        "user_address": f"Done: your default address is now {_address(change.get('address'))}.",
+    }[kind]
+    return " ".join([lead, *_money_lines(change, done=True)])
+
+
+def after_change(code: Code, change: dict[str, Any] | None = None) -> str:
+    """What the customer is told after confirming (or cancelling) an order change, by its outcome."""
+    if code is Code.CHANGE_APPLIED and change:
+        return change_done(change)
+    if code is Code.OK:
+        return CHANGE_CANCELLED
+    if code is Code.LIMIT_EXCEEDED:
+        return CHANGE_REVIEW
+    if code is Code.EXPIRED:
+        return CHANGE_EXPIRED
+    if code is Code.NOT_ALLOWED:
+        return CHANGE_NOT_YOURS
+    if code is Code.INVALID_STATE:
+        return CHANGE_MOVED_ON if change and change.get("status") == "refused" else CHANGE_HANDLED
+    return change_refused(code, change.get("kind") if change else None)
+
+
+def change_refused(code: Code, kind: str | None) -> str:
+    """Why an order change cannot be made, in one sentence (the desk offers a person after it)."""
+    if code is Code.NOT_ELIGIBLE and kind in CHANGE_NOT_ELIGIBLE:
+        return CHANGE_NOT_ELIGIBLE[kind]
+    return for_code(code)
