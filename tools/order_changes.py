@@ -225,6 +225,13 @@ async def _move(
     return row.one_or_none()
 
 
+async def _locked(s: AsyncSession, change_id: str) -> OrderChange | None:
+    """The change, locked for the transaction: a racing decision waits, then reads what the first
+    one left."""
+    stmt = select(OrderChange).where(OrderChange.id == change_id).with_for_update()
+    return (await s.scalars(stmt.execution_options(populate_existing=True))).one_or_none()
+
+
 def _checks(change: OrderChange | None, actor: Actor) -> ToolResult | None:
     if change is None:
         return ToolResult(Code.NOT_FOUND, "No such change.")
@@ -239,7 +246,7 @@ async def confirm(deps: Deps, *, change_id: str, actor: Actor, session_id: str |
     """The customer confirmed: apply the change once (or send it to staff, over the limit)."""
     try:
         async with deps.store.write() as s:
-            change = await s.get(OrderChange, change_id)
+            change = await _locked(s, change_id)
             result = _checks(change, actor)
             if result is None and change is not None:
                 result = await _confirm_in(s, deps, change, actor)
@@ -349,7 +356,7 @@ async def _refused(
 async def cancel(deps: Deps, *, change_id: str, actor: Actor, session_id: str | None = None) -> ToolResult:
     """The customer said no: a change awaiting them (or staff) is withdrawn, and nothing changes."""
     async with deps.store.write() as s:
-        change = await s.get(OrderChange, change_id)
+        change = await _locked(s, change_id)
         result = _checks(change, actor)
         if result is None and change is not None:
             moved = await _move(s, deps, change.id, OPEN_CHANGES, C.CANCELLED, decided_by=actor.ref)
@@ -374,7 +381,7 @@ async def cancel(deps: Deps, *, change_id: str, actor: Actor, session_id: str | 
 async def approve_in(s: AsyncSession, deps: Deps, *, change_id: str, staff: Actor) -> ToolResult:
     """In the caller's transaction: staff approve a change over the limit; its rules (not the
     limit) re-checked now. Raises Refused when the store refuses a write (the caller rolls back)."""
-    change = await s.get(OrderChange, change_id)
+    change = await _locked(s, change_id)
     result = _staff_checks(change, staff)
     if result is None and change is not None:
         order, replanned = await _replan(s, deps, change)
@@ -390,7 +397,7 @@ async def approve_in(s: AsyncSession, deps: Deps, *, change_id: str, staff: Acto
 
 
 async def deny_in(s: AsyncSession, deps: Deps, *, change_id: str, staff: Actor) -> ToolResult:
-    change = await s.get(OrderChange, change_id)
+    change = await _locked(s, change_id)
     result = _staff_checks(change, staff)
     if result is None and change is not None:
         moved = await _move(s, deps, change.id, (C.PENDING_APPROVAL,), C.DENIED, decided_by=staff.ref)

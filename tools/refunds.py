@@ -281,8 +281,13 @@ async def _pay(deps: Deps, refund_id: str) -> ToolResult:
 
 
 async def _load(s: AsyncSession, refund_id: str) -> tuple[Refund | None, Order | None]:
-    """The refund and its order, locked for the transaction: what a decision on it reads."""
-    refund = await s.get(Refund, refund_id)
+    """The refund and its order, locked for the transaction (a racing decision waits, then reads
+    what the first one left): what a decision on it reads."""
+    refund = (
+        await s.scalars(
+            select(Refund).where(Refund.id == refund_id).with_for_update().execution_options(populate_existing=True)
+        )
+    ).one_or_none()
     order = await ledger.lock_order(s, refund.order_id) if refund else None
     return refund, order
 
