@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -109,7 +109,8 @@ def _chunks(rows: list[Any], size: int = BATCH) -> Iterable[list[Any]]:
 
 
 def _insert(session: AsyncSession, model: type[Any]) -> Any:
-    return (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(model)
+    # the table, not the mapped class: a plain executemany, without the ORM's bulk bookkeeping
+    return (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(model.__table__)
 
 
 async def _upsert(
@@ -209,12 +210,13 @@ async def _check_methods(session: AsyncSession, doc: Document) -> list[str]:
     """A payment method belongs to one customer; an order pays with its own customer's methods."""
     problems: list[str] = []
     owner = {m.id: c.id for c in doc.customers for m in c.payment_methods}
-    for i, c in enumerate(doc.customers):
-        for method_id, stored_owner in await _existing(
-            session, PaymentMethod.id, [m.id for m in c.payment_methods], PaymentMethod.customer_id
-        ):
-            if stored_owner != c.id:
-                problems.append(f"customers[{i}] ({c.id}): payment_methods: {method_id} belongs to {stored_owner}")
+    index = {c.id: i for i, c in enumerate(doc.customers)}
+    for method_id, stored_owner in sorted(await _existing(session, PaymentMethod.id, owner, PaymentMethod.customer_id)):
+        if stored_owner != owner[method_id]:
+            mine = owner[method_id]
+            problems.append(
+                f"customers[{index[mine]}] ({mine}): payment_methods: {method_id} belongs to {stored_owner}"
+            )
     used = {p.method for o in doc.orders for p in o.history() if p.method} - set(owner)
     owner.update(dict(await _existing(session, PaymentMethod.id, used, PaymentMethod.customer_id)))
     for i, o in enumerate(doc.orders):
@@ -396,8 +398,20 @@ async def import_records(store: Store, doc: Document, *, progress: Progress | No
 
 
 async def _trim(session: AsyncSession, model: type[Any], column: Any, counts: list[tuple[str, int]]) -> None:
-    for part in _chunks(counts, 500):
-        await session.execute(delete(model).where(or_(*[and_(model.order_id == oid, column > n) for oid, n in part])))
+    """Delete what an order had beyond its count: only for the orders that have more (rarely any)."""
+    wanted = dict(counts)
+    longer: list[tuple[str, int]] = []
+    for part in _chunks(sorted(wanted)):
+        found = await session.execute(
+            select(model.order_id, func.max(column)).where(model.order_id.in_(part)).group_by(model.order_id)
+        )
+        longer += [(oid, wanted[oid]) for oid, top in found if top > wanted[oid]]
+    for part in _chunks(longer, 500):
+        await session.execute(
+            delete(model)
+            .where(or_(*[and_(model.order_id == oid, column > n) for oid, n in part]))
+            .execution_options(synchronize_session=False)
+        )
 
 
 def seed_document(clock: Clock) -> dict[str, Any]:
