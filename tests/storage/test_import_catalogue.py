@@ -300,3 +300,12 @@ def test_cli_imports_the_tau2_store(tmp_path: Path) -> None:
         in orders.stdout
     )
     assert "payment $536.65 gift_card_1725971" in orders.stdout
+
+
+async def test_the_generated_shop_of_the_import_benchmark_imports(store: Store) -> None:
+    from bot.bench.catalogue import generate
+
+    doc = generate(products=20, variants=12, customers=10, orders=30)
+    counts = await import_records(store, parse(json.loads(json.dumps(doc), parse_float=Decimal)))
+    assert counts["products"] == 20 and counts["variants"] == 240 and counts["orders"] == 30
+    assert await rows(store, "SELECT count(*) FROM payment_methods") == [(30,)]

@@ -524,3 +524,21 @@ async def test_every_change_and_its_money_is_visible(shop: Deps, tools: Toolbox,
     assert (await tools.call("get_order_changes", {}, bo)).data["changes"] == []
     theirs = await tools.call("get_order_changes", {"order_id": "O-PEND"}, bo)
     assert theirs.model_code is Code.ORDER_NOT_FOUND
+
+
+async def test_db_orders_shows_lines_payments_and_changes(shop: Deps, tools: Toolbox, ada: CallContext) -> None:
+    from bot.db_orders import order_lines
+
+    done = await confirmed(
+        shop, ada, await ask(tools, ada, "cancel_pending_order", order_id="O-PEND", reason="no longer needed")
+    )
+    lines = await order_lines(shop.store)
+    at = next(i for i, line in enumerate(lines) if line.startswith("O-PEND "))
+    assert "cancelled" in lines[at]
+    assert lines[at + 1 : at + 6] == [
+        " " * 13 + "1 x T-Shirt (colour: blue, size: M) [TEE-BM]  $20.00",
+        " " * 13 + "1 x Mug (colour: white) [MUG-W]  $10.00",
+        " " * 13 + "payment $30.00 card-1",
+        " " * 13 + "refund $30.00 card-1",
+        " " * 13 + f"change {done.data['change_id']} cancel applied, refund $30.00",
+    ]
