@@ -26,7 +26,7 @@ from bot.slack.runtime import Runtime
 from bot.web import api as web_api
 from storage import metrics
 from storage.retention import prune_all
-from tools import refunds
+from tools import order_changes, refunds
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 5.0
@@ -92,6 +92,7 @@ async def housekeeping(host: Host, rt: Runtime | None) -> None:
 async def host_housekeeping(host: Host) -> None:
     """What every replica does whatever faces it serves."""
     await refunds.expire_due(host.deps)
+    await order_changes.expire_due(host.deps)
     depth, age = await host.queue.depth()
     metrics.INBOX_DEPTH.set(depth)
     metrics.INBOX_AGE.set(age)
