@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from tools.codes import ToolResult
 from tools.context import CallContext, Deps, Tool
-from tools.order_changes import prepare
+from tools.order_changes import OrderId, prepare
 
 
 class CancelPendingOrderInput(BaseModel):
@@ -21,7 +21,7 @@ class CancelPendingOrderInput(BaseModel):
     days. Never say the order is cancelled unless the result says the change was made.
     """
 
-    order_id: str = Field(description="The order number, as looked up.", min_length=1, max_length=40)
+    order_id: OrderId
     reason: Literal["no longer needed", "ordered by mistake"] = Field(
         description="Why, as the customer confirmed it: 'no longer needed' or 'ordered by mistake'."
     )

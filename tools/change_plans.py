@@ -129,9 +129,12 @@ def _status_is(state: State, allowed: tuple[str, ...], what: str) -> ToolResult 
     )
 
 
-def _in_window(state: State) -> ToolResult | None:
+def _returnable(state: State) -> ToolResult | None:
+    """Delivered, and inside the return window: what a return or an exchange needs."""
     order = state.order
     assert order is not None
+    if (refused := _status_is(state, (OrderStatus.DELIVERED,), "delivered")) is not None:
+        return refused
     if order.delivered_at is not None and state.now <= order.delivered_at + timedelta(days=state.window_days):
         return None
     return refuse(
@@ -188,6 +191,25 @@ def _pairs(args: dict[str, Any], state: State, *, skip: set[int]) -> list[tuple[
     return out
 
 
+def _priced(
+    args: dict[str, Any], state: State, *, skip: set[int], same_allowed: bool
+) -> tuple[list[tuple[OrderItem, Variant]], PaymentMethod, int] | ToolResult:
+    """The lines to change with their new variants, the method for the difference, and the
+    difference (new minus old), which a gift card must cover when it is to be paid."""
+    pairs = _pairs(args, state, skip=skip)
+    if isinstance(pairs, ToolResult):
+        return pairs
+    if not same_allowed and any(line.item_id == v.item_id for line, v in pairs):
+        return refuse(Code.INVALID_INPUT, "Each new item must differ from the item it replaces.")
+    method = _method(state, args["payment_method_id"])
+    if isinstance(method, ToolResult):
+        return method
+    diff = sum((v.price_cents - line.unit_price_cents) * line.quantity for line, v in pairs)
+    if (refused := _covers(method, diff)) is not None:
+        return refused
+    return pairs, method, diff
+
+
 def _cancel(args: dict[str, Any], state: State) -> Plan | ToolResult:
     """τ2: only an exactly pending order, for one of the reasons; each method that paid is refunded
     what it paid, net of refunds (a gift card at once, others in 5-7 business days)."""
@@ -210,17 +232,10 @@ def _modify_items(args: dict[str, Any], state: State) -> Plan | ToolResult:
     must cover it; a difference of nothing is a refund of nothing)."""
     if (refused := _status_is(state, (OrderStatus.PENDING,), "pending (and not modified)")) is not None:
         return refused
-    pairs = _pairs(args, state, skip=set())
-    if isinstance(pairs, ToolResult):
-        return pairs
-    if any(line.item_id == v.item_id for line, v in pairs):
-        return refuse(Code.INVALID_INPUT, "Each new item must differ from the item it replaces.")
-    method = _method(state, args["payment_method_id"])
-    if isinstance(method, ToolResult):
-        return method
-    diff = sum((v.price_cents - line.unit_price_cents) * line.quantity for line, v in pairs)
-    if (refused := _covers(method, diff)) is not None:
-        return refused
+    priced = _priced(args, state, skip=set(), same_allowed=False)
+    if isinstance(priced, ToolResult):
+        return priced
+    pairs, method, diff = priced
     money = [_money("payment" if diff > 0 else "refund", abs(diff), method)]
     lines = [_line(line, v) for line, v in pairs]
     return {"lines": lines, "diff_cents": diff, "money": money, "new_status": OrderStatus.ITEMS_MODIFIED.value}
@@ -257,9 +272,7 @@ def _modify_payment(args: dict[str, Any], state: State) -> Plan | ToolResult:
 def _return(args: dict[str, Any], state: State) -> Plan | ToolResult:
     """τ2: a delivered order (here: inside the return window); the items' prices refunded when they
     arrive, to the original method or one of the customer's gift cards; each item once, ever."""
-    if (refused := _status_is(state, (OrderStatus.DELIVERED,), "delivered")) is not None:
-        return refused
-    if (refused := _in_window(state)) is not None:
+    if (refused := _returnable(state)) is not None:
         return refused
     original = state.history[0].method_id if state.history else None
     method: PaymentMethod | None = None
@@ -294,19 +307,12 @@ def _exchange(args: dict[str, Any], state: State) -> Plan | ToolResult:
     """τ2: a delivered order (here: inside the return window); each item for an available variant of
     its product; the difference settled with the method named when the items are exchanged (a gift
     card must cover a difference to pay)."""
-    if (refused := _status_is(state, (OrderStatus.DELIVERED,), "delivered")) is not None:
+    if (refused := _returnable(state)) is not None:
         return refused
-    if (refused := _in_window(state)) is not None:
-        return refused
-    pairs = _pairs(args, state, skip=state.returned)
-    if isinstance(pairs, ToolResult):
-        return pairs
-    method = _method(state, args["payment_method_id"])
-    if isinstance(method, ToolResult):
-        return method
-    diff = sum((v.price_cents - line.unit_price_cents) * line.quantity for line, v in pairs)
-    if (refused := _covers(method, diff)) is not None:
-        return refused
+    priced = _priced(args, state, skip=state.returned, same_allowed=True)
+    if isinstance(priced, ToolResult):
+        return priced
+    pairs, method, diff = priced
     if state.order is not None and -diff > ledger.remaining(state.order):
         return refuse(Code.INVALID_AMOUNT, "More than what remains to be refunded on this order.")
     money = [_money("payment" if diff > 0 else "refund", abs(diff), method, when="on_return")] if diff else []

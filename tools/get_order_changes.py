@@ -9,13 +9,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from storage.models import OrderChange, PaymentMethod
-from storage.order_formats import load_formats
 from storage.types import format_cents
 from tools import ledger
 from tools.codes import Code, ToolResult
 from tools.context import CallContext, Deps, Tool
-from tools.lookup_order import not_found
-from tools.order_ids import display, find_order
+from tools.lookup_order import visible_order
 from tools.wording import method_label
 
 LIMIT = 10
@@ -40,12 +38,9 @@ async def order_changes(deps: Deps, ctx: CallContext, order_id: str | None) -> T
     data: dict[str, Any] = {}
     async with deps.store.read() as s:
         if order_id and order_id.strip():
-            formats = await load_formats(s, deps.settings.order_number_pattern)
-            order = await find_order(s, order_id, customer_id=actor.customer_id, formats=formats)
-            if order is None:
-                return not_found(display(order_id))
-            if actor.kind == "customer" and order.customer_id != actor.customer_id:
-                return not_found(display(order_id), Code.OWNERSHIP_MISMATCH)
+            order = await visible_order(s, deps, actor, order_id)
+            if isinstance(order, ToolResult):
+                return order
             stmt = stmt.where(OrderChange.order_id == order.id)
             methods = await _methods(s, order.customer_id)
             data["order_id"] = order.id

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import LIVE_REFUND_STATUSES, Refund, SessionOrder
+from storage.models import LIVE_REFUND_STATUSES, Order, Refund, SessionOrder
 from storage.order_formats import load_formats
 from storage.states import OPEN_REFUNDS
 from storage.types import format_cents
 from tools.codes import Code, ToolResult
-from tools.context import CallContext, Deps, Tool
+from tools.context import Actor, CallContext, Deps, Tool
 from tools.ledger import remaining
 from tools.order_ids import display, find_order, load_items
 from tools.refunds import eligibility
@@ -35,18 +36,26 @@ def not_found(order_id: str, code: Code = Code.ORDER_NOT_FOUND) -> ToolResult:
     return ToolResult(code, "No order with that number was found on this customer's account.", {"order_id": order_id})
 
 
+async def visible_order(s: AsyncSession, deps: Deps, actor: Actor, typed: str) -> Order | ToolResult:
+    """The order a typed number names, if this actor may see it (staff see any): another customer's
+    reads exactly like an unknown one."""
+    formats = await load_formats(s, deps.settings.order_number_pattern)
+    order = await find_order(s, typed, customer_id=actor.customer_id, formats=formats)
+    if order is None:
+        return not_found(display(typed))
+    if actor.kind == "customer" and order.customer_id != actor.customer_id:
+        return not_found(display(typed), Code.OWNERSHIP_MISMATCH)
+    return order
+
+
 async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> ToolResult:
     actor = ctx.actor
-    typed = display(args.order_id)
     if actor.kind == "unverified":
         return ToolResult(Code.IDENTITY_UNVERIFIED, "No verified customer: orders cannot be looked up.")
     async with deps.store.read() as s:
-        formats = await load_formats(s, deps.settings.order_number_pattern)
-        order = await find_order(s, args.order_id, customer_id=actor.customer_id, formats=formats)
-        if order is None:
-            return not_found(typed)
-        if actor.kind == "customer" and order.customer_id != actor.customer_id:
-            return not_found(typed, Code.OWNERSHIP_MISMATCH)
+        order = await visible_order(s, deps, actor, args.order_id)
+        if isinstance(order, ToolResult):
+            return order
         await load_items(s, order)
         refund = (
             await s.scalars(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from tools.codes import ToolResult
 from tools.context import CallContext, Deps, Tool
-from tools.order_changes import AddressInput, prepare
+from tools.order_changes import AddressInput, OrderId, prepare
 
 
 class ModifyPendingOrderAddressInput(AddressInput):
@@ -15,7 +13,7 @@ class ModifyPendingOrderAddressInput(AddressInput):
     the customer confirms it.
     """
 
-    order_id: str = Field(description="The order number, as looked up.", min_length=1, max_length=40)
+    order_id: OrderId
 
 
 async def modify_pending_order_address(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from tools.codes import ToolResult
 from tools.context import CallContext, Deps, Tool
-from tools.order_changes import prepare
+from tools.order_changes import ItemIds, MethodId, NewItemIds, OrderId, prepare
 
 
 class ModifyPendingOrderItemsInput(BaseModel):
@@ -21,22 +21,10 @@ class ModifyPendingOrderItemsInput(BaseModel):
     confirms it.
     """
 
-    order_id: str = Field(description="The order number, as looked up.", min_length=1, max_length=40)
-    item_ids: list[str] = Field(
-        description="The item_ids to change, from lookup_order (an item twice for two of its lines).",
-        min_length=1,
-        max_length=50,
-    )
-    new_item_ids: list[str] = Field(
-        description="For each item in item_ids, in the same place, the item_id of the variant it becomes.",
-        min_length=1,
-        max_length=50,
-    )
-    payment_method_id: str = Field(
-        description="The customer's payment method (from get_customer) that pays or receives the difference.",
-        min_length=1,
-        max_length=64,
-    )
+    order_id: OrderId
+    item_ids: ItemIds
+    new_item_ids: NewItemIds
+    payment_method_id: MethodId
 
 
 async def modify_pending_order_items(args: ModifyPendingOrderItemsInput, ctx: CallContext, deps: Deps) -> ToolResult:

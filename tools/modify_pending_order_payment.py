@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from tools.codes import ToolResult
 from tools.context import CallContext, Deps, Tool
-from tools.order_changes import prepare
+from tools.order_changes import OrderId, prepare
 
 
 class ModifyPendingOrderPaymentInput(BaseModel):
@@ -17,7 +17,7 @@ class ModifyPendingOrderPaymentInput(BaseModel):
     changes until the customer confirms it.
     """
 
-    order_id: str = Field(description="The order number, as looked up.", min_length=1, max_length=40)
+    order_id: OrderId
     payment_method_id: str = Field(description="The customer's new payment method.", min_length=1, max_length=64)
 
 

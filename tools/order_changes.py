@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
@@ -32,18 +32,42 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.models import Customer, Order, OrderChange, OrderItem, PaymentMethod, SessionOrder
-from storage.order_formats import load_formats
 from storage.states import OPEN_CHANGES, ORDER_CHANGES, ORDERS, OrderChangeStatus
 from tools import change_plans, ledger
 from tools.change_plans import ADDRESS_FIELDS, NEEDS_ORDER, Plan
 from tools.codes import Code, ToolResult
 from tools.context import Actor, CallContext, Deps, audit, new_id
-from tools.lookup_order import not_found
-from tools.order_ids import display, find_order
+from tools.lookup_order import visible_order
 from tools.tickets import open_or_update
 
 log = logging.getLogger(__name__)
 C = OrderChangeStatus
+
+
+# The change tools' arguments, described once.
+OrderId = Annotated[str, Field(description="The order number, as looked up.", min_length=1, max_length=40)]
+ItemIds = Annotated[
+    list[str],
+    Field(
+        description="The item_ids from lookup_order (an item twice for two of its lines).", min_length=1, max_length=50
+    ),
+]
+NewItemIds = Annotated[
+    list[str],
+    Field(
+        description="For each item in item_ids, in the same place, the item_id of the variant it becomes.",
+        min_length=1,
+        max_length=50,
+    ),
+]
+MethodId = Annotated[
+    str,
+    Field(
+        description="The customer's payment method (from get_customer) that pays or receives the difference.",
+        min_length=1,
+        max_length=64,
+    ),
+]
 
 
 class AddressInput(BaseModel):
@@ -123,13 +147,10 @@ async def prepare(deps: Deps, ctx: CallContext, kind: str, args: dict[str, Any])
 
 
 async def _own_order(s: AsyncSession, deps: Deps, ctx: CallContext, typed: str) -> Order | ToolResult:
-    """The customer's order, looked up in this session: the same path and answers as process_refund."""
-    formats = await load_formats(s, deps.settings.order_number_pattern)
-    order = await find_order(s, typed, customer_id=ctx.actor.customer_id, formats=formats)
-    if order is None:
-        return not_found(display(typed))
-    if order.customer_id != ctx.actor.customer_id:
-        return not_found(display(typed), Code.OWNERSHIP_MISMATCH)
+    """The customer's order, looked up in this session: the same path and answers as lookup_order."""
+    order = await visible_order(s, deps, ctx.actor, typed)
+    if isinstance(order, ToolResult):
+        return order
     looked_up = await s.scalar(
         select(SessionOrder.order_id).where(
             SessionOrder.session_id == ctx.session_id, SessionOrder.order_id == order.id

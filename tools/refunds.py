@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Order, Refund
+from storage.models import Order, Refund, Ticket
 from storage.states import OPEN_REFUNDS
 from tools import ledger
 from tools.codes import Code, GatewayError, ToolResult
@@ -200,16 +200,8 @@ async def _store_refund(
             await _record(s, deps, refund, order)
         if refund.status != "pending_approval":
             return None, False
-        ticket, created = await open_or_update(
-            s,
-            deps,
-            session_id=ctx.session_id,
-            priority="P2",
-            reason="refund_approval",
-            summary=f"Refund request over the autonomous limit for order {order.id}: {reason[:300]}",
-            customer_id=order.customer_id,
-            order_id=order.id,
-            refund_id=refund.id,
+        ticket, created = await _approval_ticket(
+            s, deps, refund, order, f"Refund request over the autonomous limit for order {order.id}: {reason[:300]}"
         )
         return ticket.public_ref, created
 
@@ -330,16 +322,8 @@ async def _confirm_in(
         moved = await _move(s, deps, refund.id, "awaiting_confirmation", "pending_approval", expires_at=None)
         if moved is None:
             return ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
-        ticket, created = await open_or_update(
-            s,
-            deps,
-            session_id=refund.session_id,
-            priority="P2",
-            reason="refund_approval",
-            summary=f"Refunds on order {order.id} over the autonomous limit: {refund.reason[:300]}",
-            customer_id=order.customer_id,
-            order_id=order.id,
-            refund_id=refund.id,
+        ticket, created = await _approval_ticket(
+            s, deps, refund, order, f"Refunds on order {order.id} over the autonomous limit: {refund.reason[:300]}"
         )
         return ToolResult(
             Code.LIMIT_EXCEEDED,
@@ -351,6 +335,23 @@ async def _confirm_in(
         return ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
     await _record(s, deps, moved, order)
     return None
+
+
+async def _approval_ticket(
+    s: AsyncSession, deps: Deps, refund: Refund, order: Order, summary: str
+) -> tuple[Ticket, bool]:
+    """The P2 ticket staff approve the refund from (the session's, opened or updated)."""
+    return await open_or_update(
+        s,
+        deps,
+        session_id=refund.session_id,
+        priority="P2",
+        reason="refund_approval",
+        summary=summary,
+        customer_id=order.customer_id,
+        order_id=order.id,
+        refund_id=refund.id,
+    )
 
 
 def _confirm_checks(deps: Deps, refund: Refund | None, order: Order | None, actor: Actor) -> ToolResult | None:

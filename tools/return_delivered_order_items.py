@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from tools.codes import ToolResult
 from tools.context import CallContext, Deps, Tool
-from tools.order_changes import prepare
+from tools.order_changes import ItemIds, OrderId, prepare
 
 
 class ReturnDeliveredOrderItemsInput(BaseModel):
@@ -18,12 +18,8 @@ class ReturnDeliveredOrderItemsInput(BaseModel):
     This prepares the return; nothing changes until the customer confirms it.
     """
 
-    order_id: str = Field(description="The order number, as looked up.", min_length=1, max_length=40)
-    item_ids: list[str] = Field(
-        description="The item_ids to return, from lookup_order (an item twice for two of its lines).",
-        min_length=1,
-        max_length=50,
-    )
+    order_id: OrderId
+    item_ids: ItemIds
     payment_method_id: str | None = Field(
         default=None,
         description="Where the refund goes: the original payment method (omit) or one of the customer's gift cards.",

@@ -50,6 +50,15 @@ async def empty_store(database_url: str, tmp_path: Any) -> AsyncIterator[Store]:
         await _pg_exec(database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+async def migrated_with_old_data(store: Store) -> None:
+    """The data of the schema before 0012, then 0012 run over it."""
+    await upgrade(store, "0011")
+    async with store.write() as s:
+        for statement in BEFORE:
+            await s.execute(text(statement))
+    await upgrade(store)
+
+
 async def rows(store: Store, sql: str) -> list[tuple[Any, ...]]:
     async with store.read() as s:
         return [tuple(r) for r in (await s.execute(text(sql))).all()]
@@ -57,11 +66,7 @@ async def rows(store: Store, sql: str) -> list[tuple[Any, ...]]:
 
 async def test_old_data_becomes_products_and_payment_history(empty_store: Store) -> None:
     store = empty_store
-    await upgrade(store, "0011")
-    async with store.write() as s:
-        for statement in BEFORE:
-            await s.execute(text(statement))
-    await upgrade(store)
+    await migrated_with_old_data(store)
     assert await schema_diff(store) == []
     assert await rows(store, "SELECT id, name FROM products ORDER BY id") == [
         ("BLND", "Blender"),
@@ -90,11 +95,7 @@ async def test_old_data_becomes_products_and_payment_history(empty_store: Store)
 
 async def test_a_second_refund_of_what_remains_may_follow_a_paid_one_after_the_migration(empty_store: Store) -> None:
     store = empty_store
-    await upgrade(store, "0011")
-    async with store.write() as s:
-        for statement in BEFORE:
-            await s.execute(text(statement))
-    await upgrade(store)
+    await migrated_with_old_data(store)
     async with store.write() as s:
         await s.execute(
             text(
@@ -108,11 +109,7 @@ async def test_a_second_refund_of_what_remains_may_follow_a_paid_one_after_the_m
 
 async def test_downgrade_returns_to_the_old_schema_with_the_data(empty_store: Store) -> None:
     store = empty_store
-    await upgrade(store, "0011")
-    async with store.write() as s:
-        for statement in BEFORE:
-            await s.execute(text(statement))
-    await upgrade(store)
+    await migrated_with_old_data(store)
     async with store.write() as s:
         await s.execute(text("UPDATE orders SET status = 'items_modified' WHERE id = 'O3'"))
     await downgrade(store, "0011")

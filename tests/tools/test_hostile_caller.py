@@ -14,15 +14,15 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import text
 
 from storage.engine import Store
 from storage.importer import seed
 from storage.settings import Settings
 from storage.types import FrozenClock
+from tests.tools.machines import run_bounded
 from tools import refunds, tickets
 from tools.codes import ToolFailure
 from tools.context import Actor, CallContext, Deps
@@ -234,19 +234,7 @@ def run_machine(database_url: str) -> None:
 
             self.run(check())
 
-    try:
-        run_state_machine_as_test(
-            HostileCaller,
-            settings=settings(
-                max_examples=EXAMPLES,
-                stateful_step_count=STEPS,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-            ),
-        )
-    finally:
-        loop.run_until_complete(store.dispose())
-        loop.close()
+    run_bounded(HostileCaller, examples=EXAMPLES, steps=STEPS, loop=loop, store=store)
 
 
 def test_hostile_caller_never_breaks_a_rule_or_leaks(database_url: str) -> None:

@@ -22,15 +22,15 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import text
 
 from storage.engine import Store
 from storage.importer import import_records, parse
 from storage.settings import Settings
 from storage.types import FrozenClock
+from tests.tools.machines import run_bounded
 from tests.tools.shop import ADA, BO, document
 from tools import order_changes, refunds
 from tools.codes import ToolFailure
@@ -379,19 +379,7 @@ def run_machine(database_url: str) -> None:
             stored = dict(await self._rows("SELECT id, balance_cents FROM payment_methods WHERE kind = 'gift_card'"))
             assert stored == expected
 
-    try:
-        run_state_machine_as_test(
-            Callers,
-            settings=settings(
-                max_examples=EXAMPLES,
-                stateful_step_count=STEPS,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-            ),
-        )
-    finally:
-        loop.run_until_complete(store.dispose())
-        loop.close()
+    run_bounded(Callers, examples=EXAMPLES, steps=STEPS, loop=loop, store=store)
 
 
 def test_order_changes_by_honest_and_hostile_callers_keep_every_rule(database_url: str) -> None:

@@ -42,15 +42,7 @@ from tools.toolbox import ORDER_CHANGE_TOOLS, TOOLS, Toolbox
 TAU2 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tau2"
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
 TAU2_STATUS = {ours: theirs for theirs, ours in STATUSES.items()}
-WRITES = {
-    "cancel_pending_order",
-    "modify_pending_order_items",
-    "modify_pending_order_address",
-    "modify_pending_order_payment",
-    "return_delivered_order_items",
-    "exchange_delivered_order_items",
-    "modify_user_address",
-}
+WRITES = {t.name for t in ORDER_CHANGE_TOOLS}  # named as τ2's write tools
 # τ2's reads that have no tool of ours (identity comes from the channel) or no state
 NO_TOOL = {"find_user_id_by_name_zip", "get_item_details", "calculate", "transfer_to_human_agents"}
 ADDRESS = ("address1", "address2", "city", "state", "country", "zip")
