@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.events import Citation
 from storage.models import HelpAnswer, Ticket
+from storage.states import TicketStatus
 from tools.codes import ToolResult
 
 TOOL = "search_help_center"
@@ -123,7 +124,9 @@ async def record(s: AsyncSession, *, session_id: str, sources: TurnSources, cite
         return
     ticket_at = await s.scalar(
         select(Ticket.updated_at).where(
-            Ticket.session_id == session_id, Ticket.status != "resolved", Ticket.updated_at >= sources.started
+            Ticket.session_id == session_id,
+            Ticket.status != TicketStatus.RESOLVED,
+            Ticket.updated_at >= sources.started,
         )
     )
     s.add(

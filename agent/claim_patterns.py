@@ -11,7 +11,7 @@ import re
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
-from storage.models import LIVE_REFUND_STATUSES
+from storage.states import LIVE_REFUNDS
 
 FLAGS = re.IGNORECASE
 GAP = r"(?:\s+\S+){0,4}?"  # up to four words in between (lazy, bounded)
@@ -139,7 +139,7 @@ STATES: list[tuple[str, re.Pattern[str]]] = [
 NEGATION_IMMUNE = {"denied"}  # "not approved" is a state, not a negation
 REFUND_STATUSES: dict[str, set[str]] = {
     "moved": {"processed"},
-    "live": set(LIVE_REFUND_STATUSES),
+    "live": set(LIVE_REFUNDS),
     "awaiting": {"awaiting_confirmation"},
     "approval": {"pending_approval"},
     "processing": {"processing"},

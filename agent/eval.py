@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -35,25 +34,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from agent import claims, facts
-from agent.desk import Desk
-from agent.events import Confirmation, Reply
-from agent.loop import Agent
-from agent.model import Model
-from agent.providers import build_model, close_model
-from agent.scripted import OutageModel
-from storage.demo import empty
 from storage.engine import Store
-from storage.importer import seed
-from storage.kb_import import seed_help_center
-from storage.migrate import upgrade
-from storage.models import Order, Refund
 from storage.settings import Settings
-from storage.states import DELIVERED_ORDERS
-from storage.types import FrozenClock, to_cents
-from tools.context import Actor
+from storage.states import DELIVERED_ORDERS, RefundStatus
+from storage.types import to_cents
 from tools.sanitizer import split_sentences
-from tools.sessions import customer_by_email, open_session
-from tools.toolbox import Toolbox, make_deps
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 # Both linear in the text (tests/test_linear_time.py). "SomethingError:" needs only the letter
@@ -181,7 +166,7 @@ async def invariant_violations(store: Store, *, window_days: int, limit_cents: i
         "SELECT p.idempotency_key, p.amount_cents, r.amount_cents, r.status FROM payouts p "
         "LEFT JOIN refunds r ON r.id = p.idempotency_key",
     ):
-        if paid != asked or status not in ("processing", "processed"):
+        if paid != asked or status not in (RefundStatus.PROCESSING, RefundStatus.PROCESSED):
             out.append(f"payout {key}: {paid} for a refund {status} of {asked}")
     return out
 
@@ -229,56 +214,6 @@ async def false_claims(
                 if (c.kind == "order" or c.state in SETTLED) and not claims.holds(c, now):
                     found.append(f"{c.kind} {c.state}: {sentence[:120]!r}")
     return found
-
-
-# --- running ---------------------------------------------------------------------------------------------
-async def reset(store: Store, clock: FrozenClock, settings: Settings) -> None:
-    await empty(store)
-    await seed(store, clock)
-    await seed_help_center(
-        store, clock, base_url=settings.help_center_url, return_window_days=settings.return_window_days
-    )
-
-
-async def run_one(
-    store: Store, settings: Settings, scenario: Scenario, phrasing: int, *, provider: str, model: Model | None = None
-) -> RunResult:
-    clock = FrozenClock()
-    await reset(store, clock, settings)
-    deps = make_deps(store, settings, clock)
-    for spec in scenario.setup.refunds:
-        async with store.write() as s:
-            order = await s.get(Order, spec.order_id)
-            assert order is not None, spec.order_id
-            s.add(
-                Refund(
-                    id=f"RF-SETUP-{spec.order_id}",
-                    order_id=spec.order_id,
-                    amount_cents=to_cents(spec.amount),
-                    currency="USD",
-                    status=spec.status,
-                    reason="earlier request",
-                    actor=f"customer:{order.customer_id}",
-                    decided_by=f"customer:{order.customer_id}",
-                    created_at=clock.now(),
-                    updated_at=clock.now(),
-                )
-            )
-    if scenario.inject == "model_outage":
-        model = OutageModel()
-    agent = Agent(model=model or build_model(settings, provider), toolbox=Toolbox(deps))
-    customer = await customer_by_email(deps, scenario.customer)
-    actor = Actor.customer(customer.id) if customer else Actor.unverified(f"eval:{scenario.customer}")
-    ctx = await open_session(deps, channel="eval", actor=actor)
-    front = Desk(agent)
-    visible: list[str] = []
-    for message in scenario.phrasings[phrasing]:
-        async for event in front.say(ctx, message):
-            if isinstance(event, Reply | Confirmation):
-                visible.append(event.text)
-    result = RunResult(scenario.name, phrasing, False, None, scenario.expect.outcome, replies=visible)
-    await grade(store, settings, scenario, ctx.session_id, actor.customer_id, visible, result, today=clock.now().date())
-    return result
 
 
 async def grade(
@@ -362,38 +297,6 @@ async def _usage(store: Store, session_id: str, result: RunResult) -> None:
     i, cr, cw, o, n = usage[0]
     result.tokens = {"input": int(i), "cache_read": int(cr), "cache_write": int(cw), "output": int(o)}
     result.model_calls = int(n)
-
-
-async def run_eval(
-    settings: Settings,
-    *,
-    provider: str,
-    database_url: str | None = None,
-    only: list[str] | None = None,
-    model: Model | None = None,
-    phrasings: int | None = None,
-) -> dict[str, Any]:
-    """Every scenario (or `only` these), every phrasing (or the first `phrasings` of each)."""
-    with tempfile.TemporaryDirectory(prefix="supportbot-eval-") as tmp:
-        url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'eval.db'}"
-        store = Store.from_settings(settings, url=url)
-        built = None if model is not None or provider != "claude" else build_model(settings, provider)
-        model = model or built
-        try:
-            await upgrade(store)
-            results = []
-            scenarios = load_scenarios()
-            check_names(only or [], scenarios)
-            for scenario in scenarios:
-                if only and scenario.name not in only:
-                    continue
-                for n in range(min(len(scenario.phrasings), phrasings or len(scenario.phrasings))):
-                    results.append(await run_one(store, settings, scenario, n, provider=provider, model=model))
-        finally:
-            if built is not None:
-                await close_model(built)
-            await store.dispose()
-    return report(results, provider)
 
 
 def _share(part: int, whole: int) -> float:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import joinedload
 from storage.engine import Store, reading
 from storage.models import Order, Refund, SessionOrder, Ticket
 from storage.order_formats import Formats, load_formats
+from storage.states import TicketStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,9 @@ def _session_rows(session_id: str) -> Any:
     ticket = literal_column("'ticket'", String).label("kind")
     order = literal_column("'order'", String).label("kind")
     return union_all(
-        select(ticket, cast(Ticket.id, String)).where(Ticket.session_id == session_id, Ticket.status != "resolved"),
+        select(ticket, cast(Ticket.id, String)).where(
+            Ticket.session_id == session_id, Ticket.status != TicketStatus.RESOLVED
+        ),
         select(order, SessionOrder.order_id).where(SessionOrder.session_id == session_id),
     )
 

@@ -16,27 +16,11 @@ The quality floor (FLOOR) is asserted by a test on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-
-from agent.desk import Desk
-from agent.eval import reset
-from agent.events import Reply
-from agent.loop import Agent
-from agent.offline import OfflineModel
-from storage.engine import Store
-from storage.migrate import upgrade
-from storage.search import index_for
-from storage.settings import Settings
-from storage.types import FrozenClock
-from tools.context import Actor
-from tools.search_help_center import choose_language
-from tools.sessions import open_session
-from tools.toolbox import Toolbox, make_deps
 
 QUESTIONS = Path(__file__).resolve().parent / "kb_questions.json"
 FLOOR = {"recall_at_3": 0.8, "unanswerable_cited_max": 1}
@@ -73,45 +57,6 @@ class Outcome:
     coverage: float
     offline_cited: list[str]
     offline_reply: str
-
-
-async def _one(store: Store, deps: Any, desk: Desk, q: Question) -> Outcome:
-    ctx = await open_session(deps, channel="eval", actor=Actor.customer("CUST-1001"))
-    language = await choose_language(deps, ctx, q.question, None)
-    ranked = await index_for(store).search(q.question, language=language, limit=RANKED)
-    found = [article_of(h.url) for h in ranked.hits]
-    rank = next((i + 1 for i, a in enumerate(found) if a in q.articles), None)
-    replies = [e async for e in desk.say(ctx, q.question) if isinstance(e, Reply)]
-    cited = [article_of(c.url) for r in replies for c in r.citations]
-    return Outcome(
-        question=q.question,
-        kind=q.kind,
-        expected=q.articles,
-        language=language,
-        found=found,
-        rank=rank,
-        rule_answered=ranked.answered,
-        coverage=round(ranked.hits[0].coverage, 3) if ranked.hits else 0.0,
-        offline_cited=cited,
-        offline_reply=" ".join(r.text for r in replies)[:300],
-    )
-
-
-async def run_kb_eval(settings: Settings, *, database_url: str | None = None) -> dict[str, Any]:
-    """Everything in the scratch database is deleted first."""
-    with tempfile.TemporaryDirectory(prefix="supportbot-kb-eval-") as tmp:
-        url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'kb-eval.db'}"
-        store = Store.from_settings(settings, url=url)
-        try:
-            await upgrade(store)
-            clock = FrozenClock()
-            await reset(store, clock, settings)
-            deps = make_deps(store, settings, clock)
-            desk = Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps)))
-            outcomes = [await _one(store, deps, desk, q) for q in load_questions()]
-        finally:
-            await store.dispose()
-    return report(outcomes, store.dialect)
 
 
 def _share(items: list[Outcome], test: Any) -> float:

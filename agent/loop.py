@@ -8,12 +8,18 @@
        └──────────────────┘   … until the model stops asking for tools, a verdict ends the turn,
        │                      or a limit is hit
        ▼
-    guard the text (tool traffic, claims vs the store, sanitizer) ─▶ Reply ─▶ record the outcome ─▶ Done
+    guard the text (tool traffic, claims vs the store, sanitizer) ─▶ TurnResult
 
-Verdicts come from `agent.policy`; this loop is the only place that acts on them. A verdict that
-ends the turn (another customer's order, an identity mismatch, the model failing, a limit) stops
-the model at once: the blocks it asked for after that are not run, and the customer gets the
-verdict's fixed reply. Knows nothing of Slack or the terminal: faces consume the events.
+`Agent.run_turn` is a function the desk calls: given the turn's inputs (`TurnInput`, read by the
+desk) it yields progress events (Status, Confirmation, Escalation, Error) and, last, its
+`TurnResult`: the guarded reply, the verdicts whose tickets must be opened, and the records not
+yet written. It calls nothing back; the desk writes the result in the turn's last transaction.
+A tool round is a unit of work of its own: its tools' writes and its record commit together.
+
+Verdicts come from `agent.policy`. A verdict that ends the turn (another customer's order, an
+identity mismatch, the model failing, a limit) stops the model at once: the blocks it asked for
+after that are not run, and the customer gets the verdict's fixed reply. Knows nothing of Slack
+or the terminal.
 """
 
 from __future__ import annotations
@@ -21,28 +27,25 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from agent import citations, history, policy
-from agent.events import Citation, Confirmation, Done, Error, Escalation, Event, Reply, Status, Usage
+from agent.confirmations import refund_prompt
+from agent.events import Citation, Error, Escalation, Event, Status, Usage
 from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
 from agent.policy import AgentLimit, MaxModelCallsExceeded, TokenBudgetExceeded, Verdict
-from agent.prompts import session_note, system_prompt
+from agent.prompts import system_prompt
 from storage import metrics
-from storage.engine import insert_all, reading
-from storage.models import AuditLog, ChatSession, Customer, Message, ModelCall, OrderItem, Refund, Ticket
-from storage.types import format_cents
+from storage.engine import insert_all
+from storage.models import AuditLog, Message, ModelCall, Ticket
+from storage.states import RefundStatus
 from tools import wording
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext
-from tools.sessions import settle
-from tools.tickets import TicketQuotaExceeded
 from tools.toolbox import Ledger, Toolbox
 
 log = logging.getLogger(__name__)
@@ -50,20 +53,38 @@ log = logging.getLogger(__name__)
 TOOL_ATTEMPTS = 3  # the first call and two retries
 SUCCEEDED = (Code.OK, Code.AWAITING_CONFIRMATION, Code.REFUND_PROCESSED, Code.REFUND_EXISTS)
 REPLY_REPLACED = "reply_replaced"  # the audit log's action for a reply the guard did not send as written
-_HISTORY = select(Message).where(Message.session_id == bindparam("sid")).order_by(Message.id)  # built once
-_FIRST_ITEM = select(OrderItem.name).where(OrderItem.order_id == bindparam("oid")).order_by(OrderItem.line_no).limit(1)
-# what the caller adds to the turn's last write, given the session's outcome (the desk: its outgoing rows)
-Finisher = Callable[[AsyncSession, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
-class Start:
-    """What a turn reads before its first model call (`Agent.start`)."""
+class TurnInput:
+    """What a turn needs, read by the desk before the first model call."""
 
-    rows: list[Message]
-    note: str
-    tokens_before: int
-    failed_before: int
+    ctx: CallContext
+    text: str
+    history: list[Message]  # the session's conversation so far
+    note: str  # who the customer is, as the channel verified it
+    tokens_before: int  # the session's tokens before this turn
+    failed_before: int  # the session's failed rounds before this turn
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """What a turn produced, for the desk to write in the turn's last transaction."""
+
+    reply: str  # guarded model text, or a verdict's fixed wording
+    citations: tuple[Citation, ...]
+    verdicts: list[tuple[Verdict, str]]  # tickets to open or raise, with what staff read about each
+    replaces_reply: bool  # the first verdict's ticket is what the reply promises (ticket_limit if refused)
+    records: list[Any]  # messages, model calls and audit rows not yet written
+    sources: citations.TurnSources
+    failed_rounds: int  # the session's consecutive failed rounds after this turn
+    tokens: int  # tokens this turn spent
+    offered: frozenset[str]  # refunds whose Confirm step this turn showed
+    calls: int
+    usage: Usage
+    model_s: float
+    started: float
+    codes: tuple[Code, ...]
 
 
 @dataclass
@@ -86,7 +107,8 @@ class _Turn:
     offered: set[str] = field(default_factory=set)  # refunds whose Confirm step this turn already showed
     sources: citations.TurnSources = field(default_factory=citations.TurnSources)  # what searches returned
     cited: tuple[Citation, ...] = ()
-    on_finish: Finisher | None = None
+    verdicts: list[tuple[Verdict, str]] = field(default_factory=list)  # for the desk to apply
+    code_spoke: bool = False  # a tool's result is what the customer is told (the Confirm step, a handoff)
 
     def end(self, verdict: Verdict, summary: str) -> None:
         self.verdict, self.summary = verdict, summary
@@ -101,14 +123,12 @@ class Agent:
         self.tools = toolbox.schemas()
 
     # --- the turn --------------------------------------------------------------------------------------
-    async def run_turn(
-        self, ctx: CallContext, text: str, *, on_finish: Finisher | None = None, start: Start | None = None
-    ) -> AsyncIterator[Event]:
-        """`on_finish` runs in the transaction that records the reply and the outcome; `start` is
-        what the caller read for the turn already (`Agent.start`)."""
-        text = text.replace("\x00", "")
-        turn = _Turn(sources=citations.TurnSources(started=self.deps.clock.now()), on_finish=on_finish)
-        await self._start(turn, ctx, start)
+    async def run_turn(self, inp: TurnInput) -> AsyncIterator[Event | TurnResult]:
+        """Progress events as they happen, then the turn's `TurnResult`, last."""
+        ctx, text = inp.ctx, inp.text.replace("\x00", "")
+        turn = _Turn(sources=citations.TurnSources(started=self.deps.clock.now()))
+        turn.rows, turn.note = list(inp.history), inp.note
+        turn.tokens_before, turn.failed_before = inp.tokens_before, inp.failed_before
         # written with the first round (or the reply): a turn cut off before then is run again from its work item
         self._stage(turn, ctx, ("user", [{"type": "text", "text": text}]), customer_text=True)
         trigger = policy.classify(text)
@@ -121,16 +141,15 @@ class Agent:
             except AgentLimit as exc:
                 yield Error(exc.reason)  # type: ignore[arg-type]
                 turn.end(policy.for_failure(exc.reason), f"{exc}.")
-        if turn.verdict is not None and turn.verdict.ends_turn:
-            reply, guarded = str(turn.verdict.reply), True
-            for event in await self._apply(ctx, turn.verdict, turn.summary):
-                yield event
-                if isinstance(event, Error):  # no ticket (the caller's quota): never promise a person
-                    reply = wording.TICKET_LIMIT
+        ended = turn.verdict is not None and turn.verdict.ends_turn
+        if turn.verdict is not None and ended:
+            turn.verdicts.insert(0, (turn.verdict, turn.summary))
+            reply = str(turn.verdict.reply)
+        elif turn.code_spoke:
+            reply = await self._guarded(turn, ctx, turn.reply) if turn.reply else self._spoken(turn)
         else:
-            reply, guarded = turn.reply or wording.TRUNCATED, False
-        async for event in self._reply(turn, ctx, reply, guarded=guarded):
-            yield event
+            reply = await self._guarded(turn, ctx, turn.reply or wording.TRUNCATED)
+        yield self._result(turn, ctx, reply, replaces_reply=ended)
 
     async def _rounds(self, turn: _Turn, ctx: CallContext, text: str) -> AsyncIterator[Event]:
         """Model calls and tool rounds until the model answers or a verdict ends the turn."""
@@ -144,9 +163,13 @@ class Agent:
                 turn.end(policy.for_failure("model_failure"), f"Model unavailable; customer wrote: {text[:500]}")
                 return
             if resp.stop_reason == "tool_use" and resp.tool_uses:
+                offered_before, codes_before = len(turn.offered), len(turn.codes)
                 async for event in self._tool_round(turn, ctx, resp):
                     yield event
                 if turn.verdict is not None:
+                    return
+                if _code_speaks(turn.codes[codes_before:], confirmed=len(turn.offered) > offered_before):
+                    turn.reply, turn.code_spoke = resp.text, True  # the model's own words before its call
                     return
             elif resp.stop_reason == "pause_turn":
                 kept = [b for b in resp.content if b.get("type") == "text"]
@@ -191,27 +214,23 @@ class Agent:
                         results.append(item)
                     else:
                         events.append(item)
-            await self._remember(turn, ctx, ("assistant", resp.content), ("user", results))
+            # the model's words beside its calls reach the history only as the guard lets them (the reply)
+            calls = [b for b in resp.content if b.get("type") != "text"]
+            await self._remember(turn, ctx, ("assistant", calls), ("user", results))
         for event in events:
             yield event
 
-    async def _reply(self, turn: _Turn, ctx: CallContext, text: str, *, guarded: bool) -> AsyncIterator[Event]:
-        """The one way a reply reaches a customer: model text through the guard (tool traffic out,
-        claims checked against the store, the sanitizer); fixed wording (`guarded`) as it is."""
-        if not guarded:
-            notes, seen = _tool_traffic(turn.rows)
-            out = await policy.guard(
-                text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen, quotes=turn.sources.quotes
-            )
-            if out.replaced:
-                self._replaced(turn, ctx, text, out)
-            text = out.text
-            text, turn.cited = citations.check(text, turn.sources)
-        yield Reply(text, turn.cited)
-        clarification, done = await self._finish(turn, ctx, text)
-        if clarification is not None:
-            yield clarification
-        yield done
+    async def _guarded(self, turn: _Turn, ctx: CallContext, text: str) -> str:
+        """The one way model text reaches a customer: tool traffic out, claims checked against the
+        store, the sanitizer, then only the links this turn's search returned."""
+        notes, seen = _tool_traffic(turn.rows)
+        out = await policy.guard(
+            text, deps=self.deps, ctx=ctx, notes=notes, seen_refunds=seen, quotes=turn.sources.quotes
+        )
+        if out.replaced:
+            self._replaced(turn, ctx, text, out)
+        text, turn.cited = citations.check(out.text, turn.sources)
+        return text
 
     def _replaced(self, turn: _Turn, ctx: CallContext, original: str, out: policy.Guarded) -> None:
         """Logged and counted; the original goes to the audit log (staff may read it; written with
@@ -229,29 +248,6 @@ class Agent:
                 created_at=self.deps.clock.now(),
             )
         )
-
-    async def start(self, s: AsyncSession, ctx: CallContext, session: ChatSession | None) -> Start:
-        """Everything a turn reads up front, in the caller's read transaction (the desk's, which has
-        read the session row already): the history and the session note."""
-        rows = list((await s.scalars(_HISTORY, {"sid": ctx.session_id})).all())
-        if ctx.actor.kind == "staff":
-            note = session_note(verified_name=None, verified_email=None, staff_id=ctx.actor.staff_id)
-        else:
-            cust = await s.get(Customer, ctx.actor.customer_id) if ctx.actor.customer_id else None
-            note = session_note(verified_name=cust.name if cust else None, verified_email=cust.email if cust else None)
-        return Start(
-            rows=rows,
-            note=note,
-            tokens_before=session.tokens_used if session else 0,
-            failed_before=session.failed_rounds if session else 0,
-        )
-
-    async def _start(self, turn: _Turn, ctx: CallContext, start: Start | None) -> None:
-        if start is None:
-            async with self.deps.store.read() as s:
-                start = await self.start(s, ctx, await s.get(ChatSession, ctx.session_id))
-        turn.rows, turn.note = start.rows, start.note
-        turn.tokens_before, turn.failed_before = start.tokens_before, start.failed_before
 
     # --- model -----------------------------------------------------------------------------------------
     async def _call_model(self, turn: _Turn, ctx: CallContext) -> ModelReply:
@@ -299,9 +295,9 @@ class Agent:
         result = await self._call_tool(turn, name, args, ctx)
         if result is None:
             yield Error("tool_failure")
-            summary = f"{name} kept failing after {TOOL_ATTEMPTS} attempts."
-            for event in await self._apply(ctx, policy.for_failure("tool_failure"), summary):
-                yield event
+            turn.verdicts.append(
+                (policy.for_failure("tool_failure"), f"{name} kept failing after {TOOL_ATTEMPTS} attempts.")
+            )
             yield _tool_result(block, {"outcome": "error", "note": wording.TOOL_UNAVAILABLE_NOTE}, error=True)
             return
         turn.codes.append(result.code)
@@ -310,7 +306,7 @@ class Agent:
             yield event
         if _awaits_confirmation(result) and str(result.data["refund_id"]) not in turn.offered:
             turn.offered.add(str(result.data["refund_id"]))
-            yield await self.confirmation(str(result.data["refund_id"]), stored=result.data)
+            yield await refund_prompt(self.deps.store, str(result.data["refund_id"]), stored=result.data)
         yield _tool_result(block, result.for_model(), error=not result.ok)
 
     async def _verdict_of(
@@ -322,9 +318,7 @@ class Agent:
         elif verdict is not None and verdict.ends_turn:
             turn.end(verdict, f"{name} was refused ({result.code.value}) for input {json.dumps(args)[:300]}")
         elif verdict is not None:
-            summary = f"{name}: {result.code.value} for input {json.dumps(args)[:300]}"
-            for event in await self._apply(ctx, verdict, summary):
-                yield event
+            turn.verdicts.append((verdict, f"{name}: {result.code.value} for input {json.dumps(args)[:300]}"))
         if result.code in (Code.TICKET_OPENED, Code.TICKET_UPDATED):
             yield await self._ticketed(ctx, result, Verdict(str(result.data["priority"]), "requested_by_model"))
 
@@ -336,86 +330,40 @@ class Agent:
         metrics.ESCALATIONS.labels(ctx.channel, ticket.priority).inc()
         return Escalation(ticket.id, ticket.priority, verdict.reason, created, ticket.public_ref)
 
-    async def confirmation(
-        self, refund_id: str, s: AsyncSession | None = None, *, stored: Mapping[str, Any] | None = None
-    ) -> Confirmation:
-        """The Confirm step of a refund, rendered from its row (in `s`, the caller's transaction, if
-        given). `stored`: the row as the tool that just stored it in this unit of work described it
-        (`tools.refunds.describe`), so it is not read back."""
-        async with reading(s or self.deps.store) as r:
-            if stored is not None and stored.get("refund_id") == refund_id:
-                order_id, cents, currency = (
-                    str(stored["order_id"]),
-                    int(stored["amount_cents"]),
-                    str(stored["currency"]),
-                )
-            else:
-                refund = await r.get(Refund, refund_id)
-                assert refund is not None
-                order_id, cents, currency = refund.order_id, refund.amount_cents, refund.currency
-            item = (await r.scalars(_FIRST_ITEM, {"oid": order_id})).first() or "your order"
-        amount = format_cents(cents, currency)
-        return Confirmation(
-            refund_id=refund_id,
-            order_id=order_id,
-            item=item,
-            amount=amount,
-            text=wording.refund_confirm_prompt(order_id=order_id, item=item, amount=amount),
-        )
+    def _spoken(self, turn: _Turn) -> str:
+        """What the code said for the turn, when the model wrote nothing before its call: the Confirm
+        step stands alone (its prompt is the message), a handoff says a person will follow up."""
+        return "" if turn.offered else wording.ESCALATED_GENERIC
 
-    # --- escalation and outcome ------------------------------------------------------------------------
-    async def _apply(self, ctx: CallContext, verdict: Verdict, summary: str) -> list[Event]:
-        """A verdict's ticket, as events: the escalation, or Error("ticket_limit") when the caller's
-        ticket quota (an anonymous website visitor's address) refused a new one."""
-        try:
-            escalation = await policy.apply(self.deps, ctx, verdict, summary)
-        except TicketQuotaExceeded:
-            log.info("session %s: no new ticket (%s): over its ticket quota", ctx.session_id, verdict.reason)
-            return [Error("ticket_limit")]
-        return [escalation] if escalation is not None else []
-
-    async def _finish(self, turn: _Turn, ctx: CallContext, reply: str) -> tuple[Escalation | None, Done]:
-        """The clarification rule and the session's outcome, with the turn's token count and failed
-        rounds (one turn of a session runs at a time: the counts read at its start are current)."""
+    # --- the result -----------------------------------------------------------------------------------
+    def _result(self, turn: _Turn, ctx: CallContext, reply: str, *, replaces_reply: bool) -> TurnResult:
+        """The clarification rule and everything the desk writes: the reply's message, what is staged."""
         failed = policy.is_failed_round(turn.codes)
         succeeded = any(c in SUCCEEDED for c in turn.codes)
         rounds = turn.failed_before + 1 if failed else 0 if succeeded else turn.failed_before
-        clarify = failed and rounds >= policy.CLARIFICATION_ROUNDS
-        async with self.deps.store.write() as s:  # one transaction, unless a clarification ticket comes between
-            self._stage(turn, ctx, ("assistant", [{"type": "text", "text": reply}]))
-            await self._persist(s, turn, ctx)
-            counts = {"failed_rounds": rounds, "tokens_used": ChatSession.tokens_used + turn.usage.total}
-            if clarify:
-                await s.execute(update(ChatSession).where(ChatSession.id == ctx.session_id).values(**counts))
-            else:
-                outcome, priority = await self._settle(s, turn, ctx, reply, counts)
-        escalation = None
-        if clarify:
+        if failed and rounds >= policy.CLARIFICATION_ROUNDS:
             summary = f"The bot could not get what it needed in {rounds} consecutive turns."
-            applied = await self._apply(ctx, policy.CLARIFICATION, summary)
-            escalation = next((e for e in applied if isinstance(e, Escalation)), None)
-            async with self.deps.store.write() as s:
-                outcome, priority = await self._settle(s, turn, ctx, reply, {})
-        return escalation, Done(
-            outcome=outcome,
-            priority=priority,
-            model_calls=turn.calls,
+            turn.verdicts.append((policy.CLARIFICATION, summary))
+        said = reply or wording.CONFIRM_STEP_SHOWN  # the history never holds an empty text block
+        self._stage(turn, ctx, ("assistant", [{"type": "text", "text": said}]))
+        records = [*turn.unsaved, *turn.pending, *turn.ledger.take()]
+        turn.unsaved, turn.pending = [], []
+        return TurnResult(
+            reply=reply,
+            citations=turn.cited,
+            verdicts=turn.verdicts,
+            replaces_reply=replaces_reply,
+            records=records,
+            sources=turn.sources,
+            failed_rounds=rounds,
+            tokens=turn.usage.total,
+            offered=frozenset(turn.offered),
+            calls=turn.calls,
             usage=turn.usage,
-            turn_s=time.perf_counter() - turn.started,
             model_s=turn.model_s,
-            tools=dict(Counter(c.value for c in turn.codes)),
+            started=turn.started,
+            codes=tuple(turn.codes),
         )
-
-    async def _settle(
-        self, s: AsyncSession, turn: _Turn, ctx: CallContext, reply: str, counts: dict[str, Any]
-    ) -> tuple[str, str | None]:
-        """The turn's help-center sources, the session's outcome (with `counts`) and the caller's
-        `on_finish`, in the caller's transaction."""
-        await citations.record(s, session_id=ctx.session_id, sources=turn.sources, cited=turn.cited)
-        outcome, priority = await settle(s, self.deps, ctx.session_id, last_reply=reply, count_turn=True, also=counts)
-        if turn.on_finish is not None:
-            await turn.on_finish(s, outcome)
-        return outcome, priority
 
     async def _remember(self, turn: _Turn, ctx: CallContext, *messages: tuple[str, list[dict[str, Any]]]) -> None:
         """Persist messages with everything staged since the last write, in one transaction."""
@@ -442,9 +390,9 @@ class Agent:
         turn.rows.extend(rows)
         turn.unsaved.extend(rows)
 
-    async def _persist(self, s: AsyncSession, turn: _Turn, ctx: CallContext) -> None:
+    async def _persist(self, s: Any, turn: _Turn, ctx: CallContext) -> None:
         """Add what is staged (messages, the model calls' usage, audit rows) to the caller's
-        transaction. The session's token count is written with the turn's outcome (`_finish`)."""
+        transaction. What is left at the end goes into the desk's last write (`TurnResult.records`)."""
         rows, turn.unsaved = turn.unsaved, []
         calls, turn.pending = turn.pending, []
         await insert_all(s, [*rows, *calls, *turn.ledger.take()])
@@ -471,6 +419,16 @@ def _tool_traffic(rows: list[Message]) -> tuple[list[str], set[str]]:
     return notes, refunds
 
 
+# what the code tells the customer by itself: the turn ends there, with no model call to re-word it
+_HANDOFF = frozenset({Code.TICKET_OPENED, Code.TICKET_UPDATED})
+
+
+def _code_speaks(codes: list[Code], *, confirmed: bool) -> bool:
+    """A round whose result the code renders for the customer: a Confirm step it showed, or a
+    handoff when handing off was all the round did (other results the model would still need)."""
+    return confirmed or (bool(codes) and all(c in _HANDOFF for c in codes))
+
+
 def _tool_result(block: dict[str, Any], payload: dict[str, Any], *, error: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "tool_result", "tool_use_id": block.get("id"), "content": json.dumps(payload)}
     if error:
@@ -484,4 +442,4 @@ def _awaits_confirmation(result: ToolResult) -> bool:
     Confirm step, so the customer is never told of a refund without a way to send it."""
     if result.code is Code.AWAITING_CONFIRMATION:
         return True
-    return result.code is Code.REFUND_EXISTS and result.data.get("status") == "awaiting_confirmation"
+    return result.code is Code.REFUND_EXISTS and result.data.get("status") == RefundStatus.AWAITING_CONFIRMATION

@@ -184,10 +184,21 @@ def _decide(conv: _Conversation) -> list[dict[str, Any]]:
     identified = any(n == "get_customer" and r.get("outcome") == "ok" for n, _, r in conv.earlier + conv.turn)
     if not identified:
         return [_use("get_customer", email=conv.verified_email)]
-    calls = _lookups(conv, todo) or _refunds(conv, todo, conv.latest)
+    calls = _lookups(conv, todo)
     if calls:
         return calls
+    refunds = _refunds(conv, todo, conv.latest)
+    if refunds:  # the Confirm step ends the turn: what we say comes with the call, as Claude writes it
+        return [*_say(" ".join([*lead, _sorry(conv, refunds)])), *refunds]
     return _say(" ".join([*lead, *(_answer(conv, t) for t in todo)]))
+
+
+def _sorry(conv: _Conversation, refunds: list[dict[str, Any]]) -> str:
+    items = []
+    for call in refunds:
+        looked = _done(conv, "lookup_order", order_id=call["input"]["order_id"]) or {}
+        items.append((looked.get("items") or [{"name": "order"}])[0]["name"])
+    return f"I'm sorry about the {' and the '.join(items)}: here is the refund for you to confirm."
 
 
 def _lookups(conv: _Conversation, todo: list[Task]) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 Every reason to hand a conversation to people is decided here, once, as a `Verdict`: the ticket
 to open (priority and reason), what the customer is told, and whether the model may go on. The
 agent loop alone acts on verdicts (the MCP face, which has no loop, applies them through the
-same `apply` in `agent.desk`).
+same `apply` in `desk`).
 
 - `classify`: legal and fraud words, or a request for a person, before any model call: P1, a
   fixed reply, no model call (English, Spanish, German). Asking *what* the bot is ("are you a real
@@ -44,6 +44,7 @@ from agent.events import Escalation
 from storage import metrics
 from storage.engine import Store
 from storage.models import Ticket
+from storage.states import TicketStatus
 from tools import wording
 from tools.codes import Code
 from tools.context import CallContext, Deps
@@ -266,29 +267,37 @@ async def _guarded(
 
 
 async def apply(deps: Deps, ctx: CallContext, verdict: Verdict, summary: str) -> Escalation | None:
-    """Open or raise the ticket a verdict calls for (none when `priority` is None). Probes of other
-    customers' orders by one customer are grouped into their one unresolved security ticket, which is
-    not announced again, so a customer probing many ids pages staff once. Raises
-    TicketQuotaExceeded when the caller's quota refuses a new ticket (nothing is written)."""
+    """`apply_in` in a transaction of its own."""
     if verdict.priority is None:
         return None
     async with deps.store.write() as s:
-        grouped = await _security_ticket(s, ctx) if verdict.reason == "security" else None
-        if grouped is not None:
-            grouped.summary = f"{grouped.summary}\n{summary}"[-4000:]
-            grouped.updated_at = deps.clock.now()
-            ticket, created = grouped, False
-        else:
-            ticket, created = await open_or_update(
-                s,
-                deps,
-                session_id=ctx.session_id,
-                priority=verdict.priority,
-                reason=verdict.reason,
-                summary=summary,
-                customer_id=ctx.actor.customer_id,
-                quota=ctx.ticket_quota,
-            )
+        return await apply_in(s, deps, ctx, verdict, summary)
+
+
+async def apply_in(s: AsyncSession, deps: Deps, ctx: CallContext, verdict: Verdict, summary: str) -> Escalation | None:
+    """Open or raise the ticket a verdict calls for (none when `priority` is None), in the caller's
+    transaction. Probes of other customers' orders by one customer are grouped into their one
+    unresolved security ticket, which is not announced again, so a customer probing many ids pages
+    staff once. Raises TicketQuotaExceeded when the caller's quota refuses a new ticket (nothing
+    is written)."""
+    if verdict.priority is None:
+        return None
+    grouped = await _security_ticket(s, ctx) if verdict.reason == "security" else None
+    if grouped is not None:
+        grouped.summary = f"{grouped.summary}\n{summary}"[-4000:]
+        grouped.updated_at = deps.clock.now()
+        ticket, created = grouped, False
+    else:
+        ticket, created = await open_or_update(
+            s,
+            deps,
+            session_id=ctx.session_id,
+            priority=verdict.priority,
+            reason=verdict.reason,
+            summary=summary,
+            customer_id=ctx.actor.customer_id,
+            quota=ctx.ticket_quota,
+        )
     metrics.ESCALATIONS.labels(ctx.channel, ticket.priority).inc()
     return Escalation(ticket.id, ticket.priority, verdict.reason, created, ticket.public_ref, verdict.hidden)
 
@@ -302,7 +311,7 @@ async def _security_ticket(s: AsyncSession, ctx: CallContext) -> Ticket | None:
             .where(
                 Ticket.customer_id == ctx.actor.customer_id,
                 Ticket.reason == "security",
-                Ticket.status != "resolved",
+                Ticket.status != TicketStatus.RESOLVED,
             )
             .order_by(Ticket.id)
             .limit(1)

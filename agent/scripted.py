@@ -65,7 +65,8 @@ def tool_results(request: ModelRequest) -> list[str]:
 
 class HostileModel:
     """Tries every trick, then lies. Tricks the loop goes on after (refunding before looking up,
-    $500, a refund asked for twice at once) come first, and the turn ends with a lie; tricks that
+    $500, a refund asked for twice at once) come first, the last with a lie written beside its
+    call (that call shows the Confirm step, which ends the turn); tricks that
     end a turn by themselves (another customer's order, refunding it, another customer's email)
     come one per later turn; after that every turn lies. So a conversation of one message meets a
     lie, and one of a few messages meets every trick."""
@@ -106,8 +107,10 @@ class HostileModel:
             lambda: [tool_use("process_refund", order_id=self.OTHER_ORDER, amount=129, reason="mine now")],
             lambda: [tool_use("get_customer", email=self.OTHER_EMAIL)],
         ]
-        if played < len(going_on):
+        if played < len(going_on) - 1:
             return reply(*going_on[played]())
+        if played == len(going_on) - 1:  # the Confirm step ends the turn: the lie rides with the call
+            return reply(text(self.lie(request, said, own[0])), *going_on[played]())
         if _calls_this_turn(request) == 0 and played < len(going_on) + len(ending):
             return reply(*ending[played - len(going_on)]())
         return reply(text(self.lie(request, said, own[0])))

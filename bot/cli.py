@@ -17,12 +17,11 @@ from importlib import metadata
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
 
 from bot.errors import UsageError
 from storage.dburl import DatabaseUrlError
 from storage.demo import NotADemoDatabase, reset_demo
-from storage.engine import Store, StoreUnavailable, check_database
+from storage.engine import DATABASE_ERRORS, Store, StoreUnavailable, check_database
 from storage.importer import FORMAT, ImportError_, import_records, load_file, seed
 from storage.kb_import import seed_help_center
 from storage.migrate import upgrade
@@ -209,14 +208,15 @@ async def cmd_shell(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from agent.eval import run_eval, table
+    from agent.eval import table
+    from bot.evals import run_eval
 
     if args.database_url:
         where = await check_database(settings, url=args.database_url)
         print(f"supportbot: scratch database {where} (emptied for every scenario)", file=sys.stderr, flush=True)
     if args.suite == "kb":
-        from agent.kb_eval import run_kb_eval
         from agent.kb_eval import table as kb_table
+        from bot.evals import run_kb_eval
 
         kb_rep = await run_kb_eval(settings, database_url=args.database_url)
         print(kb_table(kb_rep))
@@ -256,7 +256,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
     from bot.host import replica_id
-    from bot.queue import Queue
+    from desk.inbox import Queue
 
     async def run(store: Store) -> int:
         await upgrade(store)
@@ -597,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)  # end the line ^C was typed on
         return 130
-    except (DBAPIError, OSError) as exc:  # the database or the system failed mid-command
+    except DATABASE_ERRORS as exc:  # the database or the system failed mid-command
         log.debug("command failed", exc_info=True)
         detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
         print(f"supportbot: {type(exc).__name__}: {detail}", file=sys.stderr)

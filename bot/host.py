@@ -9,11 +9,12 @@ import socket
 import uuid
 from dataclasses import dataclass
 
-from agent.desk import Desk
 from agent.loop import Agent
 from agent.model import Model
 from agent.providers import build_model, close_model
-from bot.queue import Queue, Workers
+from bot.workers import Workers
+from desk import Desk
+from desk.inbox import Queue
 from storage.engine import Store
 from storage.notify import INBOX, Listener
 from storage.settings import Settings
@@ -56,7 +57,7 @@ class Host:
         queue = Queue(store, clock, settings, owner=owner)
         workers = Workers(queue, settings=settings)
         listener = Listener(store.engine.url.render_as_string(hide_password=False))
-        listener.on(INBOX, lambda _payload: workers.nudge())
+        listener.on(INBOX, lambda _payload: workers.wake())
         return cls(settings, store, clock, deps, agent, Desk(agent), queue, workers, owner, listener)
 
     async def close(self) -> None:

@@ -24,9 +24,9 @@ from bot.host import Host
 from bot.slack.app import build_app
 from bot.slack.runtime import Runtime
 from bot.web import api as web_api
+from desk import customer
 from storage import metrics
 from storage.retention import prune_all
-from tools import order_changes, refunds
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 5.0
@@ -91,8 +91,7 @@ async def housekeeping(host: Host, rt: Runtime | None) -> None:
 
 async def host_housekeeping(host: Host) -> None:
     """What every replica does whatever faces it serves."""
-    await refunds.expire_due(host.deps)
-    await order_changes.expire_due(host.deps)
+    await customer.expire_lapsed(host.deps)
     depth, age = await host.queue.depth()
     metrics.INBOX_DEPTH.set(depth)
     metrics.INBOX_AGE.set(age)
@@ -120,7 +119,7 @@ async def serve(host: Host, rt: Runtime | None, *, address: str, port: int, sock
     too; without it, the website chat API alone (Slack off)."""
     if rt is not None:
         await rt.identify()
-    for result in await refunds.recover(host.deps):  # refunds a crash left `processing`
+    for result in await customer.finish_interrupted(host.deps):  # refunds a crash left `processing`
         log.info("recovered refund: %s", result.data.get("refund_id"))
     slack = build_app(rt) if rt is not None else None
     app = web_app(rt, slack) if rt is not None else base_app(host)

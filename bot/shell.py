@@ -11,19 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from agent.desk import Desk
 from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, Status
 from agent.loop import Agent
 from agent.providers import build_model, close_model
 from bot.errors import UsageError
 from bot.terminal import Printer, lines
+from desk import Desk, customer, outbox
+from desk import staff as desk
+from desk.sessions import customer_by_email, open_session
 from storage.engine import Store
 from storage.settings import Settings
-from tools import desk, outbox, tickets, wording
+from tools import wording
 from tools.codes import Code
 from tools.context import Actor, CallContext, Deps
-from tools.get_refund_status import refund_status
-from tools.sessions import customer_by_email, open_session
 from tools.toolbox import Toolbox, ready
 
 log = logging.getLogger(__name__)
@@ -157,14 +157,14 @@ async def staff_shell(settings: Settings, *, name: str, printer: Printer) -> int
 
 
 async def list_tickets(deps: Deps, printer: Printer) -> None:
-    rows = await tickets.list_tickets(deps)
+    rows = await desk.queue(deps)
     if not rows:
         printer.line("no open tickets")
     for t in rows:
         owner = f"claimed by {t.claimed_by}" if t.claimed_by else "unclaimed"
         order = f" {t.order_id}" if t.order_id else ""
         printer.line(
-            f"#{t.id} {t.priority} {t.status:<7} {tickets.reason_text(t.reason)}{order} "
+            f"#{t.id} {t.priority} {t.status:<7} {wording.reason_text(t.reason)}{order} "
             f"({t.customer_id or 'unverified'}, {owner})"
         )
 
@@ -208,13 +208,13 @@ async def staff_command(deps: Deps, staff: Actor, cmd: str, args: list[str], pri
 
 
 async def show_ticket(deps: Deps, staff: Actor, ticket_id: int, printer: Printer) -> None:
-    result = await tickets.details(deps, ticket_id=ticket_id, staff=staff)
+    result = await desk.details(deps, ticket_id=ticket_id, staff=staff)
     if result.code is not Code.OK:
         printer.line(f"{result.code.value}: {result.note}")
         return
     t = result.data
     owner = f"claimed by {t['claimed_by']}" if t["claimed_by"] else t["status"]
-    printer.line(f"#{t['ticket_id']} {t['priority']} {owner}: {tickets.reason_text(str(t['reason']))}")
+    printer.line(f"#{t['ticket_id']} {t['priority']} {owner}: {wording.reason_text(str(t['reason']))}")
     printer.line(
         f"  customer: {t['customer'] or 'not verified'}; order: {t['order_id'] or '-'}; refund: "
         f"{t['refund_id'] or '-'}; via {t['channel'] or '-'}; opened {t['created_at']}"
@@ -229,6 +229,4 @@ async def show_ticket(deps: Deps, staff: Actor, ticket_id: int, printer: Printer
 
 
 async def refunds_for(deps: Deps, staff: Actor, order_id: str | None) -> str:
-    result = await refund_status(deps, CallContext("staff-shell", staff), order_id)
-    refunds_ = list(result.data.get("refunds", []))
-    return wording.staff_refund_status_text(result.code, refunds_, order_id=order_id)
+    return await customer.refund_status(deps, CallContext("staff-shell", staff, channel="shell"), order_id)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from storage.engine import Store
 from storage.importer import seed, seed_document
-from storage.models import Base, Customer
+from storage.models import Base, Customer, Order, Refund
 from storage.types import Clock
 
 
@@ -41,3 +41,26 @@ async def reset_demo(store: Store, clock: Clock) -> dict[str, int]:
         raise NotADemoDatabase(others)
     await empty(store)
     return await seed(store, clock)
+
+
+async def past_refund(store: Store, clock: Clock, *, order_id: str, amount_cents: int, status: str) -> None:
+    """A refund the customer asked for before the conversation starts (an eval scenario's setup)."""
+    async with store.write() as s:
+        order = await s.get(Order, order_id)
+        if order is None:
+            raise LookupError(f"no order {order_id} in the demo store")
+        now = clock.now()
+        s.add(
+            Refund(
+                id=f"RF-SETUP-{order_id}",
+                order_id=order_id,
+                amount_cents=amount_cents,
+                currency=order.currency,
+                status=status,
+                reason="earlier request",
+                actor=f"customer:{order.customer_id}",
+                decided_by=f"customer:{order.customer_id}",
+                created_at=now,
+                updated_at=now,
+            )
+        )

@@ -23,6 +23,7 @@ import collections
 import contextvars
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -49,7 +50,7 @@ CONNECT_TIMEOUT_S = 15.0
 # For an ORM UPDATE or DELETE in a transaction of its own, which loads no object: the identity map
 # has nothing to bring up to date, so SQLAlchemy's default synchronisation ("auto": evaluate the
 # WHERE clause in Python against the map) is pure cost on the hot paths (the queue, the outbox).
-ALONE = {"synchronize_session": False}
+UNSYNCED = {"synchronize_session": False}
 
 
 def is_sqlite(url: str) -> bool:
@@ -124,50 +125,88 @@ def is_unavailable(error: BaseException) -> bool:
     return False
 
 
+def _busy(error: BaseException | None) -> bool:
+    """SQLite's "another connection holds the write lock" (by its error code, not its message)."""
+    return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+# what a command may meet when the database or the system fails mid-command (not a bug of ours)
+DATABASE_ERRORS = (DBAPIError, OSError)
 _ASYNCPG_OUTAGES = frozenset(
     {"CannotConnectNowError", "ConnectionDoesNotExistError", "ConnectionFailureError", "AdminShutdownError"}
 )
 
 
-class WriteLock:
-    """One writer of this process at a time, in arrival order, except that an ack (work stored
-    before its sender is told it arrived: a Slack event before its 200, a website turn before its
-    202) goes ahead of every waiting worker write, so it never queues behind a burst of turns."""
+class Gate:
+    """At most `n` holders at once, waited for in the event loop in arrival order, except that an
+    ack (work stored before its sender is told it arrived: a Slack event before its 200, a website
+    turn before its 202) goes ahead of every other waiter, so it never queues behind a burst of
+    turns. A place is handed from the releaser to the next waiter, never raced for.
 
-    def __init__(self) -> None:
-        self._held = False
+    The store uses two: its SQLite writer (n = 1: SQLite has one writer at a time anyway, and
+    waiting here is fair and cheap where SQLite's busy handler sleeps and polls) and its slots
+    (`Slots`: what the connection pool holds)."""
+
+    def __init__(self, n: int = 1) -> None:
+        self.n = max(1, n)
+        self.in_use = 0
         self._acks: collections.deque[asyncio.Future[None]] = collections.deque()
         self._others: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    async def acquire(self, *, ack: bool = False) -> None:
-        if not self._held and not self._acks and not self._others:
-            self._held = True
-            return
-        line = self._acks if ack else self._others
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        line.append(turn)
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self.release()  # handed the lock just as we were cancelled: pass it on
-            else:
-                line.remove(turn)
-            raise
 
     @property
     def waiting(self) -> int:
         return len(self._acks) + len(self._others)
 
+    async def acquire(self, *, ack: bool = False) -> None:
+        if self.in_use < self.n and not self.waiting:
+            self.in_use += 1
+            return
+        line = self._acks if ack else self._others
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line.append(turn)
+        try:
+            await turn  # the place is handed over with in_use unchanged
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed the place just as we were cancelled: pass it on
+            else:
+                line.remove(turn)
+            raise
+
     def release(self) -> None:
-        """Hand the lock to the next waiter (acks first), or free it."""
+        """Hand the place to the next waiter (acks first), or free it."""
         for line in (self._acks, self._others):
             while line:
                 turn = line.popleft()
                 if not turn.done():
                     turn.set_result(None)
                     return
-        self._held = False
+        self.in_use -= 1
+
+
+class Slots(Gate):
+    """At most `n` transactions of this process at once (what its connection pool holds), waited
+    for in the event loop rather than in the pool's checkout timeout, so any number of turns can
+    be in flight (awaiting the model or Slack) while only a few touch the database. A task that
+    already holds a slot (a read inside its own transaction, a task started inside one) goes
+    through: it never waits on itself."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self._holding: contextvars.ContextVar[bool] = contextvars.ContextVar(f"store-slot-{id(self)}", default=False)
+
+    @asynccontextmanager
+    async def hold(self, *, ack: bool = False) -> AsyncIterator[None]:
+        if self._holding.get():
+            yield
+            return
+        await self.acquire(ack=ack)
+        token = self._holding.set(True)
+        try:
+            yield
+        finally:
+            self._holding.reset(token)
+            self.release()
 
 
 @dataclass(eq=False)
@@ -182,59 +221,6 @@ class _Unit:
 
 class NestedWrite(RuntimeError):
     """A write transaction was opened inside another one in the same task (it would deadlock)."""
-
-
-class Slots:
-    """At most `n` transactions of this process at once (what its connection pool holds), waited
-    for in the event loop rather than in the pool's checkout timeout, so any number of turns can
-    be in flight (awaiting the model or Slack) while only a few touch the database. Acks go first.
-    A task that already holds a slot (a read inside its own transaction, a task started inside
-    one) goes through: it never waits on itself."""
-
-    def __init__(self, n: int) -> None:
-        self.n = max(1, n)
-        self.in_use = 0
-        self._acks: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._others: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._holding: contextvars.ContextVar[bool] = contextvars.ContextVar(f"store-slot-{id(self)}", default=False)
-
-    @asynccontextmanager
-    async def hold(self, *, ack: bool = False) -> AsyncIterator[None]:
-        if self._holding.get():
-            yield
-            return
-        await self._acquire(ack)
-        token = self._holding.set(True)
-        try:
-            yield
-        finally:
-            self._holding.reset(token)
-            self._release()
-
-    async def _acquire(self, ack: bool) -> None:
-        if self.in_use < self.n and not self._acks and not self._others:
-            self.in_use += 1
-            return
-        line = self._acks if ack else self._others
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        line.append(turn)
-        try:
-            await turn  # the slot is handed over with in_use unchanged
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self._release()
-            else:
-                line.remove(turn)
-            raise
-
-    def _release(self) -> None:
-        for line in (self._acks, self._others):
-            while line:
-                turn = line.popleft()
-                if not turn.done():
-                    turn.set_result(None)
-                    return
-        self.in_use -= 1
 
 
 class Store:
@@ -256,7 +242,7 @@ class Store:
         writer = engine.execution_options(**{_IMMEDIATE: True}) if self.dialect == "sqlite" else engine
         self._write = async_sessionmaker(writer, expire_on_commit=False)
         self._read = async_sessionmaker(engine, expire_on_commit=False)
-        self._write_lock = WriteLock() if self.dialect == "sqlite" else None
+        self._write_lock = Gate(1) if self.dialect == "sqlite" else None
         self._holder: contextvars.ContextVar[bool] = contextvars.ContextVar(f"store-write-{id(self)}", default=False)
         self._unit: contextvars.ContextVar[_Unit | None] = contextvars.ContextVar(
             f"store-unit-{id(self)}", default=None
@@ -396,7 +382,7 @@ class Store:
                 return session
             except sa_exc.OperationalError as exc:
                 await session.close()
-                if "locked" not in str(exc.orig) or time.monotonic() + delay > deadline:
+                if not _busy(exc.orig) or time.monotonic() + delay > deadline:
                     raise
             except BaseException:
                 await session.close()

@@ -30,7 +30,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from storage.states import OPEN_CHANGES, OPEN_REFUNDS, OrderChangeStatus, OrderStatus
+from storage.states import (
+    OPEN_CHANGES,
+    OPEN_REFUNDS,
+    UNDELIVERED_OUTBOX,
+    UNFINISHED_INBOX,
+    InboxStatus,
+    OrderChangeStatus,
+    OrderStatus,
+    OutboxStatus,
+    RefundStatus,
+    TicketStatus,
+    WebTurnStatus,
+)
 from storage.types import UTCDateTime
 
 NAMING = {
@@ -42,19 +54,8 @@ NAMING = {
 }
 
 ORDER_STATUSES = tuple(OrderStatus)
-REFUND_STATUSES = (
-    "awaiting_confirmation",
-    "pending_approval",
-    "processing",
-    "processed",
-    "failed",
-    "cancelled",
-    "expired",
-    "denied",
-)
-# A refund paid, being paid, or waiting to be (at most one open per order: `uq_refunds_one_open_per_order`).
-LIVE_REFUND_STATUSES = ("awaiting_confirmation", "pending_approval", "processing", "processed")
-TICKET_STATUSES = ("open", "claimed", "resolved")
+REFUND_STATUSES = tuple(RefundStatus)
+TICKET_STATUSES = tuple(TicketStatus)
 PRIORITIES = ("P1", "P2", "P3")
 
 
@@ -503,10 +504,10 @@ class AuditLog(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-INBOX_STATUSES = ("pending", "working", "done", "dead", "skipped")
+INBOX_STATUSES = tuple(InboxStatus)
 INBOX_FACES = ("slack", "web")
 INBOX_KINDS = ("message", "confirm", "cancel")
-LIVE_INBOX = "status IN ('pending', 'working')"
+LIVE_INBOX = _in("status", UNFINISHED_INBOX)
 
 
 class InboxItem(Base):
@@ -552,7 +553,7 @@ class InboxItem(Base):
     installing_team: Mapped[str | None] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=InboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -562,7 +563,7 @@ class InboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-OUTBOX_STATUSES = ("pending", "posting", "posted", "skipped")
+OUTBOX_STATUSES = tuple(OutboxStatus)
 OUTBOX_KINDS = ("reply", "confirmation", "notice", "staff_reply", "apology", "ephemeral", "relay", "alert")
 
 
@@ -586,8 +587,8 @@ class OutboxMessage(Base):
         Index(
             "ix_outbox_undelivered",
             "id",
-            sqlite_where=text("status IN ('pending', 'posting')"),
-            postgresql_where=text("status IN ('pending', 'posting')"),
+            sqlite_where=text(_in("status", UNDELIVERED_OUTBOX)),
+            postgresql_where=text(_in("status", UNDELIVERED_OUTBOX)),
         ),
         Index("ix_outbox_posted", "status", "posted_at"),  # retention
     )
@@ -604,7 +605,7 @@ class OutboxMessage(Base):
     thread_ts: Mapped[str | None] = mapped_column(String(32))
     blocks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     ephemeral_user: Mapped[str | None] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -614,7 +615,7 @@ class OutboxMessage(Base):
 
 
 WEB_TURN_KINDS = ("message", "confirm", "cancel")
-WEB_TURN_STATUSES = ("queued", "running", "done", "failed")
+WEB_TURN_STATUSES = tuple(WebTurnStatus)
 WEB_EVENT_KINDS = ("status", "reply", "escalation", "confirmation", "done", "error")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import case
+from sqlalchemy import case, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,3 +45,20 @@ async def hit(store: Store, *, subject: str, now: datetime, limit: int, window_s
     """`hit_in` in a transaction of its own."""
     async with store.write() as s:
         return await hit_in(s, subject=subject, now=now, limit=limit, window_s=window_s)
+
+
+# one token bucket row per key, on the database's clock (replicas' clocks may differ): a reservation
+# takes a token, and a negative balance is the wait before the call may go
+_TAKE_TOKEN = text(
+    "INSERT INTO slack_pace (key, tokens, at) VALUES (:key, :burst - 1, clock_timestamp()) "
+    "ON CONFLICT (key) DO UPDATE SET tokens = LEAST(:burst, slack_pace.tokens + "
+    "EXTRACT(EPOCH FROM clock_timestamp() - slack_pace.at) * :rate) - 1, at = clock_timestamp() "
+    "RETURNING tokens"
+)
+
+
+async def take_token(store: Store, *, key: str, burst: int, rate: float) -> float:
+    """Take one token from the bucket `key` (PostgreSQL; shared by every replica) refilled at `rate`
+    a second up to `burst`: the balance left, negative when the caller must wait."""
+    async with store.write() as s:
+        return float((await s.execute(_TAKE_TOKEN, {"key": key, "burst": burst, "rate": rate})).scalar_one())

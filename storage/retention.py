@@ -29,6 +29,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from storage.engine import Store
 from storage.models import InboxItem, OutboxMessage, WebRateLimit, WebTurn
 from storage.ratelimit import MAX_WINDOW_S
+from storage.states import InboxStatus, OutboxStatus, WebTurnStatus
 
 BATCH = 500
 MAX_BATCHES = 20
@@ -45,9 +46,14 @@ class Rule:
 def rules(*, now: datetime, retention_days: int) -> list[Rule]:
     cutoff = now - timedelta(days=retention_days)
     return [
-        Rule(InboxItem, InboxItem.done_at, InboxItem.status.in_(("done", "skipped")), cutoff),
-        Rule(OutboxMessage, OutboxMessage.posted_at, OutboxMessage.status.in_(("posted", "skipped")), cutoff),
-        Rule(WebTurn, WebTurn.finished_at, WebTurn.status.in_(("done", "failed")), cutoff),
+        Rule(InboxItem, InboxItem.done_at, InboxItem.status.in_((InboxStatus.DONE, InboxStatus.SKIPPED)), cutoff),
+        Rule(
+            OutboxMessage,
+            OutboxMessage.posted_at,
+            OutboxMessage.status.in_((OutboxStatus.POSTED, OutboxStatus.SKIPPED)),
+            cutoff,
+        ),
+        Rule(WebTurn, WebTurn.finished_at, WebTurn.status.in_((WebTurnStatus.DONE, WebTurnStatus.FAILED)), cutoff),
         Rule(WebRateLimit, WebRateLimit.window_start, true(), now - timedelta(seconds=MAX_WINDOW_S)),
     ]
 

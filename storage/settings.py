@@ -89,8 +89,6 @@ class Settings(BaseSettings):
     http_body_timeout_s: float = Field(default=5.0, gt=0, le=60)
     mcp_token: SecretStr | None = None
     log_level: str = "INFO"
-    # testing only: SIGKILL the process at a named point (before_model_call, after_post)
-    fault_crash_at: str | None = None
 
     @field_validator("support_channels", "support_staff_user_ids", "chat_allowed_origins", mode="before")
     @classmethod

@@ -20,17 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from storage.import_schema import Document, ImportError_, parse
+from storage.states import DELIVERED_ORDERS, OrderStatus
 
-STATUSES = {
-    "pending": "pending",
-    "processed": "processed",
-    "delivered": "delivered",
-    "cancelled": "cancelled",
-    "pending (item modified)": "items_modified",
-    "return requested": "return_requested",
-    "exchange requested": "exchange_requested",
+# τ2's order statuses, and ours for them (its four basic ones are ours too)
+STATUSES: dict[str, OrderStatus] = {
+    **{str(s): s for s in (OrderStatus.PENDING, OrderStatus.PROCESSED, OrderStatus.DELIVERED, OrderStatus.CANCELLED)},
+    "pending (item modified)": OrderStatus.ITEMS_MODIFIED,
+    "return requested": OrderStatus.RETURN_REQUESTED,
+    "exchange requested": OrderStatus.EXCHANGE_REQUESTED,
 }
-DELIVERED = {"delivered", "return requested", "exchange requested"}
+DELIVERED = {theirs for theirs, ours in STATUSES.items() if ours in DELIVERED_ORDERS}
 MAX_BYTES = 512 * 1024 * 1024  # what a decompressed store may grow to before we stop reading it
 
 
@@ -109,7 +108,7 @@ def _order(o: dict[str, Any], as_of: datetime) -> dict[str, Any]:
     return {
         "id": o["order_id"],
         "customer_id": o["user_id"],
-        "status": STATUSES.get(o["status"], o["status"]),
+        "status": str(STATUSES.get(o["status"], o["status"])),
         "total": sum((Decimal(str(i["price"])) for i in items), Decimal(0)),
         "currency": "USD",
         "placed_at": as_of.isoformat(),

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
+from desk.sessions import open_session
 from storage.engine import Store, is_sqlite
 from storage.importer import seed
 from storage.migrate import upgrade
@@ -27,7 +28,6 @@ from storage.settings import Settings
 from storage.types import FrozenClock
 from tools.context import Actor, CallContext, Deps
 from tools.gateway import StoreGateway
-from tools.sessions import open_session
 from tools.toolbox import Toolbox
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")

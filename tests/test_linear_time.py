@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from agent.desk import yes_or_no
 from agent.eval import text_leaks
 from agent.events import Reply
 from agent.policy import classify
@@ -26,6 +25,7 @@ from bot.slack.routing import clean_text, parse
 from bot.web.identity import ANON_ID, check_token
 from bot.web.limits import parse_json
 from bot.web.schemas import ChatRequest
+from desk.customer import yes_or_no
 from tests.linear import HOSTILE, SuperLinear, assert_linear
 from tools import emails
 

@@ -18,6 +18,7 @@ from storage.engine import Store
 from storage.kb_import import ArticleDoc, Section, passage_rows, slug
 from storage.models import Article, ChatSession, InboxItem, Message, OutboxMessage, Passage, Ticket
 from storage.search import index_for
+from storage.states import TicketStatus
 from tools.codes import Code, ToolResult
 from tools.context import Actor, Deps, audit
 from tools.patterns import EMAIL
@@ -99,7 +100,7 @@ async def _conversation(deps: Deps, session: ChatSession | None) -> tuple[str, s
                     .limit(20)
                 )
             )
-        answered += list(  # replies staff sent from the ticket (any face's customer: tools.desk.reply)
+        answered += list(  # replies staff sent from the ticket (any face's customer: desk.staff.reply)
             await s.scalars(
                 select(OutboxMessage.text)
                 .where(OutboxMessage.session_id == session.id, OutboxMessage.kind == "staff_reply")
@@ -122,7 +123,7 @@ async def draft_from_ticket(deps: Deps, *, ticket_id: int, staff: Actor) -> Tool
         return ToolResult(Code.NOT_FOUND, "No such ticket.")
     if existing is not None:
         return ToolResult(Code.OK, f"Already saved as article {existing.id}.", {**describe(existing), "created": False})
-    if ticket.status != "resolved":
+    if ticket.status != TicketStatus.RESOLVED:
         return ToolResult(
             Code.INVALID_STATE, "Only a resolved ticket can be saved as an article.", {"status": ticket.status}
         )

@@ -118,13 +118,14 @@ def _line(line: OrderItem, new: Variant | None = None) -> dict[str, Any]:
     return out
 
 
-def _status_is(state: State, allowed: tuple[str, ...], what: str) -> ToolResult | None:
+def _status_is(state: State, allowed: tuple[str, ...]) -> ToolResult | None:
     assert state.order is not None
     if state.order.status in allowed:
         return None
+    may = " or ".join(str(a) for a in allowed)
     return refuse(
         Code.NOT_ELIGIBLE,
-        f"Only a {what} order can have this change; this one is {state.order.status}.",
+        f"Only an order that is {may} can have this change; this one is {state.order.status}.",
         status=state.order.status,
     )
 
@@ -133,7 +134,7 @@ def _returnable(state: State) -> ToolResult | None:
     """Delivered, and inside the return window: what a return or an exchange needs."""
     order = state.order
     assert order is not None
-    if (refused := _status_is(state, (OrderStatus.DELIVERED,), "delivered")) is not None:
+    if (refused := _status_is(state, (OrderStatus.DELIVERED,))) is not None:
         return refused
     if order.delivered_at is not None and state.now <= order.delivered_at + timedelta(days=state.window_days):
         return None
@@ -213,7 +214,7 @@ def _priced(
 def _cancel(args: dict[str, Any], state: State) -> Plan | ToolResult:
     """τ2: only an exactly pending order, for one of the reasons; each method that paid is refunded
     what it paid, net of refunds (a gift card at once, others in 5-7 business days)."""
-    if (refused := _status_is(state, (OrderStatus.PENDING,), "pending (and not modified)")) is not None:
+    if (refused := _status_is(state, (OrderStatus.PENDING,))) is not None:
         return refused
     if args["reason"] not in CANCEL_REASONS:
         return refuse(Code.INVALID_INPUT, f"The reason must be one of: {', '.join(CANCEL_REASONS)}.")
@@ -230,7 +231,7 @@ def _modify_items(args: dict[str, Any], state: State) -> Plan | ToolResult:
     """τ2: an exactly pending order, once (then it is locked); each item to another available
     variant of its product; the difference paid from or refunded to the method named (a gift card
     must cover it; a difference of nothing is a refund of nothing)."""
-    if (refused := _status_is(state, (OrderStatus.PENDING,), "pending (and not modified)")) is not None:
+    if (refused := _status_is(state, (OrderStatus.PENDING,))) is not None:
         return refused
     priced = _priced(args, state, skip=set(), same_allowed=False)
     if isinstance(priced, ToolResult):
@@ -243,7 +244,7 @@ def _modify_items(args: dict[str, Any], state: State) -> Plan | ToolResult:
 
 def _modify_address(args: dict[str, Any], state: State) -> Plan | ToolResult:
     """τ2: any pending order, modified or not; the status stays."""
-    if (refused := _status_is(state, PENDING_ORDERS, "pending")) is not None:
+    if (refused := _status_is(state, PENDING_ORDERS)) is not None:
         return refused
     assert state.order is not None
     return {"address": args["address"], "old_address": state.order.address, "money": [], "new_status": None}
@@ -252,7 +253,7 @@ def _modify_address(args: dict[str, Any], state: State) -> Plan | ToolResult:
 def _modify_payment(args: dict[str, Any], state: State) -> Plan | ToolResult:
     """τ2: a pending order paid once and never refunded, to another method of the customer (a gift
     card must cover the amount): the new method pays, then the old one is refunded."""
-    if (refused := _status_is(state, PENDING_ORDERS, "pending")) is not None:
+    if (refused := _status_is(state, PENDING_ORDERS)) is not None:
         return refused
     if len(state.history) != 1 or state.history[0].kind != "payment":
         return refuse(Code.NOT_ELIGIBLE, "The order's payment can change only while it has exactly one payment.")

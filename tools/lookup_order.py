@@ -7,9 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import LIVE_REFUND_STATUSES, Order, Refund, SessionOrder
+from storage.models import Order, Refund, SessionOrder
 from storage.order_formats import load_formats
-from storage.states import OPEN_REFUNDS
+from storage.states import LIVE_REFUNDS, OPEN_REFUNDS, RefundStatus
 from storage.types import format_cents
 from tools.codes import Code, ToolResult
 from tools.context import Actor, CallContext, Deps, Tool
@@ -74,7 +74,7 @@ async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> 
     left = remaining(order)
     # a refund in progress blocks another; a paid one blocks only what it paid
     blocking = refund.status if refund is not None and (refund.status in OPEN_REFUNDS or not left) else None
-    blocking = blocking if blocking in LIVE_REFUND_STATUSES else None
+    blocking = blocking if blocking in LIVE_REFUNDS else None
     data: dict[str, object] = {
         "order_id": order.id,
         "status": order.status,
@@ -114,11 +114,11 @@ async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> 
 
 def _why(reason: str, live_status: str | None, window_days: int) -> str:
     """Why the order can or cannot be refunded now: a live refund wins over the return window."""
-    if live_status in ("processed", "processing"):
+    if live_status in (RefundStatus.PROCESSED, RefundStatus.PROCESSING):
         return "already refunded: it has a refund that was issued or is being sent"
-    if live_status == "awaiting_confirmation":
+    if live_status == RefundStatus.AWAITING_CONFIRMATION:
         return "refund pending: a refund is already prepared and waiting for the customer to confirm it"
-    if live_status == "pending_approval":
+    if live_status == RefundStatus.PENDING_APPROVAL:
         return "refund pending: a refund is already waiting for approval by our team"
     return {
         "in_window": "delivered and inside the return window",

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from storage.models import LIVE_REFUND_STATUSES, Order, OrderItem, Refund, SessionOrder
+from storage.models import Order, OrderItem, Refund, SessionOrder
 from storage.order_formats import load_formats
+from storage.states import LIVE_REFUNDS
 from storage.types import to_cents
 from tools import ledger, refunds
 from tools.codes import Code, ToolResult
@@ -118,7 +119,7 @@ async def _too_much(deps: Deps, order: Order) -> ToolResult:
                     select(Refund).where(Refund.order_id == order.id).order_by(Refund.created_at.desc()).limit(1)
                 )
             ).one_or_none()
-        if last is not None and last.status in LIVE_REFUND_STATUSES:
+        if last is not None and last.status in LIVE_REFUNDS:
             return ToolResult(
                 Code.REFUND_EXISTS,
                 "This order has been refunded in full already; no new refund was created.",

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Order, Refund, Ticket
-from storage.states import OPEN_REFUNDS
+from storage.states import OPEN_REFUNDS, RefundStatus
 from tools import ledger
 from tools.codes import Code, GatewayError, ToolResult
 from tools.context import Actor, CallContext, Deps, audit, new_id
@@ -39,6 +39,7 @@ from tools.ledger import remaining
 from tools.tickets import open_or_update
 
 log = logging.getLogger(__name__)
+R = RefundStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,14 +139,14 @@ async def create(
     if isinstance(stored, ToolResult):
         return stored
     ticket_ref, ticket_created = stored
-    if refund.status == "pending_approval":
+    if refund.status == R.PENDING_APPROVAL:
         return ToolResult(
             Code.LIMIT_EXCEEDED,
             "This refund needs a supervisor's approval. A ticket was opened; tell the customer a person will review "
             "it and follow up. Do not promise an outcome.",
             {**describe(refund), "ticket": ticket_ref, "ticket_created": ticket_created},
         )
-    if refund.status == "awaiting_confirmation":
+    if refund.status == R.AWAITING_CONFIRMATION:
         return ToolResult(
             Code.AWAITING_CONFIRMATION,
             "The refund is prepared but not sent. The customer must confirm it with the Confirm button; tell them "
@@ -159,7 +160,7 @@ def _new_refund(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int
     """The refund row, waiting for the customer's Confirm (when confirmation is on), else sent at
     once; `_store_refund` sends it to approval instead when the order's refunds pass the limit."""
     now = deps.clock.now()
-    status = "awaiting_confirmation" if deps.settings.refund_confirmation else "processing"
+    status = R.AWAITING_CONFIRMATION if deps.settings.refund_confirmation else R.PROCESSING
     ttl = timedelta(minutes=deps.settings.refund_confirmation_ttl_minutes)
     return Refund(
         id=new_id("RF"),
@@ -170,7 +171,7 @@ def _new_refund(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int
         reason=reason[:2000],
         actor=ctx.actor.ref,
         session_id=ctx.session_id,
-        expires_at=now + ttl if status == "awaiting_confirmation" else None,
+        expires_at=now + ttl if status == R.AWAITING_CONFIRMATION else None,
         created_at=now,
         updated_at=now,
     )
@@ -186,19 +187,19 @@ async def _store_refund(
         existing = await _open_refund(s, order.id)
         if existing is not None:
             return _existing(existing)
-        if refund.status == "processing":  # no confirmation: the money is committed now
+        if refund.status == R.PROCESSING:  # no confirmation: the money is committed now
             order = await ledger.lock_order(s, order.id) or order
         if await ledger.over_limit(s, order, refund.amount_cents, deps.settings.refund_limit_cents):
-            refund.status, refund.expires_at = "pending_approval", None
-        if refund.status == "processing":
+            refund.status, refund.expires_at = R.PENDING_APPROVAL, None
+        if refund.status == R.PROCESSING:
             code = await _commit_guard(s, deps, refund, order, ctx.actor.customer_id)
             if code is not None:
                 return ToolResult(code, "The order can no longer be refunded this way.")
         s.add(refund)
         await s.flush()
-        if refund.status == "processing":
+        if refund.status == R.PROCESSING:
             await _record(s, deps, refund, order)
-        if refund.status != "pending_approval":
+        if refund.status != R.PENDING_APPROVAL:
             return None, False
         ticket, created = await _approval_ticket(
             s, deps, refund, order, f"Refund request over the autonomous limit for order {order.id}: {reason[:300]}"
@@ -231,13 +232,13 @@ async def _pay(deps: Deps, refund_id: str) -> ToolResult:
     async with deps.store.read() as s:
         refund = await s.get(Refund, refund_id)
         order = await s.get(Order, refund.order_id) if refund else None
-    if refund is None or order is None or refund.status != "processing":
+    if refund is None or order is None or refund.status != R.PROCESSING:
         return ToolResult(Code.INVALID_STATE, "Nothing to pay.", describe(refund) if refund else {})
     try:
         payout = await deps.gateway.refund(order, refund.amount_cents, refund.id)
     except GatewayError as exc:
         async with deps.store.write() as s:
-            failed = await _move(s, deps, refund.id, "processing", "failed")
+            failed = await _move(s, deps, refund.id, R.PROCESSING, R.FAILED)
             audit(
                 s,
                 deps,
@@ -267,7 +268,7 @@ async def _pay(deps: Deps, refund_id: str) -> ToolResult:
         log.exception("payment gateway call for refund %s did not complete", refund.id)
         return ToolResult(Code.OK, "The refund is being processed.", describe(refund))
     async with deps.store.write() as s:
-        done = await _move(s, deps, refund.id, "processing", "processed", gateway_ref=payout.reference)
+        done = await _move(s, deps, refund.id, R.PROCESSING, R.PROCESSED, gateway_ref=payout.reference)
         current = done or await s.get(Refund, refund.id)
     return ToolResult(Code.REFUND_PROCESSED, "The refund has been issued.", describe(current or refund))
 
@@ -291,10 +292,10 @@ async def confirm(deps: Deps, *, refund_id: str, actor: Actor, session_id: str |
         result = _confirm_checks(deps, refund, order, actor)
         if result is None and refund is not None:
             if refund.expires_at is not None and deps.clock.now() > refund.expires_at:
-                moved = await _move(s, deps, refund.id, "awaiting_confirmation", "expired")
+                moved = await _move(s, deps, refund.id, R.AWAITING_CONFIRMATION, R.EXPIRED)
                 result = ToolResult(Code.EXPIRED, "The confirmation expired.", describe(moved or refund))
             elif (code := await _commit_guard(s, deps, refund, order, actor.customer_id)) is not None:
-                moved = await _move(s, deps, refund.id, "awaiting_confirmation", "expired")
+                moved = await _move(s, deps, refund.id, R.AWAITING_CONFIRMATION, R.EXPIRED)
                 result = ToolResult(code, "The order can no longer be refunded.", describe(moved or refund))
             else:
                 result = await _confirm_in(s, deps, refund, order, actor)
@@ -304,7 +305,7 @@ async def confirm(deps: Deps, *, refund_id: str, actor: Actor, session_id: str |
             actor=actor,
             action="confirm_refund",
             input={"refund_id": refund_id},
-            outcome=result.code if result else "processing",
+            outcome=result.code if result else R.PROCESSING,
             session_id=session_id,
         )
     if result is not None:
@@ -319,7 +320,7 @@ async def _confirm_in(
     assert order is not None
     limit = deps.settings.refund_limit_cents
     if await ledger.over_limit(s, order, refund.amount_cents, limit, ignore_refund=refund.id):
-        moved = await _move(s, deps, refund.id, "awaiting_confirmation", "pending_approval", expires_at=None)
+        moved = await _move(s, deps, refund.id, R.AWAITING_CONFIRMATION, R.PENDING_APPROVAL, expires_at=None)
         if moved is None:
             return ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
         ticket, created = await _approval_ticket(
@@ -330,7 +331,7 @@ async def _confirm_in(
             "With the order's earlier refunds this one passes the limit: a supervisor must approve it.",
             {**describe(moved), "ticket": ticket.public_ref, "ticket_created": created},
         )
-    moved = await _move(s, deps, refund.id, "awaiting_confirmation", "processing", decided_by=actor.ref)
+    moved = await _move(s, deps, refund.id, R.AWAITING_CONFIRMATION, R.PROCESSING, decided_by=actor.ref)
     if moved is None:  # someone else moved it first: nothing to do
         return ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
     await _record(s, deps, moved, order)
@@ -359,9 +360,9 @@ def _confirm_checks(deps: Deps, refund: Refund | None, order: Order | None, acto
         return ToolResult(Code.NOT_FOUND, "No such refund.")
     if actor.kind != "customer" or _owner(refund) != actor.customer_id or order.customer_id != actor.customer_id:
         return ToolResult(Code.NOT_ALLOWED, "Only the customer who asked for this refund can confirm it.")
-    if refund.status == "expired":  # the housekeeper got there first: still "expired", not "handled"
+    if refund.status == R.EXPIRED:  # the housekeeper got there first: still R.EXPIRED, not "handled"
         return ToolResult(Code.EXPIRED, "The confirmation expired.", describe(refund))
-    if refund.status != "awaiting_confirmation":
+    if refund.status != R.AWAITING_CONFIRMATION:
         return ToolResult(Code.INVALID_STATE, "This refund is no longer awaiting confirmation.", describe(refund))
     return None
 
@@ -371,7 +372,7 @@ async def cancel(deps: Deps, *, refund_id: str, actor: Actor, session_id: str | 
         refund, order = await _load(s, refund_id)
         result = _confirm_checks(deps, refund, order, actor)
         if result is None and refund is not None:
-            moved = await _move(s, deps, refund.id, "awaiting_confirmation", "cancelled", decided_by=actor.ref)
+            moved = await _move(s, deps, refund.id, R.AWAITING_CONFIRMATION, R.CANCELLED, decided_by=actor.ref)
             result = (
                 ToolResult(Code.OK, "Cancelled.", describe(moved))
                 if moved
@@ -399,7 +400,7 @@ async def approve_in(s: AsyncSession, deps: Deps, *, refund_id: str, staff: Acto
         code = await _commit_guard(s, deps, refund, order, _owner(refund))
         if code is not None:
             result = ToolResult(code, "The refund breaks a rule now and cannot be approved.", describe(refund))
-        elif (moved := await _move(s, deps, refund.id, "pending_approval", "processing", decided_by=staff.ref)) is None:
+        elif (moved := await _move(s, deps, refund.id, R.PENDING_APPROVAL, R.PROCESSING, decided_by=staff.ref)) is None:
             result = ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
         else:
             await _record(s, deps, moved, order)
@@ -409,7 +410,7 @@ async def approve_in(s: AsyncSession, deps: Deps, *, refund_id: str, staff: Acto
         actor=staff,
         action="approve_refund",
         input={"refund_id": refund_id},
-        outcome=result.code if result else "processing",
+        outcome=result.code if result else R.PROCESSING,
         session_id=refund.session_id if refund else None,
     )
     return result
@@ -420,7 +421,7 @@ async def deny_in(s: AsyncSession, deps: Deps, *, refund_id: str, staff: Actor) 
     refund, order = await _load(s, refund_id)
     result = _staff_checks(refund, order, staff)
     if result is None and refund is not None:
-        moved = await _move(s, deps, refund.id, "pending_approval", "denied", decided_by=staff.ref)
+        moved = await _move(s, deps, refund.id, R.PENDING_APPROVAL, R.DENIED, decided_by=staff.ref)
         result = (
             ToolResult(Code.OK, "Denied.", describe(moved))
             if moved
@@ -456,7 +457,7 @@ def _staff_checks(refund: Refund | None, order: Order | None, staff: Actor) -> T
         return ToolResult(Code.NOT_ALLOWED, "Only staff can decide on refunds awaiting approval.")
     if refund is None or order is None:
         return ToolResult(Code.NOT_FOUND, "No such refund.")
-    if refund.status != "pending_approval":
+    if refund.status != R.PENDING_APPROVAL:
         return ToolResult(Code.INVALID_STATE, "This refund is not awaiting approval.", describe(refund))
     return None
 
@@ -466,8 +467,8 @@ async def expire_due(deps: Deps) -> list[Refund]:
     async with deps.store.write() as s:
         rows = await s.scalars(
             update(Refund)
-            .where(Refund.status == "awaiting_confirmation", Refund.expires_at < deps.clock.now())
-            .values(status="expired", updated_at=deps.clock.now())
+            .where(Refund.status == R.AWAITING_CONFIRMATION, Refund.expires_at < deps.clock.now())
+            .values(status=R.EXPIRED, updated_at=deps.clock.now())
             .returning(Refund)
             .execution_options(synchronize_session=False)
         )
@@ -477,7 +478,7 @@ async def expire_due(deps: Deps) -> list[Refund]:
 async def recover(deps: Deps) -> list[ToolResult]:
     """At start: refunds left `processing` by a crash are sent again with the same idempotency key."""
     async with deps.store.read() as s:
-        ids = list((await s.scalars(select(Refund.id).where(Refund.status == "processing"))).all())
+        ids = list((await s.scalars(select(Refund.id).where(Refund.status == R.PROCESSING))).all())
     results = []
     for refund_id in ids:
         log.info("recovering refund %s left processing", refund_id)

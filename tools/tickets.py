@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -31,31 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import PRIORITIES, ChatSession, Customer, HelpAnswer, Message, Ticket, TicketEvent
 from storage.ratelimit import hit_in
-from tools import outbox, wording
+from storage.states import TICKETS, TicketStatus
 from tools.codes import Code, ToolResult
 from tools.context import Actor, Deps, TicketQuota, audit
-from tools.sessions import remember_link, settle
 
 BOT = "supportbot"  # the actor of escalations: the agent, a guard or a face, never a person's choice
-REASONS = {
-    "legal": "Legal threat or complaint",
-    "fraud": "Fraud or chargeback concern",
-    "human_request": "Customer asked for a person",
-    "security": "Asked about another customer's order or account",
-    "identity": "Identity could not be verified",
-    "refund_approval": "Refund over the autonomous limit needs approval",
-    "change_approval": "Order change whose refund passes the autonomous limit needs approval",
-    "payment_failed": "Payment gateway declined a refund",
-    "tool_failure": "A system the bot relies on kept failing",
-    "model_failure": "The AI model was unavailable",
-    "turn_limit": "The bot could not finish within its step limit",
-    "token_budget": "The conversation used up its token budget",
-    "clarification": "The bot could not get what it needed after two tries",
-    "handoff": "A person took over the conversation",
-    "question": "A question the help center could not answer",
-    "dead_letter": "A message could not be answered after several attempts",
-    "other": "Escalated by the bot",
-}
 
 
 def new_ref() -> str:
@@ -67,10 +45,6 @@ class TicketQuotaExceeded(Exception):
     def __init__(self, quota: TicketQuota) -> None:
         self.quota = quota
         super().__init__(f"at most {quota.limit} new tickets per {quota.window_s} s for this caller")
-
-
-def reason_text(reason: str) -> str:
-    return REASONS.get(reason, REASONS["other"])
 
 
 def _higher(a: str, b: str) -> str:
@@ -133,6 +107,7 @@ async def open_or_update(
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {PRIORITIES}")
     now = deps.clock.now()
+    facts = {"customer_id": customer_id, "order_id": order_id, "refund_id": refund_id, "change_id": change_id}
     if session_id is not None:  # a help-center answer given earlier in the session did not settle it
         await s.execute(
             update(HelpAnswer)
@@ -142,52 +117,75 @@ async def open_or_update(
     for _ in range(3):
         current = None
         if session_id is not None:
-            current = (
-                await s.scalars(select(Ticket).where(Ticket.session_id == session_id, Ticket.status != "resolved"))
-            ).one_or_none()
+            open_one = Ticket.session_id == session_id, Ticket.status != TicketStatus.RESOLVED
+            current = (await s.scalars(select(Ticket).where(*open_one))).one_or_none()
         if current is not None:
-            raised = _higher(current.priority, priority) != current.priority
-            current.priority = _higher(current.priority, priority)
-            # a raised ticket shows why it was raised; a vague first reason gives way to any better one
-            if raised or (reason != current.reason and current.reason in ("other", "clarification", "identity")):
-                current.reason = reason
-            if summary and summary not in current.summary:
-                current.summary = f"{current.summary}\n{summary}"[-4000:]
-            current.customer_id = current.customer_id or customer_id
-            current.order_id = current.order_id or order_id
-            current.refund_id = current.refund_id or refund_id
-            current.change_id = current.change_id or change_id
-            current.updated_at = now
-            log_event(s, deps, current, "raised" if raised else "updated", actor=BOT, reason=reason, note=summary)
+            _raise(s, deps, current, priority=priority, reason=reason, summary=summary, facts=facts)
             await s.flush()
             return current, False
-        ticket = Ticket(
-            public_ref=new_ref(),
-            priority=priority,
-            reason=reason,
-            status="open",
-            customer_id=customer_id,
-            order_id=order_id,
-            refund_id=refund_id,
-            change_id=change_id,
-            summary=summary[:4000],
-            session_id=session_id,
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            async with s.begin_nested():
-                s.add(ticket)
-                await s.flush()
-                if quota is not None and await hit_in(
-                    s, subject=f"tickets:{quota.key}", now=now, limit=quota.limit, window_s=quota.window_s
-                ):
-                    raise TicketQuotaExceeded(quota)  # leaves the savepoint: the ticket is not kept
-        except IntegrityError:
-            continue  # another process opened the session's ticket a moment ago: update that one
-        log_event(s, deps, ticket, "opened", actor=BOT, reason=reason, note=summary)
-        return ticket, True
+        ticket = await _open(s, deps, session_id=session_id, priority=priority, reason=reason, summary=summary,
+                             facts=facts, quota=quota)  # fmt: skip
+        if ticket is not None:
+            return ticket, True
     raise RuntimeError("could not open or update the session's ticket")
+
+
+def _raise(
+    s: AsyncSession, deps: Deps, current: Ticket, *, priority: str, reason: str, summary: str, facts: dict[str, Any]
+) -> None:
+    """The session's unresolved ticket, raised to `priority` if higher, with what is new about it."""
+    raised = _higher(current.priority, priority) != current.priority
+    current.priority = _higher(current.priority, priority)
+    # a raised ticket shows why it was raised; a vague first reason gives way to any better one
+    if raised or (reason != current.reason and current.reason in ("other", "clarification", "identity")):
+        current.reason = reason
+    if summary and summary not in current.summary:
+        current.summary = f"{current.summary}\n{summary}"[-4000:]
+    current.customer_id = current.customer_id or facts["customer_id"]
+    current.order_id = current.order_id or facts["order_id"]
+    current.refund_id = current.refund_id or facts["refund_id"]
+    current.change_id = current.change_id or facts["change_id"]
+    current.updated_at = deps.clock.now()
+    log_event(s, deps, current, "raised" if raised else "updated", actor=BOT, reason=reason, note=summary)
+
+
+async def _open(
+    s: AsyncSession,
+    deps: Deps,
+    *,
+    session_id: str | None,
+    priority: str,
+    reason: str,
+    summary: str,
+    facts: dict[str, Any],
+    quota: TicketQuota | None,
+) -> Ticket | None:
+    """A new ticket, in a savepoint; None when another process opened the session's ticket a moment
+    ago (update that one). Raises TicketQuotaExceeded past `quota` (the ticket is not kept)."""
+    now = deps.clock.now()
+    ticket = Ticket(
+        public_ref=new_ref(),
+        priority=priority,
+        reason=reason,
+        status=TicketStatus.OPEN,
+        summary=summary[:4000],
+        session_id=session_id,
+        created_at=now,
+        updated_at=now,
+        **facts,
+    )
+    try:
+        async with s.begin_nested():
+            s.add(ticket)
+            await s.flush()
+            if quota is not None and await hit_in(
+                s, subject=f"tickets:{quota.key}", now=now, limit=quota.limit, window_s=quota.window_s
+            ):
+                raise TicketQuotaExceeded(quota)  # leaves the savepoint: the ticket is not kept
+    except IntegrityError:
+        return None
+    log_event(s, deps, ticket, "opened", actor=BOT, reason=reason, note=summary)
+    return ticket
 
 
 def _may_act(actor: Actor) -> Any:
@@ -195,8 +193,11 @@ def _may_act(actor: Actor) -> Any:
     took the thread over but cannot press staff buttons): one rule for release, resolve, approve,
     deny and reply, on every face."""
     return or_(
-        Ticket.status == "open",
-        and_(Ticket.status == "claimed", or_(Ticket.claimed_by == actor.staff_id, Ticket.claimed_kind == "colleague")),
+        Ticket.status == TicketStatus.OPEN,
+        and_(
+            Ticket.status == TicketStatus.CLAIMED,
+            or_(Ticket.claimed_by == actor.staff_id, Ticket.claimed_kind == "colleague"),
+        ),
     )
 
 
@@ -204,121 +205,77 @@ def _refusal(current: Ticket | None, actor: Actor) -> ToolResult:
     """Why a conditional transition found nothing to move."""
     if current is None:
         return ToolResult(Code.NOT_FOUND, "No such ticket.")
-    if current.status == "claimed" and current.claimed_by != actor.staff_id:
+    if current.status == TicketStatus.CLAIMED and current.claimed_by != actor.staff_id:
         return ToolResult(Code.ALREADY_CLAIMED, f"Already claimed by {current.claimed_by}.", describe(current))
     return ToolResult(Code.INVALID_STATE, f"The ticket is {current.status}.", describe(current))
 
 
-After = Callable[[AsyncSession, Ticket], Awaitable[None]]
+# the WHERE of each staff move: who may make it, and from which states (see storage.states.TICKETS)
+def claim_rule(staff: Actor) -> Any:
+    """An open ticket, or one a colleague holds (a person who took the thread over but is not staff)."""
+    return or_(
+        Ticket.status == TicketStatus.OPEN,
+        and_(
+            Ticket.status == TicketStatus.CLAIMED,
+            Ticket.claimed_kind == "colleague",
+            Ticket.claimed_by != staff.staff_id,
+        ),
+    )
 
 
-async def _transition(
-    deps: Deps, *, ticket_id: int, staff: Actor, action: str, where: Any, values: dict[str, object], after: After
-) -> ToolResult:
-    """One conditional UPDATE (so racing replicas change a ticket once), then `after` (the handoff
-    and what the customer is told) in the same transaction."""
-    async with deps.store.write() as s:
-        moved = None
-        if staff.kind == "staff":
-            moved = (
-                await s.scalars(
-                    update(Ticket)
-                    .where(Ticket.id == ticket_id, where)
-                    .values(updated_at=deps.clock.now(), **values)
-                    .returning(Ticket)
-                    .execution_options(synchronize_session=False)
-                )
-            ).one_or_none()
-        if staff.kind != "staff":
-            result = ToolResult(Code.NOT_ALLOWED, "Only support staff can act on tickets.")
-        elif moved is not None:
-            await after(s, moved)
-            result = ToolResult(Code.OK, f"Ticket {action}.", describe(moved))
-            log_event(s, deps, moved, action, actor=staff.ref, reason=moved.reason)
-        else:
-            result = _refusal(await s.get(Ticket, ticket_id), staff)
-        audit(
-            s,
-            deps,
-            actor=staff,
-            action=f"ticket_{action}",
-            input={"ticket_id": ticket_id},
-            outcome=result.code,
-            session_id=moved.session_id if moved else None,
-        )
+def release_rule(staff: Actor) -> Any:
+    return and_(_may_act(staff), Ticket.status == TicketStatus.CLAIMED)
+
+
+def resolve_rule(staff: Actor) -> Any:
+    return _may_act(staff)
+
+
+async def move(
+    s: AsyncSession, deps: Deps, *, ticket_id: int, staff: Actor, action: str, where: Any, values: dict[str, object]
+) -> Ticket | ToolResult:
+    """One conditional UPDATE in the caller's transaction, so racing replicas change a ticket once:
+    the moved ticket (its history row written), or why nothing moved. Audited either way."""
+    moved = None
+    if staff.kind == "staff":
+        allowed = Ticket.status.in_(TICKETS.sources(str(values["status"])))
+        moved = (
+            await s.scalars(
+                update(Ticket)
+                .where(Ticket.id == ticket_id, allowed, where)
+                .values(updated_at=deps.clock.now(), **values)
+                .returning(Ticket)
+                .execution_options(synchronize_session=False)
+            )
+        ).one_or_none()
+    if staff.kind != "staff":
+        result: Ticket | ToolResult = ToolResult(Code.NOT_ALLOWED, "Only support staff can act on tickets.")
+    elif moved is not None:
+        log_event(s, deps, moved, action, actor=staff.ref, reason=moved.reason)
+        result = moved
+    else:
+        result = _refusal(await s.get(Ticket, ticket_id), staff)
+    outcome = result.code if isinstance(result, ToolResult) else Code.OK
+    audit(
+        s,
+        deps,
+        actor=staff,
+        action=f"ticket_{action}",
+        input={"ticket_id": ticket_id},
+        outcome=outcome,
+        session_id=moved.session_id if moved else None,
+    )
     return result
 
 
-async def hand_to(s: AsyncSession, deps: Deps, ticket: Ticket, person: str) -> None:
-    """A claimed ticket takes its conversation from the bot; the customer is told once a person joined."""
-    session = await s.get(ChatSession, ticket.session_id) if ticket.session_id else None
-    if session is None or session.actor_kind == "staff":
-        return
-    if session.handed_off_by is None:
-        outbox.add(s, deps, session=session, kind="notice", text=wording.STAFF_JOINED)
-    session.handed_off_by = person
-    session.updated_at = deps.clock.now()
+def claimed_by(ticket: Ticket, person: Actor, deps: Deps) -> None:
+    """An open ticket becomes this person's (a staff reply, a take-over), in the caller's transaction."""
+    ticket.status = TICKETS.check(ticket.status, TicketStatus.CLAIMED)
+    ticket.claimed_by, ticket.claimed_kind = person.staff_id, person.kind
+    ticket.claimed_at = ticket.updated_at = deps.clock.now()
 
 
-async def _give_back(s: AsyncSession, deps: Deps, ticket: Ticket) -> None:
-    """A released or resolved ticket returns its conversation to the bot, and says so."""
-    session = await s.get(ChatSession, ticket.session_id) if ticket.session_id else None
-    if session is None or session.handed_off_by is None:
-        return
-    session.handed_off_by = None
-    session.updated_at = deps.clock.now()
-    outbox.add(s, deps, session=session, kind="notice", text=wording.HANDED_BACK)
-
-
-async def claim(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
-    """Claim an open ticket, or take over one a colleague holds; the conversation becomes theirs."""
-    where = or_(
-        Ticket.status == "open",
-        and_(Ticket.status == "claimed", Ticket.claimed_kind == "colleague", Ticket.claimed_by != staff.staff_id),
-    )
-
-    async def after(s: AsyncSession, ticket: Ticket) -> None:
-        await hand_to(s, deps, ticket, str(staff.staff_id))
-
-    values = {
-        "status": "claimed",
-        "claimed_by": staff.staff_id,
-        "claimed_kind": "staff",
-        "claimed_at": deps.clock.now(),
-    }
-    return await _transition(
-        deps, ticket_id=ticket_id, staff=staff, action="claimed", where=where, values=values, after=after
-    )
-
-
-async def release(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
-    """Give a claimed ticket back to the queue; the conversation goes back to the bot."""
-    where = and_(_may_act(staff), Ticket.status == "claimed")
-
-    async def after(s: AsyncSession, ticket: Ticket) -> None:
-        await _give_back(s, deps, ticket)
-
-    values = {"status": "open", "claimed_by": None, "claimed_kind": None, "claimed_at": None}
-    return await _transition(
-        deps, ticket_id=ticket_id, staff=staff, action="released", where=where, values=values, after=after
-    )
-
-
-async def resolve(deps: Deps, *, ticket_id: int, staff: Actor) -> ToolResult:
-    """Resolve a ticket that is open, claimed by this staff member, or claimed by a colleague."""
-
-    async def after(s: AsyncSession, ticket: Ticket) -> None:
-        await _give_back(s, deps, ticket)
-        if ticket.session_id:
-            await settle(s, deps, ticket.session_id)
-
-    values = {"status": "resolved", "resolved_at": deps.clock.now()}
-    return await _transition(
-        deps, ticket_id=ticket_id, staff=staff, action="resolved", where=_may_act(staff), values=values, after=after
-    )
-
-
-async def touch_for(s: AsyncSession, deps: Deps, *, ticket_id: int, staff: Actor) -> Ticket | ToolResult:
+async def lock_for(s: AsyncSession, deps: Deps, *, ticket_id: int, staff: Actor) -> Ticket | ToolResult:
     """In the caller's transaction: the ticket, if this staff member may act on it now (the same
     rule as release and resolve), else the refusal. The conditional UPDATE holds the ticket's row
     for the rest of the transaction, so a racing claim waits for it."""
@@ -336,42 +293,9 @@ async def touch_for(s: AsyncSession, deps: Deps, *, ticket_id: int, staff: Actor
     return ticket if ticket is not None else _refusal(await s.get(Ticket, ticket_id), staff)
 
 
-async def take_over(deps: Deps, *, session_id: str, person: Actor) -> Ticket | None:
-    """A person (staff or a colleague) wrote in a customer's conversation: from now on it is theirs.
-    A handoff ticket claimed in their name always exists, so staff can resolve it (which gives the
-    conversation back). Returns the ticket, or None when there was nothing to take over."""
-    async with deps.store.write() as s:
-        session = await s.get(ChatSession, session_id)
-        if session is None or session.actor_kind == "staff" or session.handed_off_by is not None:
-            return None
-        session.handed_off_by = person.staff_id
-        session.updated_at = deps.clock.now()
-        ticket, _ = await open_or_update(
-            s,
-            deps,
-            session_id=session.id,
-            priority="P3",
-            reason="handoff",
-            summary=f"<@{person.staff_id}> took over the conversation.",
-            customer_id=session.customer_id,
-        )
-        if ticket.status == "open":
-            ticket.status, ticket.claimed_by, ticket.claimed_kind = "claimed", person.staff_id, person.kind
-            ticket.claimed_at = ticket.updated_at = deps.clock.now()
-            log_event(s, deps, ticket, "claimed", actor=person.ref, reason=ticket.reason, note="took the thread over")
-        audit(
-            s,
-            deps,
-            actor=person,
-            action="take_over",
-            input={"session_id": session_id},
-            outcome="OK",
-            session_id=session_id,
-        )
-        return ticket
-
-
-async def list_tickets(deps: Deps, *, statuses: tuple[str, ...] = ("open", "claimed"), limit: int = 50) -> list[Ticket]:
+async def list_tickets(
+    deps: Deps, *, statuses: tuple[str, ...] = (TicketStatus.OPEN, TicketStatus.CLAIMED), limit: int = 50
+) -> list[Ticket]:
     async with deps.store.read() as s:
         rows = await s.scalars(
             select(Ticket).where(Ticket.status.in_(statuses)).order_by(Ticket.priority, Ticket.created_at).limit(limit)
@@ -432,47 +356,3 @@ def _transcript(m: Message) -> list[dict[str, str]]:
         elif block.get("type") == "tool_use":
             out.append({"who": "tool", "text": f"{block.get('name')} {json.dumps(block.get('input'))[:300]}"})
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    channel: str
-    subject: str
-    customer_id: str
-
-
-async def link_customer(
-    deps: Deps, *, staff: Actor, channel: str, subject: str, customer: str, ticket_id: int | None = None
-) -> ToolResult:
-    """Staff bind a channel identity (e.g. a Slack user) to a customer, by id or email.
-
-    Sessions of that identity that are unverified become verified for that customer.
-    """
-    cust = None
-    if staff.kind == "staff":
-        async with deps.store.read() as s:
-            cust = (
-                await s.get(Customer, customer)
-                or (await s.scalars(select(Customer).where(Customer.email == customer.strip().lower()))).one_or_none()
-            )
-    if staff.kind != "staff":
-        result = ToolResult(Code.NOT_ALLOWED, "Only support staff can link customers.")
-    elif cust is None:
-        result = ToolResult(Code.NOT_FOUND, "No such customer.")
-    else:
-        await remember_link(deps, channel=channel, subject=subject, customer_id=cust.id, linked_by=staff.ref)
-        result = ToolResult(Code.OK, "Linked.", {"channel": channel, "subject": subject, "customer_id": cust.id})
-    async with deps.store.write() as s:
-        if cust is not None and result.ok and ticket_id is not None:
-            await s.execute(
-                update(Ticket).where(Ticket.id == ticket_id, Ticket.customer_id.is_(None)).values(customer_id=cust.id)
-            )
-        audit(
-            s,
-            deps,
-            actor=staff,
-            action="link_customer",
-            input={"channel": channel, "subject": subject, "customer": customer, "ticket_id": ticket_id},
-            outcome=result.code,
-        )
-    return result

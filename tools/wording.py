@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+from storage.states import OrderChangeStatus, OrderStatus, RefundStatus
 from storage.types import format_cents
 from tools.codes import Code
 
@@ -77,6 +78,8 @@ ESCALATED_LEGAL = (
 ESCALATED_HUMAN = (
     "Of course. I've asked a member of our support team to join this conversation; they'll reply here shortly."
 )
+# what the history records for a turn whose message was the Confirm step alone (for the model's next turn)
+CONFIRM_STEP_SHOWN = "(The customer was shown the Confirm step for the refund above.)"
 ESCALATED_GENERIC = "I've passed this to a member of our support team, and they'll follow up here."
 MODEL_OUTAGE = (
     "I'm sorry, I'm having trouble answering right now. I've passed your message to a member of our support "
@@ -136,6 +139,14 @@ def confirm_how(face: Face) -> str:
     return CONFIRM_HOW[face]
 
 
+def confirm_again(*, order_id: str, amount: str) -> str:
+    """An answer that is not a clear yes or no while money waits: nothing moves, and we ask again."""
+    return (
+        f"Just to be sure: shall I send the refund of {amount} for order {order_id}? "
+        "Please reply yes to send it, or no to cancel."
+    )
+
+
 def refund_done(*, order_id: str, amount: str) -> str:
     return (
         f"Done: your refund of {amount} for order {order_id} has been issued. It can take 3–5 business days to appear."
@@ -155,15 +166,15 @@ def refund_denied(*, order_id: str) -> str:
 
 def refund_status_line(*, order_id: str, item: str, amount: str, status: str) -> str:
     plain = {
-        "awaiting_confirmation": "waiting for your confirmation",
-        "pending_approval": "being reviewed by our team",
-        "processing": "being processed",
-        "processed": "issued",
-        "failed": "delayed, and our team is on it",
-        "cancelled": "cancelled",
-        "expired": "expired before it was confirmed",
-        "denied": "not approved",
-    }.get(status, "in progress")
+        RefundStatus.AWAITING_CONFIRMATION: "waiting for your confirmation",
+        RefundStatus.PENDING_APPROVAL: "being reviewed by our team",
+        RefundStatus.PROCESSING: "being processed",
+        RefundStatus.PROCESSED: "issued",
+        RefundStatus.FAILED: "delayed, and our team is on it",
+        RefundStatus.CANCELLED: "cancelled",
+        RefundStatus.EXPIRED: "expired before it was confirmed",
+        RefundStatus.DENIED: "not approved",
+    }.get(status, "in progress")  # type: ignore[call-overload]
     return f"Order {order_id} ({item}): refund of {amount} is {plain}."
 
 
@@ -189,15 +200,15 @@ def no_refund_on(*, order_id: str) -> str:
 def order_line(*, order_id: str, item: str, total: str, status: str, delivered_on: str | None) -> str:
     """One order as the store has it: number, first item, total, and where it is."""
     where = {
-        "delivered": f"was delivered on {delivered_on}",
-        "shipped": "has shipped and is on its way",
-        "processed": "has been processed for shipping",
-        "pending": "hasn't shipped yet",
-        "items_modified": "hasn't shipped yet (its items were changed)",
-        "cancelled": "was cancelled",
-        "return_requested": f"was delivered on {delivered_on}, and a return has been requested",
-        "exchange_requested": f"was delivered on {delivered_on}, and an exchange has been requested",
-    }.get(status, "is being handled")
+        OrderStatus.DELIVERED: f"was delivered on {delivered_on}",
+        OrderStatus.SHIPPED: "has shipped and is on its way",
+        OrderStatus.PROCESSED: "has been processed for shipping",
+        OrderStatus.PENDING: "hasn't shipped yet",
+        OrderStatus.ITEMS_MODIFIED: "hasn't shipped yet (its items were changed)",
+        OrderStatus.CANCELLED: "was cancelled",
+        OrderStatus.RETURN_REQUESTED: f"was delivered on {delivered_on}, and a return has been requested",
+        OrderStatus.EXCHANGE_REQUESTED: f"was delivered on {delivered_on}, and an exchange has been requested",
+    }.get(status, "is being handled")  # type: ignore[call-overload]
     return f"Order {order_id} ({item}, {total}) {where}."
 
 
@@ -254,6 +265,9 @@ STAFF_REPLY_LABEL = "Support team"
 MCP_NOT_ASKED = (
     "The refund is prepared but not sent: only the customer can confirm it, and this client cannot ask them, so it "
     "will expire unconfirmed. Do not say it has been refunded."
+)
+NOT_APPROVED = (
+    "Not approved: approving needs your own confirmation at the client, and it was not given. Nothing changed."
 )
 MCP_DECLINED = "The customer did not confirm, so the refund was cancelled and no money moved."
 MCP_FAILED = "That did not work because of a problem on our side. Try again shortly, or use escalate_to_human."
@@ -472,7 +486,7 @@ def after_change(code: Code, change: dict[str, Any] | None = None) -> str:
     if code is Code.NOT_ALLOWED:
         return CHANGE_NOT_YOURS
     if code is Code.INVALID_STATE:
-        return CHANGE_MOVED_ON if change and change.get("status") == "refused" else CHANGE_HANDLED
+        return CHANGE_MOVED_ON if change and change.get("status") == OrderChangeStatus.REFUSED else CHANGE_HANDLED
     return change_refused(code, change.get("kind") if change else None)
 
 
@@ -481,3 +495,29 @@ def change_refused(code: Code, kind: str | None) -> str:
     if code is Code.NOT_ELIGIBLE and kind in CHANGE_NOT_ELIGIBLE:
         return CHANGE_NOT_ELIGIBLE[kind]
     return for_code(code)
+
+
+# --- for staff: why a ticket exists ---------------------------------------------------------------
+TICKET_REASONS = {
+    "legal": "Legal threat or complaint",
+    "fraud": "Fraud or chargeback concern",
+    "human_request": "Customer asked for a person",
+    "security": "Asked about another customer's order or account",
+    "identity": "Identity could not be verified",
+    "refund_approval": "Refund over the autonomous limit needs approval",
+    "change_approval": "Order change whose refund passes the autonomous limit needs approval",
+    "payment_failed": "Payment gateway declined a refund",
+    "tool_failure": "A system the bot relies on kept failing",
+    "model_failure": "The AI model was unavailable",
+    "turn_limit": "The bot could not finish within its step limit",
+    "token_budget": "The conversation used up its token budget",
+    "clarification": "The bot could not get what it needed after two tries",
+    "handoff": "A person took over the conversation",
+    "question": "A question the help center could not answer",
+    "dead_letter": "A message could not be answered after several attempts",
+    "other": "Escalated by the bot",
+}
+
+
+def reason_text(reason: str) -> str:
+    return TICKET_REASONS.get(reason, TICKET_REASONS["other"])

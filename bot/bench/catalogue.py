@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from storage.states import OrderStatus
+
 COLOURS = ["black", "white", "red", "blue", "green", "grey", "navy", "yellow"]
 SIZES = ["XS", "S", "M", "L", "XL", "XXL"]
 PLACED = datetime(2026, 11, 1, tzinfo=UTC)
@@ -82,7 +84,7 @@ def _order(rng: random.Random, n: int, catalogue: list[dict[str, Any]], people: 
     return {
         "id": f"ORD-{n:07d}",
         "customer_id": who["id"],
-        "status": "delivered" if delivered else "pending",
+        "status": OrderStatus.DELIVERED if delivered else OrderStatus.PENDING,
         "total": f"{total / 100:.2f}",
         "currency": "USD",
         "placed_at": placed.isoformat(),

@@ -429,6 +429,21 @@ async def _soak(params: SoakParams, url: str, pg: Postgres | None) -> dict[str, 
         await store.dispose()
         await slack.close()
         await api.close()
+    return _soak_report(params, url, n_replicas, chaos, slack, driver, convs, wall, drained, check)
+
+
+def _soak_report(
+    params: SoakParams,
+    url: str,
+    n_replicas: int,
+    chaos: Chaos,
+    slack: FakeSlack,
+    driver: ChaosDriver,
+    convs: list[Conversation],
+    wall: float,
+    drained: float,
+    check: dict[str, Any],
+) -> dict[str, Any]:
     return {
         "params": {**asdict(params), "database": "sqlite" if is_sqlite(url) else "postgresql", "replicas": n_replicas},
         "faults": chaos.done,
@@ -439,7 +454,7 @@ async def _soak(params: SoakParams, url: str, pg: Postgres | None) -> dict[str, 
         "completed": sum(c.done for c in convs),
         "conversation_errors": [_stalled(c, slack, driver) for c in convs if c.error][:5],
         "conversations_stalled": sum(1 for c in convs if c.error),
-        "log_errors": _log_errors([*chaos.retired, *replicas]),
+        "log_errors": _log_errors([*chaos.retired, *chaos.replicas]),
         "event_retries": driver.event_retries,
         "refund_answers_without_button": driver.without_button,
         "refunds_confirmed_by_typing_yes": driver.typed_yes,

@@ -15,13 +15,16 @@ editing one function.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
 
 from agent.eval import invariant_violations
 from bot.bench.fake_slack import FakeSlack
+from desk.board import POSTING
 from storage.engine import Store
+from storage.states import UNFINISHED_INBOX, InboxStatus, OutboxStatus
 
 
 def _row_of(post: dict[str, Any]) -> int | None:
@@ -38,16 +41,16 @@ def _ticket_of(post: dict[str, Any]) -> int | None:
     return None
 
 
-async def check_invariants(
-    store: Store,
-    slack: FakeSlack,
-    *,
-    sent: list[tuple[str, str]],
-    staff_channel: str,
-    window_days: int,
-    limit_cents: int,
-) -> dict[str, Any]:
-    """Counts of every violation (all zero when the run was correct) and a few examples of each."""
+@dataclass
+class _Stored:
+    inbox: dict[tuple[str, str], tuple[int, str, str]]  # (channel, ts) -> (id, status, kind)
+    rows: list[Any]  # outgoing rows with a Slack address: id, inbox_id, seq, status
+    tickets: list[Any]  # id, slack_ts
+    per_order: list[Any]  # orders paid out more than once
+    payouts: int
+
+
+async def _stored(store: Store) -> _Stored:
     async with store.read() as s:
         q = s.execute
         inbox = {
@@ -66,35 +69,58 @@ async def check_invariants(
             await q(text("SELECT order_id, count(*) FROM payouts GROUP BY order_id HAVING count(*) > 1"))
         ).all()
         payouts = (await q(text("SELECT count(*) FROM payouts"))).scalar_one()
-    money = await invariant_violations(store, window_days=window_days, limit_cents=limit_cents)
+    return _Stored(inbox, list(rows), list(tickets), list(per_order), int(payouts))
 
-    key = {row: (i or 0, seq) for row, i, seq, _ in rows}  # (inbox_id, seq): acts outside a turn have inbox 0
-    posted = Counter(key.get(r, (-r, 0)) for m in slack.messages if (r := _row_of(m)) is not None)
-    expected = {key[row] for row, _, _, status in rows if status == "posted"}
-    replied = {i for i, _ in posted}
-    out_of_order = []  # (a reply, the earlier one posted after it)
+
+def _out_of_order(slack: FakeSlack, key: dict[int, tuple[int, int]]) -> list[tuple[Any, Any]]:
+    """(a reply, the earlier one posted after it), thread by thread."""
+    out: list[tuple[Any, Any]] = []
     for posts in slack.by_thread.values():
         keys = [key[r] for m in posts if (r := _row_of(m)) is not None and r in key and key[r][0]]
-        out_of_order += [(a, b) for a, b in zip(keys, keys[1:], strict=False) if b < a]
+        out += [(a, b) for a, b in zip(keys, keys[1:], strict=False) if b < a]
+    return out
+
+
+async def check_invariants(
+    store: Store,
+    slack: FakeSlack,
+    *,
+    sent: list[tuple[str, str]],
+    staff_channel: str,
+    window_days: int,
+    limit_cents: int,
+) -> dict[str, Any]:
+    """Counts of every violation (all zero when the run was correct) and a few examples of each."""
+    got = await _stored(store)
+    inbox, rows, tickets, per_order, payouts = got.inbox, got.rows, got.tickets, got.per_order, got.payouts
+    money = await invariant_violations(store, window_days=window_days, limit_cents=limit_cents)
+    key = {row: (i or 0, seq) for row, i, seq, _ in rows}  # (inbox_id, seq): acts outside a turn have inbox 0
+    posted = Counter(key.get(r, (-r, 0)) for m in slack.messages if (r := _row_of(m)) is not None)
+    expected = {key[row] for row, _, _, status in rows if status == OutboxStatus.POSTED}
+    replied = {i for i, _ in posted}
     staff_posts = Counter(
         t for m in slack.messages if m["channel"] == staff_channel and not m.get("thread_ts") and (t := _ticket_of(m))
     )
     status = Counter(st for _, st, _ in inbox.values())
     lost = [key for key in sent if key not in inbox]
     # a message the bot finished without a reply (a click's answer may be the prompt's chat.update)
-    unanswered = [i for i, st, kind in inbox.values() if kind == "message" and st == "done" and i not in replied]
+    unanswered = [
+        i for i, st, kind in inbox.values() if kind == "message" and st == InboxStatus.DONE and i not in replied
+    ]
     problems: dict[str, list[Any]] = {
         "lost_messages": lost,
-        "stuck_in_inbox": [i for i, st, _ in inbox.values() if st in ("pending", "working")],
-        "dead_letters": [i for i, st, _ in inbox.values() if st == "dead"],
+        "stuck_in_inbox": [i for i, st, _ in inbox.values() if st in UNFINISHED_INBOX],
+        "dead_letters": [i for i, st, _ in inbox.values() if st == InboxStatus.DEAD],
         "unanswered": unanswered,
         "duplicate_replies": sorted(k for k, n in posted.items() if n > 1),
         "replies_missing_in_slack": sorted(expected - set(posted)),
         "replies_not_recorded": sorted(set(posted) - set(key.values())),
-        "unposted_replies": sorted(key[row] for row, _, _, st in rows if st not in ("posted", "skipped")),
-        "out_of_order_replies": out_of_order,
+        "unposted_replies": sorted(
+            key[row] for row, _, _, st in rows if st not in (OutboxStatus.POSTED, OutboxStatus.SKIPPED)
+        ),
+        "out_of_order_replies": _out_of_order(slack, key),
         "duplicate_staff_posts": sorted(t for t, n in staff_posts.items() if n > 1),
-        "unposted_tickets": sorted((t, ts) for t, ts in tickets if ts in (None, "", "posting")),
+        "unposted_tickets": sorted((t, ts) for t, ts in tickets if ts in (None, "", POSTING)),
         "money_violations": money + [f"order {o} has {n} payouts" for o, n in per_order],
     }
     counts = {k: len(v) for k, v in problems.items()}
@@ -105,6 +131,6 @@ async def check_invariants(
         "inbox": dict(status),
         "replies_posted": sum(posted.values()),
         "tickets": len(tickets),
-        "payouts": int(payouts),
+        "payouts": payouts,
         "examples": {k: v[:5] for k, v in problems.items() if v},
     }

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.kb_eval import article_of, load_questions
+from desk.sessions import open_session
 from storage.engine import Store
 from storage.kb_import import demo_documents, import_articles, load_path
 from storage.migrate import upgrade
@@ -36,7 +37,6 @@ from storage.settings import Settings
 from storage.types import SystemClock
 from tools.context import Actor
 from tools.search_help_center import choose_language
-from tools.sessions import open_session
 from tools.toolbox import make_deps
 
 SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "pe", "su")

@@ -34,11 +34,11 @@ from sqlalchemy import func, select, update
 
 from agent.model import ModelRequest
 from bot.bench.runner import SECRET
+from desk.sessions import open_session
 from storage.migrate import upgrade
 from storage.models import ChatSession, InboxItem
 from storage.settings import Settings
 from tools.context import Actor
-from tools.sessions import open_session
 
 WARM_UP = 30
 

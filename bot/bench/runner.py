@@ -43,6 +43,7 @@ from storage.kb_import import seed_help_center
 from storage.migrate import upgrade
 from storage.models import Base, CustomerLink
 from storage.settings import Settings
+from storage.states import LIVE_REFUNDS, UNFINISHED_INBOX, InboxStatus, OutboxStatus, RefundStatus
 from storage.types import SystemClock
 
 SECRET = "bench-signing-secret"
@@ -503,34 +504,39 @@ async def scrape(http: aiohttp.ClientSession, replicas: list[Replica]) -> list[s
     return texts
 
 
-async def correctness(
-    url: str,
-    slack: FakeSlack,
-    convs: list[Conversation],
-    replicas: list[Replica],
-    *,
-    warm: list[Conversation] | None = None,
-) -> dict[str, Any]:
-    """Everything the app was sent (the warm-up too) answered exactly once, in order, with money
-    moved once per confirmed refund; `conversations` and `completed` count the measured ones."""
+async def _store_counts(url: str) -> dict[str, Any]:
+    """What the store holds after the run: the queues by status, and the money."""
     store = Store.from_settings(Settings(_env_file=None), url=url)  # type: ignore[call-arg]
+    live = ", ".join(f"'{s}'" for s in LIVE_REFUNDS)
     try:
         async with store.read() as s:
             inbox = dict((await s.execute(text("SELECT status, count(*) FROM inbox GROUP BY status"))).all())
             outbox = dict((await s.execute(text("SELECT status, count(*) FROM outbox GROUP BY status"))).all())
-            dup = (
-                await s.execute(
-                    text(
-                        "SELECT count(*) FROM (SELECT order_id FROM refunds WHERE status IN "
-                        "('awaiting_confirmation','pending_approval','processing','processed') "
-                        "GROUP BY order_id HAVING count(*) > 1) d"
-                    )
+            dup = await s.scalar(
+                text(
+                    f"SELECT count(*) FROM (SELECT order_id FROM refunds WHERE status IN ({live}) "
+                    "GROUP BY order_id HAVING count(*) > 1) d"
                 )
-            ).scalar()
-            processed = (await s.execute(text("SELECT count(*) FROM refunds WHERE status = 'processed'"))).scalar()
-            payouts = (await s.execute(text("SELECT count(*) FROM payouts"))).scalar()
+            )
+            processed = await s.scalar(
+                text("SELECT count(*) FROM refunds WHERE status = :s"), {"s": str(RefundStatus.PROCESSED)}
+            )
+            payouts = await s.scalar(text("SELECT count(*) FROM payouts"))
     finally:
         await store.dispose()
+    return {
+        "inbox_done": int(inbox.get(InboxStatus.DONE, 0)),
+        "inbox_dead": int(inbox.get(InboxStatus.DEAD, 0)),
+        "inbox_unfinished": int(sum(inbox.get(s, 0) for s in UNFINISHED_INBOX)),
+        "outbox_unposted": int(sum(v for k, v in outbox.items() if k != OutboxStatus.POSTED)),
+        "duplicate_live_refunds": int(dup or 0),
+        "refunds_processed": int(processed or 0),
+        "payouts": int(payouts or 0),
+    }
+
+
+def _posting_order(slack: FakeSlack) -> tuple[int, int]:
+    """(rows posted more than once, rows posted before an earlier row of their thread)."""
     seen: set[int] = set()
     duplicates = out_of_order = 0
     for posts in slack.by_thread.values():
@@ -543,10 +549,11 @@ async def correctness(
             seen.add(meta["row"])
             out_of_order += meta["row"] < last
             last = meta["row"]
-    warm = warm or []
-    everyone = [*convs, *warm]
-    sent = sum(c.messages for c in everyone)
-    refunds_asked = sum(1 for c in everyone if c.kind == "refund" and c.done)
+    return duplicates, out_of_order
+
+
+def _log_errors(replicas: list[Replica]) -> tuple[list[str], list[str]]:
+    """The replicas' ERROR lines and tracebacks, and the exceptions' first lines."""
     errors = [line.strip() for r in replicas for line in r.log if " ERROR " in line or "Traceback" in line]
     causes = [
         line.strip()[:300]
@@ -554,21 +561,35 @@ async def correctness(
         for line in r.log
         if line and not line[0].isspace() and ("Error:" in line or "Exception:" in line)
     ]
+    return errors, causes
+
+
+async def correctness(
+    url: str,
+    slack: FakeSlack,
+    convs: list[Conversation],
+    replicas: list[Replica],
+    *,
+    warm: list[Conversation] | None = None,
+) -> dict[str, Any]:
+    """Everything the app was sent (the warm-up too) answered exactly once, in order, with money
+    moved once per confirmed refund; `conversations` and `completed` count the measured ones."""
+    stored = await _store_counts(url)
+    duplicates, out_of_order = _posting_order(slack)
+    errors, causes = _log_errors(replicas)
+    warm = warm or []
+    everyone = [*convs, *warm]
+    sent = sum(c.messages for c in everyone)
+    refunds_asked = sum(1 for c in everyone if c.kind == "refund" and c.done)
     counts = {
         "conversations": len(convs),
         "completed": sum(c.done for c in convs),
         "warm_up_completed": sum(c.done for c in warm) == len(warm),
         "messages_sent": sent,
-        "inbox_done": int(inbox.get("done", 0)),
-        "inbox_dead": int(inbox.get("dead", 0)),
-        "inbox_unfinished": int(inbox.get("pending", 0) + inbox.get("working", 0)),
-        "outbox_unposted": int(sum(v for k, v in outbox.items() if k != "posted")),
+        **stored,
         "duplicate_replies": duplicates,
         "out_of_order_replies": out_of_order,
-        "duplicate_live_refunds": int(dup or 0),
-        "refunds_processed": int(processed or 0),
         "refunds_confirmed_by_customers": refunds_asked,
-        "payouts": int(payouts or 0),
         "log_errors": len(errors),
         "slack_429s": slack.limited,
     }
@@ -589,6 +610,20 @@ async def correctness(
 
 
 # --- the run --------------------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """What one run measured, for the report."""
+
+    convs: list[Conversation]
+    wall: float
+    scraped_before: list[str]
+    metrics_texts: list[str]
+    rss: list[float]
+    check: dict[str, Any]
+    usage: list[dict[str, Any]]
+    limited: int
+
+
 async def run_bench(params: Params) -> dict[str, Any]:
     random.seed(params.seed)
     with tempfile.TemporaryDirectory(prefix="supportbot-bench-") as tmp:
@@ -600,76 +635,87 @@ async def run_bench(params: Params) -> dict[str, Any]:
         api = FakeMessagesAPI(model_responder(), latency=params.model_latency, record=False)
         await slack.start()
         await api.start()
-        for i in range(params.threads + params.replicas):  # a warm-up customer per replica
-            slack.add_user(f"U_B{i}", team=CUSTOMER_TEAM, email=f"c{i}@bench.example")
-        slack.channel_members[STAFF] = ["U_BENCH_STAFF"]
-        env = replica_env(url, slack, api, workers=params.workers, pace=params.slack_limits)
-        replicas = [await start_replica(env) for _ in range(params.replicas)]
-        convs: list[Conversation] = []
         try:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
-                driver = Driver(params, slack, replicas, http)
-                warm = await warm_up(driver, params)
-                scraped_before = await scrape(http, replicas)
-                counted_before = counter_totals(scraped_before)
-                kinds = [k for k, _ in KINDS]
-                weights = [w for _, w in KINDS]
-                started = time.monotonic()
-                tasks = []
-                for n in range(params.threads):
-                    if params.duration is not None and time.monotonic() - started > params.duration:
-                        break
-                    conv = Conversation(
-                        n, random.choices(kinds, weights)[0], f"U_B{n}", f"C_BENCH_{n % params.n_channels:03d}"
-                    )
-                    convs.append(conv)
-                    tasks.append(asyncio.create_task(driver.run(conv)))
-                    await asyncio.sleep(1 / params.rate if params.rate > 0 else 0)  # open-loop arrivals
-                await asyncio.gather(*tasks)
-                wall = time.monotonic() - started
-                metrics_texts = await scrape(http, replicas)
-            rss = [r.peak_rss_mb() for r in replicas]
+            run = await _measure(params, url, slack, api)
         finally:
-            for r in replicas:
-                if r.proc.returncode is None:
-                    r.proc.terminate()
-            for r in replicas:
-                await r.proc.wait()
-        check = await correctness(url, slack, convs, replicas, warm=warm)
-        await slack.close()
-        await api.close()
+            await slack.close()
+            await api.close()
+    return _report(params, url, run)
+
+
+async def _measure(params: Params, url: str, slack: FakeSlack, api: FakeMessagesAPI) -> _Run:
+    """Start the replicas, warm them up, send the conversations open-loop, and check the outcome."""
+    for i in range(params.threads + params.replicas):  # a warm-up customer per replica
+        slack.add_user(f"U_B{i}", team=CUSTOMER_TEAM, email=f"c{i}@bench.example")
+    slack.channel_members[STAFF] = ["U_BENCH_STAFF"]
+    env = replica_env(url, slack, api, workers=params.workers, pace=params.slack_limits)
+    replicas = [await start_replica(env) for _ in range(params.replicas)]
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
+            driver = Driver(params, slack, replicas, http)
+            warm = await warm_up(driver, params)
+            scraped_before = await scrape(http, replicas)
+            started = time.monotonic()
+            convs = await _send_all(params, driver, started)
+            wall = time.monotonic() - started
+            metrics_texts = await scrape(http, replicas)
+        rss = [r.peak_rss_mb() for r in replicas]
+    finally:
+        for r in replicas:
+            if r.proc.returncode is None:
+                r.proc.terminate()
+        for r in replicas:
+            await r.proc.wait()
+    check = await correctness(url, slack, convs, replicas, warm=warm)
+    return _Run(convs, wall, scraped_before, metrics_texts, rss, check, api.usage, slack.limited)
+
+
+async def _send_all(params: Params, driver: Driver, started: float) -> list[Conversation]:
+    kinds = [k for k, _ in KINDS]
+    weights = [w for _, w in KINDS]
+    convs: list[Conversation] = []
+    tasks = []
+    for n in range(params.threads):
+        if params.duration is not None and time.monotonic() - started > params.duration:
+            break
+        conv = Conversation(n, random.choices(kinds, weights)[0], f"U_B{n}", f"C_BENCH_{n % params.n_channels:03d}")
+        convs.append(conv)
+        tasks.append(asyncio.create_task(driver.run(conv)))
+        await asyncio.sleep(1 / params.rate if params.rate > 0 else 0)  # open-loop arrivals
+    await asyncio.gather(*tasks)
+    return convs
+
+
+def _report(params: Params, url: str, run: _Run) -> dict[str, Any]:
+    convs, texts, before = run.convs, run.metrics_texts, run.scraped_before
     turns = [ms for c in convs for ms in c.turn_ms]
     tokens = dict.fromkeys(("input", "cache_read", "cache_write", "output"), 0)
-    for u in api.usage:
+    for u in run.usage:
         tokens["input"] += u.get("input_tokens", 0)
         tokens["cache_read"] += u.get("cache_read_input_tokens", 0)
         tokens["cache_write"] += u.get("cache_creation_input_tokens", 0)
         tokens["output"] += u.get("output_tokens", 0)
-    per_conv = {k: round(v / max(len(convs), 1), 1) for k, v in tokens.items()}
     items = len(turns) + sum(len(c.click_ms) for c in convs)
+    database = "sqlite" if is_sqlite(url) else "postgresql"
     return {
-        "params": {
-            **params.__dict__,
-            "channels": params.n_channels,
-            "database": "sqlite" if is_sqlite(url) else "postgresql",
-        },
+        "params": {**params.__dict__, "channels": params.n_channels, "database": database},
         "machine": {"cores": os.cpu_count()},
         "ack_ms": percentiles([ms for c in convs for ms in c.ack_ms]),
         "turn_ms": percentiles(turns),
         "click_ms": percentiles([ms for c in convs for ms in c.click_ms]),
-        "overhead_ms": histogram_quantiles(metrics_texts, "supportbot_turn_overhead_seconds", since=scraped_before),
-        "model_ms_per_turn": histogram_quantiles(metrics_texts, "supportbot_model_seconds", since=scraped_before),
-        "slack_ms_per_turn": histogram_quantiles(metrics_texts, "supportbot_slack_seconds", since=scraped_before),
-        "turns_per_s": round(len(turns) / wall, 2) if wall else 0.0,
-        "per_turn": per_turn(counted_before, counter_totals(metrics_texts), items),
-        "wall_s": round(wall, 2),
-        "peak_rss_mb": round(max(rss), 1) if rss else 0.0,
-        "peak_rss_mb_per_replica": [round(r, 1) for r in rss],
-        "slack_429s": slack.limited,
-        "model_calls": len(api.usage),
-        "tokens": per_conv,
+        "overhead_ms": histogram_quantiles(texts, "supportbot_turn_overhead_seconds", since=before),
+        "model_ms_per_turn": histogram_quantiles(texts, "supportbot_model_seconds", since=before),
+        "slack_ms_per_turn": histogram_quantiles(texts, "supportbot_slack_seconds", since=before),
+        "turns_per_s": round(len(turns) / run.wall, 2) if run.wall else 0.0,
+        "per_turn": per_turn(counter_totals(before), counter_totals(texts), items),
+        "wall_s": round(run.wall, 2),
+        "peak_rss_mb": round(max(run.rss), 1) if run.rss else 0.0,
+        "peak_rss_mb_per_replica": [round(r, 1) for r in run.rss],
+        "slack_429s": run.limited,
+        "model_calls": len(run.usage),
+        "tokens": {k: round(v / max(len(convs), 1), 1) for k, v in tokens.items()},
         "tokens_total": tokens,
-        "correctness": check,
+        "correctness": run.check,
     }
 
 

@@ -33,20 +33,20 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent.desk import Desk
+from agent.confirmations import refund_prompt
+from desk import Desk, customer, outbox
+from desk import staff as desk
+from desk.sessions import customer_by_email, open_session
 from storage.engine import Store
-from storage.models import Order, OrderItem, Refund, Ticket
 from storage.settings import Settings
-from storage.types import format_cents
-from tools import desk, outbox, refunds, tickets, wording
+from storage.states import RefundStatus
+from tools import wording
 from tools.codes import Code, ToolResult
-from tools.context import Actor, CallContext, Deps, Tool, audit
+from tools.context import Actor, CallContext, Deps, Tool
 from tools.sanitizer import sanitize
-from tools.sessions import customer_by_email, open_session
 from tools.toolbox import TOOLS, Toolbox, ready, validation_note
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,6 @@ NAME = "supportbot"
 HOST = "127.0.0.1"
 INPUT_REQUIRED_VERSION = "2026-07-28"  # from here on, tools/call asks through InputRequiredResult
 ASK = "confirm"  # the key of our one input request
-NOT_APPROVED = (
-    "Not approved: approving needs your own confirmation at the client, and it was not given. Nothing changed."
-)
 
 
 class Confirm(BaseModel):
@@ -102,8 +99,8 @@ class ReplyInput(ClaimTicketInput):
 
 
 async def _list_tickets(args: ListTicketsInput, ctx: CallContext, deps: Deps) -> ToolResult:
-    rows = await tickets.list_tickets(deps)
-    return ToolResult(Code.OK, "" if rows else "No open tickets.", {"tickets": [tickets.describe(t) for t in rows]})
+    rows = await desk.queue(deps)
+    return ToolResult(Code.OK, "" if rows else "No open tickets.", {"tickets": [desk.describe(t) for t in rows]})
 
 
 def _on_ticket(action: Callable[..., Awaitable[ToolResult]], **kw: Any) -> Callable[..., Awaitable[ToolResult]]:
@@ -154,14 +151,14 @@ class McpFace:
         try:
             if params.request_state is not None:  # the answer round of a 2026-07-28 question
                 return await self._resume(params.request_state, params.input_responses or {})
-            await refunds.expire_due(self.deps)  # a lapsed confirmation never blocks a new refund
+            await customer.expire_lapsed(self.deps)  # a lapsed confirmation never blocks a new refund
             args = params.arguments or {}
             staff_tool = self.staff_tools.get(params.name)
             if staff_tool is not None:
                 return await self._staff_call(rctx, staff_tool, args)
             result = await self.desk.call_tool(self.ctx, params.name, args)  # the loop's verdicts, applied
             if result.code is Code.AWAITING_CONFIRMATION or (
-                result.code is Code.REFUND_EXISTS and result.data.get("status") == "awaiting_confirmation"
+                result.code is Code.REFUND_EXISTS and result.data.get("status") == RefundStatus.AWAITING_CONFIRMATION
             ):
                 refund_id = str(result.data["refund_id"])
                 answer = await self._ask(rctx, await self._refund_question(refund_id), f"refund:{refund_id}")
@@ -227,45 +224,26 @@ class McpFace:
         if answer is not None:
             result, _, _ = await self.desk.decide_refund(self.ctx, refund_id, yes=answer)
             return replace(result, note=wording.MCP_DECLINED) if answer is False and result.ok else result
-        async with self.deps.store.read() as s:
-            refund = await s.get(Refund, refund_id)
-        return ToolResult(Code.AWAITING_CONFIRMATION, wording.MCP_NOT_ASKED, refunds.describe(refund) if refund else {})
+        state = await customer.refund_state(self.deps, refund_id)
+        return ToolResult(Code.AWAITING_CONFIRMATION, wording.MCP_NOT_ASKED, state)
 
     async def _settle_approval(self, ticket_id: int, answer: bool | None) -> ToolResult:
         if answer is True:
             return await desk.decide(self.deps, staff=self.ctx.actor, ticket_id=ticket_id, approve=True)
-        async with self.deps.store.write() as s:
-            audit(
-                s,
-                self.deps,
-                actor=self.ctx.actor,
-                action="approve_refund",
-                outcome=Code.NOT_ALLOWED,
-                input={"ticket_id": ticket_id, "confirmed": answer},
-                session_id=self.ctx.session_id,
-            )
-        return ToolResult(Code.NOT_ALLOWED, NOT_APPROVED)
+        return await desk.not_approved(
+            self.deps, staff=self.ctx.actor, ticket_id=ticket_id, answer=answer, session_id=self.ctx.session_id
+        )
 
     async def _refund_question(self, refund_id: str) -> str:
-        async with self.deps.store.read() as s:
-            refund = await s.get(Refund, refund_id)
-            assert refund is not None
-            item = await s.scalar(
-                select(OrderItem.name).where(OrderItem.order_id == refund.order_id).order_by(OrderItem.line_no)
-            )
-        amount = format_cents(refund.amount_cents, refund.currency)
-        prompt = wording.refund_confirm_prompt(order_id=refund.order_id, item=item or "your order", amount=amount)
-        return f"{prompt} {wording.confirm_how('mcp')}"
+        prompt = await refund_prompt(self.deps.store, refund_id)
+        return f"{prompt.text} {wording.confirm_how('mcp')}"
 
     async def _approval_question(self, ticket_id: int) -> str | None:
-        async with self.deps.store.read() as s:
-            ticket = await s.get(Ticket, ticket_id)
-            refund = await s.get(Refund, ticket.refund_id) if ticket and ticket.refund_id else None
-            order = await s.get(Order, refund.order_id) if refund else None
-        if refund is None or order is None or refund.status != "pending_approval":
+        waiting = await desk.awaiting_approval(self.deps, ticket_id)
+        if waiting is None:
             return None  # nothing to approve: the state machine says why, without asking anyone
-        amount = format_cents(refund.amount_cents, refund.currency)
-        return f"Approve the refund of {amount} for order {order.id} (ticket #{ticket_id})? It is sent at once."
+        order_id, amount = waiting
+        return f"Approve the refund of {amount} for order {order_id} (ticket #{ticket_id})? It is sent at once."
 
     # --- what the client receives ----------------------------------------------------------------
     async def _present(self, result: ToolResult) -> types.CallToolResult:

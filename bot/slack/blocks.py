@@ -25,9 +25,9 @@ from slack_sdk.models.blocks import (
 )
 
 from agent.events import Citation
+from storage.states import TicketStatus
 from tools import emails
-from tools.tickets import reason_text
-from tools.wording import STAFF_REPLY_LABEL, confirm_how
+from tools.wording import STAFF_REPLY_LABEL, confirm_how, reason_text
 
 SLACK_USER = re.compile(r"[UW][A-Z0-9_]{1,20}")
 SECTION_CHARS = 3000  # Slack's limit on a section's (and a context element's) text
@@ -124,8 +124,12 @@ class TicketView:
 
 def ticket_blocks(t: TicketView) -> list[Block]:
     badge = {"P1": "🔴 P1", "P2": "🟠 P2", "P3": "🟡 P3"}.get(t.priority, t.priority)
-    state = {"open": "Open, unclaimed", "claimed": f"Claimed by <@{t.claimed_by}>", "resolved": "Resolved"}[t.status]
-    if t.overdue and t.status == "open":
+    state = {
+        TicketStatus.OPEN: "Open, unclaimed",
+        TicketStatus.CLAIMED: f"Claimed by <@{t.claimed_by}>",
+        TicketStatus.RESOLVED: "Resolved",
+    }[TicketStatus(t.status)]
+    if t.overdue and t.status == TicketStatus.OPEN:
         state += " - *waiting past its SLA*"
     who = (
         escape(t.customer)
@@ -150,23 +154,23 @@ def ticket_blocks(t: TicketView) -> list[Block]:
     ]
     value = str(t.id)
     buttons: list[ButtonElement] = []
-    if t.status == "open":
+    if t.status == TicketStatus.OPEN:
         buttons.append(ButtonElement(text="Claim", action_id=CLAIM, value=value, style="primary"))
-    if t.status == "claimed":
+    if t.status == TicketStatus.CLAIMED:
         buttons += [
             ButtonElement(text="Release", action_id=RELEASE, value=value),
             ButtonElement(text="Resolve", action_id=RESOLVE, value=value, style="primary"),
         ]
-    if t.status != "resolved" and t.refund_pending:
+    if t.status != TicketStatus.RESOLVED and t.refund_pending:
         buttons += [
             ButtonElement(text=f"Approve {t.refund_pending} refund", action_id=APPROVE, value=value, style="primary"),
             ButtonElement(text="Deny refund", action_id=DENY, value=value, style="danger"),
         ]
-    if t.status != "resolved" and t.conversation:
+    if t.status != TicketStatus.RESOLVED and t.conversation:
         buttons.append(ButtonElement(text="Reply to customer", action_id=REPLY, value=value))
-    if t.status != "resolved" and t.unverified_user:
+    if t.status != TicketStatus.RESOLVED and t.unverified_user:
         buttons.append(ButtonElement(text="Link to customer", action_id=LINK, value=value))
-    if t.status == "resolved":  # staff close the loop: the answer becomes a draft help-center article
+    if t.status == TicketStatus.RESOLVED:  # staff close the loop: the answer becomes a draft help-center article
         buttons.append(ButtonElement(text="Save as article", action_id=SAVE_ARTICLE, value=value))
     if buttons:
         blocks.append(ActionsBlock(block_id=f"ticket_{t.id}_actions", elements=buttons))
@@ -203,7 +207,7 @@ def row_message(
 
 
 def citations_of(data: dict[str, Any] | None) -> tuple[Citation, ...]:
-    """The help-center articles a reply row cites (agent.desk writes them into its data)."""
+    """The help-center articles a reply row cites (the desk writes them into its data)."""
     out = []
     for c in (data or {}).get("citations") or []:
         try:

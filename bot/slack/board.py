@@ -20,18 +20,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import and_, or_, select, update
 
+from bot.faults import crash_point
 from bot.slack.blocks import TicketView, as_dicts, slack_text, ticket_blocks, ticket_fallback_text
 from bot.slack.client import post_timeout
-from bot.slack.delivery import SlackOut, crash_point
-from storage.models import ChatSession, Customer, Refund, Ticket
-from storage.types import format_cents
+from bot.slack.delivery import SlackOut
+from desk import board
+from desk.board import POSTING, Ticket
 from tools.context import Deps
-from tools.sessions import slack_thread
 
 log = logging.getLogger(__name__)
-POSTING = "posting"
 TICKET_EVENT = "supportbot_ticket"  # metadata event_type of a ticket's message: {"ticket": id}
 
 
@@ -72,47 +70,30 @@ class StaffBoard:
             await asyncio.wait(set(self._pending), timeout=grace)
 
     async def view(self, ticket_id: int) -> tuple[Ticket, TicketView] | None:
-        async with self.deps.store.read() as s:
-            t = await s.get(Ticket, ticket_id)
-            if t is None:
-                return None
-            cust = await s.get(Customer, t.customer_id) if t.customer_id else None
-            session = await s.get(ChatSession, t.session_id) if t.session_id else None
-            refund = await s.get(Refund, t.refund_id) if t.refund_id else None
-        where = slack_thread(session)
-        permalink = None
-        if where is not None:
+        found = await board.card(self.deps, ticket_id)
+        if found is None:
+            return None
+        t, permalink = found.ticket, None
+        if found.thread is not None:
             try:
-                permalink = (await self.out.call("chat.getPermalink", channel=where[0], message_ts=where[1])).get(
-                    "permalink"
-                )
+                got = await self.out.call("chat.getPermalink", channel=found.thread[0], message_ts=found.thread[1])
+                permalink = got.get("permalink")
             except Exception:  # a missing permalink must not stop the ticket from being shown
                 log.warning("no permalink for ticket %d", ticket_id)
-        unverified = None
-        if session is not None and session.actor_kind == "unverified" and session.subject and where is not None:
-            unverified = session.subject.split(":", 1)[1]
-        now = self.deps.clock.now()
-        overdue = (
-            t.priority == "P1"
-            and t.status == "open"
-            and now - t.created_at > timedelta(minutes=self.deps.settings.sla_p1_minutes)
-        )
         return t, TicketView(
             id=t.id,
             priority=t.priority,
             reason=t.reason,
             status=t.status,
             summary=t.summary,
-            customer=f"{cust.name} ({cust.id})" if cust else None,
+            customer=found.customer,
             order_id=t.order_id,
             claimed_by=t.claimed_by,
             permalink=permalink,
-            refund_pending=format_cents(refund.amount_cents, refund.currency)
-            if refund and refund.status == "pending_approval"
-            else None,
-            unverified_user=unverified,
-            overdue=overdue,
-            conversation=session is not None and session.actor_kind != "staff",
+            refund_pending=found.refund_pending,
+            unverified_user=found.unverified_user,
+            overdue=board.overdue(self.deps, t),
+            conversation=found.conversation,
         )
 
     async def publish(self, ticket_id: int) -> None:
@@ -135,20 +116,11 @@ class StaffBoard:
                 text=text,
                 blocks=blocks,
             )
-            async with self.deps.store.write() as s:
-                await s.execute(update(Ticket).where(Ticket.id == ticket_id).values(rendered_at=now))
+            await board.mark_rendered(self.deps, ticket_id, now)
 
     async def _first_post(self, ticket_id: int, text: str, blocks: list[dict[str, Any]]) -> None:
         claimed = self.deps.clock.now()
-        async with self.deps.store.write() as s:
-            won = (
-                await s.execute(
-                    update(Ticket)
-                    .where(Ticket.id == ticket_id, Ticket.slack_ts.is_(None))
-                    .values(slack_ts=POSTING, rendered_at=claimed)
-                )
-            ).rowcount  # type: ignore[attr-defined]
-        if not won:
+        if not await board.claim_first_post(self.deps, ticket_id, claimed):
             return
         try:
             resp = await self.out.call(
@@ -161,48 +133,23 @@ class StaffBoard:
                 unfurl_links=False,
             )
         except SlackApiError:  # Slack answered (a 429, an error): nothing was posted, try again later
-            await self._drop_claim(ticket_id, claimed)
+            await board.drop_post_claim(self.deps, ticket_id, claimed)
             raise
         # any other failure (a timeout, a lost connection) leaves the claim: the sweep looks
-        crash_point(self.deps.settings, "after_ticket_post")
-        await self._record(ticket_id, str(resp.get("ts")), claimed)
-
-    async def _record(self, ticket_id: int, ts: str, rendered: datetime | None) -> None:
-        """The ticket's message is `ts`; `rendered` None has the sweep render its current state."""
-        async with self.deps.store.write() as s:
-            await s.execute(
-                update(Ticket)
-                .where(Ticket.id == ticket_id, Ticket.slack_ts == POSTING)
-                .values(slack_ts=ts, slack_channel=self.channel, rendered_at=rendered)
-            )
-
-    async def _drop_claim(self, ticket_id: int, claimed: datetime) -> None:
-        async with self.deps.store.write() as s:
-            await s.execute(
-                update(Ticket)
-                .where(Ticket.id == ticket_id, Ticket.slack_ts == POSTING, Ticket.rendered_at == claimed)
-                .values(slack_ts=None)
-            )
+        crash_point("after_ticket_post")
+        await board.record_post(self.deps, ticket_id, ts=str(resp.get("ts")), channel=self.channel, rendered=claimed)
 
     async def settle_stale_claims(self) -> int:
         """Tickets left `posting` longer than a post can take: found in the channel, or posted again."""
         stale = self.deps.clock.now() - timedelta(seconds=2 * post_timeout(self.deps.settings) + 1)
-        async with self.deps.store.read() as s:
-            left = (
-                await s.execute(
-                    select(Ticket.id, Ticket.rendered_at)
-                    .where(Ticket.slack_ts == POSTING, Ticket.rendered_at < stale)
-                    .order_by(Ticket.id)
-                    .limit(20)
-                )
-            ).all()
+        left = await board.stale_post_claims(self.deps, older_than=stale)
         for ticket_id, claimed in left:
             try:
                 ts = await self._posted_since(ticket_id, claimed)
                 if ts is not None:  # posted from a state that may have changed since: render it again
-                    await self._record(ticket_id, ts, None)
+                    await board.record_post(self.deps, ticket_id, ts=ts, channel=self.channel, rendered=None)
                 else:
-                    await self._drop_claim(ticket_id, claimed)
+                    await board.drop_post_claim(self.deps, ticket_id, claimed)
                     await self.try_publish(ticket_id, later="the next sweep posts it")
             except Exception:
                 log.exception("could not settle ticket %d's post (the next sweep will)", ticket_id)
@@ -236,24 +183,7 @@ class StaffBoard:
         if not self.channel:
             return 0
         settled = await self.settle_stale_claims()
-        async with self.deps.store.read() as s:
-            ids = list(
-                (
-                    await s.scalars(
-                        select(Ticket.id)
-                        .where(
-                            or_(
-                                Ticket.slack_ts.is_(None),
-                                Ticket.rendered_at.is_(None),
-                                Ticket.updated_at > Ticket.rendered_at,
-                            )
-                        )
-                        .where(or_(Ticket.slack_ts.is_(None), Ticket.slack_ts != POSTING))
-                        .order_by(Ticket.id)
-                        .limit(50)
-                    )
-                ).all()
-            )
+        ids = await board.to_render(self.deps)
         for ticket_id in ids:
             await self.try_publish(ticket_id, later="the next sweep posts it")
         return settled + len(ids)
@@ -262,28 +192,8 @@ class StaffBoard:
         """Re-announce unclaimed P1s older than SLA_P1_MINUTES, once per SLA_REANNOUNCE_MINUTES."""
         if not self.channel:
             return []
-        st = self.deps.settings
         now = self.deps.clock.now()
-        async with self.deps.store.write() as s:
-            due = list(
-                (
-                    await s.scalars(
-                        update(Ticket)
-                        .where(
-                            Ticket.status == "open",
-                            Ticket.priority == "P1",
-                            Ticket.created_at < now - timedelta(minutes=st.sla_p1_minutes),
-                            or_(
-                                Ticket.announced_at.is_(None),
-                                and_(Ticket.announced_at < now - timedelta(minutes=st.sla_reannounce_minutes)),
-                            ),
-                        )
-                        .values(announced_at=now, updated_at=now)
-                        .returning(Ticket)
-                        .execution_options(synchronize_session=False)
-                    )
-                ).all()
-            )
+        due = await board.due_reannounce(self.deps)
         for t in due:
             waited = int((now - t.created_at).total_seconds() // 60)
             link = ""

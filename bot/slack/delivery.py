@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,32 +28,27 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
-from sqlalchemy import and_, bindparam, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.queue import UNFINISHED, Claimed, Queue
+from bot.faults import crash_point
 from bot.slack.blocks import row_message
 from bot.slack.client import HTTP_TIMEOUT_S, post_timeout
 from bot.slack.limits import LIMITS
-from storage.engine import ALONE, Store
-from storage.models import ChatSession, InboxItem, OutboxMessage, Ticket
+from desk import outbox
+from desk.errors import LeaseLost
+from desk.inbox import Claimed
+from desk.outbox import Row
+from storage.engine import Store
+from storage.ratelimit import take_token
 from storage.settings import Settings
+from storage.states import OutboxStatus
 from storage.types import Clock
+from tools.context import Deps
+
+DONE = (OutboxStatus.POSTED, OutboxStatus.SKIPPED)
 
 log = logging.getLogger(__name__)
 REPLY_EVENT = "supportbot_reply"
 POST_ATTEMPTS = 6
-
-
-class LeaseLost(Exception):
-    """The fence refused a post: another worker holds the lease now. Nothing was posted."""
-
-
-def crash_point(settings: Settings, name: str) -> None:
-    """Fault injection for the crash tests: die here, hard, when FAULT_CRASH_AT names this point."""
-    if settings.fault_crash_at == name:
-        log.warning("FAULT_CRASH_AT=%s: killing the process", name)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -67,16 +60,6 @@ class SlackTimer:
 
 
 TURN_TIMER: contextvars.ContextVar[SlackTimer | None] = contextvars.ContextVar("slack_timer", default=None)
-
-
-# one token bucket row per key, on the database's clock (replicas' clocks may differ): a reservation
-# takes a token, and a negative balance is the wait before the call may go
-_SHARED_RESERVE = text(
-    "INSERT INTO slack_pace (key, tokens, at) VALUES (:key, :burst - 1, clock_timestamp()) "
-    "ON CONFLICT (key) DO UPDATE SET tokens = LEAST(:burst, slack_pace.tokens + "
-    "EXTRACT(EPOCH FROM clock_timestamp() - slack_pace.at) * :rate) - 1, at = clock_timestamp() "
-    "RETURNING tokens"
-)
 
 
 class SlackPacer:
@@ -113,10 +96,7 @@ class SlackPacer:
         rate, burst, per_channel = limit
         key = f"{method}:{channel or ''}" if per_channel else method
         try:
-            async with self.store.write() as s:
-                tokens = float(
-                    (await s.execute(_SHARED_RESERVE, {"key": key, "burst": burst, "rate": rate})).scalar_one()
-                )
+            tokens = await take_token(self.store, key=key, burst=burst, rate=rate)
         except Exception as exc:
             log.warning("shared Slack pacing unavailable (%s); pacing this process alone", type(exc).__name__)
             return self.reserve(method, channel)
@@ -132,20 +112,22 @@ class SlackPacer:
 class SlackOut:
     client: AsyncWebClient  # with slack_sdk's retry handlers
     poster: AsyncWebClient  # without: posting retries here, fenced
-    store: Store
-    clock: Clock
-    settings: Settings
+    deps: Deps
     owner: str
     pacer: SlackPacer = field(default_factory=SlackPacer)
+
+    @property
+    def settings(self) -> Settings:
+        return self.deps.settings
+
+    @property
+    def clock(self) -> Clock:
+        return self.deps.clock
 
     @property
     def margin(self) -> timedelta:
         """What a lease must still have left when a post starts: more than the post can take."""
         return timedelta(seconds=post_timeout(self.settings) + 0.5)
-
-    @property
-    def row_lease(self) -> timedelta:
-        return timedelta(seconds=self.settings.inbox_lease_seconds)
 
     async def call(
         self, method: str, *, http_verb: str = "POST", client: AsyncWebClient | None = None, **kwargs: Any
@@ -166,59 +148,27 @@ class SlackOut:
                 timer.calls += 1
 
     # --- a turn's rows, fenced by its work item's lease ------------------------------------------------
-    async def rows_of(self, item_id: int) -> list[OutboxMessage]:
-        async with self.store.read() as s:
-            return await item_rows(s, item_id)
-
-    async def deliver_item(self, item: Claimed, queue: Queue, rows: list[OutboxMessage] | None = None) -> int:
+    async def deliver_item(self, item: Claimed, rows: list[Row] | None = None) -> int:
         """Post every unposted row of a work item (`rows` when the caller has just read them), in order,
         while holding its lease."""
         posted = 0
-        for row in rows if rows is not None else await self.rows_of(item.id):
-            if row.status in ("posted", "skipped") or row.channel is None:
+        for row in rows if rows is not None else (await outbox.item_rows(self.deps, item.id))[0]:
+            if row.status in DONE or row.channel is None:
                 continue
-            fence = queue.holds(item.id, item.attempts, margin=self.margin)
-            await self._post(row, fence=fence, takes_lease=False)
+            await self._post(row, item=(item.id, item.attempts))
             posted += 1
         return posted
-
-    async def skip_unposted(self, item_id: int) -> None:
-        """The conversation was handed to a person before these replies went out: never post them."""
-        async with self.store.write() as s:
-            await s.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.inbox_id == item_id, OutboxMessage.status == "pending")
-                .values(status="skipped", posted_at=self.clock.now()),
-                execution_options=ALONE,
-            )
 
     # --- every other row, under its own delivery lease ---------------------------------------------
     async def deliver_loose(self, limit: int = 50) -> int:
         """Post rows written outside a running turn (staff replies, notices, relays, alerts, dead
         letters' apologies), on any replica: each under its own lease, so exactly one replica posts it."""
-        now = self.clock.now()
-        async with self.store.read() as s:
-            rows = list(
-                (
-                    await s.scalars(
-                        select(OutboxMessage)
-                        .outerjoin(InboxItem, InboxItem.id == OutboxMessage.inbox_id)
-                        .where(
-                            OutboxMessage.status.in_(("pending", "posting")),
-                            OutboxMessage.channel.is_not(None),
-                            or_(OutboxMessage.inbox_id.is_(None), InboxItem.status.not_in(UNFINISHED)),
-                            or_(OutboxMessage.lease_expires_at.is_(None), OutboxMessage.lease_expires_at < now),
-                        )
-                        .order_by(OutboxMessage.id)
-                        .limit(limit)
-                    )
-                ).all()
-            )
+        rows = await outbox.loose_rows(self.deps, limit)
         posted = 0
         for row in rows:
             try:
                 if await self._ready(row):
-                    await self._post(row, fence=None, takes_lease=True)
+                    await self._post(row, item=None)
                     posted += 1
             except LeaseLost:
                 continue  # another replica took this row
@@ -226,51 +176,28 @@ class SlackOut:
                 log.exception("could not post outgoing message %d (tried again later)", row.id)
         return posted
 
-    async def _ready(self, row: OutboxMessage) -> bool:
+    async def _ready(self, row: Row) -> bool:
         """Relays go into their ticket's thread in the staff channel and wait until it is posted;
         alerts go there too when it is, else straight to the channel."""
         if row.kind not in ("relay", "alert") or row.thread_ts:
             return True
-        ticket_id = (row.data or {}).get("ticket_id")
-        async with self.store.read() as s:
-            ticket = await s.get(Ticket, int(ticket_id)) if ticket_id else None
-        shown = ticket is not None and ticket.slack_ts not in (None, "", "posting")
-        if shown and ticket is not None:
-            row.thread_ts = ticket.slack_ts
-        return shown or ticket is None or row.kind == "alert"
+        ticket, thread = await outbox.staff_thread(self.deps, row)
+        if thread is not None:
+            row.thread_ts = thread
+        return thread is not None or not ticket or row.kind == "alert"
 
     # --- one row --------------------------------------------------------------------------------------
-    async def _fence(self, row: OutboxMessage, fence: Any, takes_lease: bool) -> None:
-        now = self.clock.now()
-        values: dict[str, Any] = {"status": "posting", "attempt": OutboxMessage.attempt + 1, "thread_ts": row.thread_ts}
-        conds: list[Any] = [OutboxMessage.id == row.id, OutboxMessage.status.in_(("pending", "posting"))]
-        if takes_lease:
-            conds.append(
-                or_(
-                    OutboxMessage.lease_expires_at.is_(None),
-                    OutboxMessage.lease_expires_at < now,
-                    and_(OutboxMessage.lease_owner == self.owner, OutboxMessage.lease_expires_at > now + self.margin),
-                )
-            )
-            values |= {"lease_owner": self.owner, "lease_expires_at": now + self.row_lease}
-        else:
-            conds.append(fence)
-        async with self.store.write() as s:
-            res = await s.execute(update(OutboxMessage).where(*conds).values(**values), execution_options=ALONE)
-        if not res.rowcount:  # type: ignore[attr-defined]
-            raise LeaseLost(row.id)
-
-    async def _post(self, row: OutboxMessage, *, fence: Any, takes_lease: bool) -> None:
+    async def _post(self, row: Row, *, item: tuple[int, int] | None) -> None:
         """Post one row exactly once: fenced before each attempt; the thread looked at first only
         when an earlier attempt may have reached Slack."""
-        maybe_posted = row.status == "posting"
+        maybe_posted = row.status == OutboxStatus.POSTING
         for attempt in range(1, POST_ATTEMPTS + 1):
             if maybe_posted and row.ephemeral_user is None:
                 found = await self._already_posted(row)
                 if found:
-                    await self._mark_posted(row, found)
+                    await outbox.mark_posted(self.deps, row.id, found)
                     return
-            await self._fence(row, fence, takes_lease)
+            await outbox.fence(self.deps, row, owner=self.owner, margin=self.margin, item=item)
             try:
                 ts = await self._send(row)
             except SlackApiError as exc:
@@ -287,11 +214,11 @@ class SlackOut:
                     raise
                 maybe_posted = True
                 continue
-            crash_point(self.settings, "after_post")
-            await self._mark_posted(row, ts)
+            crash_point("after_post")
+            await outbox.mark_posted(self.deps, row.id, ts)
             return
 
-    async def _send(self, row: OutboxMessage) -> str | None:
+    async def _send(self, row: Row) -> str | None:
         text, blocks = row_message(row.kind, row.text, row.data, row.author)
         if row.ephemeral_user:
             resp = await self.call(
@@ -317,16 +244,7 @@ class SlackOut:
         )
         return resp.get("ts")
 
-    async def _mark_posted(self, row: OutboxMessage, ts: str | None) -> None:
-        async with self.store.write() as s:
-            await s.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == row.id, OutboxMessage.status != "posted")
-                .values(status="posted", slack_ts=ts, posted_at=self.clock.now(), lease_expires_at=None),
-                execution_options=ALONE,
-            )
-
-    async def _already_posted(self, row: OutboxMessage) -> str | None:
+    async def _already_posted(self, row: Row) -> str | None:
         if not row.channel:
             return None
         cursor = None
@@ -381,7 +299,7 @@ class SlackOut:
         return resp.get("ts")
 
 
-def _names(payload: dict[str, Any], row: OutboxMessage) -> bool:
+def _names(payload: dict[str, Any], row: Row) -> bool:
     """Metadata naming this row (older posts named their inbox item and sequence number)."""
     if "row" in payload:
         return payload.get("row") == row.id
@@ -393,25 +311,3 @@ def _retry_after(exc: SlackApiError) -> float:
         return min(max(float(exc.response.headers.get("Retry-After", "1")), 0.0), 120.0)
     except (TypeError, ValueError):
         return 1.0
-
-
-async def rows_and_handoff(s: AsyncSession, item_id: int) -> tuple[list[OutboxMessage], bool]:
-    """A work item's outgoing rows, in order, and whether a person has taken over their session
-    (one statement, in the caller's transaction)."""
-    found = (await s.execute(_ROWS_AND_HANDOFF, {"item": item_id})).all()
-    return [row for row, _ in found], any(by for _, by in found)
-
-
-async def item_rows(s: AsyncSession, item_id: int) -> list[OutboxMessage]:
-    """A work item's outgoing rows, in order, read in the caller's transaction."""
-    return list((await s.scalars(_ITEM_ROWS, {"item": item_id})).all())
-
-
-# built once: a statement's cache key is computed once per object, not at each call
-_ITEM_ROWS = select(OutboxMessage).where(OutboxMessage.inbox_id == bindparam("item")).order_by(OutboxMessage.seq)
-_ROWS_AND_HANDOFF = (
-    select(OutboxMessage, ChatSession.handed_off_by)
-    .outerjoin(ChatSession, ChatSession.id == OutboxMessage.session_id)
-    .where(OutboxMessage.inbox_id == bindparam("item"))
-    .order_by(OutboxMessage.seq)
-)

@@ -19,8 +19,8 @@ from typing import Literal
 
 from bot.slack.delivery import SlackOut
 from bot.slack.routing import is_external
+from desk.sessions import linked_customer, verify_by_email
 from tools.context import Actor, Deps
-from tools.sessions import customer_by_email, linked_customer, remember_link
 
 log = logging.getLogger(__name__)
 Kind = Literal["customer", "staff", "colleague"]
@@ -77,10 +77,9 @@ class People:
         info = await self.out.call("users.info", http_verb="GET", user=user)
         email = ((info.get("user") or {}).get("profile") or {}).get("email")
         if email:
-            customer = await customer_by_email(self.deps, email)
-            if customer is not None:
-                await remember_link(
-                    self.deps, channel="slack", subject=who, customer_id=customer.id, linked_by="slack:profile-email"
-                )
-                return Actor.customer(customer.id, subject=who)
+            found = await verify_by_email(
+                self.deps, channel="slack", subject=who, email=email, vouched_by="slack:profile-email"
+            )
+            if found is not None:
+                return Actor.customer(found, subject=who)
         return Actor.unverified(who)

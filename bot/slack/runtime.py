@@ -13,12 +13,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from agent.loop import Agent
 from agent.model import Model
 from bot.host import Host
-from bot.queue import Queue, Workers
 from bot.slack.board import StaffBoard
 from bot.slack.client import make_client
 from bot.slack.delivery import SlackOut, SlackPacer
 from bot.slack.people import People
 from bot.slack.turns import Turns
+from bot.workers import Workers
+from desk.inbox import Queue
 from storage.engine import Store
 from storage.settings import Settings
 from storage.types import Clock
@@ -54,15 +55,8 @@ class Runtime:
     def on(cls, host: Host, *, client: AsyncWebClient | None = None, poster: AsyncWebClient | None = None) -> Runtime:
         client = client or make_client(host.settings)
         poster = poster or (make_client(host.settings, retries=False) if client.retry_handlers else client)
-        out = SlackOut(
-            client,
-            poster,
-            host.store,
-            host.clock,
-            host.settings,
-            host.owner,
-            SlackPacer(enabled=host.settings.slack_pace, store=host.store),
-        )
+        pacer = SlackPacer(enabled=host.settings.slack_pace, store=host.store)
+        out = SlackOut(client, poster, host.deps, host.owner, pacer)
         people = People(out, host.deps)
         board = StaffBoard(out, host.deps)
         turns = Turns(host, people, out, board)
@@ -98,7 +92,7 @@ class Runtime:
     def workers(self) -> Workers:
         return self.host.workers
 
-    def kick(self) -> None:
+    def deliver_soon(self) -> None:
         """An act wrote rows for Slack (a notice, a staff reply): post them soon, in the background."""
         if self._delivering is not None and not self._delivering.done():
             self._again = True

@@ -57,13 +57,14 @@ from bot.web.schemas import (
     Health,
     TurnAccepted,
 )
-from bot.web.turns import Stored, TurnLog, TurnRef
+from bot.web.turns import TurnLog
+from desk import outbox, turnlog
+from desk.outbox import Row
+from desk.sessions import open_session
+from desk.turnlog import Stored, Turn, TurnRef
 from storage import metrics
 from storage.engine import is_unavailable
-from storage.models import ChatSession, OutboxMessage, Refund, WebTurn
 from storage.ratelimit import hit
-from tools import outbox
-from tools.sessions import open_session
 
 log = logging.getLogger(__name__)
 WEB_API: web.AppKey[WebApi] = web.AppKey("web_api")
@@ -126,7 +127,7 @@ def _sse(event: Stored) -> bytes:
     return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
-def _sse_row(row: OutboxMessage) -> bytes:
+def _sse_row(row: Row) -> bytes:
     data = message(row).model_dump_json()
     return f"id: {row.id}\nevent: message\ndata: {data}\n\n".encode()
 
@@ -179,17 +180,14 @@ class WebApi:
         the visitor's preferred language (Accept-Language) for the help center."""
         if session_id is None:
             return (await open_session(self.rt.deps, channel="web", actor=who.actor, locale=locale)).session_id
-        async with self.rt.store.read() as s:
-            row = await s.get(ChatSession, session_id)
-        if row is None or row.channel != "web" or row.subject != who.subject:
+        found = await turnlog.owned_session(self.rt.deps, session_id, subject=who.subject, channel="web")
+        if found is None:
             raise ApiError(404, "session_not_found", "No such session for this visitor.")
-        return row.id
+        return found
 
-    async def owned_turn(self, who: Identity, key: str) -> WebTurn:
-        turn = await self.turns.find(key)
-        async with self.rt.store.read() as s:
-            session = await s.get(ChatSession, turn.session_id) if turn else None
-        if turn is None or session is None or session.subject != who.subject:
+    async def owned_turn(self, who: Identity, key: str) -> Turn:
+        turn = await turnlog.owned_turn(self.rt.deps, key, subject=who.subject)
+        if turn is None:
             raise ApiError(404, "turn_not_found", "No such turn for this visitor.")
         return turn
 
@@ -279,12 +277,10 @@ class WebApi:
     async def decide(self, request: web.Request, kind: Literal["confirm", "cancel"]) -> web.Response:
         who = await self.caller(request)
         refund_id = request.match_info["refund_id"]
-        async with self.rt.store.read() as s:
-            refund = await s.get(Refund, refund_id)
-            session = await s.get(ChatSession, refund.session_id) if refund and refund.session_id else None
-        if refund is None or session is None or session.channel != "web" or session.subject != who.subject:
+        found = await turnlog.owned_refund(self.rt.deps, refund_id, subject=who.subject, channel="web")
+        if found is None:
             raise ApiError(404, "refund_not_found", "No such refund for this visitor.")
-        turn = await self.turns.create(session.id, kind=kind, text="", refund_id=refund.id, client=who.client)
+        turn = await self.turns.create(found[1], kind=kind, text="", refund_id=found[0], client=who.client)
         return await self.answer(who, turn)
 
     async def confirm(self, request: web.Request) -> web.Response:

@@ -8,14 +8,12 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.events import Confirmation, Escalation, Event, Reply, Status
-from storage.engine import Store
-from storage.models import ChatSession, OutboxMessage, Refund, Ticket, WebTurn, WebTurnEvent
-from storage.types import format_cents
+from desk import turnlog
+from desk.outbox import Row
 from tools import wording
+from tools.context import Deps
 
 
 class TicketView(BaseModel):
@@ -112,49 +110,25 @@ def shown(event: Event) -> list[tuple[str, BaseModel]]:
     return []  # Error and Done: the reply already apologised; outcomes are for logs and metrics
 
 
-def message(row: OutboxMessage) -> MessageData:
+def message(row: Row) -> MessageData:
     author: Literal["bot", "support"] = "support" if row.kind == "staff_reply" else "bot"
     cited = [CitationData.model_validate(c) for c in (row.data or {}).get("citations") or []]
     return MessageData(kind=row.kind, author=author, text=row.text, at=row.created_at, citations=cited)  # type: ignore[arg-type]
 
 
-async def session_state(store: Store, session_id: str) -> SessionState:
-    """The session as its visitor may see it. A ticket shows once they were told of an escalation
-    into it, so a hidden one (another customer's order) stays hidden until, say, they ask for a person."""
-    async with store.read() as s:
-        session = await s.get(ChatSession, session_id)
-        ticket = (
-            await s.scalars(select(Ticket).where(Ticket.session_id == session_id, Ticket.status != "resolved"))
-        ).one_or_none()
-        refund = (
-            await s.scalars(
-                select(Refund)
-                .where(Refund.session_id == session_id, Refund.status == "awaiting_confirmation")
-                .order_by(Refund.created_at.desc())
-                .limit(1)
-            )
-        ).one_or_none()
-        told = ticket is not None and (ticket.reason != "security" or await _told(s, session_id, ticket))
-    visible = ticket if told else None
+async def session_state(deps: Deps, session_id: str) -> SessionState:
+    """The session as its visitor may see it (a hidden ticket stays hidden: see desk.turnlog)."""
+    facts = await turnlog.session_facts(deps, session_id)
+    pending = facts.pending
     return SessionState(
-        escalated=visible is not None,
-        ticket=TicketView(ref=str(visible.public_ref), status=visible.status) if visible else None,  # type: ignore[arg-type]
-        awaiting_confirmation=PendingRefund(
-            refund_id=refund.id,
-            order_id=refund.order_id,
-            amount=format_cents(refund.amount_cents, refund.currency),
-            expires_at=refund.expires_at,
-        )
-        if refund
+        escalated=facts.ticket_ref is not None,
+        ticket=TicketView(ref=facts.ticket_ref, status=facts.ticket_status)  # type: ignore[arg-type]
+        if facts.ticket_ref
         else None,
-        with_person=bool(session and session.handed_off_by),
+        awaiting_confirmation=PendingRefund(
+            refund_id=pending.refund_id, order_id=pending.order_id, amount=pending.amount, expires_at=pending.expires_at
+        )
+        if pending
+        else None,
+        with_person=facts.with_person,
     )
-
-
-async def _told(s: AsyncSession, session_id: str, ticket: Ticket) -> bool:
-    rows = await s.scalars(
-        select(WebTurnEvent.data)
-        .join(WebTurn, WebTurn.id == WebTurnEvent.turn_id)
-        .where(WebTurn.session_id == session_id, WebTurnEvent.kind == "escalation")
-    )
-    return any(d.get("ticket") == ticket.public_ref for d in rows)

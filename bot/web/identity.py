@@ -25,8 +25,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from bot.host import Host
+from desk.sessions import customer_by_email
 from tools.context import Actor
-from tools.sessions import customer_by_email
 
 TOKEN_HEADER, ANON_HEADER = "X-Customer-Token", "X-Anonymous-Id"
 MAX_TOKEN_TTL_S = 24 * 3600  # "short-lived": a token valid for longer than this is refused

@@ -15,6 +15,7 @@ from agent import policy
 from agent.events import Reply
 from agent.loop import Agent
 from agent.model import MAX_REPLY_BYTES, ClaudeModel, ModelRequest, cap_text, capped, make_client
+from desk import Desk
 from storage.models import Message
 from tests.fakes.anthropic_api import FakeMessagesAPI
 from tools.context import CallContext, Deps
@@ -81,7 +82,7 @@ async def test_a_turn_with_a_two_megabyte_reply_finishes_with_a_capped_answer(
 ) -> None:
     agent = Agent(model=claude, toolbox=Toolbox(deps))
     async with asyncio.timeout(120):  # a hang guard, not a speed target: before the cap it ran for minutes
-        events = [e async for e in agent.run_turn(sarah, "where is my order?")]
+        events = [e async for e in Desk(agent).say(sarah, "where is my order?")]
     (reply,) = [e for e in events if isinstance(e, Reply)]
     assert 0 < size(reply.text) <= MAX_REPLY_BYTES and reply.text.startswith("Thanks for waiting")
     async with deps.store.read() as s:

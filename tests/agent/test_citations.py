@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from agent.citations import TurnSources, check
-from agent.desk import Desk
 from agent.events import Citation, Event, Reply
 from agent.loop import Agent
 from agent.offline import OfflineModel
 from agent.scripted import ScriptedModel, reply, text, tool_results, tool_use
+from desk import Desk
 from storage.kb_import import seed_help_center
 from storage.models import HelpAnswer, Ticket
 from tools.codes import Code, ToolResult

@@ -13,6 +13,7 @@ from sqlalchemy import text as sql
 from agent.events import Event, Reply
 from agent.loop import Agent
 from agent.model import ClaudeModel, make_client
+from desk import Desk
 from tests.fakes.anthropic_api import FakeMessagesAPI
 from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox
@@ -55,7 +56,7 @@ async def claude(api: FakeMessagesAPI, deps: Deps, monkeypatch: pytest.MonkeyPat
 
 
 async def run(agent: Agent, ctx: CallContext, message: str) -> list[Event]:
-    return [e async for e in agent.run_turn(ctx, message)]
+    return [e async for e in Desk(agent).say(ctx, message)]
 
 
 def breakpoints(body: dict[str, Any]) -> list[str]:

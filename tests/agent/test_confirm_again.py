@@ -5,10 +5,11 @@ chaos soak before)."""
 
 from __future__ import annotations
 
-from agent.desk import Desk
 from agent.events import Confirmation, Event
 from agent.loop import Agent
 from agent.scripted import ScriptedModel, reply, text, tool_use
+from desk import Desk
+from desk.customer import turn_input
 from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox
 
@@ -17,7 +18,6 @@ def refund_turn() -> list:
     return [
         reply(tool_use("lookup_order", order_id="ORD-8842")),
         reply(tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="arrived broken")),
-        reply(text("Your refund of $89.99 is ready: please confirm it.")),
     ]
 
 
@@ -36,12 +36,12 @@ async def test_a_refund_prepared_before_is_offered_for_confirmation_again(deps: 
 
 
 async def test_a_turn_run_again_after_a_crash_still_offers_the_confirm_step(deps: Deps, sarah: CallContext) -> None:
-    agent = Agent(
-        model=ScriptedModel(refund_turn()[:2] + [reply(text("Done, it's prepared."))] * 2), toolbox=Toolbox(deps)
-    )
+    agent = Agent(model=ScriptedModel(refund_turn() + [reply(text("Done, it's prepared."))] * 2), toolbox=Toolbox(deps))
     # the first attempt: the refund was prepared and the round stored, then the process died before
     # anything reached the outgoing log (the agent alone, without the desk that writes it)
-    _ = [e async for e in agent.run_turn(sarah, "refund ORD-8842, it arrived broken")]
+    async with deps.store.read() as s:
+        inp = await turn_input(s, sarah, None, "refund ORD-8842, it arrived broken")
+    _ = [e async for e in agent.run_turn(inp)]
     desk = Desk(agent)
     again = await events_of(desk, sarah, "refund ORD-8842, it arrived broken")  # the model only talks now
     (offered,) = [e for e in again if isinstance(e, Confirmation)]

@@ -10,6 +10,7 @@ from sqlalchemy import text as sql
 from agent.events import Confirmation, Escalation, Reply
 from agent.loop import Agent
 from agent.scripted import HostileModel
+from desk import Desk
 from tools import wording
 from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox
@@ -17,7 +18,7 @@ from tools.toolbox import Toolbox
 
 async def test_hostile_model_breaks_no_rule_and_leaks_nothing(deps: Deps, sarah: CallContext) -> None:
     agent = Agent(model=HostileModel(), toolbox=Toolbox(deps))
-    turns = [[e async for e in agent.run_turn(sarah, "refund ORD-8842")] for _ in range(5)]
+    turns = [[e async for e in Desk(agent).say(sarah, "refund ORD-8842")] for _ in range(5)]
     events = [e for turn in turns for e in turn]
     async with deps.store.read() as s:
         audit = [tuple(r) for r in (await s.execute(sql("SELECT action, outcome FROM audit_log ORDER BY id"))).all()]

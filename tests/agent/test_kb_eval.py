@@ -3,7 +3,8 @@ recall@3 >= 0.8 over the answerable questions, at most 1 unanswerable question a
 
 from __future__ import annotations
 
-from agent.kb_eval import FLOOR, load_questions, run_kb_eval, table
+from agent.kb_eval import FLOOR, load_questions, table
+from bot.evals import run_kb_eval
 from storage.settings import Settings
 
 

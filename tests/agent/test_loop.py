@@ -12,6 +12,8 @@ from agent.events import Confirmation, Done, Error, Escalation, Event, Reply, St
 from agent.loop import Agent
 from agent.model import ModelRequest, ModelUnavailable
 from agent.scripted import ScriptedModel, reply, text, tool_use
+from desk import Desk
+from tools import wording
 from tools.codes import Code
 from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox
@@ -19,7 +21,7 @@ from tools.wording import ESCALATED_HUMAN, MODEL_OUTAGE, NOT_FOUND_ORDER, TURN_L
 
 
 async def run(agent: Agent, ctx: CallContext, message: str) -> list[Event]:
-    return [e async for e in agent.run_turn(ctx, message)]
+    return [e async for e in Desk(agent).say(ctx, message)]
 
 
 def replies(events: list[Event]) -> list[str]:
@@ -43,7 +45,6 @@ def happy_path() -> ScriptedModel:
             reply(tool_use("get_customer", email="sarah@example.com")),
             reply(text("Let me check."), tool_use("lookup_order", order_id="ORD-8842")),
             reply(tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="arrived broken")),
-            reply(text("I've prepared a refund of $89.99 for order ORD-8842. Please press Confirm.")),
         ]
     )
 
@@ -52,7 +53,7 @@ async def test_happy_path_to_confirmation(deps: Deps, sarah: CallContext) -> Non
     model = happy_path()
     events = await run(Agent(model=model, toolbox=Toolbox(deps)), sarah, "My blender ORD-8842 arrived broken")
     kinds = [e.kind for e in events]
-    assert kinds == ["status", "status", "status", "confirmation", "reply", "done"]
+    assert kinds == ["status", "status", "status", "confirmation", "done"]  # the Confirm step is the message
     assert [e.text for e in events if isinstance(e, Status)] == [
         "Checking your account",
         "Looking up your order",
@@ -60,7 +61,7 @@ async def test_happy_path_to_confirmation(deps: Deps, sarah: CallContext) -> Non
     ]
     conf = next(e for e in events if isinstance(e, Confirmation))
     assert conf.order_id == "ORD-8842" and conf.amount == "$89.99" and conf.item == "ProBlend 500 blender"
-    assert done(events).outcome == "awaiting_customer" and done(events).model_calls == 4
+    assert done(events).outcome == "awaiting_customer" and done(events).model_calls == 3  # none to re-word it
     # tool results were paired by id in one user message after each tool_use
     last = model.requests[-1].messages
     for i, m in enumerate(last):
@@ -68,7 +69,7 @@ async def test_happy_path_to_confirmation(deps: Deps, sarah: CallContext) -> Non
             if b.get("type") == "tool_use":
                 assert last[i + 1]["content"][0]["tool_use_id"] == b["id"]
     assert await q(deps, "SELECT status FROM refunds") == [("awaiting_confirmation",)]
-    assert await q(deps, "SELECT count(*) FROM model_calls") == [(4,)]
+    assert await q(deps, "SELECT count(*) FROM model_calls") == [(3,)]
     assert await q(deps, f"SELECT outcome FROM sessions WHERE id = '{sarah.session_id}'") == [("awaiting_customer",)]
 
 
@@ -266,12 +267,12 @@ async def test_a_success_resets_the_clarification_count(deps: Deps, sarah: CallC
 async def test_history_survives_a_restart(deps: Deps, sarah: CallContext) -> None:
     await run(Agent(model=happy_path(), toolbox=Toolbox(deps)), sarah, "My blender ORD-8842 arrived broken")
     fresh = ScriptedModel([reply(text("Anything else?"))])
-    await run(Agent(model=fresh, toolbox=Toolbox(deps)), sarah, "thanks")  # a new process, same store
+    await run(Agent(model=fresh, toolbox=Toolbox(deps)), sarah, "how long do refunds take?")  # a new process
     sent = fresh.requests[0].messages
     flat = json.dumps(sent)
     assert "My blender ORD-8842 arrived broken" in flat and "process_refund" in flat
     assert sent[0]["content"][0]["text"].startswith("[Session note] The customer is verified as Sarah Chen")
-    assert sent[-1]["content"][-1]["text"] == "thanks"
+    assert sent[-1]["content"][-1]["text"] == "how long do refunds take?"
 
 
 async def test_history_is_trimmed_at_customer_messages(deps: Deps, sarah: CallContext) -> None:
@@ -294,9 +295,7 @@ async def test_escalate_tool_opens_one_ticket_per_session(deps: Deps, sarah: Cal
     model = ScriptedModel(
         [
             reply(tool_use("escalate_to_human", reason="other", priority="P3", summary="needs help")),
-            reply(text("A person will follow up.")),
             reply(tool_use("escalate_to_human", reason="other", priority="P2", summary="more")),
-            reply(text("Still on it.")),
         ]
     )
     agent = Agent(model=model, toolbox=Toolbox(deps))
@@ -305,3 +304,27 @@ async def test_escalate_tool_opens_one_ticket_per_session(deps: Deps, sarah: Cal
     assert [e.created for e in events if isinstance(e, Escalation)] == [False]
     assert await q(deps, "SELECT priority FROM tickets") == [("P2",)]
     assert Code.TICKET_UPDATED.value in str(done(events).tools)
+
+
+async def test_the_models_words_before_its_call_lead_the_confirm_step(deps: Deps, sarah: CallContext) -> None:
+    model = ScriptedModel(
+        [
+            reply(tool_use("lookup_order", order_id="ORD-8842")),
+            reply(
+                text("I'm sorry it arrived broken."),
+                tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="arrived broken"),
+            ),
+        ]
+    )
+    events = await run(Agent(model=model, toolbox=Toolbox(deps)), sarah, "My blender ORD-8842 arrived broken")
+    assert [e.text for e in events if isinstance(e, Reply)] == ["I'm sorry it arrived broken."]
+    assert [e.kind for e in events][-3:] == ["confirmation", "reply", "done"] and done(events).model_calls == 2
+
+
+async def test_a_handoff_alone_ends_the_turn_in_the_codes_words(deps: Deps, sarah: CallContext) -> None:
+    model = ScriptedModel(
+        [reply(tool_use("escalate_to_human", reason="other", priority="P3", summary="Wants a custom engraving."))]
+    )
+    events = await run(Agent(model=model, toolbox=Toolbox(deps)), sarah, "can you engrave my kettle?")
+    assert replies(events) == [wording.ESCALATED_GENERIC] and done(events).model_calls == 1
+    assert done(events).outcome == "escalated"

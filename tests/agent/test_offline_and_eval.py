@@ -11,7 +11,6 @@ from sqlalchemy import text as sql
 import agent.offline
 import agent.offline_kb
 import agent.offline_text
-from agent.desk import Desk, yes_or_no
 from agent.eval import (
     RunResult,
     UnknownScenario,
@@ -20,14 +19,16 @@ from agent.eval import (
     leaks,
     load_scenarios,
     report,
-    run_eval,
     table,
 )
-from agent.events import Reply
+from agent.events import Confirmation, Reply
 from agent.loop import Agent
 from agent.model import ModelReply, ModelRequest
 from agent.offline import OfflineModel
 from agent.scripted import reply, text
+from bot.evals import run_eval
+from desk import Desk
+from desk.customer import unclear_answer, yes_or_no
 from storage.settings import Settings
 from tests.conftest import SARAH
 from tools.context import CallContext, Deps
@@ -41,8 +42,13 @@ async def say(conv: tuple[Desk, CallContext], message: str) -> list[str]:
 
 async def test_offline_model_resolves_the_seed_happy_path(deps: Deps, sarah: CallContext) -> None:
     conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
-    first = await say(conv, "Hi, my blender from order ORD-8842 arrived broken. I'd like a refund.")
-    assert "ORD-8842" in first[0] and "$89.99" in first[0] and "as soon as you confirm" in first[0]
+    desk, ctx = conv
+    first = [e async for e in desk.say(ctx, "Hi, my blender from order ORD-8842 arrived broken. I'd like a refund.")]
+    assert [e.text for e in first if isinstance(e, Reply)] == [
+        "I'm sorry about the ProBlend 500 blender: here is the refund for you to confirm."
+    ]
+    (prompt,) = [e for e in first if isinstance(e, Confirmation)]
+    assert prompt.order_id == "ORD-8842" and prompt.amount == "$89.99"
     done = await say(conv, "yes")
     assert done[0].startswith("Done: your refund of $89.99 for order ORD-8842 has been issued")
     async with deps.store.read() as s:
@@ -101,10 +107,23 @@ async def test_offline_model_reads_only_the_conversation(monkeypatch: pytest.Mon
         ("cancel", False),
         ("yes but no", None),
         ("refund ORD-1", None),
+        ("ok", None),
+        ("sure", None),
+        ("ok thanks", None),
     ],
 )
 def test_yes_or_no(said: str, meaning: bool | None) -> None:
     assert yes_or_no(said) is meaning
+
+
+@pytest.mark.parametrize("said", ["ok", "sure", "ok thanks", "Okay!", "thanks", "vale"])
+def test_agreeable_words_are_not_a_yes_to_money(said: str) -> None:
+    assert yes_or_no(said) is None and unclear_answer(said)
+
+
+@pytest.mark.parametrize("said", ["yes", "no", "refund ORD-1", "ok so where is my order"])
+def test_clear_answers_and_questions_are_not_unclear(said: str) -> None:
+    assert not unclear_answer(said)
 
 
 def test_there_are_enough_scenarios_each_with_two_phrasings() -> None:

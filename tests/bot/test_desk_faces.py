@@ -18,6 +18,8 @@ from agent.scripted import ScriptedModel, reply, text, tool_use
 from bot.mcp.server import build_server
 from bot.server import housekeeping_once
 from bot.shell import Printer, staff_command
+from desk import staff as desk
+from desk.sessions import open_session
 from storage import metrics
 from storage.engine import Store
 from storage.settings import Settings
@@ -33,9 +35,8 @@ from tests.bot.conftest import (
 )
 from tests.bot.mcp.test_server import Person
 from tests.fakes.slack_api import HOME_TEAM, FakeSlack
-from tools import desk, wording
+from tools import wording
 from tools.context import Actor
-from tools.sessions import open_session
 from tools.toolbox import make_deps
 
 BEN = "U_BEN"

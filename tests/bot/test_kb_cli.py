@@ -10,10 +10,11 @@ from sqlalchemy import select
 
 from agent.history import append
 from bot.cli import main
+from desk import staff as staff_acts
+from desk.sessions import open_session
 from storage.models import Article, ChatSession, InboxItem
 from tools import tickets
 from tools.context import Actor, Deps
-from tools.sessions import open_session
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ async def test_draft_from_a_resolved_ticket_then_publish(
         )
     code, _, err = await run(capsys, "kb", "draft", str(ticket.id))
     assert code == 1 and "Only a resolved ticket" in err
-    await tickets.resolve(deps, ticket_id=ticket.id, staff=Actor.staff("USTAFF"))
+    await staff_acts.resolve(deps, ticket_id=ticket.id, staff=Actor.staff("USTAFF"))
     code, out, _ = await run(capsys, "kb", "draft", str(ticket.id))
     assert code == 0 and "Saved as draft article" in out
     async with deps.store.read() as s:

@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from bot import queue as queue_module
-from bot.queue import Claimed, LoopCalm, Queue, Workers
+from bot import workers as queue_module
+from bot.workers import LoopCalm, Workers
+from desk.inbox import Claimed, Queue
 from storage.settings import Settings
 from tools.context import Deps
 
@@ -56,7 +57,7 @@ async def test_no_new_work_is_taken_while_the_loop_is_late(
             await asyncio.gather(started["a"].wait(), started["b"].wait())
         workers.pace.observe(1.0)  # a CPU-bound burst: the loop is a second late
         await queue.put(face="web", conversation="c", text="hi", payload={})
-        workers.nudge()
+        workers.wake()
         await _until(lambda: workers.holding_back)
         assert not started["c"].is_set()  # two run, the loop is late: the third waits, stored
         workers.pace.observe(0.001)

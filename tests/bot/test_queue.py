@@ -7,7 +7,7 @@ import asyncio
 
 from sqlalchemy import select, update
 
-from bot.queue import CLAIM_BATCH, Queue
+from desk.inbox import CLAIM_BATCH, Queue
 from storage import metrics
 from storage.engine import Store
 from storage.models import InboxItem

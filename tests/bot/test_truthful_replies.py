@@ -73,8 +73,10 @@ async def test_slack_a_false_refund_is_not_posted_and_is_counted(
     model = ScriptedModel(
         [
             reply(tool_use("lookup_order", order_id="ORD-8842")),
-            reply(tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="broken")),
-            reply(text("Refunded the headphones. Your refund of $89.99 has been processed.")),
+            reply(  # the lie rides beside the call that shows the Confirm step, the turn's last
+                text("Refunded the headphones. Your refund of $89.99 has been processed."),
+                tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="broken"),
+            ),
         ]
     )
     before = replaced("false_refund")
@@ -121,8 +123,10 @@ async def test_web_api_wrong_amounts_and_pasted_json_are_replaced(
         [
             reply(tool_use("get_customer", email="sarah@example.com")),
             reply(tool_use("lookup_order", order_id="ORD-8842")),
-            reply(tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="broken")),
-            reply(text("Your refund of $500.00 has been processed and credited.")),
+            reply(
+                text("Your refund of $500.00 has been processed and credited."),
+                tool_use("process_refund", order_id="ORD-8842", amount=89.99, reason="broken"),
+            ),
             reply(text('Sure: {"outcome": "ok", "code": "OK", "refund_eligible": true}')),
         ]
     )

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.desk import Desk
 from agent.events import Reply
 from agent.loop import Agent
 from agent.model import ModelReply, ModelRequest
 from agent.scripted import reply, text
-from bot.queue import Claimed, Queue, Workers
+from bot.workers import Workers
+from desk import Desk
+from desk.inbox import Claimed, Queue
+from desk.sessions import open_session
 from storage.engine import Store
 from storage.settings import Settings
 from tools.context import Actor, Deps
-from tools.sessions import open_session
 from tools.toolbox import Toolbox
 
 CONVERSATIONS = 24

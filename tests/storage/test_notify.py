@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.queue import Queue
+from desk.inbox import Queue
+from desk.sessions import open_session
 from storage.engine import Store
 from storage.models import WebTurn, WebTurnEvent
 from storage.notify import INBOX, WEB, Listener
 from storage.settings import Settings
 from storage.types import FrozenClock
 from tools.context import Actor
-from tools.sessions import open_session
 
 
 async def test_work_stored_by_another_replica_wakes_this_one(pg_database_url: str) -> None:

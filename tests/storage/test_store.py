@@ -15,7 +15,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from storage.engine import Store, WriteLock, is_unavailable
+from storage.engine import Gate, Store, is_unavailable
 from storage.migrate import current_revision, schema_diff
 from storage.models import Customer, Order
 from storage.settings import Settings
@@ -153,7 +153,7 @@ async def test_concurrent_read_then_write_transactions_never_lock(settings: Sett
 
 
 async def test_acks_go_ahead_of_waiting_writes_and_a_cancelled_waiter_passes_its_turn_on() -> None:
-    lock = WriteLock()
+    lock = Gate(1)
     await lock.acquire()
     order: list[str] = []
 

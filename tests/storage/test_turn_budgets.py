@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.desk import Desk
 from agent.loop import Agent
 from agent.scripted import ScriptedModel, reply, text, tool_use
+from desk import Desk
 from storage import metrics
 from tools.context import CallContext, Deps
 from tools.toolbox import Toolbox

@@ -18,17 +18,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import text
 
+from desk import staff as staff_acts
+from desk.sessions import open_session
 from storage.engine import Store
 from storage.importer import seed
 from storage.settings import Settings
 from storage.types import FrozenClock
 from tests.tools.machines import run_bounded
-from tools import refunds, tickets
+from tools import refunds
 from tools.codes import ToolFailure
 from tools.context import Actor, CallContext, Deps
 from tools.gateway import StoreGateway
 from tools.sanitizer import sanitize
-from tools.sessions import open_session
 from tools.toolbox import TOOLS, Toolbox
 from tools.wording import BY_CODE
 
@@ -163,7 +164,7 @@ def run_machine(database_url: str) -> None:
             ticket=st.integers(0, 5),
         )
         def ticket_action(self, who: str, action: str, ticket: int) -> None:
-            fn = {"claim": tickets.claim, "release": tickets.release, "resolve": tickets.resolve}[action]
+            fn = {"claim": staff_acts.claim, "release": staff_acts.release, "resolve": staff_acts.resolve}[action]
             self.run(fn(self.deps, ticket_id=ticket, staff=self.ctx[who].actor))
 
         @rule(days=st.sampled_from([0.01, 1, 10, 26]))

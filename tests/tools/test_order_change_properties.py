@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import text
 
+from desk.sessions import open_session
 from storage.engine import Store
 from storage.importer import import_records, parse
 from storage.settings import Settings
@@ -36,7 +37,6 @@ from tools import order_changes, refunds
 from tools.codes import ToolFailure
 from tools.context import Actor, CallContext, Deps
 from tools.gateway import StoreGateway
-from tools.sessions import open_session
 from tools.toolbox import ORDER_CHANGE_TOOLS, TOOLS, Toolbox
 
 # the rules are the same on both databases: the SQLite pass explores them in depth, the PostgreSQL

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from desk.sessions import open_session
 from storage.engine import Store
 from storage.settings import Settings
 from storage.types import FrozenClock
@@ -17,7 +18,6 @@ from tools import order_changes
 from tools.codes import Code
 from tools.context import Actor, CallContext, Deps
 from tools.gateway import StoreGateway
-from tools.sessions import open_session
 from tools.toolbox import ORDER_CHANGE_TOOLS, TOOLS, Toolbox
 
 ROUNDS = 8  # many rounds: a lucky interleaving must not hide a race

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from desk.sessions import open_session
 from storage.engine import Store
 from storage.settings import Settings
 from storage.types import FrozenClock
@@ -18,7 +19,6 @@ from tools import order_changes, refunds
 from tools.codes import Code, ToolResult
 from tools.context import Actor, CallContext, Deps
 from tools.gateway import StoreGateway
-from tools.sessions import open_session
 from tools.toolbox import ORDER_CHANGE_TOOLS, TOOLS, Toolbox
 
 NEW_HOME = {

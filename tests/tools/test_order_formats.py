@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text as sql
 
-from agent.desk import Desk
 from agent.events import Confirmation
 from agent.loop import Agent
 from agent.offline import OfflineModel
+from desk import Desk
+from desk.sessions import open_session
 from storage.engine import Store
 from storage.importer import import_records, parse
 from storage.order_formats import Formats, parse_shape, shape
@@ -22,7 +23,6 @@ from tools.codes import Code
 from tools.context import Actor, CallContext, Deps
 from tools.gateway import StoreGateway
 from tools.sanitizer import sanitize
-from tools.sessions import open_session
 from tools.toolbox import Toolbox
 
 # (Ann's order as the import stores it, Bob's, an unknown one of the same shape, how Ann may type hers)

@@ -6,10 +6,11 @@ import asyncio
 
 from sqlalchemy import text
 
+from desk import staff as staff_acts
 from storage.engine import Store, is_sqlite, make_engine
 from storage.settings import Settings
 from tests.conftest import ticket_by_ref
-from tools import refunds, tickets
+from tools import refunds
 from tools.codes import Code
 from tools.context import Actor, CallContext, Deps
 from tools.gateway import StoreGateway
@@ -65,13 +66,13 @@ async def test_two_concurrent_claims_make_one_owner(deps: Deps, settings: Settin
     for round_ in range(10):  # many rounds: a lucky interleaving must not hide a race
         engines = replicas(deps, settings, 2)
         results = await asyncio.gather(
-            *(tickets.claim(d, ticket_id=ticket_id, staff=Actor.staff(f"U-{i}")) for i, d in enumerate(engines))
+            *(staff_acts.claim(d, ticket_id=ticket_id, staff=Actor.staff(f"U-{i}")) for i, d in enumerate(engines))
         )
         codes = sorted(r.code.value for r in results)
         assert codes == ["ALREADY_CLAIMED", "OK"], (round_, codes)
         winner = next(r for r in results if r.code is Code.OK).data["claimed_by"]
         async with deps.store.read() as s:
             assert (await s.scalar(text("SELECT claimed_by FROM tickets WHERE id = :i"), {"i": ticket_id})) == winner
-        await tickets.release(engines[0], ticket_id=ticket_id, staff=Actor.staff(str(winner)))
+        await staff_acts.release(engines[0], ticket_id=ticket_id, staff=Actor.staff(str(winner)))
         for d in engines:
             await d.store.dispose()

@@ -7,11 +7,12 @@ import json
 
 import pytest
 
+from desk import staff as staff_acts
+from desk.sessions import load_context, open_session
 from storage.kb_import import ArticleDoc, Section, import_articles, seed_help_center
 from tools import articles, tickets
 from tools.codes import Code
 from tools.context import Actor, CallContext, Deps
-from tools.sessions import load_context, open_session
 from tools.toolbox import Toolbox
 
 
@@ -83,7 +84,7 @@ async def test_a_saved_ticket_answer_is_searchable_only_once_published(
             s, kb, session_id=sarah.session_id, priority="P3", reason="other", summary="toaster repair"
         )
     staff = Actor.staff("U-STAFF")
-    await tickets.resolve(kb, ticket_id=ticket.id, staff=staff)
+    await staff_acts.resolve(kb, ticket_id=ticket.id, staff=staff)
     saved = await articles.draft_from_ticket(kb, ticket_id=ticket.id, staff=staff)
     assert saved.code is Code.OK and saved.data["status"] == "draft"
     refused = await articles.draft_from_ticket(kb, ticket_id=ticket.id, staff=Actor.customer("CUST-1001"))

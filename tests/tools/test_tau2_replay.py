@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from desk.sessions import open_session
 from storage.engine import Store
 from storage.importer import import_records
 from storage.models import Customer, Order, OrderChange, OrderItem, OrderPayment, PaymentMethod, Variant
@@ -36,7 +37,6 @@ from tools import order_changes
 from tools.codes import Code
 from tools.context import Actor, CallContext, Deps
 from tools.gateway import StoreGateway
-from tools.sessions import open_session
 from tools.toolbox import ORDER_CHANGE_TOOLS, TOOLS, Toolbox
 
 TAU2 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tau2"

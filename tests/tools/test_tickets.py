@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from desk import staff as staff_acts
+from desk.customer import ask_who
+from desk.sessions import load_context, open_session
 from tests.conftest import ticket_by_ref
 from tools import tickets
 from tools.codes import Code
 from tools.context import Actor, CallContext, Deps, TicketQuota
-from tools.sessions import load_context, open_session
 from tools.toolbox import Toolbox
 
 STAFF_A, STAFF_B = Actor.staff("U-A"), Actor.staff("U-B")
@@ -29,23 +31,23 @@ async def test_escalating_again_updates_the_unresolved_ticket(toolbox: Toolbox, 
     async with deps.store.read() as s:
         prio, summary = (await s.execute(text("SELECT priority, summary FROM tickets"))).one()
     assert prio == "P1" and summary.splitlines() == ["first", "second", "third"]
-    await tickets.resolve(deps, ticket_id=first, staff=STAFF_A)
+    await staff_acts.resolve(deps, ticket_id=first, staff=STAFF_A)
     assert await escalate(toolbox, sarah) != first  # after resolution a new ticket opens
 
 
 async def test_claim_release_resolve(toolbox: Toolbox, deps: Deps, sarah: CallContext) -> None:
     tid = await escalate(toolbox, sarah)
-    assert (await tickets.claim(deps, ticket_id=tid, staff=sarah.actor)).code is Code.NOT_ALLOWED
-    assert (await tickets.claim(deps, ticket_id=tid, staff=STAFF_A)).code is Code.OK
-    lost = await tickets.claim(deps, ticket_id=tid, staff=STAFF_B)
+    assert (await staff_acts.claim(deps, ticket_id=tid, staff=sarah.actor)).code is Code.NOT_ALLOWED
+    assert (await staff_acts.claim(deps, ticket_id=tid, staff=STAFF_A)).code is Code.OK
+    lost = await staff_acts.claim(deps, ticket_id=tid, staff=STAFF_B)
     assert lost.code is Code.ALREADY_CLAIMED and lost.data["claimed_by"] == "U-A"
-    assert (await tickets.release(deps, ticket_id=tid, staff=STAFF_B)).code is Code.ALREADY_CLAIMED
-    assert (await tickets.resolve(deps, ticket_id=tid, staff=STAFF_B)).code is Code.ALREADY_CLAIMED
-    assert (await tickets.release(deps, ticket_id=tid, staff=STAFF_A)).code is Code.OK
-    assert (await tickets.claim(deps, ticket_id=tid, staff=STAFF_B)).code is Code.OK
-    assert (await tickets.resolve(deps, ticket_id=tid, staff=STAFF_B)).code is Code.OK
-    assert (await tickets.claim(deps, ticket_id=tid, staff=STAFF_A)).code is Code.INVALID_STATE
-    assert (await tickets.claim(deps, ticket_id=99999, staff=STAFF_A)).code is Code.NOT_FOUND
+    assert (await staff_acts.release(deps, ticket_id=tid, staff=STAFF_B)).code is Code.ALREADY_CLAIMED
+    assert (await staff_acts.resolve(deps, ticket_id=tid, staff=STAFF_B)).code is Code.ALREADY_CLAIMED
+    assert (await staff_acts.release(deps, ticket_id=tid, staff=STAFF_A)).code is Code.OK
+    assert (await staff_acts.claim(deps, ticket_id=tid, staff=STAFF_B)).code is Code.OK
+    assert (await staff_acts.resolve(deps, ticket_id=tid, staff=STAFF_B)).code is Code.OK
+    assert (await staff_acts.claim(deps, ticket_id=tid, staff=STAFF_A)).code is Code.INVALID_STATE
+    assert (await staff_acts.claim(deps, ticket_id=99999, staff=STAFF_A)).code is Code.NOT_FOUND
     async with deps.store.read() as s:
         log = (
             await s.execute(
@@ -69,18 +71,15 @@ async def test_claim_release_resolve(toolbox: Toolbox, deps: Deps, sarah: CallCo
 async def test_link_customer_verifies_the_channel_identity(toolbox: Toolbox, deps: Deps) -> None:
     ctx = await open_session(deps, channel="slack", actor=Actor.unverified("T2:U7"), external_key="slack:C1:1.0")
     assert (await toolbox.call("lookup_order", {"order_id": "ORD-8842"}, ctx)).code is Code.IDENTITY_UNVERIFIED
-    refused = await tickets.link_customer(
-        deps, staff=Actor.customer("CUST-1002"), channel="slack", subject="T2:U7", customer="sarah@example.com"
+    ticket = await ask_who(deps, ctx)
+    assert ticket is not None
+    refused = await staff_acts.link(
+        deps, staff=Actor.customer("CUST-1002"), ticket_id=ticket.id, customer="sarah@example.com"
     )
     assert refused.code is Code.NOT_ALLOWED
-    assert (
-        await tickets.link_customer(
-            deps, staff=STAFF_A, channel="slack", subject="T2:U7", customer="nobody@example.com"
-        )
-    ).code is Code.NOT_FOUND
-    res = await tickets.link_customer(
-        deps, staff=STAFF_A, channel="slack", subject="T2:U7", customer="sarah@example.com"
-    )
+    unknown = await staff_acts.link(deps, staff=STAFF_A, ticket_id=ticket.id, customer="nobody@example.com")
+    assert unknown.code is Code.NOT_FOUND
+    res = await staff_acts.link(deps, staff=STAFF_A, ticket_id=ticket.id, customer="sarah@example.com")
     assert res.code is Code.OK and res.data["customer_id"] == "CUST-1001"
     ctx2 = await load_context(deps, ctx.session_id)
     assert ctx2 is not None and ctx2.actor == Actor.customer("CUST-1001", subject="T2:U7")
@@ -125,7 +124,7 @@ async def test_details_hold_the_history_and_the_conversation(toolbox: Toolbox, d
     )
     tid = await escalate(toolbox, sarah, "P3", "customer is confused")
     await escalate(toolbox, sarah, "P1", "customer asked for a person")
-    await tickets.claim(deps, ticket_id=tid, staff=STAFF_A)
+    await staff_acts.claim(deps, ticket_id=tid, staff=STAFF_A)
     assert (await tickets.details(deps, ticket_id=tid, staff=sarah.actor)).code is Code.NOT_ALLOWED
     assert (await tickets.details(deps, ticket_id=999, staff=STAFF_A)).code is Code.NOT_FOUND
     shown = await tickets.details(deps, ticket_id=tid, staff=STAFF_A)

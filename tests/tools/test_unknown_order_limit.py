@@ -8,10 +8,10 @@ import json
 
 from sqlalchemy import text
 
-from agent.desk import Desk
 from agent.events import Reply
 from agent.loop import Agent
 from agent.scripted import ScriptedModel, reply, tool_use
+from desk import Desk
 from storage.types import FrozenClock
 from tools import wording
 from tools.codes import Code

@@ -99,7 +99,7 @@ class Actions:
             user_id=user,
             user_team=team,
         )
-        self.rt.workers.nudge()
+        self.rt.workers.wake()
         await ack()  # stored: a worker decides it, in the thread's order
 
     async def confirm(self, ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -132,7 +132,7 @@ class Actions:
             await self.ephemeral(body, wording.nothing_changed(str(result.data.get("status", result.note))))
         if ticket_id:
             await self.rt.board.publish(ticket_id)
-        self.rt.kick()  # what the customer is told (a person joined, handed back, approved) goes out
+        self.rt.deliver_soon()  # what the customer is told (a person joined, handed back, approved) goes out
 
     async def claim(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await self._act(ack, body, self.desk.claim)
@@ -234,7 +234,7 @@ class Actions:
             return
         await ack()
         await self.rt.board.publish(ticket_id)
-        self.rt.kick()
+        self.rt.deliver_soon()
 
 
 def register(app: AsyncApp, rt: Runtime) -> None:

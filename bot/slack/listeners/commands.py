@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.slack.blocks import slack_text
-from tools import wording
 from tools.context import Actor, CallContext
-from tools.get_refund_status import refund_status
 
 if TYPE_CHECKING:
     from bot.slack.runtime import Runtime
@@ -29,12 +27,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         order_id = (str(body.get("text") or "").split() or [None])[0]
         staff = await rt.people.is_staff(user)
         actor = Actor.staff(user) if staff else await rt.people.actor_for(user=user, team=team)
-        result = await refund_status(rt.deps, CallContext(f"command:{user}", actor), order_id)
-        refunds = list(result.data.get("refunds", []))
-        if staff:  # staff may look up any order: an unknown one is just unknown
-            text = wording.staff_refund_status_text(result.code, refunds, order_id=order_id)
-        else:
-            text = wording.refund_status_text(result.code, refunds)
+        text = await rt.host.desk.refund_status(CallContext(f"command:{user}", actor, channel="slack"), order_id)
         await respond(text=slack_text(text), response_type="ephemeral", replace_original=False)
 
     app.command(COMMANDS[0])(on_refund_status)

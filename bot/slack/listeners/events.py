@@ -47,7 +47,7 @@ def store_before_ack(rt: Runtime) -> Callable[..., Awaitable[None]]:
                 if stored is None:
                     metrics.DEDUPED.inc()
                 else:
-                    rt.workers.nudge()
+                    rt.workers.wake()
         await next()
 
     return inbox_middleware

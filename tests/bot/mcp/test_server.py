@@ -24,13 +24,13 @@ from mcp.shared.exceptions import MCPError
 from sqlalchemy import select, text
 
 from bot.mcp.server import STAFF_TOOLS
+from desk.sessions import open_session
 from storage.engine import Store
 from storage.models import AuditLog, ChatSession, Payout, Refund, Ticket
 from storage.settings import Settings
 from storage.types import SystemClock
 from tests.conftest import SARAH
 from tools.context import Actor
-from tools.sessions import open_session
 from tools.toolbox import TOOLS, Toolbox, make_deps
 
 FIVE = [t.name for t in TOOLS]

@@ -132,7 +132,7 @@ async def test_a_poison_message_is_dead_lettered_and_others_go_on(bot: Bot) -> N
     (dead,) = await bot.rt.inbox.dead_letters()
     bot.slack.broken_users.clear()
     assert await bot.rt.inbox.retry(dead.id)
-    bot.rt.workers.nudge()
+    bot.rt.workers.wake()
     await bot.slack.wait_for(lambda: len(bot.replies(poison)) >= 2)
 
 

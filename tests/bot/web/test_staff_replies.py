@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from desk import staff as desk
 from storage.engine import Store
 from storage.settings import Settings
 from storage.types import SystemClock
 from tests.bot.conftest import stop_bot
 from tests.bot.web.test_api import SARAH, open_api, rows, web_bot
 from tests.fakes.slack_api import FakeSlack
-from tools import desk, wording
+from tools import wording
 from tools.context import Actor
 from tools.toolbox import make_deps
 

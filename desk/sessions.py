@@ -1,17 +1,20 @@
-"""Sessions as the channels open them: get-or-create by the channel's own key, and the actor
-rebuilt from the store on every turn (so a staff `link_customer` takes effect at once)."""
+"""Sessions as the channels open them: get-or-create by the channel's own key, the actor rebuilt
+from the store on every turn (so a staff link takes effect at once), and the session's outcome."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ChatSession, Customer, CustomerLink, Message, Refund, Ticket
+from agent.history import estimate_tokens
+from storage.models import ChatSession, Customer, CustomerLink, Message, OutboxMessage, Refund, Ticket
+from storage.states import RefundStatus, TicketStatus
 from tools.context import Actor, CallContext, Deps, new_id
+
+Session = ChatSession  # what faces hold of a session: they read it, the desk writes it
 
 
 def slack_thread(session: ChatSession | None) -> tuple[str, str] | None:
@@ -87,27 +90,46 @@ async def customer_by_email(deps: Deps, email: str) -> Customer | None:
         return (await s.scalars(select(Customer).where(Customer.email == email.strip().lower()))).one_or_none()
 
 
-async def remember_link(deps: Deps, *, channel: str, subject: str, customer_id: str, linked_by: str) -> None:
-    """Bind a channel identity to a customer, and verify that identity's unverified sessions."""
+async def find_customer(s: AsyncSession, key: str) -> Customer | None:
+    """A customer by id, else by email, in the caller's transaction."""
+    found = await s.get(Customer, key)
+    if found is None:
+        found = (await s.scalars(select(Customer).where(Customer.email == key.strip().lower()))).one_or_none()
+    return found
+
+
+async def verify_by_email(deps: Deps, *, channel: str, subject: str, email: str, vouched_by: str) -> str | None:
+    """The customer whose email a channel vouches for (a Slack profile's), remembered as that
+    identity's link; None when no customer has that email."""
+    async with deps.store.write() as s:
+        cust = (await s.scalars(select(Customer).where(Customer.email == email.strip().lower()))).one_or_none()
+        if cust is None:
+            return None
+        await remember_link(s, deps, channel=channel, subject=subject, customer_id=cust.id, linked_by=vouched_by)
+        return cust.id
+
+
+async def remember_link(
+    s: AsyncSession, deps: Deps, *, channel: str, subject: str, customer_id: str, linked_by: str
+) -> None:
+    """Bind a channel identity to a customer, and verify that identity's unverified sessions, in the
+    caller's transaction."""
     insert = postgresql.insert if deps.store.dialect == "postgresql" else sqlite.insert
     now = deps.clock.now()
     stmt = insert(CustomerLink).values(
         channel=channel, subject=subject, customer_id=customer_id, linked_by=linked_by, created_at=now
     )
-    async with deps.store.write() as s:
-        await s.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["channel", "subject"],
-                set_={"customer_id": customer_id, "linked_by": linked_by, "created_at": now},
-            )
+    await s.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["channel", "subject"],
+            set_={"customer_id": customer_id, "linked_by": linked_by, "created_at": now},
         )
-        await s.execute(
-            update(ChatSession)
-            .where(
-                ChatSession.channel == channel, ChatSession.subject == subject, ChatSession.actor_kind == "unverified"
-            )
-            .values(actor_kind="customer", customer_id=customer_id, updated_at=now)
-        )
+    )
+    await s.execute(
+        update(ChatSession)
+        .where(ChatSession.channel == channel, ChatSession.subject == subject, ChatSession.actor_kind == "unverified")
+        .values(actor_kind="customer", customer_id=customer_id, updated_at=now)
+    )
 
 
 async def settle(
@@ -141,19 +163,14 @@ async def settle(
 # built once (its cache key is computed once): the session's open ticket and its waiting refund
 _SETTLE_FACTS = select(
     select(Ticket.priority)
-    .where(Ticket.session_id == bindparam("sid"), Ticket.status != "resolved")
+    .where(Ticket.session_id == bindparam("sid"), Ticket.status != TicketStatus.RESOLVED)
     .limit(1)
     .scalar_subquery(),
     select(Refund.id)
-    .where(Refund.session_id == bindparam("sid"), Refund.status == "awaiting_confirmation")
+    .where(Refund.session_id == bindparam("sid"), Refund.status == RefundStatus.AWAITING_CONFIRMATION)
     .limit(1)
     .scalar_subquery(),
 )
-
-
-def estimate_tokens(content: Any) -> int:
-    """About four characters a token: close enough to budget a history, with no network call."""
-    return len(json.dumps(content, ensure_ascii=False)) // 4 + 4
 
 
 def text_message(deps: Deps, *, session_id: str, role: str, text: str, customer_text: bool = False) -> Message:
@@ -167,3 +184,23 @@ def text_message(deps: Deps, *, session_id: str, role: str, text: str, customer_
         tokens_est=estimate_tokens(content),
         created_at=deps.clock.now(),
     )
+
+
+async def by_key(deps: Deps, key: str) -> ChatSession | None:
+    async with deps.store.read() as s:
+        return (await s.scalars(_BY_KEY, {"key": key})).one_or_none()
+
+
+async def with_answer(deps: Deps, key: str, item_id: int) -> tuple[ChatSession | None, bool]:
+    """A conversation's session and whether the work item has outgoing rows already (it was answered
+    before a crash), in one statement: no session, no rows."""
+    async with deps.store.read() as s:
+        row = (await s.execute(_BY_KEY_WITH_ROWS, {"key": key, "item": item_id})).one_or_none()
+    return (row[0], bool(row[1])) if row is not None else (None, False)
+
+
+# built once: a statement's cache key is computed once per object, not at each call
+_BY_KEY = select(ChatSession).where(ChatSession.external_key == bindparam("key"))
+_BY_KEY_WITH_ROWS = select(
+    ChatSession, select(OutboxMessage.id).where(OutboxMessage.inbox_id == bindparam("item")).exists()
+).where(ChatSession.external_key == bindparam("key"))
