@@ -90,6 +90,8 @@ async def test_request_shape_tools_system_cache_and_pairing(
         "escalate_to_human",
         "get_refund_status",
         "search_help_center",
+        "get_product_details",
+        "get_order_changes",
     ]
     assert first["tools"][3]["input_schema"]["required"] == ["order_id", "reason"]  # items or an amount
     assert first["system"][0]["cache_control"] == {"type": "ephemeral"}
