@@ -1,11 +1,14 @@
 """Citations: what a reply may link to, and what it did.
 
 Only the articles this turn's `search_help_center` results contained may be linked. `check`
-runs after the output guard on every model-written reply: a URL that is not one of those
-passages' URLs (or their article's, without the anchor) is removed, a Markdown link to one keeps
-only its words, and "article 12" naming an article the results did not contain loses its number.
-What remains linked, or named by its exact title, becomes the reply's citations, which every
-face renders in its own way. `record` writes the turn's help answer (storage.models.HelpAnswer).
+runs after the output guard on every model-written reply: every link-like thing in it
+(`storage.links`: any scheme in any case, bare domains, `//host`, `https:\\host`, Markdown links,
+autolinks and reference definitions, Slack's `<url|text>`, HTML anchors, spelled with character
+references or invisible characters) that is not one of those passages' URLs (or their
+article's, without the anchor) is removed, keeping a link's words, and "article 12" naming an
+article the results did not contain loses its number. What remains linked, or named by its
+exact title, becomes the reply's citations, which every face renders in its own way. `record`
+writes the turn's help answer (storage.models.HelpAnswer).
 """
 
 from __future__ import annotations
@@ -18,15 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.events import Citation
+from storage import links
 from storage.models import HelpAnswer, Ticket
 from storage.states import TicketStatus
 from tools.codes import ToolResult
 
 TOOL = "search_help_center"
-URL = re.compile(r"https?://[^\s<>()\[\]{}\"'`|]+")
-MD_LINK = re.compile(r"\[([^\[\]\n]{1,300})\]\((https?://[^\s()<>]{1,2000})\)")
 ARTICLE_REF = re.compile(r"\b(article|artículo|artikel)\s+(?:#|no\.?\s*|nr\.?\s*)?(\d{1,9})\b", re.IGNORECASE)
-TRAILING = ".,;:!?"
 
 
 @dataclass
@@ -56,11 +57,6 @@ class TurnSources:
         return None
 
 
-def _strip(url: str) -> tuple[str, str]:
-    core = url.rstrip(TRAILING)
-    return core, url[len(core) :]
-
-
 def check(text: str, sources: TurnSources) -> tuple[str, tuple[Citation, ...]]:
     """The reply with every link and article reference the results did not contain removed, and
     the citations it keeps, in the order they appear (one per article)."""
@@ -70,21 +66,11 @@ def check(text: str, sources: TurnSources) -> tuple[str, tuple[Citation, ...]]:
         if all(x.article_id != c.article_id for x in cited):
             cited.append(c)
 
-    def md_link(m: re.Match[str]) -> str:
-        url, _ = _strip(m.group(2))
-        found = sources.allowed(url)
-        if found is None:
-            return m.group(1)
-        cite(found)
-        return m.group(0)
-
-    def bare(m: re.Match[str]) -> str:
-        url, tail = _strip(m.group(0))
-        found = sources.allowed(url)
-        if found is None:
-            return tail
-        cite(found)
-        return m.group(0)
+    def keep(link: links.Link) -> bool:
+        found = sources.allowed(link.target)
+        if found is not None:
+            cite(found)
+        return found is not None
 
     def reference(m: re.Match[str]) -> str:
         ident = int(m.group(2))
@@ -94,27 +80,15 @@ def check(text: str, sources: TurnSources) -> tuple[str, tuple[Citation, ...]]:
         cite(found)
         return m.group(0)
 
-    out = MD_LINK.sub(md_link, text)
-    out = _outside_links(out, bare)
+    out = links.rewrite(links.normalise(text), keep)
     out = ARTICLE_REF.sub(reference, out)
     for c in sources.citations:
         if len(c.title) >= 8 and c.title.lower() in out.lower():
             cite(c)
-    out = re.sub(r"\(\s*\)|\[\s*\]", "", out)
+    out = re.sub(r"\(\s*\)|\[\s*\]|<\s*>", "", out)
     out = re.sub(r"[ \t]{2,}", " ", out)
     out = re.sub(r"[ \t]+([.,;:!?])", r"\1", out)
     return out.strip(), tuple(cited)
-
-
-def _outside_links(text: str, repl: object) -> str:
-    """Apply `repl` to bare URLs only, leaving the URLs inside kept Markdown links alone."""
-    pieces, last = [], 0
-    for m in MD_LINK.finditer(text):
-        pieces.append(URL.sub(repl, text[last : m.start()]))  # type: ignore[arg-type]
-        pieces.append(m.group(0))
-        last = m.end()
-    pieces.append(URL.sub(repl, text[last:]))  # type: ignore[arg-type]
-    return "".join(pieces)
 
 
 async def record(s: AsyncSession, *, session_id: str, sources: TurnSources, cited: tuple[Citation, ...]) -> None:

@@ -7,17 +7,11 @@ is never separated from its `tool_result`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from storage.engine import Store
 from storage.models import Message
-from storage.types import Clock
-
-
-def estimate_tokens(content: Any) -> int:
-    """About four characters a token: close enough to budget a history, with no network call."""
-    return len(json.dumps(content, ensure_ascii=False)) // 4 + 4
+from storage.types import Clock, estimate_tokens
 
 
 async def append(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,8 @@ from agent import citations, history, policy
 from agent.confirmations import refund_prompt
 from agent.events import Citation, Error, Escalation, Event, Status, Usage
 from agent.model import Model, ModelReply, ModelRequest, ModelUnavailable
+from agent.offline_kb import is_general_question
+from agent.offline_text import WHO
 from agent.policy import AgentLimit, MaxModelCallsExceeded, TokenBudgetExceeded, Verdict
 from agent.prompts import system_prompt
 from storage import metrics
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 
 TOOL_ATTEMPTS = 3  # the first call and two retries
 SUCCEEDED = (Code.OK, Code.AWAITING_CONFIRMATION, Code.REFUND_PROCESSED, Code.REFUND_EXISTS)
+SEARCH = "search_help_center"
 REPLY_REPLACED = "reply_replaced"  # the audit log's action for a reply the guard did not send as written
 
 
@@ -136,6 +140,9 @@ class Agent:
             turn.end(trigger, f"Customer wrote: {text[:500]}")
         else:
             try:
+                if _asks_the_help_center(text) and SEARCH in self.toolbox.tools:
+                    yield Status(self.toolbox.activity(SEARCH))
+                    await self._search_first(turn, ctx, text)
                 async for event in self._rounds(turn, ctx, text):
                     yield event
             except AgentLimit as exc:
@@ -150,6 +157,18 @@ class Agent:
         else:
             reply = await self._guarded(turn, ctx, turn.reply or wording.TRUNCATED)
         yield self._result(turn, ctx, reply, replaces_reply=ended)
+
+    async def _search_first(self, turn: _Turn, ctx: CallContext, text: str) -> None:
+        """A general question arrives with its help-center passages: the search the model would make
+        first is made before its first call, as a round of the conversation (the tool stays for
+        follow-ups), so one model call answers it."""
+        block = {"type": "tool_use", "id": f"toolu_search_{uuid.uuid4().hex[:16]}", "name": SEARCH}
+        block["input"] = {"query": text[:500]}
+        result = await self._call_tool(turn, SEARCH, block["input"], ctx)
+        if result is None:
+            return  # the model may search itself
+        turn.sources.add(SEARCH, result)
+        self._stage(turn, ctx, ("assistant", [block]), ("user", [_tool_result(block, result.for_model(), error=False)]))
 
     async def _rounds(self, turn: _Turn, ctx: CallContext, text: str) -> AsyncIterator[Event]:
         """Model calls and tool rounds until the model answers or a verdict ends the turn."""
@@ -417,6 +436,11 @@ def _tool_traffic(rows: list[Message]) -> tuple[list[str], set[str]]:
             found = [payload, payload.get("existing_refund"), *(payload.get("refunds") or [])]
             refunds |= {str(d["refund_id"]) for d in found if isinstance(d, dict) and d.get("refund_id")}
     return notes, refunds
+
+
+def _asks_the_help_center(text: str) -> bool:
+    """A general question (not about the customer's own order, nor about the bot itself)."""
+    return is_general_question(text) and not WHO.search(text[:2000])
 
 
 # what the code tells the customer by itself: the turn ends there, with no model call to re-word it

@@ -298,7 +298,8 @@ async def apply_in(s: AsyncSession, deps: Deps, ctx: CallContext, verdict: Verdi
             customer_id=ctx.actor.customer_id,
             quota=ctx.ticket_quota,
         )
-    metrics.ESCALATIONS.labels(ctx.channel, ticket.priority).inc()
+    if not verdict.hidden:  # a hidden ticket counted would tell /metrics what the reply does not
+        metrics.ESCALATIONS.labels(ctx.channel, ticket.priority).inc()
     return Escalation(ticket.id, ticket.priority, verdict.reason, created, ticket.public_ref, verdict.hidden)
 
 

@@ -40,7 +40,11 @@ def _say(result: ToolResult) -> int:
 async def kb_import(store: Store, settings: Settings, path: str, *, prune: bool, progress: Progress | None) -> int:
     try:
         docs = await asyncio.to_thread(
-            load_path, Path(path), base_url=settings.help_center_url, default_locale=settings.help_center_locale
+            load_path,
+            Path(path),
+            base_url=settings.help_center_url,
+            default_locale=settings.help_center_locale,
+            hosts=settings.help_center_hosts,
         )
     except KbImportError as exc:
         print(f"import failed, nothing was imported. {exc}", file=sys.stderr)
@@ -76,6 +80,14 @@ async def kb_show(deps: Deps, article_id: int) -> int:
     return 0
 
 
+def _list_redacted(redacted: list[dict[str, str]]) -> None:
+    """What the draft no longer holds, so staff can check it says what it should before publishing."""
+    if redacted:
+        print(f"redacted {len(redacted)}:")
+    for item in redacted:
+        print(f"  {item['kind']}: {item['text']}")
+
+
 async def run(command: str, settings: Settings, *, target: str, prune: bool, progress: Progress | None) -> int:
     store = Store.from_settings(settings)
     try:
@@ -94,6 +106,7 @@ async def run(command: str, settings: Settings, *, target: str, prune: bool, pro
         if command == "draft":
             result = await articles.draft_from_ticket(deps, ticket_id=int(target), staff=_staff())
             code = _say(result)
+            _list_redacted(result.data.get("redacted", []) if result.ok else [])
             if result.ok and result.data.get("created"):
                 print(
                     f"review it with `supportbot kb show {result.data['article_id']}`, then "

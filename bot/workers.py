@@ -25,6 +25,7 @@ from storage.settings import Settings
 log = logging.getLogger(__name__)
 CALM_FLOOR = 2  # items that keep running however late the event loop is (see LoopCalm)
 CALM_WAIT_S = 0.1  # and a batch is taken at least this often, however late it is
+IDLE_POLL_MAX_S = 5.0  # an idle process polls at least this often (work another process stored)
 
 
 Handler = Callable[[Claimed], Awaitable[None]]
@@ -53,16 +54,25 @@ class LoopCalm:
         self.limit = limit
         self.calm = asyncio.Event()  # set by each measurement in time; a claim under load uses it up
         self.calm.set()
+        self.wanted = asyncio.Event()  # the dispatcher needs measurements (enough items are running)
         self.lag = 0.0
+        self.measured = 0  # measurements taken (an idle process takes none)
 
-    async def watch(self) -> None:
+    async def watch(self, busy: Callable[[], bool]) -> None:
+        """Measure while `busy()` (only then is a measurement needed); an idle process sleeps until
+        `wanted` is set, so it spends nothing on the timer."""
         loop = asyncio.get_running_loop()
         while True:
+            if not busy():
+                self.wanted.clear()
+                self.calm.set()
+                await self.wanted.wait()
             started = loop.time()
             await asyncio.sleep(self.TICK)  # a timer whose lateness is the measurement, not synchronization
             self.observe(max(loop.time() - started - self.TICK, 0.0))
 
     def observe(self, lag: float) -> None:
+        self.measured += 1
         self.lag = lag
         if lag <= self.limit:
             self.calm.set()
@@ -91,6 +101,26 @@ class Workers:
     def serve(self, face: str, *, handle: Handler, on_dead: Handler) -> None:
         self.faces[face] = Face(handle, on_dead)
 
+    async def run_now(self, item_id: int) -> bool:
+        """Run an item just stored in this process at once, outside the dispatcher's pace (a click:
+        cheap, and someone is waiting on it). False when it is not claimable now; the dispatcher
+        then takes it in its conversation's order."""
+        if self._stopping:
+            return False
+        item = await self.queue.claim_item(item_id)
+        if item is None:
+            return False
+        task = asyncio.create_task(self._run_claimed(item), name=f"queue-now-{item.id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return True
+
+    async def _run_claimed(self, item: Claimed) -> None:
+        try:
+            await self.run_one(item)
+        finally:
+            self._wake.set()  # the conversation's next item may be claimable now
+
     def wake(self) -> None:
         """New work was stored here: wake idle workers now instead of at their next poll."""
         self._wake.set()
@@ -103,7 +133,7 @@ class Workers:
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="queue-dispatcher"),
             asyncio.create_task(self._keep_leases(), name="queue-leases"),
-            asyncio.create_task(self.pace.watch(), name="queue-loop-lag"),
+            asyncio.create_task(self.pace.watch(self._busy), name="queue-loop-lag"),
         ]
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -129,11 +159,16 @@ class Workers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await keeper
 
+    def _busy(self) -> bool:
+        return len(self._running) >= CALM_FLOOR
+
     async def _dispatch(self) -> None:
         """One loop per process claims work only when a worker slot is free, so an idle replica
         costs one cheap read per poll, not one per worker."""
+        idle = 0  # claims in a row that found nothing
         while not self._stopping:
-            if len(self._running) >= CALM_FLOOR and self.settings.worker_loop_lag_ms:
+            if self._busy() and self.settings.worker_loop_lag_ms:
+                self.pace.wanted.set()
                 await self._hold_back()
                 if self._stopping:
                     break
@@ -153,9 +188,13 @@ class Workers:
                 task = asyncio.create_task(self._work(item), name=f"queue-{item.id}")
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
-            if not items:
+            idle = 0 if items else idle + 1
+            if not items:  # polls back off while idle: new work here (or NOTIFY from a replica) wakes at once
+                poll = min(self.settings.inbox_poll_seconds * 2 ** min(idle - 1, 6), IDLE_POLL_MAX_S)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.inbox_poll_seconds)
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(poll, self.settings.inbox_poll_seconds))
+                if self._wake.is_set():
+                    idle = 0
                 self._wake.clear()
 
     async def _hold_back(self) -> None:

@@ -63,7 +63,10 @@ def _claim_statements() -> tuple[Any, Any]:
             live(earlier.c.status),
         )
         return (
-            select(table.c.id).where(live(table.c.status), claimable(table), ~blocked).order_by(table.c.id).limit(limit)
+            select(table.c.id)
+            .where(live(table.c.status), claimable(table), ~blocked)
+            .order_by(table.c.kind == literal_column("'message'"), table.c.id)  # clicks go ahead of turns
+            .limit(limit)
         )
 
     candidate = t.alias("candidate")
@@ -71,22 +74,24 @@ def _claim_statements() -> tuple[Any, Any]:
     # a CTE, evaluated once (PostgreSQL does not inline one that locks rows): as an IN subquery
     # the planner may run it again per row, and each run skips other rows, past its LIMIT
     batch = first_claimable(candidate, bindparam("n")).with_for_update(skip_locked=True, of=candidate).cte("batch")
-    claim = (
-        update(t)
-        .where(t.c.id.in_(select(batch.c.id)), claimable(t))
-        .values(
-            status=InboxStatus.WORKING,
-            lease_owner=bindparam("owner"),
-            lease_expires_at=bindparam("until", type_=UTCDateTime()),
-            attempts=t.c.attempts + 1,
-            started_at=now,
-        )
-        .returning(*t.c)
+    taken = {
+        "status": InboxStatus.WORKING,
+        "lease_owner": bindparam("owner"),
+        "lease_expires_at": bindparam("until", type_=UTCDateTime()),
+        "attempts": t.c.attempts + 1,
+        "started_at": now,
+    }
+    claim = update(t).where(t.c.id.in_(select(batch.c.id)), claimable(t)).values(**taken).returning(*t.c)
+    earlier = t.alias("earlier")
+    unblocked = ~exists().where(
+        earlier.c.conversation == t.c.conversation, earlier.c.id < t.c.id, live(earlier.c.status)
     )
-    return peek, claim
+    # one item by its id, claimable by the same rule (a click just stored, run at once)
+    one = update(t).where(t.c.id == bindparam("item"), claimable(t), unblocked).values(**taken).returning(*t.c)
+    return peek, claim, one
 
 
-_PEEK, _CLAIM = _claim_statements()
+_PEEK, _CLAIM, _CLAIM_ONE = _claim_statements()
 
 
 def held(item_id: int, attempt: int, *, owner: str, until: Any) -> Any:
@@ -169,6 +174,16 @@ class Queue:
             rows = (await s.execute(_CLAIM, args)).all()
         return sorted((Claimed.of(r._mapping) for r in rows), key=lambda c: c.id)
 
+    async def claim_item(self, item_id: int) -> Claimed | None:
+        """That one item, if it is claimable now (it was just stored here: a click runs at once, with
+        no wait for the dispatcher); None when it is not (another worker has it, or its conversation
+        has earlier work unfinished, which the dispatcher will get to in order)."""
+        now = self.clock.now()
+        args = {"now": now, "owner": self.owner, "until": now + self.lease, "n": 1, "item": item_id}
+        async with self.store.write(ack=True) as s:
+            row = (await s.execute(_CLAIM_ONE, args)).first()
+        return Claimed.of(row._mapping) if row is not None else None
+
     def _held(self, item_id: int, attempt: int) -> list[Any]:
         return [
             InboxItem.id == item_id,
@@ -187,6 +202,47 @@ class Queue:
         """A condition for another statement's WHERE: this worker still holds the item's lease, under
         this attempt, with at least `margin` left (so an HTTP call started now ends before it expires)."""
         return held(item_id, attempt, owner=self.owner, until=self.clock.now() + margin)
+
+    async def absorb(self, item: Claimed, *, within_s: float, most: int = 10) -> Claimed:
+        """A burst read as one: the messages the same author sent in the same conversation right after
+        `item` (each within `within_s` of the one before) that are still waiting become part of it.
+        In one transaction, fenced by `item`'s lease: its text grows by theirs and they are marked
+        done (each stays recorded in the inbox), so a crash later re-runs one turn with all of them."""
+        if item.kind != "message" or within_s <= 0:
+            return item
+        async with self.store.write() as s:
+            rows = (
+                await s.execute(
+                    select(InboxItem.id, InboxItem.text, InboxItem.received_at, InboxItem.user_id, InboxItem.kind)
+                    .where(
+                        InboxItem.conversation == item.conversation,
+                        InboxItem.id > item.id,
+                        InboxItem.status == InboxStatus.PENDING,
+                    )
+                    .order_by(InboxItem.id)
+                    .limit(most)
+                )
+            ).all()
+            taken, last = [], item.received_at
+            for row_id, text, received, user, kind in rows:
+                if kind != "message" or user != item.user_id or (received - last).total_seconds() > within_s:
+                    break
+                taken.append((row_id, text))
+                last = received
+            if not taken:
+                return item
+            text = "\n".join([item.text, *(t for _, t in taken)])
+            held_now = self._held(item.id, item.attempts)
+            moved = await s.execute(update(InboxItem).where(*held_now).values(text=text), execution_options=UNSYNCED)
+            if not moved.rowcount:  # type: ignore[attr-defined]
+                return item  # our lease is gone: the taker reads the burst again
+            await s.execute(
+                update(InboxItem)
+                .where(InboxItem.id.in_([i for i, _ in taken]), InboxItem.status == InboxStatus.PENDING)
+                .values(status=InboxStatus.DONE, done_at=self.clock.now(), last_error=f"read with item {item.id}"),
+                execution_options=UNSYNCED,
+            )
+        return dataclasses.replace(item, text=text)
 
     async def renew(self, items: list[Claimed]) -> set[int]:
         """Every lease of `items` still ours extended, in one statement; returns their ids."""

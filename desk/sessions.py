@@ -9,9 +9,9 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent.history import estimate_tokens
-from storage.models import ChatSession, Customer, CustomerLink, Message, OutboxMessage, Refund, Ticket
-from storage.states import RefundStatus, TicketStatus
+from storage.models import ChatSession, Customer, CustomerLink, InboxItem, Message, OutboxMessage, Refund, Ticket
+from storage.states import InboxStatus, RefundStatus, TicketStatus
+from storage.types import estimate_tokens
 from tools.context import Actor, CallContext, Deps, new_id
 
 Session = ChatSession  # what faces hold of a session: they read it, the desk writes it
@@ -142,7 +142,7 @@ async def settle(
     also: dict[str, Any] | None = None,
 ) -> tuple[str, str | None]:
     """Record the session's outcome from the store, in the caller's transaction: an unresolved
-    ticket means escalated; a refund awaiting confirmation, or a question just asked, means
+    ticket (other than a hidden one) means escalated; a refund awaiting confirmation, or a question just asked, means
     awaiting_customer; else auto_resolved. `also`: more of the session's columns to set in the
     same statement. Returns (outcome, priority)."""
     ticket_priority, waiting = (await s.execute(_SETTLE_FACTS, {"sid": session_id})).one()
@@ -160,10 +160,12 @@ async def settle(
     return outcome, priority
 
 
-# built once (its cache key is computed once): the session's open ticket and its waiting refund
+# built once (its cache key is computed once): the session's open ticket and its waiting refund. A
+# hidden ticket (another customer's order: "security") is staff's business and leaves the outcome as
+# an unknown order would, or the outcome, and the turns counted by it, would tell the difference.
 _SETTLE_FACTS = select(
     select(Ticket.priority)
-    .where(Ticket.session_id == bindparam("sid"), Ticket.status != TicketStatus.RESOLVED)
+    .where(Ticket.session_id == bindparam("sid"), Ticket.status != TicketStatus.RESOLVED, Ticket.reason != "security")
     .limit(1)
     .scalar_subquery(),
     select(Refund.id)
@@ -191,16 +193,26 @@ async def by_key(deps: Deps, key: str) -> ChatSession | None:
         return (await s.scalars(_BY_KEY, {"key": key})).one_or_none()
 
 
-async def with_answer(deps: Deps, key: str, item_id: int) -> tuple[ChatSession | None, bool]:
-    """A conversation's session and whether the work item has outgoing rows already (it was answered
-    before a crash), in one statement: no session, no rows."""
+async def with_answer(deps: Deps, key: str, item_id: int) -> tuple[ChatSession | None, bool, bool]:
+    """A conversation's session, whether the work item has outgoing rows already (it was answered
+    before a crash) and whether more of the conversation's messages wait behind it, in one read."""
     async with deps.store.read() as s:
         row = (await s.execute(_BY_KEY_WITH_ROWS, {"key": key, "item": item_id})).one_or_none()
-    return (row[0], bool(row[1])) if row is not None else (None, False)
+        more = await s.scalar(_MORE_WAITING, {"key": key, "item": item_id})
+    return (row[0], bool(row[1]), bool(more)) if row is not None else (None, False, bool(more))
 
 
 # built once: a statement's cache key is computed once per object, not at each call
 _BY_KEY = select(ChatSession).where(ChatSession.external_key == bindparam("key"))
+_MORE_WAITING = select(
+    select(InboxItem.id)
+    .where(
+        InboxItem.conversation == bindparam("key"),
+        InboxItem.id > bindparam("item"),
+        InboxItem.status == InboxStatus.PENDING,
+    )
+    .exists()
+)
 _BY_KEY_WITH_ROWS = select(
     ChatSession, select(OutboxMessage.id).where(OutboxMessage.inbox_id == bindparam("item")).exists()
 ).where(ChatSession.external_key == bindparam("key"))

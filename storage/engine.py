@@ -25,8 +25,8 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,6 +223,9 @@ class NestedWrite(RuntimeError):
     """A write transaction was opened inside another one in the same task (it would deadlock)."""
 
 
+_WAITED_ON: contextvars.ContextVar[bool] = contextvars.ContextVar("store_waited_on", default=False)
+
+
 class Store:
     """The process's engine plus two session factories: `write()` and `read()`.
 
@@ -329,8 +332,18 @@ class Store:
             async with session.begin_nested():
                 yield session
             return
-        async with self._own_write(ack=ack) as session:
+        async with self._own_write(ack=ack or _WAITED_ON.get()) as session:
             yield session
+
+    @contextmanager
+    def waited_on(self) -> Iterator[None]:
+        """Someone is waiting on this task's work right now (a click, a staff button): its
+        transactions go ahead of queued turns' like acks do, on this store, in this task."""
+        token = _WAITED_ON.set(True)
+        try:
+            yield
+        finally:
+            _WAITED_ON.reset(token)
 
     @asynccontextmanager
     async def _own_write(self, *, ack: bool) -> AsyncIterator[AsyncSession]:
@@ -398,7 +411,7 @@ class Store:
             yield await self._unit_session(unit)
             return
         metrics.DB_TRANSACTIONS.labels("read").inc()
-        async with self.slots.hold(), self._read() as session, session.begin():
+        async with self.slots.hold(ack=_WAITED_ON.get()), self._read() as session, session.begin():
             yield session
 
     async def ping(self) -> bool:

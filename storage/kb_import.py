@@ -16,6 +16,13 @@ written, and every problem names its file (and article); then one transaction up
 key (`zendesk:ID`, or `url:URL` for files): a changed article is rewritten, an unchanged one is
 not touched. `--prune` removes the articles of the same kind of source (files, or Zendesk) that
 the import did not contain; articles saved from tickets are never pruned.
+
+Untrusted files are bounded (`storage.kb_files`): only regular files under the folder, no link
+followed, each file's size, nesting and parse time capped, exports streamed. An article's URL
+(front matter, `<link rel="canonical">`, Zendesk's `html_url`) must be on the help center's
+hosts (HELP_CENTER_URL's and HELP_CENTER_HOSTS), or it would be cited as the source; an
+article holding a credential (`storage.credentials`) refuses the import of its file; passages
+are stored without executable or data links (`storage.links`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -39,15 +46,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from sqlalchemy import delete, insert, select, update
 
+from storage import credentials, links
 from storage.analysis import language_of
 from storage.engine import Store
+from storage.kb_files import (
+    MAX_FILE_BYTES,
+    PARSE_SECONDS,
+    Deadline,
+    check_html,
+    read_text,
+    regular_files,
+    tick,
+    zendesk_articles,
+)
+from storage.kb_files import Problem as _Problem
 from storage.models import Article, Passage
 from storage.search import index_for
 from storage.types import Clock
 
 ANALYSIS_VERSION = "1"  # part of every article's hash: re-importing after an analysis change rewrites it
-MAX_FILE_BYTES = 2_000_000
-MAX_EXPORT_BYTES = 256_000_000
 MAX_PASSAGES = 200
 MAX_PASSAGE_CHARS = 1500
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -64,10 +81,6 @@ class KbImportError(Exception):
         shown = "\n".join(f"  - {p}" for p in problems[:20])
         more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
         super().__init__(f"{len(problems)} problem(s):\n{shown}{more}")
-
-
-class _Problem(ValueError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +134,36 @@ def slug(text: str) -> str:
     return re.sub(r" ", "-", kept)[:80].strip("-") or "section"
 
 
-def _url(value: str) -> str:
+def _url(value: str, hosts: Collection[str]) -> str:
+    """An absolute http(s) URL on one of the help center's `hosts` (any host when none are given)."""
     value = value.strip()
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"[\s<>|\"]", value):
+    if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"[\s<>|\"\\]", value):
         raise _Problem(f"url: {value[:80]!r} is not an absolute http(s) URL")
     if len(value) > 1000:
         raise _Problem("url: longer than 1000 characters")
+    host = (parts.hostname or "").lower()
+    if hosts and host not in hosts:
+        raise _Problem(
+            f"url: {host[:80]!r} is not the help center's host ({', '.join(sorted(hosts))}); "
+            "set HELP_CENTER_URL, or add it to HELP_CENTER_HOSTS"
+        )
     return value
+
+
+def hosts_of(base_url: str, more: Iterable[str] = ()) -> frozenset[str]:
+    """The hosts article URLs may name: the base URL's and `more`."""
+    return frozenset({(urlsplit(base_url).hostname or "").lower(), *(h.lower() for h in more)} - {""})
+
+
+def _no_credentials(doc: ArticleDoc) -> ArticleDoc:
+    found = credentials.kinds(f"{doc.title}\n{doc.body}")
+    if found:
+        raise _Problem(
+            f"holds what looks like {' and '.join(found)}; nothing of this file was imported. "
+            "Remove it (and rotate it: it was in a file meant for publishing), then import again"
+        )
+    return doc
 
 
 def _locale(value: object, default: str) -> str:
@@ -158,7 +193,8 @@ def _sections(raw: Iterable[tuple[str | None, str | None, str]]) -> tuple[Sectio
     out: list[Section] = []
     used: dict[str, int] = {}
     for heading, anchor, body in raw:
-        body = _clean(body)
+        body = _clean(links.strip_unsafe(body))
+        heading = _clean(links.strip_unsafe(heading)) if heading is not None else None
         if not body:
             continue
         if heading is not None:
@@ -190,7 +226,20 @@ class FrontMatter(BaseModel):
         return [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else value
 
 
+def _deadline_block(state: Any, start: int, end: int, silent: bool) -> bool:
+    tick()
+    return False
+
+
+def _deadline_inline(state: Any, silent: bool) -> bool:
+    tick()
+    return False
+
+
 _MD = MarkdownIt("commonmark", {"maxNesting": 20})
+# a parse-time bound inside the parser's loops: link and emphasis bombs cost time at every position
+_MD.block.ruler.before("table", "kb_deadline", _deadline_block)
+_MD.inline.ruler.before("text", "kb_deadline", _deadline_inline)
 
 
 def _inline_text(tok: Token) -> str:
@@ -235,7 +284,9 @@ def markdown_sections(content: str) -> tuple[str | None, list[tuple[str | None, 
     return title, raw
 
 
-def parse_markdown(text: str, *, origin: str, default_url: str, default_locale: str) -> ArticleDoc:
+def parse_markdown(
+    text: str, *, origin: str, default_url: str, default_locale: str, hosts: Collection[str] = ()
+) -> ArticleDoc:
     try:
         post = frontmatter.loads(text)
     except yaml.YAMLError as exc:
@@ -251,7 +302,7 @@ def parse_markdown(text: str, *, origin: str, default_url: str, default_locale: 
     title = _clean(meta.title or h1 or "")
     if not title:
         raise _Problem("has no title (add `title:` front matter or a `# Title` line)")
-    url = _url(meta.url or default_url)
+    url = _url(meta.url or default_url, hosts)
     return ArticleDoc(
         key=f"url:{url}",
         source="markdown",
@@ -271,6 +322,7 @@ MARK, SEP = "\x1e", "\x1f"
 
 def html_sections(html: str) -> tuple[str | None, list[tuple[str | None, str | None, str]]]:
     """(the first <h1>'s text, [(heading, anchor, text)]) of an HTML document or fragment."""
+    check_html(html)
     tree = HTMLParser(html.replace(MARK, " ").replace(SEP, " "))
     for node in tree.css("script, style, noscript, template, nav"):
         node.decompose()
@@ -293,7 +345,10 @@ def html_sections(html: str) -> tuple[str | None, list[tuple[str | None, str | N
     return first_h1, raw
 
 
-def parse_html_file(text: str, *, origin: str, default_url: str, default_locale: str) -> ArticleDoc:
+def parse_html_file(
+    text: str, *, origin: str, default_url: str, default_locale: str, hosts: Collection[str] = ()
+) -> ArticleDoc:
+    check_html(text)
     tree = HTMLParser(text)
     title_node = tree.css_first("title")
     canonical = tree.css_first('link[rel="canonical"]')
@@ -302,7 +357,7 @@ def parse_html_file(text: str, *, origin: str, default_url: str, default_locale:
     title = _clean((title_node.text() if title_node else "") or h1 or "")
     if not title:
         raise _Problem("has no title (a <title> or an <h1>)")
-    url = _url((canonical.attributes.get("href") if canonical else None) or default_url)
+    url = _url((canonical.attributes.get("href") if canonical else None) or default_url, hosts)
     lang = html_node.attributes.get("lang") if html_node else None
     return ArticleDoc(
         key=f"url:{url}",
@@ -331,33 +386,24 @@ class ZendeskArticle(BaseModel):
     label_names: list[str] = Field(default_factory=list)
 
 
-def parse_zendesk(data: Any, *, origin: str, problems: list[str]) -> list[ArticleDoc]:
-    if not isinstance(data, dict) or not isinstance(data.get("articles"), list):
-        problems.append(f'{origin}: not a Zendesk articles export (expected {{"articles": [...]}})')
-        return []
+def parse_zendesk(
+    records: Iterable[Any],
+    *,
+    origin: str,
+    problems: list[str],
+    hosts: Collection[str] = (),
+    parse_seconds: float = PARSE_SECONDS,
+) -> list[ArticleDoc]:
+    """The articles of a Zendesk export's `articles` list, one at a time (each its own deadline);
+    every problem is added to `problems`, naming the article."""
     out = []
-    for i, rec in enumerate(data["articles"]):
+    for i, rec in enumerate(records):
         label = f"{origin}: articles[{i}]"
         if isinstance(rec, dict) and isinstance(rec.get("id"), int | str):
             label += f" (id {str(rec['id'])[:40]})"
         try:
-            art = ZendeskArticle.model_validate(rec)
-            _, raw = html_sections(art.body or "")
-            url = _url(art.html_url)
-            out.append(
-                ArticleDoc(
-                    key=f"zendesk:{art.id}",
-                    source="zendesk",
-                    title=_clean(art.title),
-                    url=url,
-                    locale=_locale(art.locale, "en"),
-                    tags=tuple(art.label_names),
-                    draft=art.draft,
-                    sections=_sections(raw),
-                    origin=label,
-                    updated_at=art.updated_at,
-                )
-            )
+            with Deadline(parse_seconds):
+                out.append(_zendesk_article(rec, label, hosts))
         except ValidationError as err:
             problems.extend(f"{label}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         except _Problem as exc:
@@ -365,12 +411,28 @@ def parse_zendesk(data: Any, *, origin: str, problems: list[str]) -> list[Articl
     return out
 
 
+def _zendesk_article(rec: Any, label: str, hosts: Collection[str]) -> ArticleDoc:
+    art = ZendeskArticle.model_validate(rec)
+    _, raw = html_sections(art.body or "")
+    url = _url(art.html_url, hosts)
+    return _no_credentials(
+        ArticleDoc(
+            key=f"zendesk:{art.id}",
+            source="zendesk",
+            title=_clean(art.title),
+            url=url,
+            locale=_locale(art.locale, "en"),
+            tags=tuple(art.label_names),
+            draft=art.draft,
+            sections=_sections(raw),
+            origin=label,
+            updated_at=art.updated_at,
+        )
+    )
+
+
 # --- files ----------------------------------------------------------------------------------------------
-def _files(path: Path) -> list[Path]:
-    if path.is_dir():
-        wanted = (*MARKDOWN_SUFFIXES, *HTML_SUFFIXES, ".json")
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
-    return [path]
+SUFFIXES = (*MARKDOWN_SUFFIXES, *HTML_SUFFIXES, ".json")
 
 
 def _file_url(base_url: str, rel: Path) -> str:
@@ -378,52 +440,59 @@ def _file_url(base_url: str, rel: Path) -> str:
     return f"{base_url.rstrip('/')}/{'/'.join(quote(p) for p in parts)}"
 
 
-def _read(path: Path, limit: int) -> str:
-    try:
-        if path.stat().st_size > limit:
-            raise _Problem(f"is larger than {limit // 1_000_000} MB")
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise _Problem(f"cannot be read ({exc.strerror})") from exc
-    except UnicodeDecodeError as exc:
-        raise _Problem("is not UTF-8 text") from exc
+@dataclass(frozen=True, slots=True)
+class _Where:
+    base_url: str
+    default_locale: str
+    hosts: Collection[str]
+    parse_seconds: float
 
 
-def _load_one(path: Path, rel: Path, *, base_url: str, default_locale: str, problems: list[str]) -> list[ArticleDoc]:
+def _load_one(path: Path, rel: Path, where: _Where, problems: list[str]) -> list[ArticleDoc]:
     origin = str(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
-            try:
-                data = json.loads(_read(path, MAX_EXPORT_BYTES))
-            except json.JSONDecodeError as exc:
-                raise _Problem(f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-            except RecursionError as exc:
-                raise _Problem("JSON nested too deeply") from exc
-            return parse_zendesk(data, origin=origin, problems=problems)
-        text = _read(path, MAX_FILE_BYTES)
-        kw = {"origin": origin, "default_url": _file_url(base_url, rel), "default_locale": default_locale}
-        if suffix in MARKDOWN_SUFFIXES:
-            return [parse_markdown(text, **kw)]
-        if suffix in HTML_SUFFIXES:
-            return [parse_html_file(text, **kw)]
+            records = zendesk_articles(path)
+            return parse_zendesk(
+                records, origin=origin, problems=problems, hosts=where.hosts, parse_seconds=where.parse_seconds
+            )
+        text = read_text(path, MAX_FILE_BYTES)
+        kw = {"origin": origin, "default_url": _file_url(where.base_url, rel), "default_locale": where.default_locale}
+        hosts = where.hosts
+        with Deadline(where.parse_seconds):
+            if suffix in MARKDOWN_SUFFIXES:
+                return [_no_credentials(parse_markdown(text, **kw, hosts=hosts))]
+            if suffix in HTML_SUFFIXES:
+                return [_no_credentials(parse_html_file(text, **kw, hosts=hosts))]
         raise _Problem("is not Markdown (.md), HTML (.html) or a Zendesk export (.json)")
     except _Problem as exc:
         problems.append(f"{origin}: {exc}")
         return []
 
 
-def load_path(path: Path, *, base_url: str, default_locale: str = "en") -> list[ArticleDoc]:
-    """Parse every article under `path`; raise KbImportError naming every bad file."""
-    if not path.exists():
+def load_path(
+    path: Path,
+    *,
+    base_url: str,
+    default_locale: str = "en",
+    hosts: Iterable[str] = (),
+    parse_seconds: float = PARSE_SECONDS,
+) -> list[ArticleDoc]:
+    """Parse every article under `path` (a folder, or one file); raise KbImportError naming every
+    bad file. Article URLs must be on `base_url`'s host or one of `hosts`; each file (or exported
+    article) may take `parse_seconds` to parse."""
+    if not path.exists() and not path.is_symlink():
         raise KbImportError([f"{path}: no such file or folder"])
-    root = path if path.is_dir() else path.parent
-    problems: list[str] = []
+    where = _Where(base_url, default_locale, hosts_of(base_url, hosts), parse_seconds)
+    if path.is_dir():
+        root = path.resolve()  # the folder named is the one meant; nothing under it is followed
+        files, problems = regular_files(root, SUFFIXES)
+    else:
+        root, files, problems = path.parent, [path], []
     docs: list[ArticleDoc] = []
-    for file in _files(path):
-        docs.extend(
-            _load_one(file, file.relative_to(root), base_url=base_url, default_locale=default_locale, problems=problems)
-        )
+    for file in files:
+        docs.extend(_load_one(file, file.relative_to(root), where, problems))
     seen: dict[str, str] = {}
     for doc in docs:
         if doc.key in seen:

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from storage.dburl import check_url
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?){0,10}", re.ASCII)
 ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)
 
 
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
     # --- help center ------------------------------------------------------------------------
     help_center_url: str = "https://help.example.com"
     help_center_locale: str = Field(default="en", pattern=r"^[a-z]{2,3}$")
+    # more hosts article URLs may name besides HELP_CENTER_URL's (e.g. the Zendesk export's)
+    help_center_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # --- model -------------------------------------------------------------------------------
     model_provider: Literal["claude", "offline"] | None = None
@@ -75,6 +78,8 @@ class Settings(BaseSettings):
     inbox_poll_seconds: float = Field(default=0.5, gt=0)
     worker_concurrency: int = Field(default=256, ge=1, le=10_000)
     worker_loop_lag_ms: int = Field(default=5, ge=0, le=10_000)  # 0: claim whenever a worker is free
+    # a customer's messages sent this close together, still waiting, are answered as one turn (0: never)
+    coalesce_seconds: float = Field(default=2.0, ge=0, le=60)
 
     # --- retention ---------------------------------------------------------------------------
     retention_days: int = Field(default=30, ge=1)
@@ -85,12 +90,25 @@ class Settings(BaseSettings):
     trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
     chat_anonymous_requests_per_minute: int = Field(default=120, ge=1)
     chat_anonymous_tickets_per_hour: int = Field(default=5, ge=0)
+    # event streams: open at once per visitor identity and per client address, and in all; an idle
+    # one is ended (the widget reopens it with Last-Event-ID and misses nothing)
+    chat_streams_per_client: int = Field(default=8, ge=1)
+    chat_streams_max: int = Field(default=2000, ge=1)
+    chat_stream_idle_s: float = Field(default=300.0, gt=0, le=3600)
     unknown_orders_per_hour: int = Field(default=10, ge=1)
     http_body_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    http_keepalive_timeout_s: float = Field(default=75.0, gt=0, le=3600)
+    http_connections_per_address: int = Field(default=64, ge=0)  # 0: no cap
+    # operator endpoints (/metrics): a listener of their own, never the public port
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(default=9464, ge=0, le=65535)  # 0: any free port (printed at start)
     mcp_token: SecretStr | None = None
     log_level: str = "INFO"
 
-    @field_validator("support_channels", "support_staff_user_ids", "chat_allowed_origins", mode="before")
+    @field_validator(
+        "support_channels", "support_staff_user_ids", "chat_allowed_origins", "help_center_hosts", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -123,6 +141,17 @@ class Settings(BaseSettings):
                     "e.g. https://shop.example.com; no path, no wildcard"
                 )
             out.append(exact)
+        return out
+
+    @field_validator("help_center_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        out = []
+        for host in value:
+            name = host.strip().lower().rstrip(".")
+            if not HOST.fullmatch(name):
+                raise ValueError(f"{host[:80]!r} is not a host name: give the name alone, e.g. acme.zendesk.com")
+            out.append(name)
         return out
 
     @field_validator("order_number_pattern")

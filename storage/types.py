@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
@@ -102,3 +103,8 @@ def no_nul(value: object) -> object:
     if isinstance(value, list):
         return [no_nul(v) for v in value]
     return value
+
+
+def estimate_tokens(content: Any) -> int:
+    """About four characters a token: close enough to budget a history, with no network call."""
+    return len(json.dumps(content, ensure_ascii=False)) // 4 + 4

@@ -16,13 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.analysis import STEMMERS, guess_language, language_of
 from storage.engine import Store
 from storage.kb_import import ArticleDoc, Section, passage_rows, slug
-from storage.models import Article, ChatSession, InboxItem, Message, OutboxMessage, Passage, Ticket
+from storage.models import Article, ChatSession, Customer, InboxItem, Message, OutboxMessage, Passage, Ticket
 from storage.search import index_for
 from storage.states import TicketStatus
 from tools.codes import Code, ToolResult
 from tools.context import Actor, Deps, audit
-from tools.patterns import EMAIL
-from tools.sanitizer import TOKEN
+from tools.redaction import redact
 
 MAX_DRAFT_CHARS = 4000
 
@@ -56,18 +55,6 @@ async def list_articles(deps: Deps, *, status: str | None = None) -> list[dict[s
 async def get_article(deps: Deps, article_id: int) -> Article | None:
     async with deps.store.read() as s:
         return await s.get(Article, article_id)
-
-
-def _redact(text: str) -> str:
-    """Customer details stay out of articles: emails and order, customer or refund ids (a token with
-    a digit that is hyphenated with letters, ORD-8842, CUST-1001, RF-…, or written #8842)."""
-
-    def swap(m: re.Match[str]) -> str:
-        t = m.group(0)
-        ident = any(c.isdigit() for c in t) and (t.startswith("#") or ("-" in t and any(c.isalpha() for c in t)))
-        return "[order number]" if ident else t
-
-    return TOKEN.sub(swap, EMAIL.sub("[email]", text))
 
 
 async def _conversation(deps: Deps, session: ChatSession | None) -> tuple[str, str]:
@@ -128,8 +115,10 @@ async def draft_from_ticket(deps: Deps, *, ticket_id: int, staff: Actor) -> Tool
             Code.INVALID_STATE, "Only a resolved ticket can be saved as an article.", {"status": ticket.status}
         )
     asked, answered = await _conversation(deps, session)
-    question = _redact(asked or ticket.summary)
-    answer = _redact(answered) or "(Write the answer here before publishing.)"
+    names = await _names(deps, ticket.customer_id or (session.customer_id if session else None))
+    question, taken = redact(asked or ticket.summary, names=names)
+    answer, more = redact(answered, names=names)
+    answer = answer or "(Write the answer here before publishing.)"
     title = re.split(r"(?<=[.?!])\s", question.strip(), maxsplit=1)[0][:120] or f"Ticket {ticket_id}"
     locale = language_of(session.locale if session else None) or await guess_language(question, list(STEMMERS))
     url = f"{deps.settings.help_center_url}/answers/{ticket_id}-{slug(title)[:60]}"
@@ -164,7 +153,21 @@ async def draft_from_ticket(deps: Deps, *, ticket_id: int, staff: Actor) -> Tool
         await s.flush()
         s.add_all(Passage(**row) for row in passage_rows(deps.store, article.id, doc, published=False))
         audit(s, deps, actor=staff, action="kb_draft", input={"ticket_id": ticket_id}, outcome=Code.OK)
-    return ToolResult(Code.OK, f"Saved as draft article {article.id}.", {**describe(article), "created": True})
+    redacted = [{"kind": kind, "text": text} for kind, text in [*taken, *more]]
+    return ToolResult(
+        Code.OK,
+        f"Saved as draft article {article.id}" + (f" ({len(redacted)} details taken out)." if redacted else "."),
+        {**describe(article), "created": True, "redacted": redacted},
+    )
+
+
+async def _names(deps: Deps, customer_id: str | None) -> list[str]:
+    """The names a ticket's conversation may hold that we know of: its customer's."""
+    if customer_id is None:
+        return []
+    async with deps.store.read() as s:
+        name = await s.scalar(select(Customer.name).where(Customer.id == customer_id))
+    return [name] if name else []
 
 
 async def _set_published(store: Store, s: AsyncSession, article_id: int, now: datetime) -> None:

@@ -60,6 +60,7 @@ class FakeMessagesAPI:
         self.latency = latency
         self.requests: list[dict[str, Any]] = []
         self.usage: list[dict[str, int]] = []  # what each answer reported, in order
+        self.asked: list[str] = []  # each request's newest customer words (which turn made the call)
         self.headers: list[dict[str, str]] = []
         self.record = record
         self.faults: list[str] = []  # "429" | "529" | "500" | "hang", consumed one per request
@@ -117,6 +118,7 @@ class FakeMessagesAPI:
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        self.asked.append(_newest_words(body))
         if self.record:  # a long benchmark keeps only the usage, not every body
             self.requests.append(body)
             self.headers.append({k.lower(): v for k, v in request.headers.items()})
@@ -150,3 +152,14 @@ class FakeMessagesAPI:
                 "usage": usage,
             }
         )
+
+
+def _newest_words(body: dict[str, Any]) -> str:
+    """The last text a user message of the request holds (the customer's words, not tool results)."""
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") != "user" or not isinstance(message.get("content"), list):
+            continue
+        texts = [b.get("text", "") for b in message["content"] if b.get("type") == "text"]
+        if texts:
+            return str(texts[-1])[:200]
+    return ""

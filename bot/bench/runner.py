@@ -97,6 +97,7 @@ class Conversation:
     turn_ms: list[float] = field(default_factory=list)
     ack_ms: list[float] = field(default_factory=list)
     click_ms: list[float] = field(default_factory=list)
+    sent: list[tuple[str, float]] = field(default_factory=list)  # (thread, when) of each message
     messages: int = 0
     done: bool = False
     error: str | None = None
@@ -181,6 +182,7 @@ class Replica:
     proc: asyncio.subprocess.Process
     url: str
     log: list[str]
+    admin_url: str = ""  # the operator listener: /metrics
 
     def peak_rss_mb(self) -> float:
         with contextlib.suppress(OSError):
@@ -191,6 +193,9 @@ class Replica:
 
 
 async def start_replica(env: dict[str, str]) -> Replica:
+    """`supportbot run --http` on 127.0.0.1 (any free port, and any free one for /metrics unless
+    ADMIN_PORT says), once it says where it listens."""
+    env = {"ADMIN_PORT": "0", **env}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -215,6 +220,8 @@ async def start_replica(env: dict[str, str]) -> Replica:
             log.append(line)
             if "listening on http://" in line:
                 url = line.split("listening on ", 1)[1].split()[0]
+            if "metrics on http://" in line:
+                admin = line.split("metrics on ", 1)[1].split()[0].removesuffix("/metrics")
                 break
 
     async def drain() -> None:
@@ -223,7 +230,7 @@ async def start_replica(env: dict[str, str]) -> Replica:
             log.append(line.decode(errors="replace"))
 
     asyncio.get_running_loop().create_task(drain())  # noqa: RUF006 - ends with the process
-    return Replica(proc, url, log)
+    return Replica(proc, url, log, admin)
 
 
 def replica_env(
@@ -250,6 +257,7 @@ def replica_env(
         "DB_POOL_SIZE": "20",
         "DB_MAX_OVERFLOW": "20",
         "SLACK_PACE": "true" if pace else "false",
+        "HTTP_CONNECTIONS_PER_ADDRESS": "0",  # every simulated client connects from 127.0.0.1
         **extra,
     }
 
@@ -325,6 +333,7 @@ class Driver:
         envelope = event_envelope(event, f"EvB{ts.replace('.', '')}")
         before = len(self.slack.by_thread.get((conv.channel, root), []))
         sent = time.monotonic()
+        conv.sent.append((root, sent))
         conv.ack_ms.append(await self.post(json.dumps(envelope), "application/json"))
         conv.root = root
         conv.messages += 1
@@ -407,6 +416,38 @@ async def warm_up(driver: Driver, params: Params) -> list[Conversation]:
 
 
 # --- measuring ------------------------------------------------------------------------------------------------
+def status_times(slack: FakeSlack, convs: list[Conversation]) -> list[float]:
+    """For each message sent, the time until its thread's status line was set (ms)."""
+    statuses: dict[tuple[str, str], list[float]] = {}
+    for call in slack.calls:
+        if call.method == "assistant.threads.setStatus" and call.args.get("status"):
+            key = (str(call.args.get("channel_id")), str(call.args.get("thread_ts")))
+            statuses.setdefault(key, []).append(call.at)
+    out = []
+    for conv in convs:
+        for root, sent in conv.sent:
+            later = [at for at in statuses.get((conv.channel, root), []) if at >= sent]
+            if later:
+                out.append((min(later) - sent) * 1000)
+    return out
+
+
+def calls_per_turn(convs: list[Conversation], asked: list[str], follow_ups: int) -> dict[str, float]:
+    """Model calls per turn of each kind, from the customer words each call was made for."""
+    kinds = {"refund": 0, "question": 0, "escalation": 0}
+    for words in asked:
+        kind = "question" if words in QUESTIONS else "escalation" if "unacceptable" in words else "refund"
+        kinds[kind] += 1
+    turns = {
+        "refund": sum(c.kind == "refund" for c in convs),
+        "question": sum((c.kind == "question") + follow_ups * (c.kind != "escalation") for c in convs),
+        "escalation": sum(c.kind == "escalation" for c in convs),
+    }
+    out = {k: round(kinds[k] / turns[k], 2) for k in kinds if turns[k]}
+    out["all"] = round(len(asked) / max(sum(turns.values()), 1), 2)
+    return out
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
@@ -499,7 +540,7 @@ def per_turn(before: dict[str, float], after: dict[str, float], items: int) -> d
 async def scrape(http: aiohttp.ClientSession, replicas: list[Replica]) -> list[str]:
     texts = []
     for r in replicas:
-        async with http.get(f"{r.url}/metrics") as resp:
+        async with http.get(f"{r.admin_url}/metrics") as resp:
             texts.append(await resp.text())
     return texts
 
@@ -620,7 +661,9 @@ class _Run:
     metrics_texts: list[str]
     rss: list[float]
     check: dict[str, Any]
-    usage: list[dict[str, Any]]
+    usage: list[dict[str, Any]]  # the measured conversations' model calls (the warm-up's left out)
+    asked: list[str]  # each of those calls' newest customer words
+    status_ms: list[float]  # a message event to its thread's status line
     limited: int
 
 
@@ -654,6 +697,7 @@ async def _measure(params: Params, url: str, slack: FakeSlack, api: FakeMessages
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
             driver = Driver(params, slack, replicas, http)
             warm = await warm_up(driver, params)
+            warm_calls = len(api.usage)
             scraped_before = await scrape(http, replicas)
             started = time.monotonic()
             convs = await _send_all(params, driver, started)
@@ -667,7 +711,9 @@ async def _measure(params: Params, url: str, slack: FakeSlack, api: FakeMessages
         for r in replicas:
             await r.proc.wait()
     check = await correctness(url, slack, convs, replicas, warm=warm)
-    return _Run(convs, wall, scraped_before, metrics_texts, rss, check, api.usage, slack.limited)
+    usage, asked = api.usage[warm_calls:], api.asked[warm_calls:]
+    status_ms = status_times(slack, convs)
+    return _Run(convs, wall, scraped_before, metrics_texts, rss, check, usage, asked, status_ms, slack.limited)
 
 
 async def _send_all(params: Params, driver: Driver, started: float) -> list[Conversation]:
@@ -702,7 +748,9 @@ def _report(params: Params, url: str, run: _Run) -> dict[str, Any]:
         "machine": {"cores": os.cpu_count()},
         "ack_ms": percentiles([ms for c in convs for ms in c.ack_ms]),
         "turn_ms": percentiles(turns),
-        "click_ms": percentiles([ms for c in convs for ms in c.click_ms]),
+        "click_ms": percentiles([ms for c in convs for ms in c.click_ms]),  # a Confirm click to its reply
+        "event_to_status_ms": percentiles(run.status_ms),
+        "model_calls_per_turn": calls_per_turn(convs, run.asked, params.turns),
         "overhead_ms": histogram_quantiles(texts, "supportbot_turn_overhead_seconds", since=before),
         "model_ms_per_turn": histogram_quantiles(texts, "supportbot_model_seconds", since=before),
         "slack_ms_per_turn": histogram_quantiles(texts, "supportbot_slack_seconds", since=before),

@@ -27,6 +27,7 @@ from bot.bench.fake_slack import FakeSlack
 from bot.bench.runner import (
     STAFF,
     Params,
+    Replica,
     counter_totals,
     model_responder,
     percentiles,
@@ -71,12 +72,12 @@ async def chat(http: aiohttp.ClientSession, url: str, n: int, turns: int) -> lis
     return times
 
 
-async def level(http: aiohttp.ClientSession, url: str, chats: int, turns: int, first: int) -> dict[str, Any]:
-    before = counter_totals(await scrape_one(http, url))
+async def level(http: aiohttp.ClientSession, replica: Replica, chats: int, turns: int, first: int) -> dict[str, Any]:
+    before = counter_totals(await scrape_one(http, replica.admin_url))
     started = time.monotonic()
-    done = await asyncio.gather(*(chat(http, url, first + i, turns) for i in range(chats)))
+    done = await asyncio.gather(*(chat(http, replica.url, first + i, turns) for i in range(chats)))
     wall = time.monotonic() - started
-    after = counter_totals(await scrape_one(http, url))
+    after = counter_totals(await scrape_one(http, replica.admin_url))
     statements = after["read_statements"] + after["write_statements"]
     statements -= before["read_statements"] + before["write_statements"]
     return {
@@ -89,8 +90,8 @@ async def level(http: aiohttp.ClientSession, url: str, chats: int, turns: int, f
     }
 
 
-async def scrape_one(http: aiohttp.ClientSession, url: str) -> list[str]:
-    async with http.get(f"{url}/metrics") as resp:
+async def scrape_one(http: aiohttp.ClientSession, admin_url: str) -> list[str]:
+    async with http.get(f"{admin_url}/metrics") as resp:
         return [await resp.text()]
 
 
@@ -108,7 +109,7 @@ async def run_web_bench(levels: list[int], *, turns: int = 3, database_url: str 
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=400)) as http:
                 await chat(http, replica.url, sum(levels), turns)  # warm-up, not measured: first-use costs
                 for chats in levels:
-                    results.append(await level(http, replica.url, chats, turns, first))
+                    results.append(await level(http, replica, chats, turns, first))
                     first += chats
         finally:
             replica.proc.terminate()

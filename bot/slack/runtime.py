@@ -26,6 +26,7 @@ from storage.types import Clock
 from tools.context import Deps
 
 log = logging.getLogger(__name__)
+WORKING = "is looking into it…"
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Runtime:
     board: StaffBoard
     turns: Turns
     _delivering: asyncio.Task[None] | None = field(default=None, init=False)
+    _background: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _again: bool = field(default=False, init=False)
 
     @classmethod
@@ -91,6 +93,13 @@ class Runtime:
     @property
     def workers(self) -> Workers:
         return self.host.workers
+
+    def status_soon(self, channel: str, thread_ts: str, text: str = WORKING) -> None:
+        """The thread's status line, set in the background as soon as a customer's message is stored
+        (not when a worker gets to it); an empty `text` clears it."""
+        task = asyncio.create_task(self.out.status(channel, thread_ts, text), name="slack-status")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def deliver_soon(self) -> None:
         """An act wrote rows for Slack (a notice, a staff reply): post them soon, in the background."""

@@ -21,7 +21,7 @@ from bot.slack.blocks import as_dicts, result_blocks, slack_text
 from bot.slack.board import StaffBoard
 from bot.slack.delivery import TURN_TIMER, SlackOut, SlackTimer
 from bot.slack.people import People, subject
-from bot.slack.routing import clean_text, mentions, session_key
+from bot.slack.routing import clean_text, is_external, mentions, session_key
 from desk import outbox, sessions
 from desk.inbox import Claimed
 from desk.sessions import Session
@@ -50,15 +50,19 @@ class Turns:
         token = TURN_TIMER.set(timer)
         try:
             thread = _thread(item)
+            more = False
             if thread is None:  # a click: whether a crash left its answer
                 session, answered = None, bool((await outbox.item_rows(self.host.deps, item.id))[0])
-            else:  # the thread's session, and whether a crash left rows
-                session, answered = await sessions.with_answer(self.host.deps, thread, item.id)
+            else:  # the thread's session, whether a crash left rows, and whether more messages wait
+                session, answered, more = await sessions.with_answer(self.host.deps, thread, item.id)
             if answered:  # answered before a crash: only posting is left
                 await self._deliver(item)
             elif item.kind in ("confirm", "cancel"):
-                await self._decision(item)
-            else:
+                with self.host.store.waited_on():  # a person is watching the button
+                    await self._decision(item)
+            else:  # the author's messages still waiting right behind this one are read with it
+                if more:
+                    item = await self.host.queue.absorb(item, within_s=self.host.settings.coalesce_seconds)
                 await self._message(item, session, timer, time.perf_counter())
         finally:
             TURN_TIMER.reset(token)
@@ -75,10 +79,18 @@ class Turns:
                 ticket = await self.host.desk.take_over(self.host.deps, session_id=session.id, person=person)
                 if ticket is not None:
                     self.board.publish_soon(ticket.id)
+            await self._quiet(item)
             return
         ctx = await self._context(item, session)
         if ctx is not None:
             await self._turn(item, ctx, session, timer, started)
+        else:
+            await self._quiet(item)
+
+    async def _quiet(self, item: Claimed) -> None:
+        """The bot says nothing here: the status line set when the message was stored goes away."""
+        if self.host.settings.treat_internal_users_as_customers or is_external(item.user_team, item.installing_team):
+            await self.out.status(str(item.channel), str(item.thread_ts), "")
 
     async def _context(self, item: Claimed, session: Session | None) -> CallContext | None:
         """The session this message belongs to (a new one for a customer's top-level message), or None
@@ -108,7 +120,6 @@ class Turns:
         self, item: Claimed, ctx: CallContext, session: Session | None, timer: SlackTimer, started: float
     ) -> None:
         crash_point("before_model_call")
-        await self.out.status(str(item.channel), str(item.thread_ts), "is looking into it…")
         text = clean_text(item.text)
         files = [str(f.get("name") or f.get("title") or "a file") for f in item.payload.get("files") or []]
         if files:

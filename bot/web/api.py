@@ -11,9 +11,11 @@ Identity (`bot.web.identity`): a signed customer token, or an anonymous visitor'
 session, its turns and its refunds answer only to the identity that created the session; to
 anyone else they do not exist (404). Requests are bounded (`bot.web.limits`): a body must arrive
 within HTTP_BODY_TIMEOUT_S (else 408), be at most 16 KiB (413) and nest at most a few levels
-(400); each identity is rate-limited (a counter in the store, so every replica sees the same
-count), with event-stream reads in a bucket of their own; an anonymous visitor's also per
-client address, and the new tickets its address opens per hour are capped (`bot.web.turns`).
+(400); a state-changing request must say `Content-Type: application/json` (else 415: a content
+type no foreign page can send without a CORS preflight); each identity is rate-limited (a
+counter in the store, so every replica sees the same count), with event-stream reads in a bucket
+of their own; an anonymous visitor's also per client address, and the new tickets its address
+opens per hour are capped (`bot.web.turns`).
 Cross-origin browsers are served per CHAT_ALLOWED_ORIGINS (`bot.web.cors`).
 
 Errors are JSON `{"error": {"code", "message"}}`; the codes are this API's own, never the tools'.
@@ -22,11 +24,12 @@ While the store is unreachable every route answers 503 `unavailable` with Retry-
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Literal
 
 from aiohttp import web
@@ -90,6 +93,7 @@ def _error_response(status: int, code: str, message: str, headers: dict[str, str
 
 _AIOHTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 UNAVAILABLE_RETRY_S = 5
+STREAM_RETRY_S = 10
 
 
 @web.middleware
@@ -121,6 +125,16 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         return _error_response(500, "internal_error", "Something went wrong on our side. Please try again.")
 
 
+@web.middleware
+async def json_only(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+    """A state-changing request under /api takes JSON only: a browser sends any other content type
+    across origins as a "simple request", without asking CHAT_ALLOWED_ORIGINS first."""
+    changes = request.path.startswith("/api/") and request.method not in ("GET", "HEAD", "OPTIONS")
+    if changes and request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Send the request with Content-Type: application/json.")
+    return await handler(request)
+
+
 # --- the routes -------------------------------------------------------------------------------------
 def _sse(event: Stored) -> bytes:
     data = json.dumps(event.data, separators=(",", ":"))
@@ -137,11 +151,49 @@ def _last_event_id(request: web.Request) -> int:
     return int(last) if re.fullmatch(r"\d{1,12}", last, re.ASCII) else 0
 
 
+class StreamGate:
+    """How many event streams are open, per visitor identity, per client address and in all: a
+    new stream past a cap is refused (429), so one client cannot hold the process's streams."""
+
+    def __init__(self, *, per_client: int, total: int) -> None:
+        self.per_client, self.total = per_client, total
+        self.open: dict[str, int] = {}
+        self.count = 0
+
+    def keys(self, who: Identity) -> list[str]:
+        return [f"id:{who.subject}", *([f"addr:{who.client}"] if who.client else [])]
+
+    @contextlib.contextmanager
+    def hold(self, who: Identity) -> Iterator[None]:
+        keys = self.keys(who)
+        if self.count >= self.total or any(self.open.get(k, 0) >= self.per_client for k in keys):
+            metrics.WEB_RATE_LIMITED.labels("streams").inc()
+            raise ApiError(
+                429,
+                "too_many_streams",
+                "Too many open event streams. Close one, or wait a moment and try again.",
+                {"Retry-After": str(STREAM_RETRY_S), **who.headers()},
+            )
+        self.count += 1
+        for k in keys:
+            self.open[k] = self.open.get(k, 0) + 1
+        try:
+            yield
+        finally:
+            self.count -= 1
+            for k in keys:
+                self.open[k] -= 1
+                if not self.open[k]:
+                    del self.open[k]
+
+
 class WebApi:
     def __init__(self, rt: Host) -> None:
         self.rt = rt
         self.turns = TurnLog(rt)
         self.spec = openapi()
+        st = rt.settings
+        self.streams = StreamGate(per_client=st.chat_streams_per_client, total=st.chat_streams_max)
 
     async def caller(self, request: web.Request, bucket: Bucket = "chat") -> Identity:
         who = await identify(self.rt, request)
@@ -241,18 +293,20 @@ class WebApi:
     async def events(self, request: web.Request) -> web.StreamResponse:
         who = await self.caller(request, "read")
         turn = await self.owned_turn(who, request.match_info["turn_id"])
-        stream = self.turns.follow(turn.id, after=_last_event_id(request))
-        return await self._stream(request, who, ((b": keep-alive\n\n" if e is None else _sse(e)) async for e in stream))
+        with self.streams.hold(who):
+            stream = self.turns.follow(turn.id, after=_last_event_id(request))
+            chunks = ((b": keep-alive\n\n" if e is None else _sse(e)) async for e in stream)
+            return await self._stream(request, who, chunks)
 
     async def session_events(self, request: web.Request) -> web.StreamResponse:
         """The session's message log as SSE: every reply, and the support team's replies and notices
         as they are written, on any replica."""
-        who = await self.caller(request)
+        who = await self.caller(request, "read")  # a reconnecting widget spends reads, never messages
         session_id = await self.session(who, request.match_info["session_id"])
-        stream = self.turns.follow_session(session_id, after=_last_event_id(request))
-        return await self._stream(
-            request, who, ((b": keep-alive\n\n" if r is None else _sse_row(r)) async for r in stream)
-        )
+        with self.streams.hold(who):
+            stream = self.turns.follow_session(session_id, after=_last_event_id(request))
+            chunks = ((b": keep-alive\n\n" if r is None else _sse_row(r)) async for r in stream)
+            return await self._stream(request, who, chunks)
 
     async def _stream(self, request: web.Request, who: Identity, chunks: AsyncIterator[bytes]) -> web.StreamResponse:
         resp = web.StreamResponse(
@@ -302,6 +356,7 @@ def add_routes(app: web.Application, rt: Host) -> None:
     api = app[WEB_API] = WebApi(rt)
     cors.install(app, origins=rt.settings.chat_allowed_origins)  # outermost: preflights never reach a route
     app.middlewares.append(json_errors)
+    app.middlewares.append(json_only)
     app.router.add_post("/api/chat", api.chat)
     app.router.add_post("/api/turns", api.start_turn)
     app.router.add_get("/api/turns/{turn_id}/events", api.events)

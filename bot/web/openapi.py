@@ -33,6 +33,7 @@ ANON_REPLY = {ANON_HEADER: {"description": "The anonymous visitor's id: send it 
 CHAT_BODY = {"required": True, "content": {"application/json": {"schema": _ref("ChatRequest")}}}
 
 
+NOT_JSON = {"415": _json("ErrorResponse", "The request's Content-Type is not application/json")}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 
 
@@ -56,6 +57,7 @@ def _body_errors() -> dict[str, Any]:
         "408": _json("ErrorResponse", "The body did not arrive within HTTP_BODY_TIMEOUT_S seconds"),
         "413": _json("ErrorResponse", f"The body is larger than {MAX_BODY_BYTES} bytes"),
         "422": _json("ErrorResponse", "The body does not match ChatRequest (e.g. the message is too long)"),
+        **NOT_JSON,
     }
 
 
@@ -134,7 +136,12 @@ def _decision(verb: str) -> dict[str, Any]:
         "post": {
             "summary": f"{verb} a refund waiting for this customer's confirmation",
             "parameters": [_path_param("refund_id")],
-            "responses": {"200": _json("ChatResponse", "What the customer is told", headers=ANON_REPLY), **_errors()},
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": _json("ChatResponse", "What the customer is told", headers=ANON_REPLY),
+                **NOT_JSON,
+                **_errors(),
+            },
         }
     }
 

@@ -45,6 +45,7 @@ from tools.context import TicketQuota
 
 log = logging.getLogger(__name__)
 DONE = WebTurnStatus.DONE
+STREAM_POLL_MAX_S = 5.0  # a quiet stream still looks at the store at least this often
 T = TypeVar("T")
 
 
@@ -82,15 +83,19 @@ class TurnLog:
         self.host = host
         self.deps = host.deps
         self.poll_s = host.settings.inbox_poll_seconds
+        self.idle_s = host.settings.chat_stream_idle_s
         self.closing = False
         self.wakeups = Wakeups()
         host.listener.on(WEB, self.wakeups.wake)  # another replica stored a turn event or an outgoing row
         host.workers.serve("web", handle=self.handle, on_dead=self.dead_letter)
 
-    async def _wait(self, woken: asyncio.Event) -> None:
-        """Until woken in this process, or a poll interval passed (other replicas are seen by polling)."""
+    async def _wait(self, woken: asyncio.Event, quiet_polls: int = 0) -> None:
+        """Until woken in this process, or a poll interval passed. Writes in this process and, on
+        PostgreSQL, other replicas' NOTIFY wake a reader at once; polling is the fallback, and it
+        backs off while nothing happens."""
+        poll = min(self.poll_s * 2 ** min(quiet_polls, 6), max(self.poll_s, STREAM_POLL_MAX_S))
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.poll_s):
+            async with asyncio.timeout(poll):
                 await woken.wait()
 
     async def close(self) -> None:
@@ -155,23 +160,26 @@ class TurnLog:
         self, key: str, read: Callable[[], Awaitable[tuple[list[T], bool]]], keepalive_s: float
     ) -> AsyncIterator[T | None]:
         """What `read` finds new, each time `key` is woken (or a poll interval passed), until it says
-        finished or the log closes; None after `keepalive_s` of silence."""
-        quiet = 0.0
+        finished, the log closes, or nothing new came for CHAT_STREAM_IDLE_S (the reader resumes
+        from its last event); None after `keepalive_s` of silence."""
+        loop = asyncio.get_running_loop()
+        quiet, idle_since, empty = 0.0, loop.time(), 0
         with self.wakeups.watch(key) as woken:
             while not self.closing:
                 woken.clear()
                 new, finished = await read()
+                empty = 0 if new else empty + 1
                 for item in new:
-                    quiet = 0.0
+                    quiet, idle_since = 0.0, loop.time()
                     yield item
-                if finished:
+                if finished or loop.time() - idle_since >= self.idle_s:
                     return
                 if quiet >= keepalive_s:
                     quiet = 0.0
                     yield None
-                started = asyncio.get_running_loop().time()
-                await self._wait(woken)
-                quiet += asyncio.get_running_loop().time() - started
+                started = loop.time()
+                await self._wait(woken, empty)
+                quiet += loop.time() - started
 
     # --- running (the web face's work handler) ---------------------------------------------------------
     async def handle(self, item: Claimed) -> None:

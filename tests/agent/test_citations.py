@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from agent.citations import TurnSources, check
-from agent.events import Citation, Event, Reply
+from agent.events import Citation, Done, Event, Reply
 from agent.loop import Agent
 from agent.offline import OfflineModel
 from agent.scripted import ScriptedModel, reply, text, tool_results, tool_use
@@ -107,7 +107,7 @@ async def test_the_loop_cites_results_and_removes_invented_links(kb: Deps, anon:
 
 async def test_a_link_from_an_earlier_turn_is_not_this_turns_source(kb: Deps, anon: CallContext) -> None:
     model = ScriptedModel([reply(text("Details: https://help.example.com/shipping-times#delivery-times"))])
-    events = await run(Agent(model=model, toolbox=Toolbox(kb)), anon, "And shipping?")
+    events = await run(Agent(model=model, toolbox=Toolbox(kb)), anon, "Thanks, that helps.")
     (answer,) = [e for e in events if isinstance(e, Reply)]
     assert answer.text == "Details:" and answer.citations == ()
     async with kb.store.read() as s:  # no search, no help answer recorded
@@ -175,3 +175,23 @@ async def test_repeating_a_passage_claims_nothing_but_what_the_reply_adds(
     (answer,) = [e for e in events if isinstance(e, Reply)]
     assert ("being processed or issued" in answer.text) is sent_as_written
     assert ("has been issued" in answer.text) is False
+
+
+async def test_a_general_question_arrives_with_its_passages_and_takes_one_model_call(
+    kb: Deps, anon: CallContext
+) -> None:
+    model = ScriptedModel([answer_from_results])
+    events = await run(Agent(model=model, toolbox=Toolbox(kb)), anon, "How long does shipping take?")
+    (first,) = model.requests  # one call, with the search's passages already in it
+    results = [b for m in first.messages for b in m["content"] if b.get("type") == "tool_result"]
+    assert len(results) == 1 and "shipping-times" in str(results[0]["content"])
+    (answer,) = [e for e in events if isinstance(e, Reply)]
+    assert [c.url for c in answer.citations] == ["https://help.example.com/shipping-times#delivery-times"]
+    assert [e for e in events if isinstance(e, Done)][0].model_calls == 1
+
+
+async def test_a_question_about_the_bot_or_an_own_order_is_not_searched_first(kb: Deps, sarah: CallContext) -> None:
+    for said in ("are you a bot?", "where is my order ORD-8842?"):
+        model = ScriptedModel([reply(text("ok"))])
+        await run(Agent(model=model, toolbox=Toolbox(kb)), sarah, said)
+        assert not [b for m in model.requests[0].messages for b in m["content"] if b.get("type") == "tool_result"]

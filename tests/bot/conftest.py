@@ -19,7 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from agent.model import Model
 from agent.offline import OfflineModel
-from bot.server import web_app
+from bot.server import admin_app, runner_options, web_app
 from bot.slack.runtime import Runtime
 from storage.engine import Store
 from storage.importer import seed
@@ -113,6 +113,8 @@ class Bot:
     slack: FakeSlack
     http: aiohttp.ClientSession
     runner: web.AppRunner
+    admin: web.AppRunner  # the operator listener: /metrics
+    admin_url: str
     sent: list[dict[str, Any]] = field(default_factory=list)
 
     async def post(self, body: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
@@ -256,14 +258,19 @@ async def start_bot(
     )
     rt = Runtime.create(settings, store=store, model=model or OfflineModel(), clock=clock)
     await rt.identify()
-    runner = web.AppRunner(web_app(rt), handle_signals=False, access_log=None)
+    runner = web.AppRunner(web_app(rt), **runner_options(keepalive_s=settings.http_keepalive_timeout_s))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    admin = web.AppRunner(admin_app(rt.host), handle_signals=False, access_log=None)
+    await admin.setup()
+    admin_site = web.TCPSite(admin, "127.0.0.1", 0)
+    await admin_site.start()
+    admin_url = f"http://127.0.0.1:{admin_site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
     if workers:
         rt.workers.start()
-    return Bot(rt, url, slack, aiohttp.ClientSession(), runner)
+    return Bot(rt, url, slack, aiohttp.ClientSession(), runner, admin, admin_url)
 
 
 async def stop_bot(bot: Bot) -> None:
@@ -271,6 +278,7 @@ async def stop_bot(bot: Bot) -> None:
     await bot.rt.drain()
     await bot.http.close()
     await bot.runner.cleanup()
+    await bot.admin.cleanup()
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ async def start(database_url: str, slack: FakeSlack, **env: Any) -> Proc:
         "MODEL_PROVIDER": "offline",
         "INBOX_LEASE_SECONDS": "3",
         "INBOX_POLL_SECONDS": "0.05",
+        "COALESCE_SECONDS": "0",  # these tests follow each message's own turn; bursts are tested in process
         "LOG_LEVEL": "WARNING",
         **{k: str(v) for k, v in env.items()},
     }

@@ -131,7 +131,7 @@ def test_run_with_a_partial_slack_configuration_names_what_is_missing(
 
 async def test_run_without_slack_serves_the_website_api_alone(tmp_path: Path, database_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC", "MODEL_PROVIDER", "SLACK"))}
-    env |= {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+    env |= {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", "ADMIN_PORT": "0"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -151,6 +151,7 @@ async def test_run_without_slack_serves_the_website_api_alone(tmp_path: Path, da
     try:
         async with asyncio.timeout(120):
             listening = (await proc.stdout.readline()).decode()
+            admin = (await proc.stdout.readline()).decode()
             said = (await proc.stdout.readline()).decode()
         assert "(website chat API only, replica " in listening, listening + (await proc.stderr.read()).decode()
         assert said.startswith("supportbot: Slack is off (no SLACK_* settings)") and "shell --staff" in said
@@ -159,6 +160,10 @@ async def test_run_without_slack_serves_the_website_api_alone(tmp_path: Path, da
             async with http.get(f"{url}/healthz") as resp:
                 assert resp.status == 200 and (await resp.json())["ok"] is True
             async with http.get(f"{url}/metrics") as resp:
+                assert resp.status == 404  # the shop's counters are not public
+            admin_url = admin.split("metrics on ", 1)[1].split()[0]
+            assert admin_url.startswith("http://127.0.0.1:"), admin  # ADMIN_HOST's default
+            async with http.get(admin_url) as resp:
                 assert resp.status == 200 and "supportbot_web_rate_limited" in await resp.text()
             async with http.post(f"{url}/api/chat", json={"message": "What are your opening hours?"}) as resp:
                 assert resp.status == 200 and (await resp.json())["reply"]

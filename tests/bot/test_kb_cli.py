@@ -8,12 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from agent.history import append
 from bot.cli import main
 from desk import staff as staff_acts
-from desk.sessions import open_session
-from storage.models import Article, ChatSession, InboxItem
-from tools import tickets
+from storage.models import Article, ChatSession
 from tools.context import Actor, Deps
 
 
@@ -69,48 +66,25 @@ async def test_db_seed_loads_the_demo_help_center_once(env: Path, capsys: pytest
 async def test_draft_from_a_resolved_ticket_then_publish(
     env: Path, capsys: pytest.CaptureFixture[str], deps: Deps
 ) -> None:
-    ctx = await open_session(
-        deps, channel="slack", actor=Actor.customer("CUST-1001", subject="T1:U1"), external_key="slack:C1:100.1"
+    from tests.bot.test_kb_draft import ticket_with
+
+    ticket_id = await ticket_with(
+        deps,
+        asked="Can I get my order ORD-8842 engraved? Mail me at sarah@example.com",
+        answered="Yes: engraving is free on kettles, add a note at checkout.",
     )
-    await append(
-        deps.store,
-        deps.clock,
-        session_id=ctx.session_id,
-        role="user",
-        content=[{"type": "text", "text": "Can I get my order ORD-8842 engraved? Mail me at sarah@example.com"}],
-        customer_text=True,
-    )
-    async with deps.store.write() as s:
-        s.add(
-            InboxItem(
-                face="slack",
-                kind="message",
-                conversation="slack:C1:100.1",
-                channel="C1",
-                ts="100.2",
-                thread_ts="100.1",
-                user_id="USTAFF",
-                text="Yes: engraving is free on kettles, add a note at checkout.",
-                payload={},
-                status="done",
-                received_at=deps.clock.now(),
-            )
-        )
-        ticket, _ = await tickets.open_or_update(
-            s, deps, session_id=ctx.session_id, priority="P3", reason="handoff", summary="engraving question"
-        )
-    code, _, err = await run(capsys, "kb", "draft", str(ticket.id))
+    code, _, err = await run(capsys, "kb", "draft", str(ticket_id))
     assert code == 1 and "Only a resolved ticket" in err
-    await staff_acts.resolve(deps, ticket_id=ticket.id, staff=Actor.staff("USTAFF"))
-    code, out, _ = await run(capsys, "kb", "draft", str(ticket.id))
+    await staff_acts.resolve(deps, ticket_id=ticket_id, staff=Actor.staff("USTAFF"))
+    code, out, _ = await run(capsys, "kb", "draft", str(ticket_id))
     assert code == 0 and "Saved as draft article" in out
     async with deps.store.read() as s:
-        article = (await s.scalars(select(Article).where(Article.ticket_id == ticket.id))).one()
-        assert (await s.get(ChatSession, ctx.session_id)) is not None
+        article = (await s.scalars(select(Article).where(Article.ticket_id == ticket_id))).one()
+        assert await s.scalar(select(ChatSession.id)) is not None  # the conversation stays
     assert article.status == "draft" and article.source == "ticket"
     assert "engraving is free on kettles" in article.body
     assert "ORD-8842" not in article.body and "sarah@example.com" not in article.body  # customer details stay out
-    code, out, _ = await run(capsys, "kb", "draft", str(ticket.id))
+    code, out, _ = await run(capsys, "kb", "draft", str(ticket_id))
     assert code == 0 and f"Already saved as article {article.id}" in out
     code, out, _ = await run(capsys, "kb", "publish", str(article.id))
     assert code == 0 and "Published" in out

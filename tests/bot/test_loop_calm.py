@@ -37,7 +37,7 @@ async def test_no_new_work_is_taken_while_the_loop_is_late(
     workers = Workers(queue, settings=settings)
     never = asyncio.Event()
 
-    async def no_measurements() -> None:
+    async def no_measurements(busy: Callable[[], bool]) -> None:
         await never.wait()  # the test is the only one to measure the loop
 
     monkeypatch.setattr(workers.pace, "watch", no_measurements)
@@ -67,3 +67,21 @@ async def test_no_new_work_is_taken_while_the_loop_is_late(
         release.set()
         await workers.stop()
     assert workers.completed == 3
+
+
+async def test_an_idle_process_does_not_measure_its_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LoopCalm, "TICK", 0.0)  # a ticking watcher would measure at every yield
+    pace = LoopCalm(0.005)
+    busy = False
+    watcher = asyncio.create_task(pace.watch(lambda: busy))
+    try:
+        await _until(lambda: not pace.wanted.is_set() and pace.calm.is_set())
+        idle_at = pace.measured
+        for _ in range(200):
+            await asyncio.sleep(0)  # the watcher would run between these if it were ticking
+        assert pace.measured == idle_at
+        busy = True
+        pace.wanted.set()
+        await _until(lambda: pace.measured > idle_at + 10)  # measuring again as soon as it is wanted
+    finally:
+        watcher.cancel()

@@ -94,7 +94,7 @@ async def test_slack_a_false_refund_is_not_posted_and_is_counted(
             ("false_refund", "Refunded the headphones. Your refund of $89.99 has been processed.")
         ]  # the original, for staff
         assert replaced("false_refund") == before + 1
-        async with bot.http.get(f"{bot.url}/metrics") as resp:
+        async with bot.http.get(f"{bot.admin_url}/metrics") as resp:
             exposed = await resp.text()
         assert 'supportbot_replies_replaced_total{reason="false_refund"}' in exposed
     finally:

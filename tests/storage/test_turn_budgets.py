@@ -58,8 +58,8 @@ async def test_a_question_turn_stays_within_its_store_budget(deps: Deps, sarah: 
     desk = Desk(Agent(model=ScriptedModel([reply(text("We answer from 9:00 to 18:00."))]), toolbox=Toolbox(deps)))
     cost = await cost_of(desk, sarah, "what are your support hours?")
     assert cost.writes > 0 and cost.reads > 0  # the counters count
-    assert cost.write_tx <= 1 and cost.read_tx <= 1, cost
-    assert cost.reads + cost.writes <= 9, cost
+    assert cost.write_tx <= 1 and cost.read_tx <= 3, cost  # the help-center search reads before the model call
+    assert cost.reads + cost.writes <= 16, cost  # PostgreSQL reads the search in two more statements
 
 
 async def test_a_refund_turn_stays_within_its_store_budget(deps: Deps, sarah: CallContext) -> None:

@@ -88,7 +88,7 @@ class Actions:
             await ack()
             return
         payload = {"refund_id": _value(body)[:64], "response_url": body.get("response_url"), "message_ts": message_ts}
-        await self.rt.host.queue.put(
+        stored = await self.rt.host.queue.put(
             face="slack",
             kind=kind,
             conversation=session_key(channel, thread),
@@ -99,8 +99,9 @@ class Actions:
             user_id=user,
             user_team=team,
         )
-        self.rt.workers.wake()
-        await ack()  # stored: a worker decides it, in the thread's order
+        await ack()  # stored: decided now, or by a worker in the thread's order
+        if stored is None or not await self.rt.workers.run_now(stored):
+            self.rt.workers.wake()
 
     async def confirm(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await self._queue_decision(ack, body, "confirm")

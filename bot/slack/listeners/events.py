@@ -48,6 +48,10 @@ def store_before_ack(rt: Runtime) -> Callable[..., Awaitable[None]]:
                     metrics.DEDUPED.inc()
                 else:
                     rt.workers.wake()
+                    if settings.treat_internal_users_as_customers or routing.is_external(
+                        msg.user_team, msg.installing_team
+                    ):
+                        rt.status_soon(msg.channel, msg.thread_ts or msg.ts)  # within a beat of the ack
         await next()
 
     return inbox_middleware

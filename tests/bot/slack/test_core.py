@@ -47,7 +47,17 @@ async def test_new_thread_is_answered_in_its_thread(bot: Bot) -> None:
     assert tuple(row) == (f"slack:{SUPPORT}:{event['ts']}", "customer", "CUST-1001")  # verified by profile email
 
 
-async def test_follow_ups_in_one_thread_are_answered_in_order(bot: Bot) -> None:
+async def test_follow_ups_in_one_thread_are_answered_in_order(
+    settings: Settings, store: Store, slack: FakeSlack
+) -> None:
+    bot = await start_bot(bot_settings(settings, slack, coalesce_seconds=0), store, slack)  # one turn a message
+    try:
+        await _follow_ups(bot)
+    finally:
+        await stop_bot(bot)
+
+
+async def _follow_ups(bot: Bot) -> None:
     first = await bot.say("hello")
     questions = [
         "what are your support hours?",
@@ -178,6 +188,8 @@ async def test_healthz_and_metrics(bot: Bot) -> None:
         assert resp.status == 200 and (await resp.json())["ok"] is True
     await housekeeping_once(bot.rt)
     async with bot.http.get(f"{bot.url}/metrics") as resp:
+        assert resp.status == 404  # only on the operator listener
+    async with bot.http.get(f"{bot.admin_url}/metrics") as resp:
         body = await resp.text()
     for name in (
         "supportbot_events_received_total",
@@ -234,3 +246,21 @@ async def test_a_429_on_a_ticket_post_is_a_warning_and_the_next_sweep_posts_it(
     posted = [m for m in staff if (m.get("metadata") or {}).get("event_payload") == {"ticket": ticket.id}]
     assert len(posted) == 1
     assert await count(bot, f"SELECT count(*) FROM tickets WHERE slack_ts = '{posted[0]['ts']}'") == 1
+
+
+async def test_a_burst_of_short_messages_gets_one_answer(settings: Settings, store: Store, slack: FakeSlack) -> None:
+    bot = await start_bot(bot_settings(settings, slack), store, slack, workers=False)  # they queue up first
+    try:
+        first = await bot.say("hi")
+        await bot.say("my blender ORD-8842", thread_ts=first["ts"])
+        await bot.say("it arrived broken, refund please", thread_ts=first["ts"])
+        bot.rt.workers.start()
+        (answer,) = await bot.wait_replies(first)
+        assert "ProBlend 500 blender" in answer["text"]  # the one turn read all three
+        async with asyncio.timeout(10):
+            await bot.rt.workers.wait_completed(1)
+        assert await count(bot, "SELECT count(*) FROM inbox WHERE status = 'done'") == 3  # each recorded
+        assert await count(bot, "SELECT count(*) FROM refunds WHERE order_id = 'ORD-8842'") == 1
+        assert len(bot.replies(first)) == 1
+    finally:
+        await stop_bot(bot)

@@ -117,6 +117,8 @@ class Api:
             kwargs["headers"] = {"Content-Type": "application/json", **kwargs["headers"]}
         elif body is not None:
             kwargs["json"] = body
+        elif method == "POST":  # a Confirm or Cancel: no body, but said to be JSON like every change
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs["headers"]}
         async with self.bot.http.request(method, f"{self.bot.url}{path}", **kwargs) as resp:
             assert resp.content_type == "application/json", (resp.status, await resp.text())
             payload = await resp.text()

@@ -243,3 +243,57 @@ async def test_confirm_after_expiry_says_expired_not_handled(
         assert await rows(api, "SELECT count(*) FROM payouts") == [(0,)]
     finally:
         await stop_bot(bot)
+
+
+# --- event streams ------------------------------------------------------------------------------------------
+async def test_reopening_a_session_stream_spends_reads_not_messages(api: Api) -> None:
+    first = await api.chat("what are your support hours?", headers=SARAH)
+    for _ in range(RATE_LIMIT + 5):  # a widget on a flaky connection reopens the session's stream
+        got = await api.messages(first["session_id"], headers=SARAH, n=1)
+        assert got[0]["data"]["kind"] == "reply"
+    assert (await api.chat("how long is your return window?", headers=SARAH, session_id=first["session_id"]))["reply"]
+
+
+async def test_open_streams_are_capped_per_visitor_and_a_closed_one_frees_its_place(
+    settings: Settings, store: Store, slack: FakeSlack
+) -> None:
+    bot = await web_bot(settings.model_copy(update={"chat_streams_per_client": 3}), store, slack)
+    try:
+        api = await open_api(bot)
+        session = (await api.chat("hello", headers=SARAH))["session_id"]
+        url = f"{bot.url}/api/sessions/{session}/events"
+        held = [await bot.http.get(url, headers=SARAH) for _ in range(3)]
+        assert [r.status for r in held] == [200, 200, 200]
+        status, body, headers = await api.call("GET", f"/api/sessions/{session}/events", headers=SARAH)
+        assert (status, body["error"]["code"]) == (429, "too_many_streams") and int(headers["Retry-After"]) > 0
+        held[0].close()
+        async with asyncio.timeout(20):
+            while True:  # the server sees the hang-up when it next writes or reads; then the place is free
+                again = await bot.http.get(url, headers=SARAH)
+                if again.status == 200:
+                    again.close()
+                    break
+                again.release()
+                await asyncio.sleep(0.05)  # polling the server's own answer, not synchronization
+    finally:
+        for r in held:
+            r.close()
+        await stop_bot(bot)
+
+
+async def test_an_idle_stream_ends_and_is_resumed_from_its_last_event(
+    settings: Settings, store: Store, slack: FakeSlack
+) -> None:
+    bot = await web_bot(settings.model_copy(update={"chat_stream_idle_s": 0.5}), store, slack)
+    try:
+        api = await open_api(bot)
+        first = await api.chat("what are your support hours?", headers=SARAH)
+        async with asyncio.timeout(20):  # the stream ends by itself once nothing new came for a while
+            events = await api.stream(first["session_id"], headers=SARAH, template="/api/sessions/{session_id}/events")
+        assert [e["data"]["kind"] for e in events] == ["reply"]
+        second = await api.chat("how long is your return window?", headers=SARAH, session_id=first["session_id"])
+        assert second["reply"]
+        resumed = await api.messages(first["session_id"], headers=SARAH, n=1, last=events[-1]["id"])
+        assert "30 days" in resumed[0]["data"]["text"]  # only what came after
+    finally:
+        await stop_bot(bot)
