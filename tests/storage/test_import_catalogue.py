@@ -18,8 +18,8 @@ from sqlalchemy import text
 from storage.engine import Store
 from storage.importer import ImportError_, import_records, parse
 from storage.tau2 import load_tau2
+from tests.tau2 import TAU2
 
-TAU2 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tau2"
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
 ADDRESS = {"address1": "1 Main St", "address2": "", "city": "Springfield", "state": "IL", "country": "USA", "zip": "1"}
 

@@ -19,7 +19,6 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,13 +32,13 @@ from storage.settings import Settings
 from storage.tau2 import STATUSES, load_tau2
 from storage.types import FrozenClock
 from tests.conftest import IN_CI, Databases
+from tests.tau2 import TAU2
 from tools import order_changes
 from tools.codes import Code
 from tools.context import Actor, CallContext, Deps
 from tools.gateway import StoreGateway
 from tools.toolbox import ORDER_CHANGE_TOOLS, TOOLS, Toolbox
 
-TAU2 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tau2"
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
 TAU2_STATUS = {ours: theirs for theirs, ours in STATUSES.items()}
 WRITES = {t.name for t in ORDER_CHANGE_TOOLS}  # named as τ2's write tools
