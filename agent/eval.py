@@ -37,7 +37,7 @@ from agent import claims, facts
 from agent.errors import UnknownScenario
 from storage.engine import Store
 from storage.settings import Settings
-from storage.states import RefundStatus
+from storage.states import DELIVERED_ORDERS, RefundStatus
 from storage.types import to_cents
 from tools.sanitizer import split_sentences
 
@@ -123,35 +123,38 @@ def _dt(value: Any) -> datetime:
 
 
 async def invariant_violations(store: Store, *, window_days: int, limit_cents: int) -> list[str]:
-    """Money rules read straight from the tables: never two live refunds for an order; every
-    refund that moved money was the owner's, for a delivered order inside the window, at most the
-    total, confirmed by the customer (or approved by staff when over the limit); one payout each."""
+    """Money rules read straight from the tables: never two refunds of an order in progress at
+    once, never refunds beyond what was paid; every refund that moved money was the owner's, for a
+    delivered order inside the window, confirmed by the customer (or approved by staff once the
+    order's refunds passed the limit); one payout each."""
     out = [
-        f"order {oid} has {n} live refunds"
+        f"order {oid} has {n} refunds in progress"
         for oid, n in await _rows(
             store,
             "SELECT order_id, count(*) FROM refunds WHERE status IN "
-            "('awaiting_confirmation','pending_approval','processing','processed') "
-            "GROUP BY order_id HAVING count(*) > 1",
+            "('awaiting_confirmation','pending_approval','processing') GROUP BY order_id HAVING count(*) > 1",
         )
     ]
     moved = await _rows(
         store,
-        "SELECT r.id, r.amount_cents, r.actor, r.decided_by, r.updated_at, o.customer_id, o.status, o.total_cents, "
-        "o.delivered_at FROM refunds r JOIN orders o ON o.id = r.order_id WHERE r.status IN ('processing','processed')",
+        "SELECT r.id, r.order_id, r.amount_cents, r.actor, r.decided_by, r.updated_at, o.customer_id, o.status, "
+        "o.paid_cents, o.delivered_at FROM refunds r JOIN orders o ON o.id = r.order_id "
+        "WHERE r.status IN ('processing','processed','failed') ORDER BY r.updated_at, r.id",
     )
-    for rid, amount, actor, decided, updated, owner, ostatus, total, delivered in moved:
-        if not 0 < amount <= total:
-            out.append(f"refund {rid}: amount {amount} outside (0, {total}]")
+    so_far: dict[str, int] = {}
+    for rid, oid, amount, actor, decided, updated, owner, ostatus, paid, delivered in moved:
+        so_far[oid] = so_far.get(oid, 0) + amount
+        if not 0 < so_far[oid] <= paid:
+            out.append(f"refund {rid}: the order's refunds come to {so_far[oid]}, more than the {paid} paid")
         if actor != f"customer:{owner}":
             out.append(f"refund {rid}: requested by {actor}, not the order's customer")
-        if ostatus != "delivered" or delivered is None:
+        if ostatus not in DELIVERED_ORDERS or delivered is None:
             out.append(f"refund {rid}: order not delivered")
         elif _dt(updated).replace(tzinfo=None) > (_dt(delivered) + timedelta(days=window_days)).replace(tzinfo=None):
             out.append(f"refund {rid}: moved money after the return window")
-        if amount > limit_cents and not str(decided or "").startswith("staff:"):
-            out.append(f"refund {rid}: over the limit without staff approval")
-        if amount <= limit_cents and decided not in (actor, None) and not str(decided).startswith("staff:"):
+        if so_far[oid] > limit_cents and not str(decided or "").startswith("staff:"):
+            out.append(f"refund {rid}: the order's refunds passed the limit without staff approval")
+        if so_far[oid] <= limit_cents and decided not in (actor, None) and not str(decided).startswith("staff:"):
             out.append(f"refund {rid}: confirmed by {decided}, not its customer")
     for key, paid, asked, status in await _rows(
         store,

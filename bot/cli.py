@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from storage.importer import FORMAT, ImportError_, import_records, load_file, se
 from storage.kb_import import seed_help_center
 from storage.migrate import upgrade
 from storage.settings import Settings, explain
-from storage.types import SystemClock, format_cents
+from storage.tau2 import load_tau2
+from storage.types import SystemClock
 
 log = logging.getLogger("supportbot")
 
@@ -74,18 +76,45 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                 f"and {kb} help-center articles"
             )
         elif args.db_command == "import":
-            try:
-                customers, orders = await asyncio.to_thread(load_file, Path(args.file))
-                counts = await import_records(store, customers, orders, progress=_progress("importing"))
-            except ImportError_ as exc:
-                print(f"import failed, nothing was imported. {exc}", file=sys.stderr)
-                return 1
-            print(f"imported {counts['customers']} customers, {counts['orders']} orders, {counts['items']} items")
+            return await _import(store, args)
         elif args.db_command == "orders":
             await _list_orders(store)
         return 0
 
     return await _with_store(settings, run)
+
+
+async def _import(store: Store, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        if args.format == "tau2":
+            doc = await asyncio.to_thread(load_tau2, path, as_of=args.as_of or _today())
+        else:
+            doc = await asyncio.to_thread(load_file, path)
+        counts = await import_records(store, doc, progress=_progress("importing"))
+    except ImportError_ as exc:
+        print(f"import failed, nothing was imported. {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"imported {counts['customers']} customers, {counts['orders']} orders, {counts['items']} items, "
+        f"{counts['products']} products ({counts['variants']} variants)"
+    )
+    return 0
+
+
+def _today() -> datetime:
+    """Midnight UTC today: a τ2 store imported again the same day is stamped the same."""
+    return SystemClock().now().replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _as_of(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an ISO-8601 time, e.g. 2026-11-01T00:00:00Z") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("needs a time zone, e.g. 2026-11-01T00:00:00Z")
+    return value
 
 
 async def _seed_help_center(store: Store, settings: Settings) -> int:
@@ -97,16 +126,9 @@ async def _seed_help_center(store: Store, settings: Settings) -> int:
 
 
 async def _list_orders(store: Store) -> None:
-    from sqlalchemy import select
+    from bot.db_orders import order_lines
 
-    from storage.models import Customer, Order
-
-    async with store.read() as s:
-        rows = (await s.execute(select(Order, Customer).join(Customer).order_by(Customer.id, Order.id))).all()
-    print(f"{'order':<10} {'customer':<22} {'status':<10} {'total':>10}  delivered")
-    for order, cust in rows:
-        delivered = order.delivered_at.date().isoformat() if order.delivered_at else "-"
-        print(f"{order.id:<10} {cust.email:<22} {order.status:<10} {format_cents(order.total_cents):>10}  {delivered}")
+    print("\n".join(await order_lines(store)))
 
 
 def _check_model(args: argparse.Namespace, settings: Settings) -> None:
@@ -437,7 +459,19 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=FORMAT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    imp.add_argument("file", help="the JSON file (format below)")
+    imp.add_argument("file", help="the JSON file (format below), or a τ2-bench retail store with --format tau2")
+    imp.add_argument(
+        "--format",
+        choices=("supportbot", "tau2"),
+        default="supportbot",
+        help="supportbot: the format below (default); tau2: τ2-bench's retail db.json, gzipped or not",
+    )
+    imp.add_argument(
+        "--as-of",
+        type=_as_of,
+        default=None,
+        help="tau2 only: when its orders were placed and delivered (τ2 keeps no dates; default: today 00:00 UTC)",
+    )
     dbsub.add_parser("orders", help="list every order")
     db.set_defaults(handler=cmd_db, uses_database=True)
 

@@ -1,207 +1,95 @@
-"""Loading a company's customers and orders: `supportbot db import FILE.json` and `db seed`.
+"""Loading a company's catalogue, customers and orders: `supportbot db import FILE.json` and `db seed`.
 
-The whole file is validated before anything is written; every problem names its record and
-field. The write is one transaction of batched upserts, so a bad file imports nothing and
-importing the same file twice changes nothing. FORMAT (below) is the file format as `db import
---help` shows it.
+The whole file is validated before anything is written (storage.import_schema); every problem
+names its record and field. The write is one transaction of batched upserts, so a bad file
+imports nothing and importing the same file twice changes nothing. A customer or order the
+shop's tools have changed since (a refund, an order change) is not overwritten: the import
+refuses and names it. FORMAT (below) is the file format as `db import --help` shows it;
+storage.tau2 reads τ2-bench's retail store into the same records.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.engine import Store
-from storage.models import Customer, Order, OrderItem
+from storage.import_schema import Document, ImportError_, OrderIn, parse
+from storage.models import (
+    Customer,
+    Fulfilment,
+    Order,
+    OrderChange,
+    OrderItem,
+    OrderPayment,
+    PaymentMethod,
+    Product,
+    Refund,
+    Variant,
+)
 from storage.order_formats import record_shapes
+from storage.states import COMMITTED_REFUNDS, OrderChangeStatus
 from storage.types import Clock, to_cents
 
-FORMAT = """\
-The file is one JSON object with a "customers" list, an "orders" list, or both:
+__all__ = ["FORMAT", "Document", "ImportError_", "import_records", "load_file", "parse", "seed", "seed_document"]
 
-  {"customers": [{"id": "CUST-1", "name": "Ada Lee", "email": "ada@example.com"}],
+FORMAT = """\
+The file is one JSON object with any of a "products", a "customers" and an "orders" list:
+
+  {"products": [{"id": "P-BLND", "name": "Blender",
+                 "variants": [{"item_id": "BLND-500", "options": {"colour": "red"}, "price": "89.99",
+                               "available": true}]}],
+   "customers": [{"id": "CUST-1", "name": "Ada Lee", "email": "ada@example.com",
+                  "address": {"address1": "1 Main St", "address2": "", "city": "Springfield",
+                              "state": "IL", "country": "USA", "zip": "62701"},
+                  "payment_methods": [{"id": "card-1", "kind": "credit_card", "brand": "visa",
+                                       "last_four": "4242"},
+                                      {"id": "gift-1", "kind": "gift_card", "balance": "25.00"}]}],
    "orders": [{"id": "ORD-1", "customer_id": "CUST-1", "status": "delivered",
                "total": "94.99", "currency": "USD",
                "placed_at": "2026-11-01T10:00:00Z", "delivered_at": "2026-11-03T15:00:00Z",
-               "shipping": "5.00", "discount": "0.00",
-               "items": [{"sku": "BLND-500", "name": "Blender", "quantity": 1, "unit_price": "89.99"}]}]}
+               "shipping": "5.00", "discount": "0.00", "address": {...as above...},
+               "items": [{"item_id": "BLND-500", "quantity": 1, "unit_price": "89.99"}],
+               "payments": [{"kind": "payment", "amount": "94.99", "method": "card-1"}],
+               "fulfilments": [{"tracking_ids": ["1Z999"], "item_ids": ["BLND-500"]}]}]}
 
 - amounts are decimals with at most two places (strings or numbers), never negative;
+- a product has one or more variants; an item_id is unique across products; options are names
+  and values (colour, size…); available defaults to true;
+- a payment method's kind is credit_card (brand, last_four), paypal, or gift_card (balance);
+- an order line names its variant by item_id (or sku), in this file or the database; a line whose
+  variant is in neither needs a "name" and becomes a product of its own with that one variant;
+  product_id and options, if given, must match the variant; quantity defaults to 1;
 - total must equal the items' sum (quantity x unit_price) + shipping - discount; shipping and
   discount are optional and default to 0 (they explain a total, they are not stored);
-- status is pending, shipped, delivered or cancelled; delivered_at is required when delivered,
-  null otherwise; times are ISO-8601 with a time zone; currency is a 3-letter code (USD);
+- payments is the order's history of "payment" and "refund" entries, each with the customer's
+  payment method (or null: not recorded); refunds never exceed payments; without it, the total
+  was paid (and, for a cancelled order, refunded);
+- status is pending, processed, shipped, delivered, cancelled, items_modified, return_requested or
+  exchange_requested; delivered_at is required when delivered (or a return or exchange was
+  requested), null otherwise; times are ISO-8601 with a time zone; currency is a 3-letter code;
 - an order's customer_id is a customer in this file or already in the database;
 - ids are unique in the file, emails unique across customers.
 
 Everything is checked first: a bad file imports nothing, and every problem names its record
-(orders[3] (ORD-4)) and field. Importing the same file again changes nothing (upserts by id)."""
+(orders[3] (ORD-4)) and field. Importing the same file again changes nothing (upserts by id).
+A customer or order that refunds or order changes have changed since is left alone: the import
+refuses and names it."""
 
 BATCH = 2000
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 Progress = Callable[[int, int], None]
 
 
-class ImportError_(Exception):
-    """A file that cannot be imported; `problems` lists every record and field at fault."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        shown = "\n".join(f"  - {p}" for p in problems[:20])
-        more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"{len(problems)} problem(s) in the import file:\n{shown}{more}")
-
-
-def _cents(value: Decimal) -> int:
-    if value < 0:
-        raise ValueError("must not be negative")
-    return to_cents(value)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("needs a time zone (e.g. 2026-11-01T10:00:00Z)")
-    return value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class ItemIn(_Strict):
-    sku: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1)
-    quantity: int = Field(gt=0)
-    unit_price: Decimal
-
-    @field_validator("unit_price")
-    @classmethod
-    def _money(cls, v: Decimal) -> Decimal:
-        _cents(v)
-        return v
-
-
-class CustomerIn(_Strict):
-    id: str = Field(min_length=1, max_length=32)
-    name: str = Field(min_length=1, max_length=200)
-    email: str = Field(max_length=320)
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        if not EMAIL.fullmatch(v):
-            raise ValueError("not a valid email address")
-        return v.lower()
-
-
-class OrderIn(_Strict):
-    id: str = Field(min_length=1, max_length=32)
-    customer_id: str = Field(min_length=1, max_length=32)
-    status: Literal["pending", "shipped", "delivered", "cancelled"]
-    total: Decimal
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-    placed_at: datetime
-    delivered_at: datetime | None = None
-    shipping: Decimal = Decimal(0)  # with discount, what explains a total other than the items' sum
-    discount: Decimal = Decimal(0)
-    items: list[ItemIn] = Field(default_factory=list)
-
-    @field_validator("total", "shipping", "discount")
-    @classmethod
-    def _money(cls, v: Decimal) -> Decimal:
-        _cents(v)
-        return v
-
-    @field_validator("placed_at", "delivered_at")
-    @classmethod
-    def _tz(cls, v: datetime | None) -> datetime | None:
-        return _aware(v)
-
-    @model_validator(mode="after")
-    def _delivered(self) -> OrderIn:
-        if self.status == "delivered" and self.delivered_at is None:
-            raise ValueError("delivered_at: required when status is delivered")
-        if self.status != "delivered" and self.delivered_at is not None:
-            raise ValueError("delivered_at: must be null unless status is delivered")
-        items = sum((to_cents(it.unit_price) * it.quantity for it in self.items), 0)
-        expected = items + to_cents(self.shipping) - to_cents(self.discount)
-        if to_cents(self.total) != expected:
-            raise ValueError(
-                f"total: {self.total} is not the items' sum {_money(items)} + shipping {self.shipping} "
-                f"- discount {self.discount} = {_money(expected)}; fix the total, or add the shipping or "
-                "discount that explains it"
-            )
-        return self
-
-
-def _money(cents: int) -> str:
-    return f"{Decimal(cents) / 100:.2f}"
-
-
-def _describe(err: ValidationError) -> Iterator[str]:
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        yield f"{loc}: {msg}" if loc else msg
-
-
-def _records(data: Any, key: str, model: type[_Strict], problems: list[str]) -> list[Any]:
-    raw = data.get(key, [])
-    if not isinstance(raw, list):
-        problems.append(f"{key}: must be a list")
-        return []
-    out = []
-    for i, rec in enumerate(raw):
-        label = f"{key}[{i}]"
-        if isinstance(rec, dict) and isinstance(rec.get("id"), str):
-            label += f" ({rec['id']})"
-        try:
-            out.append(model.model_validate(rec))
-        except ValidationError as err:
-            problems.extend(f"{label}: {d}" for d in _describe(err))
-    return out
-
-
-def parse(data: Any) -> tuple[list[CustomerIn], list[OrderIn]]:
-    """Validate a decoded import document; raise ImportError_ listing every problem."""
-    if not isinstance(data, dict):
-        raise ImportError_(["top level: must be an object with 'customers' and 'orders'"])
-    problems: list[str] = [f"top level: unknown key {k!r}" for k in data if k not in {"customers", "orders"}]
-    if not problems and all(data.get(key) in (None, []) for key in ("customers", "orders")):
-        raise ImportError_(["top level: nothing to import: the file has no customers and no orders"])
-    customers = _records(data, "customers", CustomerIn, problems)
-    orders = _records(data, "orders", OrderIn, problems)
-    seen: dict[str, str] = {}
-    for i, c in enumerate(customers):
-        if c.email in seen and seen[c.email] != c.id:
-            problems.append(f"customers[{i}] ({c.id}): email: {c.email} is also used by {seen[c.email]}")
-        seen.setdefault(c.email, c.id)
-    _duplicates(problems, "customers", [c.id for c in customers])
-    _duplicates(problems, "orders", [o.id for o in orders])
-    if problems:
-        raise ImportError_(problems)
-    return customers, orders
-
-
-def _duplicates(problems: list[str], key: str, ids: list[str]) -> None:
-    seen: set[str] = set()
-    for i, ident in enumerate(ids):
-        if ident in seen:
-            problems.append(f"{key}[{i}] ({ident}): id: appears more than once in the file")
-        seen.add(ident)
-
-
-def load_file(path: Path) -> tuple[list[CustomerIn], list[OrderIn]]:
+def load_file(path: Path) -> Document:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -215,13 +103,14 @@ def load_file(path: Path) -> tuple[list[CustomerIn], list[OrderIn]]:
     return parse(data)
 
 
-def _chunks(rows: list[dict[str, Any]], size: int = BATCH) -> Iterable[list[dict[str, Any]]]:
+def _chunks(rows: list[Any], size: int = BATCH) -> Iterable[list[Any]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
 
 
 def _insert(session: AsyncSession, model: type[Any]) -> Any:
-    return (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(model)
+    # the table, not the mapped class: a plain executemany, without the ORM's bulk bookkeeping
+    return (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(model.__table__)
 
 
 async def _upsert(
@@ -235,90 +124,294 @@ async def _upsert(
         return
     stmt = _insert(session, model)
     updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
-    stmt = stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_=updates) if updates else stmt.on_conflict_do_nothing()
     for chunk in _chunks(rows):
         await session.execute(stmt, chunk)
         tick(len(chunk))
 
 
-async def _check_against_store(session: AsyncSession, customers: list[CustomerIn], orders: list[OrderIn]) -> None:
+async def _existing(session: AsyncSession, column: Any, ids: Iterable[str], *extra: Any) -> list[Any]:
+    """Rows of (column, *extra) whose column is one of `ids`, fetched in batches."""
+    wanted = sorted(set(ids))
+    out: list[Any] = []
+    for part in _chunks(wanted):
+        out += (await session.execute(select(column, *extra).where(column.in_(part)))).all()
+    return out
+
+
+async def _check_against_store(session: AsyncSession, doc: Document) -> list[str]:
     problems: list[str] = []
-    file_ids = {c.id for c in customers}
-    emails = {c.email: c.id for c in customers}
-    for chunk in _chunks([{"e": e} for e in emails]):
-        found = await session.execute(
-            select(Customer.email, Customer.id).where(Customer.email.in_([r["e"] for r in chunk]))
-        )
-        for email, cid in found:
-            if emails[email] != cid:
-                problems.append(f"customers ({emails[email]}): email: {email} already belongs to {cid}")
-    missing = {o.customer_id for o in orders} - file_ids
-    known: set[str] = set()
-    ids = sorted(missing)
-    for start in range(0, len(ids), BATCH):
-        part = ids[start : start + BATCH]
-        known |= set((await session.scalars(select(Customer.id).where(Customer.id.in_(part)))).all())
-    for i, o in enumerate(orders):
-        if o.customer_id in missing - known:
+    emails = {c.email: c.id for c in doc.customers}
+    for email, cid in await _existing(session, Customer.email, emails, Customer.id):
+        if emails[email] != cid:
+            problems.append(f"customers ({emails[email]}): email: {email} already belongs to {cid}")
+    file_ids = {c.id for c in doc.customers}
+    known = {r[0] for r in await _existing(session, Customer.id, {o.customer_id for o in doc.orders} - file_ids)}
+    for i, o in enumerate(doc.orders):
+        if o.customer_id not in file_ids and o.customer_id not in known:
             problems.append(f"orders[{i}] ({o.id}): customer_id: unknown customer {o.customer_id}")
-    if problems:
-        raise ImportError_(problems)
+    problems += await _check_methods(session, doc)
+    problems += await _check_unchanged(session, doc)
+    return problems
 
 
-async def import_records(
-    store: Store, customers: list[CustomerIn], orders: list[OrderIn], *, progress: Progress | None = None
-) -> dict[str, int]:
+@dataclass
+class Catalogue:
+    """Every variant the file's lines name: (product id, product name, options) by item id, and the
+    single-variant products made for lines whose variant is nowhere (product id = item id)."""
+
+    variants: dict[str, tuple[str, str, dict[str, str]]] = field(default_factory=dict)
+    made: dict[str, tuple[str, int]] = field(default_factory=dict)  # item id: (name, price in cents)
+
+
+async def _catalogue(session: AsyncSession, doc: Document) -> tuple[list[str], Catalogue]:
+    problems: list[str] = []
+    cat = Catalogue({v.item_id: (p.id, p.name, v.options) for p in doc.products for v in p.variants})
+    index = {p.id: i for i, p in enumerate(doc.products)}
+    stored = await _existing(session, Variant.item_id, cat.variants, Variant.product_id)
+    for item_id, product_id in stored:
+        mine = cat.variants[item_id][0]
+        if product_id != mine:
+            problems.append(
+                f"products[{index[mine]}] ({mine}): variants: {item_id} belongs to product {product_id} in the database"
+            )
+    named = {it.item_id for o in doc.orders for it in o.items} - set(cat.variants)
+    for part in _chunks(sorted(named)):
+        found = await session.execute(
+            select(Variant.item_id, Variant.product_id, Product.name, Variant.options)
+            .join(Product, Product.id == Variant.product_id)
+            .where(Variant.item_id.in_(part))
+        )
+        cat.variants.update({item: (pid, name, options) for item, pid, name, options in found})
+    taken = {p.id for p in doc.products}
+    taken |= {r[0] for r in await _existing(session, Product.id, named - set(cat.variants))}
+    for i, o in enumerate(doc.orders):
+        for j, it in enumerate(o.items):
+            where = f"orders[{i}] ({o.id}): items.{j}"
+            known = cat.variants.get(it.item_id)
+            if known is not None:
+                if it.product_id is not None and it.product_id != known[0]:
+                    problems.append(f"{where}.product_id: {it.item_id} is a variant of product {known[0]}")
+            elif it.name is None:
+                problems.append(
+                    f"{where}.item_id: {it.item_id} is not a variant in this file or the database; "
+                    "list it under products, or give the line a name to make it a product of its own"
+                )
+            elif it.item_id in taken:
+                problems.append(f"{where}.item_id: a product {it.item_id} exists without this variant")
+            elif it.product_id not in (None, it.item_id):
+                problems.append(f"{where}.product_id: {it.item_id} is not a variant of {it.product_id}")
+            else:
+                cat.made.setdefault(it.item_id, (it.name, to_cents(it.unit_price)))
+    return problems, cat
+
+
+async def _check_methods(session: AsyncSession, doc: Document) -> list[str]:
+    """A payment method belongs to one customer; an order pays with its own customer's methods."""
+    problems: list[str] = []
+    owner = {m.id: c.id for c in doc.customers for m in c.payment_methods}
+    index = {c.id: i for i, c in enumerate(doc.customers)}
+    for method_id, stored_owner in sorted(await _existing(session, PaymentMethod.id, owner, PaymentMethod.customer_id)):
+        if stored_owner != owner[method_id]:
+            mine = owner[method_id]
+            problems.append(
+                f"customers[{index[mine]}] ({mine}): payment_methods: {method_id} belongs to {stored_owner}"
+            )
+    used = {p.method for o in doc.orders for p in o.history() if p.method} - set(owner)
+    owner.update(dict(await _existing(session, PaymentMethod.id, used, PaymentMethod.customer_id)))
+    for i, o in enumerate(doc.orders):
+        for j, p in enumerate(o.history()):
+            if p.method is not None and owner.get(p.method) != o.customer_id:
+                problems.append(
+                    f"orders[{i}] ({o.id}): payments.{j}.method: {p.method} is not a payment method "
+                    f"of customer {o.customer_id}"
+                )
+    return problems
+
+
+async def _check_unchanged(session: AsyncSession, doc: Document) -> list[str]:
+    """Customers and orders changed by refunds or order changes since they were imported."""
+    live = (OrderChangeStatus.APPLIED, OrderChangeStatus.PENDING_APPROVAL)
+    order_ids = [o.id for o in doc.orders]
+    changed = {
+        r[0] for r in await _existing(session, OrderChange.order_id, order_ids, OrderChange.status) if r[1] in live
+    }
+    changed |= {
+        r[0] for r in await _existing(session, Refund.order_id, order_ids, Refund.status) if r[1] in MONEY_MOVED
+    }
+    customers = {
+        r[0]
+        for r in await _existing(session, OrderChange.customer_id, [c.id for c in doc.customers], OrderChange.status)
+        if r[1] in live
+    }
+    since = "changed by a refund or an order change since it was imported; importing it again would undo that"
+    return [f"customers[{i}] ({c.id}): {since}" for i, c in enumerate(doc.customers) if c.id in customers] + [
+        f"orders[{i}] ({o.id}): {since}" for i, o in enumerate(doc.orders) if o.id in changed
+    ]
+
+
+MONEY_MOVED = (*COMMITTED_REFUNDS, "pending_approval")
+
+
+def _rows(doc: Document, cat: Catalogue) -> dict[type[Any], list[dict[str, Any]]]:
+    """The rows to upsert, by table, in the order they are written."""
+    products = [{"id": p.id, "name": p.name} for p in doc.products]
+    products += [{"id": item, "name": name} for item, (name, _) in cat.made.items()]
+    variants = [
+        {
+            "item_id": v.item_id,
+            "product_id": p.id,
+            "options": v.options,
+            "price_cents": to_cents(v.price),
+            "available": v.available,
+        }
+        for p in doc.products
+        for v in p.variants
+    ]
+    variants += [
+        {"item_id": item, "product_id": item, "options": {}, "price_cents": price, "available": True}
+        for item, (_, price) in cat.made.items()
+    ]
+    customers = [
+        {"id": c.id, "name": c.name, "email": c.email, "address": c.address.model_dump() if c.address else None}
+        for c in doc.customers
+    ]
+    methods = [
+        {
+            "id": m.id,
+            "customer_id": c.id,
+            "kind": m.kind,
+            "brand": m.brand,
+            "last_four": m.last_four,
+            "balance_cents": to_cents(m.balance) if m.balance is not None else None,
+        }
+        for c in doc.customers
+        for m in c.payment_methods
+    ]
+    return {
+        Product: products,
+        Variant: variants,
+        Customer: customers,
+        PaymentMethod: methods,
+        Order: [_order_row(o) for o in doc.orders],
+        OrderItem: [_line(o, n, it, cat) for o in doc.orders for n, it in enumerate(o.items, start=1)],
+        OrderPayment: [
+            {
+                "order_id": o.id,
+                "seq": n,
+                "kind": p.kind,
+                "amount_cents": to_cents(p.amount),
+                "method_id": p.method,
+                "change_id": None,
+                "refund_id": None,
+                "created_at": o.placed_at,
+            }
+            for o in doc.orders
+            for n, p in enumerate(o.history(), start=1)
+        ],
+        Fulfilment: [
+            {"order_id": o.id, "seq": n, "tracking_ids": f.tracking_ids, "item_ids": f.item_ids}
+            for o in doc.orders
+            for n, f in enumerate(o.fulfilments, start=1)
+        ],
+    }
+
+
+def _order_row(o: OrderIn) -> dict[str, Any]:
+    paid, refunded = o.money()
+    return {
+        "id": o.id,
+        "customer_id": o.customer_id,
+        "status": str(o.status),
+        "total_cents": to_cents(o.total),
+        "currency": o.currency,
+        "placed_at": o.placed_at,
+        "delivered_at": o.delivered_at,
+        "address": o.address.model_dump() if o.address else None,
+        "paid_cents": paid,
+        "refunded_cents": refunded,
+        "promised_cents": 0,
+    }
+
+
+def _line(o: OrderIn, n: int, it: Any, cat: Catalogue) -> dict[str, Any]:
+    product_id, product_name, options = cat.variants.get(it.item_id) or (it.item_id, it.name, {})
+    return {
+        "order_id": o.id,
+        "line_no": n,
+        "item_id": it.item_id,
+        "product_id": product_id,
+        "name": it.name or product_name,
+        "options": it.options if it.options is not None else options,
+        "quantity": it.quantity,
+        "unit_price_cents": to_cents(it.unit_price),
+    }
+
+
+KEYS: dict[type[Any], list[str]] = {
+    Product: ["id"],
+    Variant: ["item_id"],
+    Customer: ["id"],
+    PaymentMethod: ["id"],
+    Order: ["id"],
+    OrderItem: ["order_id", "line_no"],
+    OrderPayment: ["order_id", "seq"],
+    Fulfilment: ["order_id", "seq"],
+}
+
+
+async def import_records(store: Store, doc: Document, *, progress: Progress | None = None) -> dict[str, int]:
     """Upsert everything in one transaction; returns counts. Raises ImportError_ before writing."""
-    total = len(customers) + len(orders) + sum(len(o.items) for o in orders)
     done = 0
 
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress(done, total)
-
-    cust_rows = [{"id": c.id, "name": c.name, "email": c.email} for c in customers]
-    order_rows = [
-        {
-            "id": o.id,
-            "customer_id": o.customer_id,
-            "status": o.status,
-            "total_cents": to_cents(o.total),
-            "currency": o.currency,
-            "placed_at": o.placed_at,
-            "delivered_at": o.delivered_at,
-        }
-        for o in orders
-    ]
-    item_rows = [
-        {
-            "order_id": o.id,
-            "line_no": n,
-            "sku": it.sku,
-            "name": it.name,
-            "quantity": it.quantity,
-            "unit_price_cents": to_cents(it.unit_price),
-        }
-        for o in orders
-        for n, it in enumerate(o.items, start=1)
-    ]
     async with store.write() as session:
-        await _check_against_store(session, customers, orders)
-        await _upsert(session, Customer, cust_rows, ["id"], tick)
-        await _upsert(session, Order, order_rows, ["id"], tick)
-        await _upsert(session, OrderItem, item_rows, ["order_id", "line_no"], tick)
-        await record_shapes(session, (o.id for o in orders))
-        # lines an earlier import had beyond this file's last line for the order are gone now
-        counts = [(o.id, len(o.items)) for o in orders]
-        for start in range(0, len(counts), 500):
-            part = counts[start : start + 500]
-            await session.execute(
-                delete(OrderItem).where(
-                    or_(*[and_(OrderItem.order_id == oid, OrderItem.line_no > n) for oid, n in part])
-                )
-            )
-    return {"customers": len(cust_rows), "orders": len(order_rows), "items": len(item_rows)}
+        problems = await _check_against_store(session, doc)
+        more, cat = await _catalogue(session, doc)
+        if problems or more:
+            raise ImportError_(problems + more)
+        tables = _rows(doc, cat)
+        total = sum(len(rows) for rows in tables.values())
+
+        def tick(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress:
+                progress(done, total)
+
+        for model, rows in tables.items():
+            await _upsert(session, model, rows, KEYS[model], tick)
+        await record_shapes(session, (o.id for o in doc.orders))
+        # what an earlier import had beyond this file's last line, payment or fulfilment is gone now
+        for model, column, count in (
+            (OrderItem, OrderItem.line_no, lambda o: len(o.items)),
+            (OrderPayment, OrderPayment.seq, lambda o: len(o.history())),
+            (Fulfilment, Fulfilment.seq, lambda o: len(o.fulfilments)),
+        ):
+            await _trim(session, model, column, [(o.id, count(o)) for o in doc.orders])
+    return {
+        "products": len(tables[Product]),
+        "variants": len(tables[Variant]),
+        "customers": len(tables[Customer]),
+        "orders": len(tables[Order]),
+        "items": len(tables[OrderItem]),
+    }
+
+
+async def _trim(session: AsyncSession, model: type[Any], column: Any, counts: list[tuple[str, int]]) -> None:
+    """Delete what an order had beyond its count: only for the orders that have more (rarely any)."""
+    wanted = dict(counts)
+    longer: list[tuple[str, int]] = []
+    for part in _chunks(sorted(wanted)):
+        found = await session.execute(
+            select(model.order_id, func.max(column)).where(model.order_id.in_(part)).group_by(model.order_id)
+        )
+        longer += [(oid, wanted[oid]) for oid, top in found if top > wanted[oid]]
+    for part in _chunks(longer, 500):
+        await session.execute(
+            delete(model)
+            .where(or_(*[and_(model.order_id == oid, column > n) for oid, n in part]))
+            .execution_options(synchronize_session=False)
+        )
 
 
 def seed_document(clock: Clock) -> dict[str, Any]:
@@ -381,5 +474,4 @@ def seed_document(clock: Clock) -> dict[str, Any]:
 
 
 async def seed(store: Store, clock: Clock) -> dict[str, int]:
-    customers, orders = parse(seed_document(clock))
-    return await import_records(store, customers, orders)
+    return await import_records(store, parse(seed_document(clock)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -41,17 +42,26 @@ def _foreign_keys(conn: Connection, on: bool) -> None:
 
 
 async def upgrade(store: Store, revision: str = "head") -> None:
-    def _upgrade(conn: Connection) -> None:
+    await _migrate(store, command.upgrade, revision)
+
+
+async def downgrade(store: Store, revision: str) -> None:
+    """Back to `revision` (for tests of a migration and for an operator undoing one)."""
+    await _migrate(store, command.downgrade, revision)
+
+
+async def _migrate(store: Store, step: Callable[[Config, str], None], revision: str) -> None:
+    def _run(conn: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        step(cfg, revision)
 
     sqlite = store.dialect == "sqlite"
     async with store.engine.connect() as conn:
         if sqlite:
             await conn.run_sync(_foreign_keys, False)
         try:
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(_run)
             await conn.commit()
         finally:
             if sqlite:

@@ -2,6 +2,12 @@
 (a test runs autogenerate against a migrated database and expects no difference).
 
 Money is integer cents (`*_cents`); every time column is `UTCDateTime`.
+
+The catalogue is products with variants (an order line names its variant by `item_id`); a
+customer has payment methods (a gift card carries its balance) and a default address; an order
+has its lines, shipping address, fulfilments and payment history (`order_payments`: every charge
+and refund with its method). The order's money totals are kept beside it so the database itself
+refuses a refund beyond what was paid (`ck_orders_refunds_within_paid`).
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.states import (
-    LIVE_REFUNDS,
+    OPEN_CHANGES,
+    OPEN_REFUNDS,
     UNDELIVERED_OUTBOX,
     UNFINISHED_INBOX,
     InboxStatus,
+    OrderChangeStatus,
     OrderStatus,
     OutboxStatus,
     RefundStatus,
@@ -59,34 +67,114 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+# An address, as stored on a customer (their default) and an order (where it ships):
+# {"address1", "address2", "city", "state", "country", "zip"}, every value a string.
+Address = dict[str, str]
+PAYMENT_KINDS = ("credit_card", "paypal", "gift_card")
+LEDGER_KINDS = ("payment", "refund")
+CHANGE_KINDS = (
+    "cancel",
+    "modify_items",
+    "modify_address",
+    "modify_payment",
+    "return",
+    "exchange",
+    "user_address",
+)
+RETURN_KINDS = ("return", "exchange", "refund")
+DELIVERED = ("delivered", "return_requested", "exchange_requested")  # states.DELIVERED_ORDERS
+
+
 class Customer(Base):
     __tablename__ = "customers"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    address: Mapped[Address | None] = mapped_column(JSON)
 
     orders: Mapped[list[Order]] = relationship(back_populates="customer", lazy="raise")
 
 
+class Product(Base):
+    """A kind of product (a T-shirt); its variants are what can be ordered (blue, size M)."""
+
+    __tablename__ = "products"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+
+    variants: Mapped[list[Variant]] = relationship(back_populates="product", lazy="raise", order_by="Variant.item_id")
+
+
+class Variant(Base):
+    """One orderable item of a product: its options (colour, size…), price and availability."""
+
+    __tablename__ = "variants"
+    __table_args__ = (CheckConstraint("price_cents >= 0", name="price_nonneg"),)
+
+    item_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
+    options: Mapped[dict[str, str]] = mapped_column(JSON)
+    price_cents: Mapped[int] = mapped_column(Integer)
+    available: Mapped[bool] = mapped_column()
+
+    product: Mapped[Product] = relationship(back_populates="variants", lazy="raise")
+
+
+class PaymentMethod(Base):
+    """A customer's way of paying: a card (brand, last four digits), PayPal, or a gift card whose
+    balance the shop keeps (and the database keeps from going below zero)."""
+
+    __tablename__ = "payment_methods"
+    __table_args__ = (
+        CheckConstraint(_in("kind", PAYMENT_KINDS), name="kind"),
+        CheckConstraint(
+            "(kind = 'gift_card' AND balance_cents IS NOT NULL AND balance_cents >= 0) "
+            "OR (kind <> 'gift_card' AND balance_cents IS NULL)",
+            name="balance",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    brand: Mapped[str | None] = mapped_column(String(32))
+    last_four: Mapped[str | None] = mapped_column(String(4))
+    balance_cents: Mapped[int | None] = mapped_column(Integer)
+
+
 class Order(Base):
+    """An order and its money: `paid_cents` is every charge in its payment history, `refunded_cents`
+    every refund there, `promised_cents` the refunds agreed and paid later (a return's, refunded
+    when the items arrive). Together they never exceed what was paid."""
+
     __tablename__ = "orders"
     __table_args__ = (
-        CheckConstraint("status IN ('pending','shipped','delivered','cancelled')", name="status"),
+        CheckConstraint(_in("status", ORDER_STATUSES), name="status"),
         CheckConstraint("total_cents >= 0", name="total_nonneg"),
         CheckConstraint(
-            "(status = 'delivered' AND delivered_at IS NOT NULL) OR (status <> 'delivered' AND delivered_at IS NULL)",
+            f"({_in('status', DELIVERED)} AND delivered_at IS NOT NULL) "
+            f"OR (NOT {_in('status', DELIVERED)} AND delivered_at IS NULL)",
             name="delivered_at",
+        ),
+        CheckConstraint(
+            "refunded_cents >= 0 AND promised_cents >= 0 AND refunded_cents + promised_cents <= paid_cents",
+            name="refunds_within_paid",
         ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
     total_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     placed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    address: Mapped[Address | None] = mapped_column(JSON)
+    paid_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    promised_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     customer: Mapped[Customer] = relationship(back_populates="orders", lazy="raise")
     items: Mapped[list[OrderItem]] = relationship(back_populates="order", lazy="raise", order_by="OrderItem.line_no")
@@ -102,6 +190,9 @@ class OrderFormat(Base):
 
 
 class OrderItem(Base):
+    """An order line: its variant (`item_id`) with the product and options as ordered, and the
+    price paid for each unit."""
+
     __tablename__ = "order_items"
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_pos"),
@@ -110,12 +201,101 @@ class OrderItem(Base):
 
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    sku: Mapped[str] = mapped_column(String(64))
+    item_id: Mapped[str] = mapped_column(ForeignKey("variants.item_id"), index=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
     name: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, str]] = mapped_column(JSON)
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price_cents: Mapped[int] = mapped_column(Integer)
 
     order: Mapped[Order] = relationship(back_populates="items", lazy="raise")
+
+
+class Fulfilment(Base):
+    """A shipment of some of an order's items, with its tracking numbers."""
+
+    __tablename__ = "fulfilments"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    tracking_ids: Mapped[list[str]] = mapped_column(JSON)
+    item_ids: Mapped[list[str]] = mapped_column(JSON)
+
+
+class OrderPayment(Base):
+    """An order's payment history, in order: each charge and refund, with the method it used
+    (None: the order's original method, which an older import did not record)."""
+
+    __tablename__ = "order_payments"
+    __table_args__ = (
+        CheckConstraint(_in("kind", LEDGER_KINDS), name="kind"),
+        CheckConstraint("amount_cents >= 0", name="amount_nonneg"),
+    )
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(8))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    method_id: Mapped[str | None] = mapped_column(ForeignKey("payment_methods.id"))
+    change_id: Mapped[str | None] = mapped_column(ForeignKey("order_changes.id"))
+    refund_id: Mapped[str | None] = mapped_column(ForeignKey("refunds.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OrderChange(Base):
+    """A change to an order (or to a customer's own address) asked for by a tool: prepared with
+    exactly what will change and the money (`plan`), applied once its customer confirms it (and,
+    over the limit, staff approve it). `args` are the tool's arguments, from which a confirmation
+    plans again: a change whose plan no longer holds is refused, never applied differently."""
+
+    __tablename__ = "order_changes"
+    __table_args__ = (
+        CheckConstraint(_in("kind", CHANGE_KINDS), name="kind"),
+        CheckConstraint(_in("status", tuple(OrderChangeStatus)), name="status"),
+        CheckConstraint("refund_cents >= 0 AND charge_cents >= 0", name="money_nonneg"),
+        Index(
+            "uq_order_changes_one_open",
+            "target",
+            "kind",
+            unique=True,
+            sqlite_where=text(_in("status", OPEN_CHANGES)),
+            postgresql_where=text(_in("status", OPEN_CHANGES)),
+        ),
+        Index("ix_order_changes_customer", "customer_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    # what is changed: the order's id, or the customer's own for their default address
+    target: Mapped[str] = mapped_column(String(64))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # money back to the customer net of what the change charges, and the charge net of refunds
+    refund_cents: Mapped[int] = mapped_column(Integer)
+    charge_cents: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(120))
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("sessions.id"))
+    decided_by: Mapped[str | None] = mapped_column(String(120))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReturnedItem(Base):
+    """An order line given back (returned, exchanged, or refunded by item): at most once, ever."""
+
+    __tablename__ = "returned_items"
+    __table_args__ = (CheckConstraint(_in("kind", RETURN_KINDS), name="kind"),)
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    change_id: Mapped[str | None] = mapped_column(ForeignKey("order_changes.id"))
+    refund_id: Mapped[str | None] = mapped_column(ForeignKey("refunds.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ChatSession(Base):
@@ -197,11 +377,11 @@ class Refund(Base):
         CheckConstraint(_in("status", REFUND_STATUSES), name="status"),
         CheckConstraint("amount_cents > 0", name="amount_pos"),
         Index(
-            "uq_refunds_one_live_per_order",
+            "uq_refunds_one_open_per_order",
             "order_id",
             unique=True,
-            sqlite_where=text(_in("status", LIVE_REFUNDS)),
-            postgresql_where=text(_in("status", LIVE_REFUNDS)),
+            sqlite_where=text(_in("status", OPEN_REFUNDS)),
+            postgresql_where=text(_in("status", OPEN_REFUNDS)),
         ),
     )
 
@@ -215,6 +395,8 @@ class Refund(Base):
     session_id: Mapped[str | None] = mapped_column(ForeignKey("sessions.id"), index=True)
     decided_by: Mapped[str | None] = mapped_column(String(120))
     gateway_ref: Mapped[str | None] = mapped_column(String(120))
+    # the order lines it refunds, if it names items (None: an amount)
+    line_nos: Mapped[list[int] | None] = mapped_column(JSON)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -257,6 +439,7 @@ class Ticket(Base):
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
     order_id: Mapped[str | None] = mapped_column(String(32))
     refund_id: Mapped[str | None] = mapped_column(ForeignKey("refunds.id"))
+    change_id: Mapped[str | None] = mapped_column(ForeignKey("order_changes.id"))
     summary: Mapped[str] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     # who claimed it: a member of staff, or a colleague who took the thread over (any staff member may

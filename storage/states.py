@@ -12,7 +12,14 @@ of these values appear nowhere else but migrations.
     InboxStatus     pending ⇄ working ─▶ done | dead | skipped
     OutboxStatus    pending ⇄ posting ─▶ posted | skipped
     WebTurnStatus   queued ⇄ running ─▶ done | failed
-    OrderStatus     the shop's order life cycle, moved by order changes
+    OrderStatus     pending ─▶ processed ─▶ shipped ─▶ delivered (the shop's own moves)
+                    pending ─cancel─▶ cancelled;  pending ─modify items─▶ items_modified (once: then
+                    locked for item changes and cancelling)
+                    delivered ─return─▶ return_requested;  delivered ─exchange─▶ exchange_requested
+    OrderChangeStatus  awaiting_confirmation ─confirm─▶ applied | pending_approval (over the limit)
+                    awaiting_confirmation ─cancel / expire / superseded─▶ cancelled | expired
+                    awaiting_confirmation ─the rules no longer allow it─▶ refused
+                    pending_approval ─approve─▶ applied;  ─deny─▶ denied;  ─cancel─▶ cancelled
 
 Exceptions:
 
@@ -78,9 +85,23 @@ class WebTurnStatus(StrEnum):
 
 class OrderStatus(StrEnum):
     PENDING = "pending"
+    PROCESSED = "processed"  # prepared for shipping: too late to change or cancel
     SHIPPED = "shipped"
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
+    ITEMS_MODIFIED = "items_modified"  # still pending, but its items were changed once
+    RETURN_REQUESTED = "return_requested"
+    EXCHANGE_REQUESTED = "exchange_requested"
+
+
+class OrderChangeStatus(StrEnum):
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    PENDING_APPROVAL = "pending_approval"
+    APPLIED = "applied"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REFUSED = "refused"
+    DENIED = "denied"
 
 
 class Machine(Generic[S]):
@@ -104,7 +125,7 @@ class Machine(Generic[S]):
         return tuple(frm for frm, tos in self.moves.items() if self.states(to) in tos)
 
 
-R, T, W = RefundStatus, TicketStatus, WebTurnStatus
+R, T, W, OS, C = RefundStatus, TicketStatus, WebTurnStatus, OrderStatus, OrderChangeStatus
 
 REFUNDS = Machine(
     RefundStatus,
@@ -139,8 +160,37 @@ WEB_TURNS = Machine(
     {W.QUEUED: {W.RUNNING, W.FAILED}, W.RUNNING: {W.QUEUED, W.DONE, W.FAILED}},
 )
 
-# At most one refund per order in these states (a partial unique index, enforced by the database).
+ORDERS = Machine(
+    OrderStatus,
+    {
+        OS.PENDING: {OS.PROCESSED, OS.SHIPPED, OS.CANCELLED, OS.ITEMS_MODIFIED},
+        OS.ITEMS_MODIFIED: {OS.PROCESSED, OS.SHIPPED},
+        OS.PROCESSED: {OS.SHIPPED, OS.DELIVERED},
+        OS.SHIPPED: {OS.DELIVERED},
+        OS.DELIVERED: {OS.RETURN_REQUESTED, OS.EXCHANGE_REQUESTED},
+    },
+)
+ORDER_CHANGES = Machine(
+    OrderChangeStatus,
+    {
+        C.AWAITING_CONFIRMATION: {C.APPLIED, C.PENDING_APPROVAL, C.CANCELLED, C.EXPIRED, C.REFUSED},
+        C.PENDING_APPROVAL: {C.APPLIED, C.DENIED, C.CANCELLED, C.REFUSED},
+    },
+)
+
+# A refund that has been or is being paid, or waits to be (what the claims check calls live).
 LIVE_REFUNDS = (R.AWAITING_CONFIRMATION, R.PENDING_APPROVAL, R.PROCESSING, R.PROCESSED)
+# At most one refund per order in these states (a partial unique index): an order's next refund,
+# of what remains, is asked for once the last one is paid or has ended.
+OPEN_REFUNDS = (R.AWAITING_CONFIRMATION, R.PENDING_APPROVAL, R.PROCESSING)
+# Refunds whose money is committed: counted in the order's refunded total and its payment history.
+COMMITTED_REFUNDS = (R.PROCESSING, R.PROCESSED, R.FAILED)
+# At most one change of a kind per order (or customer) in these states (a partial unique index).
+OPEN_CHANGES = (C.AWAITING_CONFIRMATION, C.PENDING_APPROVAL)
+# The statuses in which an order still counts as pending: its address and payment may change.
+PENDING_ORDERS = (OS.PENDING, OS.ITEMS_MODIFIED)
+# Delivered, as far as the return window is concerned: these orders have a delivery date.
+DELIVERED_ORDERS = (OS.DELIVERED, OS.RETURN_REQUESTED, OS.EXCHANGE_REQUESTED)
 UNFINISHED_INBOX = (InboxStatus.PENDING, InboxStatus.WORKING)
 UNDELIVERED_OUTBOX = (OutboxStatus.PENDING, OutboxStatus.POSTING)
 UNFINISHED_WEB_TURNS = (W.QUEUED, W.RUNNING)

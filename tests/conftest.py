@@ -122,15 +122,18 @@ class Databases:
         return self.template
 
     async def fresh(self) -> str:
-        template = await self._template()
+        return await self.copy(await self._template())
+
+    async def copy(self, source: str) -> str:
+        """A new database holding what `source` holds (no connection to it may be open)."""
         n = uuid.uuid4().hex[:10]
         if self.sqlite:
-            src = Path(make_url(template).database or "")
+            src = Path(make_url(source).database or "")
             dst = self.workdir / f"t_{n}.db"
             shutil.copyfile(src, dst)
             return f"sqlite+aiosqlite:///{dst}"
         name = f"sb_t_{self.tag}_{n}"
-        await _pg_exec(self.base_url, f"CREATE DATABASE {name} TEMPLATE {make_url(template).database}")
+        await _pg_exec(self.base_url, f"CREATE DATABASE {name} TEMPLATE {make_url(source).database}")
         self.created.append(name)
         return make_url(self.base_url).set(database=name).render_as_string(hide_password=False)
 

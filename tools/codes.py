@@ -8,8 +8,10 @@ Exceptions (only for things that went wrong, never for a rule saying no):
     ToolsError
      ├── ToolFailure            a tool could not run (store unreachable, a bug); the loop retries it
      ├── GatewayError           the payment gateway failed; the refund is left `failed` or `processing`
-     └── TicketQuotaExceeded    a new ticket was refused: its quota (an anonymous visitor's address,
-                                say) has opened its share this hour; nothing was written
+     ├── TicketQuotaExceeded    a new ticket was refused: its quota (an anonymous visitor's address,
+     │                          say) has opened its share this hour; nothing was written
+     └── ChangeRefused          a write the store refused while an order change was applied (a gift
+                                card spent meanwhile): the transaction rolls back, the change is refused
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Code(StrEnum):
     REFUND_EXISTS = "REFUND_EXISTS"
     TICKET_OPENED = "TICKET_OPENED"
     TICKET_UPDATED = "TICKET_UPDATED"
+    CHANGE_APPLIED = "CHANGE_APPLIED"
     # refusals
     INVALID_INPUT = "INVALID_INPUT"
     IDENTITY_UNVERIFIED = "IDENTITY_UNVERIFIED"
@@ -44,6 +47,12 @@ class Code(StrEnum):
     EXPIRED = "EXPIRED"
     ALREADY_CLAIMED = "ALREADY_CLAIMED"
     PAYMENT_FAILED = "PAYMENT_FAILED"
+    ALREADY_RETURNED = "ALREADY_RETURNED"
+    ITEM_NOT_IN_ORDER = "ITEM_NOT_IN_ORDER"
+    VARIANT_UNAVAILABLE = "VARIANT_UNAVAILABLE"
+    PAYMENT_METHOD_NOT_FOUND = "PAYMENT_METHOD_NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
 
 
 SUCCESS = frozenset(
@@ -54,6 +63,7 @@ SUCCESS = frozenset(
         Code.REFUND_EXISTS,
         Code.TICKET_OPENED,
         Code.TICKET_UPDATED,
+        Code.CHANGE_APPLIED,
     }
 )
 
@@ -107,3 +117,12 @@ class TicketQuotaExceeded(ToolsError):
     def __init__(self, quota: Any) -> None:
         self.quota = quota
         super().__init__(f"at most {quota.limit} new tickets per {quota.window_s} s for this caller")
+
+
+class ChangeRefused(ToolsError):
+    """A write the store refused while a change was applied: the transaction is rolled back and the
+    change refused, with `result` saying why."""
+
+    def __init__(self, result: ToolResult) -> None:
+        self.result = result
+        super().__init__(result.code)

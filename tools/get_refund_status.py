@@ -7,12 +7,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from storage.models import Order, Refund
-from storage.order_formats import load_formats
 from storage.types import format_cents
 from tools.codes import Code, ToolResult
 from tools.context import CallContext, Deps, Tool
-from tools.lookup_order import not_found
-from tools.order_ids import display, find_order
+from tools.lookup_order import visible_order
 
 
 class GetRefundStatusInput(BaseModel):
@@ -31,12 +29,9 @@ async def refund_status(deps: Deps, ctx: CallContext, order_id: str | None, *, l
     stmt = select(Refund, Order).join(Order, Order.id == Refund.order_id).options(selectinload(Order.items))
     async with deps.store.read() as s:
         if order_id and order_id.strip():
-            formats = await load_formats(s, deps.settings.order_number_pattern)
-            order = await find_order(s, order_id, customer_id=actor.customer_id, formats=formats)
-            if order is None:
-                return not_found(display(order_id))
-            if actor.kind == "customer" and order.customer_id != actor.customer_id:
-                return not_found(display(order_id), Code.OWNERSHIP_MISMATCH)
+            order = await visible_order(s, deps, actor, order_id)
+            if isinstance(order, ToolResult):
+                return order
             stmt = stmt.where(Refund.order_id == order.id)
         elif actor.kind == "customer":
             stmt = stmt.where(Order.customer_id == actor.customer_id)

@@ -8,8 +8,16 @@
 
 Every transition is one conditional UPDATE (`WHERE id = :id AND status = :from`), so a second
 click, a replayed payload or a racing replica finds nothing to update and changes nothing. Each
-one re-checks the rules at that moment (`refund_guard`). A partial unique index allows at most
-one refund per order in awaiting_confirmation | pending_approval | processing | processed.
+one re-checks the rules at that moment (`refund_guard`) on the order locked by its transaction.
+A refund names an amount or order lines (their prices; each line is given back once, ever). An
+order may have several refunds, one at a time (a partial unique index allows one per order in
+awaiting_confirmation | pending_approval | processing), together never more than was paid:
+the move into `processing` enters the refund in the order's payment history in the same
+transaction (tools.ledger), where the database refuses one beyond it.
+
+The approval limit applies to the order's money given back in all, this refund included
+(tools.ledger.over_limit), not to each refund: two refunds under the limit that together pass it
+go to staff. It is checked when the refund is asked for and again when the customer confirms it.
 """
 
 from __future__ import annotations
@@ -22,13 +30,16 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Order, Refund
-from storage.states import LIVE_REFUNDS
+from storage.models import Order, Refund, Ticket
+from storage.states import OPEN_REFUNDS, RefundStatus
+from tools import ledger
 from tools.codes import Code, GatewayError, ToolResult
 from tools.context import Actor, CallContext, Deps, audit, new_id
+from tools.ledger import remaining
 from tools.tickets import open_or_update
 
 log = logging.getLogger(__name__)
+R = RefundStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,26 +59,50 @@ def eligibility(order: Order, *, now: datetime, window_days: int) -> Eligibility
 
 
 def refund_guard(order: Order | None, *, owner_customer_id: str | None, amount_cents: int, deps: Deps) -> Code | None:
-    """Ownership, eligibility now, and 0 < amount <= total: the rules every money step re-checks."""
+    """Ownership, eligibility now, and 0 < amount <= what remains to be refunded: the rules every
+    money step re-checks."""
     if order is None:
         return Code.ORDER_NOT_FOUND
     if owner_customer_id is None or order.customer_id != owner_customer_id:
         return Code.OWNERSHIP_MISMATCH
     if not eligibility(order, now=deps.clock.now(), window_days=deps.settings.return_window_days).eligible:
         return Code.NOT_ELIGIBLE
-    if not 0 < amount_cents <= order.total_cents:
+    if not 0 < amount_cents <= remaining(order):
         return Code.INVALID_AMOUNT
     return None
 
 
+async def _commit_guard(
+    s: AsyncSession, deps: Deps, refund: Refund, order: Order | None, owner: str | None
+) -> Code | None:
+    """The rules again, on the locked order, as the refund's money is committed: and its lines
+    not given back since."""
+    code = refund_guard(order, owner_customer_id=owner, amount_cents=refund.amount_cents, deps=deps)
+    if code is None and refund.line_nos and set(refund.line_nos) & await ledger.returned_lines(s, refund.order_id):
+        return Code.ALREADY_RETURNED
+    return code
+
+
+async def _record(s: AsyncSession, deps: Deps, refund: Refund, order: Order) -> None:
+    """The refund enters the order's payment history (to its original method) and its lines are
+    given back, in the transaction that moved it to `processing`."""
+    now = deps.clock.now()
+    await ledger.append(s, order, [("refund", refund.amount_cents, ledger.ORIGINAL)], at=now, refund_id=refund.id)
+    if refund.line_nos:
+        await ledger.give_back(s, order.id, refund.line_nos, kind="refund", at=now, refund_id=refund.id)
+
+
 def describe(refund: Refund) -> dict[str, object]:
-    return {
+    out: dict[str, object] = {
         "refund_id": refund.id,
         "order_id": refund.order_id,
         "amount_cents": refund.amount_cents,
         "currency": refund.currency,
         "status": refund.status,
     }
+    if refund.line_nos:
+        out["lines"] = refund.line_nos
+    return out
 
 
 def _owner(refund: Refund) -> str | None:
@@ -86,29 +121,32 @@ async def _move(s: AsyncSession, deps: Deps, refund_id: str, frm: str, to: str, 
     return row.one_or_none()
 
 
-async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int, reason: str) -> ToolResult:
-    """Create the order's refund (or return its live one). Guards have been checked by the caller."""
+async def create(
+    deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int, reason: str, line_nos: list[int] | None = None
+) -> ToolResult:
+    """Create the order's refund (or return its open one). Guards have been checked by the caller."""
     refund = _new_refund(deps, ctx, order=order, amount_cents=amount_cents, reason=reason)
+    refund.line_nos = line_nos or None
     try:
         stored = await _store_refund(deps, ctx, refund, order=order, reason=reason)
     except IntegrityError:
-        # another request created this order's live refund between our check and our insert
+        # another request created this order's open refund between our check and our insert
         async with deps.store.read() as s:
-            existing = await _live_refund(s, order.id)
+            existing = await _open_refund(s, order.id)
         if existing is None:
             raise
         return _existing(existing)
     if isinstance(stored, ToolResult):
         return stored
     ticket_ref, ticket_created = stored
-    if refund.status == "pending_approval":
+    if refund.status == R.PENDING_APPROVAL:
         return ToolResult(
             Code.LIMIT_EXCEEDED,
             "This refund needs a supervisor's approval. A ticket was opened; tell the customer a person will review "
             "it and follow up. Do not promise an outcome.",
             {**describe(refund), "ticket": ticket_ref, "ticket_created": ticket_created},
         )
-    if refund.status == "awaiting_confirmation":
+    if refund.status == R.AWAITING_CONFIRMATION:
         return ToolResult(
             Code.AWAITING_CONFIRMATION,
             "The refund is prepared but not sent. The customer must confirm it with the Confirm button; tell them "
@@ -119,15 +157,10 @@ async def create(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: in
 
 
 def _new_refund(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int, reason: str) -> Refund:
-    """The refund row: over the limit it waits for approval, else for the customer's Confirm (when
-    confirmation is on), else it is sent at once."""
+    """The refund row, waiting for the customer's Confirm (when confirmation is on), else sent at
+    once; `_store_refund` sends it to approval instead when the order's refunds pass the limit."""
     now = deps.clock.now()
-    if amount_cents > deps.settings.refund_limit_cents:
-        status = "pending_approval"
-    elif deps.settings.refund_confirmation:
-        status = "awaiting_confirmation"
-    else:
-        status = "processing"
+    status = R.AWAITING_CONFIRMATION if deps.settings.refund_confirmation else R.PROCESSING
     ttl = timedelta(minutes=deps.settings.refund_confirmation_ttl_minutes)
     return Refund(
         id=new_id("RF"),
@@ -138,7 +171,7 @@ def _new_refund(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int
         reason=reason[:2000],
         actor=ctx.actor.ref,
         session_id=ctx.session_id,
-        expires_at=now + ttl if status == "awaiting_confirmation" else None,
+        expires_at=now + ttl if status == R.AWAITING_CONFIRMATION else None,
         created_at=now,
         updated_at=now,
     )
@@ -147,40 +180,43 @@ def _new_refund(deps: Deps, ctx: CallContext, *, order: Order, amount_cents: int
 async def _store_refund(
     deps: Deps, ctx: CallContext, refund: Refund, *, order: Order, reason: str
 ) -> ToolResult | tuple[str | None, bool]:
-    """Insert the refund unless the order has a live one (its result then); an approval ticket with
-    it in the same transaction. Returns (ticket ref, whether the ticket is new)."""
+    """Insert the refund unless the order has an open one (its result then); an approval ticket
+    with it in the same transaction, or, sent at once, its money committed. Returns (ticket ref,
+    whether the ticket is new)."""
     async with deps.store.write() as s:
-        existing = await _live_refund(s, order.id)
+        existing = await _open_refund(s, order.id)
         if existing is not None:
             return _existing(existing)
+        if refund.status == R.PROCESSING:  # no confirmation: the money is committed now
+            order = await ledger.lock_order(s, order.id) or order
+        if await ledger.over_limit(s, order, refund.amount_cents, deps.settings.refund_limit_cents):
+            refund.status, refund.expires_at = R.PENDING_APPROVAL, None
+        if refund.status == R.PROCESSING:
+            code = await _commit_guard(s, deps, refund, order, ctx.actor.customer_id)
+            if code is not None:
+                return ToolResult(code, "The order can no longer be refunded this way.")
         s.add(refund)
         await s.flush()
-        if refund.status != "pending_approval":
+        if refund.status == R.PROCESSING:
+            await _record(s, deps, refund, order)
+        if refund.status != R.PENDING_APPROVAL:
             return None, False
-        ticket, created = await open_or_update(
-            s,
-            deps,
-            session_id=ctx.session_id,
-            priority="P2",
-            reason="refund_approval",
-            summary=f"Refund request over the autonomous limit for order {order.id}: {reason[:300]}",
-            customer_id=order.customer_id,
-            order_id=order.id,
-            refund_id=refund.id,
+        ticket, created = await _approval_ticket(
+            s, deps, refund, order, f"Refund request over the autonomous limit for order {order.id}: {reason[:300]}"
         )
         return ticket.public_ref, created
 
 
-async def _live_refund(s: AsyncSession, order_id: str) -> Refund | None:
+async def _open_refund(s: AsyncSession, order_id: str) -> Refund | None:
     return (
-        await s.scalars(select(Refund).where(Refund.order_id == order_id, Refund.status.in_(LIVE_REFUNDS)))
+        await s.scalars(select(Refund).where(Refund.order_id == order_id, Refund.status.in_(OPEN_REFUNDS)))
     ).one_or_none()
 
 
 def _existing(refund: Refund) -> ToolResult:
     return ToolResult(
         Code.REFUND_EXISTS,
-        "This order already has a refund; no new refund was created. Tell the customer its status.",
+        "This order already has a refund in progress; no new refund was created. Tell the customer its status.",
         describe(refund),
     )
 
@@ -196,13 +232,13 @@ async def _pay(deps: Deps, refund_id: str) -> ToolResult:
     async with deps.store.read() as s:
         refund = await s.get(Refund, refund_id)
         order = await s.get(Order, refund.order_id) if refund else None
-    if refund is None or order is None or refund.status != "processing":
+    if refund is None or order is None or refund.status != R.PROCESSING:
         return ToolResult(Code.INVALID_STATE, "Nothing to pay.", describe(refund) if refund else {})
     try:
         payout = await deps.gateway.refund(order, refund.amount_cents, refund.id)
     except GatewayError as exc:
         async with deps.store.write() as s:
-            failed = await _move(s, deps, refund.id, "processing", "failed")
+            failed = await _move(s, deps, refund.id, R.PROCESSING, R.FAILED)
             audit(
                 s,
                 deps,
@@ -232,14 +268,20 @@ async def _pay(deps: Deps, refund_id: str) -> ToolResult:
         log.exception("payment gateway call for refund %s did not complete", refund.id)
         return ToolResult(Code.OK, "The refund is being processed.", describe(refund))
     async with deps.store.write() as s:
-        done = await _move(s, deps, refund.id, "processing", "processed", gateway_ref=payout.reference)
+        done = await _move(s, deps, refund.id, R.PROCESSING, R.PROCESSED, gateway_ref=payout.reference)
         current = done or await s.get(Refund, refund.id)
     return ToolResult(Code.REFUND_PROCESSED, "The refund has been issued.", describe(current or refund))
 
 
 async def _load(s: AsyncSession, refund_id: str) -> tuple[Refund | None, Order | None]:
-    refund = await s.get(Refund, refund_id)
-    order = await s.get(Order, refund.order_id) if refund else None
+    """The refund and its order, locked for the transaction (a racing decision waits, then reads
+    what the first one left): what a decision on it reads."""
+    refund = (
+        await s.scalars(
+            select(Refund).where(Refund.id == refund_id).with_for_update().execution_options(populate_existing=True)
+        )
+    ).one_or_none()
+    order = await ledger.lock_order(s, refund.order_id) if refund else None
     return refund, order
 
 
@@ -250,26 +292,20 @@ async def confirm(deps: Deps, *, refund_id: str, actor: Actor, session_id: str |
         result = _confirm_checks(deps, refund, order, actor)
         if result is None and refund is not None:
             if refund.expires_at is not None and deps.clock.now() > refund.expires_at:
-                moved = await _move(s, deps, refund.id, "awaiting_confirmation", "expired")
+                moved = await _move(s, deps, refund.id, R.AWAITING_CONFIRMATION, R.EXPIRED)
                 result = ToolResult(Code.EXPIRED, "The confirmation expired.", describe(moved or refund))
-            elif (
-                code := refund_guard(
-                    order, owner_customer_id=actor.customer_id, amount_cents=refund.amount_cents, deps=deps
-                )
-            ) is not None:
-                moved = await _move(s, deps, refund.id, "awaiting_confirmation", "expired")
+            elif (code := await _commit_guard(s, deps, refund, order, actor.customer_id)) is not None:
+                moved = await _move(s, deps, refund.id, R.AWAITING_CONFIRMATION, R.EXPIRED)
                 result = ToolResult(code, "The order can no longer be refunded.", describe(moved or refund))
             else:
-                moved = await _move(s, deps, refund.id, "awaiting_confirmation", "processing", decided_by=actor.ref)
-                if moved is None:  # someone else moved it first: nothing to do
-                    result = ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+                result = await _confirm_in(s, deps, refund, order, actor)
         audit(
             s,
             deps,
             actor=actor,
             action="confirm_refund",
             input={"refund_id": refund_id},
-            outcome=result.code if result else "processing",
+            outcome=result.code if result else R.PROCESSING,
             session_id=session_id,
         )
     if result is not None:
@@ -277,14 +313,56 @@ async def confirm(deps: Deps, *, refund_id: str, actor: Actor, session_id: str |
     return await pay(deps, refund_id)
 
 
+async def _confirm_in(
+    s: AsyncSession, deps: Deps, refund: Refund, order: Order | None, actor: Actor
+) -> ToolResult | None:
+    """Confirmed: to staff if the order's refunds now pass the limit, else committed (None)."""
+    assert order is not None
+    limit = deps.settings.refund_limit_cents
+    if await ledger.over_limit(s, order, refund.amount_cents, limit, ignore_refund=refund.id):
+        moved = await _move(s, deps, refund.id, R.AWAITING_CONFIRMATION, R.PENDING_APPROVAL, expires_at=None)
+        if moved is None:
+            return ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+        ticket, created = await _approval_ticket(
+            s, deps, refund, order, f"Refunds on order {order.id} over the autonomous limit: {refund.reason[:300]}"
+        )
+        return ToolResult(
+            Code.LIMIT_EXCEEDED,
+            "With the order's earlier refunds this one passes the limit: a supervisor must approve it.",
+            {**describe(moved), "ticket": ticket.public_ref, "ticket_created": created},
+        )
+    moved = await _move(s, deps, refund.id, R.AWAITING_CONFIRMATION, R.PROCESSING, decided_by=actor.ref)
+    if moved is None:  # someone else moved it first: nothing to do
+        return ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+    await _record(s, deps, moved, order)
+    return None
+
+
+async def _approval_ticket(
+    s: AsyncSession, deps: Deps, refund: Refund, order: Order, summary: str
+) -> tuple[Ticket, bool]:
+    """The P2 ticket staff approve the refund from (the session's, opened or updated)."""
+    return await open_or_update(
+        s,
+        deps,
+        session_id=refund.session_id,
+        priority="P2",
+        reason="refund_approval",
+        summary=summary,
+        customer_id=order.customer_id,
+        order_id=order.id,
+        refund_id=refund.id,
+    )
+
+
 def _confirm_checks(deps: Deps, refund: Refund | None, order: Order | None, actor: Actor) -> ToolResult | None:
     if refund is None or order is None:
         return ToolResult(Code.NOT_FOUND, "No such refund.")
     if actor.kind != "customer" or _owner(refund) != actor.customer_id or order.customer_id != actor.customer_id:
         return ToolResult(Code.NOT_ALLOWED, "Only the customer who asked for this refund can confirm it.")
-    if refund.status == "expired":  # the housekeeper got there first: still "expired", not "handled"
+    if refund.status == R.EXPIRED:  # the housekeeper got there first: still R.EXPIRED, not "handled"
         return ToolResult(Code.EXPIRED, "The confirmation expired.", describe(refund))
-    if refund.status != "awaiting_confirmation":
+    if refund.status != R.AWAITING_CONFIRMATION:
         return ToolResult(Code.INVALID_STATE, "This refund is no longer awaiting confirmation.", describe(refund))
     return None
 
@@ -294,7 +372,7 @@ async def cancel(deps: Deps, *, refund_id: str, actor: Actor, session_id: str | 
         refund, order = await _load(s, refund_id)
         result = _confirm_checks(deps, refund, order, actor)
         if result is None and refund is not None:
-            moved = await _move(s, deps, refund.id, "awaiting_confirmation", "cancelled", decided_by=actor.ref)
+            moved = await _move(s, deps, refund.id, R.AWAITING_CONFIRMATION, R.CANCELLED, decided_by=actor.ref)
             result = (
                 ToolResult(Code.OK, "Cancelled.", describe(moved))
                 if moved
@@ -318,19 +396,21 @@ async def approve_in(s: AsyncSession, deps: Deps, *, refund_id: str, staff: Acto
     limit, re-checked now). None: moved, and `pay` sends it after the commit; else the refusal."""
     refund, order = await _load(s, refund_id)
     result = _staff_checks(refund, order, staff)
-    if result is None and refund is not None:
-        code = refund_guard(order, owner_customer_id=_owner(refund), amount_cents=refund.amount_cents, deps=deps)
+    if result is None and refund is not None and order is not None:
+        code = await _commit_guard(s, deps, refund, order, _owner(refund))
         if code is not None:
             result = ToolResult(code, "The refund breaks a rule now and cannot be approved.", describe(refund))
-        elif await _move(s, deps, refund.id, "pending_approval", "processing", decided_by=staff.ref) is None:
+        elif (moved := await _move(s, deps, refund.id, R.PENDING_APPROVAL, R.PROCESSING, decided_by=staff.ref)) is None:
             result = ToolResult(Code.INVALID_STATE, "Already handled.", describe(refund))
+        else:
+            await _record(s, deps, moved, order)
     audit(
         s,
         deps,
         actor=staff,
         action="approve_refund",
         input={"refund_id": refund_id},
-        outcome=result.code if result else "processing",
+        outcome=result.code if result else R.PROCESSING,
         session_id=refund.session_id if refund else None,
     )
     return result
@@ -341,7 +421,7 @@ async def deny_in(s: AsyncSession, deps: Deps, *, refund_id: str, staff: Actor) 
     refund, order = await _load(s, refund_id)
     result = _staff_checks(refund, order, staff)
     if result is None and refund is not None:
-        moved = await _move(s, deps, refund.id, "pending_approval", "denied", decided_by=staff.ref)
+        moved = await _move(s, deps, refund.id, R.PENDING_APPROVAL, R.DENIED, decided_by=staff.ref)
         result = (
             ToolResult(Code.OK, "Denied.", describe(moved))
             if moved
@@ -377,7 +457,7 @@ def _staff_checks(refund: Refund | None, order: Order | None, staff: Actor) -> T
         return ToolResult(Code.NOT_ALLOWED, "Only staff can decide on refunds awaiting approval.")
     if refund is None or order is None:
         return ToolResult(Code.NOT_FOUND, "No such refund.")
-    if refund.status != "pending_approval":
+    if refund.status != R.PENDING_APPROVAL:
         return ToolResult(Code.INVALID_STATE, "This refund is not awaiting approval.", describe(refund))
     return None
 
@@ -387,8 +467,8 @@ async def expire_due(deps: Deps) -> list[Refund]:
     async with deps.store.write() as s:
         rows = await s.scalars(
             update(Refund)
-            .where(Refund.status == "awaiting_confirmation", Refund.expires_at < deps.clock.now())
-            .values(status="expired", updated_at=deps.clock.now())
+            .where(Refund.status == R.AWAITING_CONFIRMATION, Refund.expires_at < deps.clock.now())
+            .values(status=R.EXPIRED, updated_at=deps.clock.now())
             .returning(Refund)
             .execution_options(synchronize_session=False)
         )
@@ -398,7 +478,7 @@ async def expire_due(deps: Deps) -> list[Refund]:
 async def recover(deps: Deps) -> list[ToolResult]:
     """At start: refunds left `processing` by a crash are sent again with the same idempotency key."""
     async with deps.store.read() as s:
-        ids = list((await s.scalars(select(Refund.id).where(Refund.status == "processing"))).all())
+        ids = list((await s.scalars(select(Refund.id).where(Refund.status == R.PROCESSING))).all())
     results = []
     for refund_id in ids:
         log.info("recovering refund %s left processing", refund_id)

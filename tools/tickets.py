@@ -68,6 +68,7 @@ def describe(t: Ticket) -> dict[str, object]:
         "customer_id": t.customer_id,
         "order_id": t.order_id,
         "refund_id": t.refund_id,
+        "change_id": t.change_id,
         "claimed_by": t.claimed_by,
         "claimed_kind": t.claimed_kind,
         "summary": t.summary,
@@ -85,6 +86,7 @@ async def open_or_update(
     customer_id: str | None = None,
     order_id: str | None = None,
     refund_id: str | None = None,
+    change_id: str | None = None,
     quota: TicketQuota | None = None,
 ) -> tuple[Ticket, bool]:
     """Open a ticket, or update the session's unresolved one (a unique index allows only one).
@@ -95,7 +97,7 @@ async def open_or_update(
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {PRIORITIES}")
     now = deps.clock.now()
-    facts = {"customer_id": customer_id, "order_id": order_id, "refund_id": refund_id}
+    facts = {"customer_id": customer_id, "order_id": order_id, "refund_id": refund_id, "change_id": change_id}
     if session_id is not None:  # a help-center answer given earlier in the session did not settle it
         await s.execute(
             update(HelpAnswer)
@@ -132,6 +134,7 @@ def _raise(
     current.customer_id = current.customer_id or facts["customer_id"]
     current.order_id = current.order_id or facts["order_id"]
     current.refund_id = current.refund_id or facts["refund_id"]
+    current.change_id = current.change_id or facts["change_id"]
     current.updated_at = deps.clock.now()
     log_event(s, deps, current, "raised" if raised else "updated", actor=BOT, reason=reason, note=summary)
 

@@ -23,13 +23,23 @@ from storage.models import AuditLog, Customer
 from storage.settings import Settings
 from storage.types import Clock, SystemClock, no_nul
 from tools import (
+    cancel_pending_order,
     escalate_to_human,
+    exchange_delivered_order_items,
     get_customer,
+    get_order_changes,
+    get_product_details,
     get_refund_status,
     list_orders,
     lookup_order,
+    modify_pending_order_address,
+    modify_pending_order_items,
+    modify_pending_order_payment,
+    modify_user_address,
+    order_changes,
     process_refund,
     refunds,
+    return_delivered_order_items,
     search_help_center,
 )
 from tools.codes import Code, ToolFailure, ToolResult
@@ -38,7 +48,21 @@ from tools.gateway import StoreGateway
 from tools.order_ids import not_an_order_number
 
 log = logging.getLogger(__name__)
-ORDER_TOOLS = frozenset({"lookup_order", "process_refund", "get_refund_status"})  # take a typed order number
+# the tools that take a typed order number (and count towards the unknown-order limit)
+ORDER_TOOLS = frozenset(
+    {
+        "lookup_order",
+        "process_refund",
+        "get_refund_status",
+        "get_order_changes",
+        "cancel_pending_order",
+        "modify_pending_order_items",
+        "modify_pending_order_address",
+        "modify_pending_order_payment",
+        "return_delivered_order_items",
+        "exchange_delivered_order_items",
+    }
+)
 UNKNOWN = (Code.ORDER_NOT_FOUND, Code.OWNERSHIP_MISMATCH)  # alike on purpose: "not on your account"
 
 TOOLS: tuple[Tool, ...] = (
@@ -49,6 +73,19 @@ TOOLS: tuple[Tool, ...] = (
     escalate_to_human.TOOL,
     get_refund_status.TOOL,
     search_help_center.TOOL,
+    get_product_details.TOOL,
+    get_order_changes.TOOL,
+)
+# The order changes, named as τ2-bench's retail tools. Each prepares a change its customer confirms
+# through tools.order_changes.confirm; they join TOOLS once every face can show that Confirm step.
+ORDER_CHANGE_TOOLS: tuple[Tool, ...] = (
+    cancel_pending_order.TOOL,
+    modify_pending_order_items.TOOL,
+    modify_pending_order_address.TOOL,
+    modify_pending_order_payment.TOOL,
+    return_delivered_order_items.TOOL,
+    exchange_delivered_order_items.TOOL,
+    modify_user_address.TOOL,
 )
 
 
@@ -197,4 +234,5 @@ async def ready(store: Store, settings: Settings) -> Deps:
     deps = make_deps(store, settings, clock)
     await refunds.recover(deps)
     await refunds.expire_due(deps)
+    await order_changes.expire_due(deps)
     return deps

@@ -6,10 +6,15 @@ a limit's amount, or anything of another customer.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
-from storage.states import OrderStatus, RefundStatus
+from storage.states import OrderChangeStatus, OrderStatus, RefundStatus
+from storage.types import format_cents
 from tools.codes import Code
+
+if TYPE_CHECKING:
+    from storage.models import PaymentMethod
 
 Face = Literal["slack", "shell", "web", "mcp"]
 
@@ -48,6 +53,15 @@ BY_CODE: dict[Code, str] = {
     Code.PAYMENT_FAILED: (
         "Something went wrong sending your refund, and no money has moved. A member of our team will sort it out."
     ),
+    Code.CHANGE_APPLIED: "Done: the change has been made.",
+    Code.ALREADY_RETURNED: "That item has already been returned, exchanged or refunded, so it can't be again.",
+    Code.ITEM_NOT_IN_ORDER: "I couldn't find that item in the order. Could you tell me which item you mean?",
+    Code.VARIANT_UNAVAILABLE: "That option isn't available for this product right now, so I can't switch to it.",
+    Code.PAYMENT_METHOD_NOT_FOUND: "I couldn't find that payment method on your account.",
+    Code.METHOD_NOT_ALLOWED: (
+        "A return can only be refunded to the original payment method or to one of your gift cards."
+    ),
+    Code.INSUFFICIENT_BALANCE: "That gift card's balance doesn't cover the amount, so I can't use it for this.",
 }
 
 
@@ -107,6 +121,20 @@ NOT_YOUR_THREAD = (
 )
 STAFF_JOINED = "A member of our support team has joined this conversation and will take it from here."
 HANDED_BACK = "Our support team has wrapped up here. I'm back if you need anything else."
+
+
+def method_label(method: PaymentMethod | None) -> str:
+    """How a payment method is named to its customer: "Visa card ending 4242", "PayPal", "gift card
+    gift-1"; None is the order's original method, which an older import did not record."""
+    if method is None:
+        return "your original payment method"
+    if method.kind == "credit_card":
+        brand = (method.brand or "").strip()
+        card = f"{brand.title()} card" if brand else "card"
+        return f"{card} ending {method.last_four}" if method.last_four else card
+    if method.kind == "paypal":
+        return "PayPal"
+    return f"gift card {method.id}"
 
 
 def refund_confirm_prompt(*, order_id: str, item: str, amount: str) -> str:
@@ -244,8 +272,12 @@ CORRECTION: dict[str, dict[str, str]] = {  # the order statuses' words under the
         "no_refund_on": "There is no refund on order {order_id} so far.",
         OrderStatus.DELIVERED: "was delivered on {delivered_on}",
         OrderStatus.SHIPPED: "has shipped and is on its way",
+        OrderStatus.PROCESSED: "has been processed for shipping",
         OrderStatus.PENDING: "hasn't shipped yet",
+        OrderStatus.ITEMS_MODIFIED: "hasn't shipped yet (its items were changed)",
         OrderStatus.CANCELLED: "was cancelled",
+        OrderStatus.RETURN_REQUESTED: "was delivered on {delivered_on}, and a return has been requested",
+        OrderStatus.EXCHANGE_REQUESTED: "was delivered on {delivered_on}, and an exchange has been requested",
         "other": "is being handled",
         "order": "Order {order_id} ({item}, {total}) {where}.",
         "and": "and",
@@ -269,6 +301,10 @@ CORRECTION: dict[str, dict[str, str]] = {  # the order statuses' words under the
         OrderStatus.SHIPPED: "se ha enviado y está en camino",
         OrderStatus.PENDING: "todavía no se ha enviado",
         OrderStatus.CANCELLED: "se canceló",
+        OrderStatus.PROCESSED: "se ha preparado para el envío",
+        OrderStatus.ITEMS_MODIFIED: "todavía no se ha enviado (se cambiaron sus artículos)",
+        OrderStatus.RETURN_REQUESTED: "se entregó el {delivered_on} y se ha solicitado una devolución",
+        OrderStatus.EXCHANGE_REQUESTED: "se entregó el {delivered_on} y se ha solicitado un cambio",
         "other": "se está tramitando",
         "order": "El pedido {order_id} ({item}, {total}) {where}.",
         "and": "y",
@@ -290,6 +326,10 @@ CORRECTION: dict[str, dict[str, str]] = {  # the order statuses' words under the
         OrderStatus.SHIPPED: "ist versandt und unterwegs",
         OrderStatus.PENDING: "ist noch nicht versandt",
         OrderStatus.CANCELLED: "wurde storniert",
+        OrderStatus.PROCESSED: "ist für den Versand vorbereitet",
+        OrderStatus.ITEMS_MODIFIED: "ist noch nicht versandt (die Artikel wurden geändert)",
+        OrderStatus.RETURN_REQUESTED: "wurde am {delivered_on} zugestellt, eine Rücksendung ist angefragt",
+        OrderStatus.EXCHANGE_REQUESTED: "wurde am {delivered_on} zugestellt, ein Umtausch ist angefragt",
         "other": "wird bearbeitet",
         "order": "Die Bestellung {order_id} ({item}, {total}) {where}.",
         "and": "und",
@@ -315,6 +355,10 @@ CORRECTION: dict[str, dict[str, str]] = {  # the order statuses' words under the
         OrderStatus.SHIPPED: "a été expédiée et est en route",
         OrderStatus.PENDING: "n'a pas encore été expédiée",
         OrderStatus.CANCELLED: "a été annulée",
+        OrderStatus.PROCESSED: "a été préparée pour l'expédition",
+        OrderStatus.ITEMS_MODIFIED: "n'a pas encore été expédiée (ses articles ont été modifiés)",
+        OrderStatus.RETURN_REQUESTED: "a été livrée le {delivered_on}, et un retour a été demandé",
+        OrderStatus.EXCHANGE_REQUESTED: "a été livrée le {delivered_on}, et un échange a été demandé",
         "other": "est en cours de traitement",
         "order": "Commande {order_id} ({item}, {total}) {where}.",
         "and": "et",
@@ -347,8 +391,7 @@ def order_line(
 ) -> str:
     """One order as the store has it: number, its items, total, and where it is."""
     say = correction(language)
-    worded = (OrderStatus.DELIVERED, OrderStatus.SHIPPED, OrderStatus.PENDING, OrderStatus.CANCELLED)
-    where = say[status] if status in worded else say["other"]
+    where = say[status] if status in set(OrderStatus) and status in say else say["other"]
     return say["order"].format(order_id=order_id, item=item, total=total, where=where.format(delivered_on=delivered_on))
 
 
@@ -526,6 +569,139 @@ def return_window_line(days: int) -> str:
     return f"What I can tell you is that a delivered order can be returned within {days} days of delivery."
 
 
+# --- order changes: what the customer confirms, and what they are told afterwards -------------------
+CHANGE_EXPIRED = "That confirmation has expired, so nothing has changed. Just ask again if you'd still like it."
+CHANGE_CANCELLED = "No problem, I haven't changed anything."
+CHANGE_HANDLED = "That request has already been handled, so nothing more has changed."
+CHANGE_NOT_YOURS = "Only the customer who asked for this change can confirm or cancel it."
+CHANGE_MOVED_ON = "The order changed in the meantime, so I haven't made this change. Let me check it again."
+CHANGE_REVIEW = (
+    "This change needs a quick review by a member of our team because of the refund involved. I've passed it on, "
+    "and they'll follow up here."
+)
+CHANGE_NOT_ELIGIBLE = {
+    "cancel": "That order can't be cancelled any more: only orders that haven't been processed or changed can be.",
+    "modify_items": (
+        "The items of that order can't be changed any more: only orders that haven't been processed can be, and "
+        "only once."
+    ),
+    "modify_address": "The address of that order can't be changed any more: it has already been processed.",
+    "modify_payment": "The payment of that order can't be changed any more.",
+    "return": "That order can't be returned: only delivered orders within our return window can be.",
+    "exchange": "That order can't be exchanged: only delivered orders within our return window can be.",
+}
+
+
+def _amount(m: dict[str, Any], currency: str | None) -> str:
+    return format_cents(int(m["amount_cents"]), currency or "USD")
+
+
+def _when(m: dict[str, Any]) -> str:
+    if m["when"] == "on_return":
+        return "once we receive the items"
+    return "right away" if m.get("gift_card") else "within 5–7 business days"
+
+
+def _money_lines(change: dict[str, Any], *, done: bool = False) -> list[str]:
+    """Each amount, signed in words (refunded to, charged to) with its method and when."""
+    out = []
+    for m in change.get("money", []):
+        if not m["amount_cents"]:
+            continue
+        amount = _amount(m, change.get("currency"))
+        at_once = m["when"] == "now" and (m["kind"] == "payment" or m.get("gift_card"))
+        verb = "refunded to" if m["kind"] == "refund" else "charged to"
+        if done and at_once:
+            out.append(f"{amount} has been {verb} {m['method']}.")
+        else:
+            when = "" if at_once and m["kind"] == "payment" else f" {_when(m)}"
+            out.append(f"{amount} will be {verb} {m['method']}{when}.")
+    return out
+
+
+def _options(opts: dict[str, str] | None) -> str:
+    return ", ".join(str(v) for v in (opts or {}).values())
+
+
+def _address(a: dict[str, str] | None) -> str:
+    a = a or {}
+    first = ", ".join(x for x in (a.get("address1"), a.get("address2")) if x)
+    region = " ".join(x for x in (a.get("state"), a.get("zip")) if x)
+    return ", ".join(x for x in (first, a.get("city"), region, a.get("country")) if x)
+
+
+def _swaps(change: dict[str, Any], word: str = "to") -> str:
+    return "; ".join(
+        f"{line['name']} ({_options(line['options'])}) {word} ({_options(line['new_options'])})"
+        for line in change.get("lines", [])
+    )
+
+
+def change_confirm_prompt(change: dict[str, Any]) -> str:
+    """The confirmation step for an order change (from `tools.order_changes.describe`): exactly what
+    will change and the money, and where it goes."""
+    kind, order = change["kind"], change.get("order_id")
+    names = ", ".join(line["name"] for line in change.get("lines", []))
+    lead: dict[str, Callable[[], str]] = {
+        "cancel": lambda: f"I can cancel order {order} (reason: {change.get('reason')}).",
+        "modify_items": lambda: f"I can change these items in order {order}: {_swaps(change)}.",
+        "modify_address": lambda: (
+            f"I can change the shipping address of order {order} to {_address(change.get('address'))}."
+        ),
+        "modify_payment": lambda: f"I can change how order {order} is paid.",
+        "return": lambda: f"I can set up a return of {names} from order {order}.",
+        "exchange": lambda: f"I can exchange {_swaps(change, 'for')} in order {order}.",
+        "user_address": lambda: f"I can change your default address to {_address(change.get('address'))}.",
+    }
+    parts = [lead[kind](), *_money_lines(change)]
+    if kind == "modify_items":
+        parts.append("After this, the order's items can't be changed again and it can't be cancelled.")
+    if kind in ("return", "exchange"):
+        parts.append("You'll get an email explaining how to send the items back.")
+    parts.append("Shall I go ahead?")
+    return " ".join(parts)
+
+
+def change_done(change: dict[str, Any]) -> str:
+    kind, order = change["kind"], change.get("order_id")
+    lead = {
+        "cancel": f"Done: order {order} is cancelled.",
+        "modify_items": f"Done: the items in order {order} have been changed.",
+        "modify_address": f"Done: order {order} will ship to {_address(change.get('address'))}.",
+        "modify_payment": f"Done: order {order} is now paid with the new payment method.",
+        "return": f"Done: the return for order {order} is set up, and you'll get an email on how to send the items.",
+        "exchange": (
+            f"Done: the exchange for order {order} is set up, and you'll get an email on how to send the items."
+        ),
+        "user_address": f"Done: your default address is now {_address(change.get('address'))}.",
+    }[kind]
+    return " ".join([lead, *_money_lines(change, done=True)])
+
+
+def after_change(code: Code, change: dict[str, Any] | None = None) -> str:
+    """What the customer is told after confirming (or cancelling) an order change, by its outcome."""
+    if code is Code.CHANGE_APPLIED and change:
+        return change_done(change)
+    if code is Code.OK:
+        return CHANGE_CANCELLED
+    if code is Code.LIMIT_EXCEEDED:
+        return CHANGE_REVIEW
+    if code is Code.EXPIRED:
+        return CHANGE_EXPIRED
+    if code is Code.NOT_ALLOWED:
+        return CHANGE_NOT_YOURS
+    if code is Code.INVALID_STATE:
+        return CHANGE_MOVED_ON if change and change.get("status") == OrderChangeStatus.REFUSED else CHANGE_HANDLED
+    return change_refused(code, change.get("kind") if change else None)
+
+
+def change_refused(code: Code, kind: str | None) -> str:
+    """Why an order change cannot be made, in one sentence (the desk offers a person after it)."""
+    if code is Code.NOT_ELIGIBLE and kind in CHANGE_NOT_ELIGIBLE:
+        return CHANGE_NOT_ELIGIBLE[kind]
+    return for_code(code)
+
+
 # --- for staff: why a ticket exists ---------------------------------------------------------------
 TICKET_REASONS = {
     "legal": "Legal threat or complaint",
@@ -534,6 +710,7 @@ TICKET_REASONS = {
     "security": "Asked about another customer's order or account",
     "identity": "Identity could not be verified",
     "refund_approval": "Refund over the autonomous limit needs approval",
+    "change_approval": "Order change whose refund passes the autonomous limit needs approval",
     "payment_failed": "Payment gateway declined a refund",
     "tool_failure": "A system the bot relies on kept failing",
     "model_failure": "The AI model was unavailable",

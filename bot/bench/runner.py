@@ -157,7 +157,7 @@ async def prepare_store(url: str, params: Params) -> None:
                 for i in range(params.threads)
             ],
         }
-        await import_records(store, *parse(json.loads(json.dumps(doc))))
+        await import_records(store, parse(json.loads(json.dumps(doc))))
         # returning customers: their Slack identity is already linked, as after a first conversation.
         # (A first-time customer costs one users.info call, and Slack allows about 100 a minute: a
         # flood of new customers is paced by that, which the tests cover; the benchmark measures the bot.)

@@ -177,6 +177,7 @@ async def test_acks_go_ahead_of_waiting_writes_and_a_cancelled_waiter_passes_its
     lock.release()
 
 
+LINE = "INSERT INTO order_items (order_id, line_no, item_id, product_id, options, name, quantity, unit_price_cents)"
 RAW_REFUSED = {
     "duplicate email": "INSERT INTO customers (id, name, email) VALUES ('C2', 'B', 'a@x.io')",
     "unknown customer": "INSERT INTO orders (id, customer_id, status, total_cents, currency, placed_at) "
@@ -190,23 +191,45 @@ RAW_REFUSED = {
     "delivered_at on pending": "INSERT INTO orders "
     "(id, customer_id, status, total_cents, currency, placed_at, delivered_at) "
     "VALUES ('O9', 'C1', 'pending', 100, 'USD', '2026-01-01 00:00:00', '2026-01-02 00:00:00')",
-    "zero quantity": "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price_cents) "
-    "VALUES ('O1', 1, 'S', 'n', 0, 100)",
-    "item of unknown order": "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price_cents) "
-    "VALUES ('NOPE', 1, 'S', 'n', 1, 100)",
+    "zero quantity": f"{LINE} VALUES ('O1', 2, 'S', 'P', '{{}}', 'n', 0, 100)",
+    "item of unknown order": f"{LINE} VALUES ('NOPE', 1, 'S', 'P', '{{}}', 'n', 1, 100)",
+    "item of unknown variant": f"{LINE} VALUES ('O1', 2, 'NOPE', 'P', '{{}}', 'n', 1, 100)",
+    "refunds beyond what was paid": "UPDATE orders SET refunded_cents = 60, promised_cents = 41 WHERE id = 'O1'",
+    "a negative refunded total": "UPDATE orders SET refunded_cents = -1 WHERE id = 'O1'",
+    "a gift card below zero": "UPDATE payment_methods SET balance_cents = -1 WHERE id = 'GC1'",
+    "a card with a balance": "INSERT INTO payment_methods (id, customer_id, kind, balance_cents) "
+    "VALUES ('CC1', 'C1', 'credit_card', 5)",
+    "an item given back twice": "INSERT INTO returned_items (order_id, line_no, kind, created_at) "
+    "VALUES ('O1', 1, 'refund', '2026-01-01 00:00:00')",
+    "a second open refund": "INSERT INTO refunds (id, order_id, amount_cents, currency, status, reason, actor, "
+    "created_at, updated_at) VALUES ('R2', 'O1', 1, 'USD', 'pending_approval', 'r', 'a', "
+    "'2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+    "a second open change of a kind": "INSERT INTO order_changes (id, kind, status, customer_id, order_id, target, "
+    "args, plan, refund_cents, charge_cents, actor, created_at, updated_at) VALUES ('OC2', 'cancel', "
+    "'pending_approval', 'C1', 'O1', 'O1', '{}', '{}', 0, 0, 'a', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
 }
+SETUP = [
+    "INSERT INTO customers (id, name, email) VALUES ('C1', 'A', 'a@x.io')",
+    "INSERT INTO products (id, name) VALUES ('P', 'Thing')",
+    "INSERT INTO variants (item_id, product_id, options, price_cents, available) VALUES ('S', 'P', '{}', 100, true)",
+    "INSERT INTO payment_methods (id, customer_id, kind, balance_cents) VALUES ('GC1', 'C1', 'gift_card', 0)",
+    "INSERT INTO orders (id, customer_id, status, total_cents, currency, placed_at, paid_cents) "
+    "VALUES ('O1', 'C1', 'pending', 100, 'USD', '2026-01-01 00:00:00', 100)",
+    f"{LINE} VALUES ('O1', 1, 'S', 'P', '{{}}', 'n', 1, 100)",
+    "INSERT INTO returned_items (order_id, line_no, kind, created_at) VALUES ('O1', 1, 'return', '2026-01-01 00:00:00')",
+    "INSERT INTO refunds (id, order_id, amount_cents, currency, status, reason, actor, created_at, updated_at) "
+    "VALUES ('R1', 'O1', 1, 'USD', 'awaiting_confirmation', 'r', 'a', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+    "INSERT INTO order_changes (id, kind, status, customer_id, order_id, target, args, plan, refund_cents, "
+    "charge_cents, actor, created_at, updated_at) VALUES ('OC1', 'cancel', 'awaiting_confirmation', 'C1', 'O1', "
+    "'O1', '{}', '{}', 0, 0, 'a', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+]
 
 
 @pytest.mark.parametrize("case", sorted(RAW_REFUSED))
 async def test_the_database_itself_refuses(store: Store, case: str) -> None:
     async with store.write() as s:
-        await s.execute(text("INSERT INTO customers (id, name, email) VALUES ('C1', 'A', 'a@x.io')"))
-        await s.execute(
-            text(
-                "INSERT INTO orders (id, customer_id, status, total_cents, currency, placed_at) "
-                "VALUES ('O1', 'C1', 'pending', 100, 'USD', '2026-01-01 00:00:00')"
-            )
-        )
+        for statement in SETUP:
+            await s.execute(text(statement))
     with pytest.raises(IntegrityError):
         async with store.write() as s:
             await s.execute(text(RAW_REFUSED[case]))

@@ -14,9 +14,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import text
 
 from desk import staff as staff_acts
@@ -25,6 +24,7 @@ from storage.engine import Store
 from storage.importer import seed
 from storage.settings import Settings
 from storage.types import FrozenClock
+from tests.tools.machines import run_bounded
 from tools import refunds
 from tools.codes import ToolFailure
 from tools.context import Actor, CallContext, Deps
@@ -116,6 +116,8 @@ def run_machine(database_url: str) -> None:
                 "escalate_to_human": {"reason": "other", "priority": prio, "summary": reason},
                 "get_refund_status": {"order_id": order} if reason else {},
                 "search_help_center": {"query": f"{reason} refund for {order} or {email}"},
+                "get_product_details": {"product_id": reason or "BLND-500"},
+                "get_order_changes": {"order_id": order} if reason else {},
             }[tool]
 
             async def go() -> None:
@@ -180,17 +182,19 @@ def run_machine(database_url: str) -> None:
             async def check() -> None:
                 live = await self._rows(
                     "SELECT order_id, count(*) FROM refunds WHERE status IN "
-                    "('awaiting_confirmation','pending_approval','processing','processed') "
+                    "('awaiting_confirmation','pending_approval','processing') "
                     "GROUP BY order_id HAVING count(*) > 1"
                 )
-                assert live == [], f"two live refunds for one order: {live}"
+                assert live == [], f"two refunds in progress for one order: {live}"
                 moved = await self._rows(
-                    "SELECT r.id, r.amount_cents, r.actor, r.decided_by, r.updated_at, o.customer_id, o.status, "
-                    "o.total_cents, o.delivered_at FROM refunds r JOIN orders o ON o.id = r.order_id "
-                    "WHERE r.status IN ('processing', 'processed')"
+                    "SELECT r.id, r.order_id, r.amount_cents, r.actor, r.decided_by, r.updated_at, o.customer_id, "
+                    "o.status, o.paid_cents, o.delivered_at FROM refunds r JOIN orders o ON o.id = r.order_id "
+                    "WHERE r.status IN ('processing', 'processed') ORDER BY r.updated_at, r.id"
                 )
-                for rid, amount, actor, decided_by, updated, owner, ostatus, total, delivered in moved:
-                    assert 0 < amount <= total, rid
+                so_far: dict[str, int] = {}
+                for rid, oid, amount, actor, decided_by, updated, owner, ostatus, paid, delivered in moved:
+                    so_far[oid] = so_far.get(oid, 0) + amount
+                    assert 0 < so_far[oid] <= paid, rid  # an order's refunds never pass what was paid
                     assert actor == f"customer:{owner}", rid  # asked for by the order's own customer
                     assert ostatus == "delivered", rid
                     delivered = delivered if isinstance(delivered, datetime) else datetime.fromisoformat(delivered)
@@ -198,7 +202,7 @@ def run_machine(database_url: str) -> None:
                     assert updated.replace(tzinfo=None) <= (delivered + timedelta(days=WINDOW)).replace(tzinfo=None), (
                         rid
                     )
-                    if amount > LIMIT_CENTS:
+                    if so_far[oid] > LIMIT_CENTS:  # the order's refunds in all passed the limit
                         assert (decided_by or "").startswith("staff:"), rid
                     else:
                         assert decided_by == actor, rid  # the customer confirmed it themselves
@@ -208,8 +212,11 @@ def run_machine(database_url: str) -> None:
                 )
                 for key, paid, asked, status in payouts:
                     assert paid == asked and status in ("processing", "processed"), key
-                per_order = await self._rows("SELECT order_id FROM payouts GROUP BY order_id HAVING count(*) > 1")
-                assert per_order == [], per_order
+                over = await self._rows(
+                    "SELECT p.order_id FROM payouts p JOIN orders o ON o.id = p.order_id "
+                    "GROUP BY p.order_id, o.paid_cents HAVING sum(p.amount_cents) > o.paid_cents"
+                )
+                assert over == [], over
 
             self.run(check())
 
@@ -228,19 +235,7 @@ def run_machine(database_url: str) -> None:
 
             self.run(check())
 
-    try:
-        run_state_machine_as_test(
-            HostileCaller,
-            settings=settings(
-                max_examples=EXAMPLES,
-                stateful_step_count=STEPS,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-            ),
-        )
-    finally:
-        loop.run_until_complete(store.dispose())
-        loop.close()
+    run_bounded(HostileCaller, examples=EXAMPLES, steps=STEPS, loop=loop, store=store)
 
 
 def test_hostile_caller_never_breaks_a_rule_or_leaks(database_url: str) -> None:

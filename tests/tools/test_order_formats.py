@@ -61,7 +61,7 @@ def document(clock: FrozenClock, ann: str, bob: str) -> dict[str, Any]:
 
 async def shop(store: Store, settings: Settings, ann: str, bob: str) -> tuple[Deps, CallContext]:
     clock = FrozenClock()
-    await import_records(store, *parse(document(clock, ann, bob)))
+    await import_records(store, parse(document(clock, ann, bob)))
     deps = Deps(store=store, settings=settings, clock=clock, gateway=StoreGateway(store, clock))
     return deps, await open_session(deps, channel="test", actor=Actor.customer("C-ANN"))
 
@@ -131,6 +131,6 @@ async def test_order_number_pattern_covers_a_shop_without_orders_yet(store: Stor
 
 async def test_the_import_records_shapes_once(store: Store, settings: Settings) -> None:
     deps, _ = await shop(store, settings, "#1001", "#1002")
-    await import_records(store, *parse(document(FrozenClock(), "#1003", "#1004")))
+    await import_records(store, parse(document(FrozenClock(), "#1003", "#1004")))
     async with deps.store.read() as s:
         assert (await s.execute(sql("SELECT shape FROM order_formats"))).all() == [("<d4>",)]
