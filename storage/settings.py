@@ -33,6 +33,9 @@ class Settings(BaseSettings):
 
     # --- business rules ----------------------------------------------------------------------
     refund_limit: Decimal = Field(default=Decimal("150.00"), ge=0, decimal_places=2)
+    # order changes' refunds (cancellations, returns, exchanges) past this, in all on an order, wait
+    # for staff; not set: they never do (their goods never shipped, or come back)
+    change_approval_limit: Decimal | None = Field(default=None, ge=0, decimal_places=2)
     return_window_days: int = Field(default=30, ge=0)
     refund_confirmation: bool = True
     refund_confirmation_ttl_minutes: int = Field(default=30, ge=1)
@@ -180,6 +183,10 @@ class Settings(BaseSettings):
     @property
     def refund_limit_cents(self) -> int:
         return int(self.refund_limit * 100)
+
+    @property
+    def change_approval_limit_cents(self) -> int | None:
+        return None if self.change_approval_limit is None else int(self.change_approval_limit * 100)
 
     @property
     def resolved_model_provider(self) -> Literal["claude", "offline"]:

@@ -6,10 +6,12 @@ An order's payment history (`order_payments`) and its totals beside it (`paid_ce
 refunded, and appends. The database refuses refunds beyond what was paid whatever the code does
 (`ck_orders_refunds_within_paid`), and an order line given back twice (`returned_items`).
 
-The approval limit counts an order's money given back in all (`given_back`): every refund sent or
-awaiting approval and every order change's refund, each net of what the same change charged (a
-payment swapped from one method to another gives nothing back), so splitting a refund in parts
-never passes under the limit.
+Two approval limits, each counted over an order's money in all, so splitting a refund in parts
+never passes under one (`given_back`):
+- REFUND_LIMIT: refunds of goods the customer keeps (process_refund), sent or awaiting approval;
+- CHANGE_APPROVAL_LIMIT (off by default): order changes' refunds, each net of what the same change
+  charged. A change gives money back only for goods that never shipped or come back (a
+  cancellation, a return, an exchange) or for a cheaper variant, so a shop need not set it.
 """
 
 from __future__ import annotations
@@ -44,24 +46,31 @@ async def lock_order(s: AsyncSession, order_id: str) -> Order | None:
     ).one_or_none()
 
 
-async def given_back(s: AsyncSession, order: Order, *, ignore_refund: str | None = None) -> int:
-    """The order's money given back in all, in cents (see the module's docstring). Read only when
-    the totals alone could pass the limit: they never count less than this."""
-    refunds = select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
-        Refund.order_id == order.id, Refund.status.in_(COUNTED_REFUNDS), Refund.id != (ignore_refund or "")
-    )
-    changes = select(func.coalesce(func.sum(OrderChange.refund_cents), 0)).where(
-        OrderChange.order_id == order.id, OrderChange.status.in_(COUNTED_CHANGES)
-    )
-    row = (await s.execute(select(refunds.scalar_subquery(), changes.scalar_subquery()))).one()
-    return int(row[0]) + int(row[1])
+async def given_back(
+    s: AsyncSession, order: Order, *, by_changes: bool = False, ignore_refund: str | None = None
+) -> int:
+    """The order's money given back in all, in cents: by its refunds, or by its order changes (see
+    the module's docstring). Read only when the totals alone could pass the limit: they never count
+    less than this."""
+    if by_changes:
+        query = select(func.coalesce(func.sum(OrderChange.refund_cents), 0)).where(
+            OrderChange.order_id == order.id, OrderChange.status.in_(COUNTED_CHANGES)
+        )
+    else:
+        query = select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
+            Refund.order_id == order.id, Refund.status.in_(COUNTED_REFUNDS), Refund.id != (ignore_refund or "")
+        )
+    return int(await s.scalar(query) or 0)
 
 
-async def over_limit(s: AsyncSession, order: Order, amount_cents: int, limit_cents: int, **kw: str | None) -> bool:
-    """Whether giving back `amount_cents` more takes the order's money given back over the limit."""
-    if order.refunded_cents + order.promised_cents + amount_cents <= limit_cents:
+async def over_limit(
+    s: AsyncSession, order: Order, amount_cents: int, limit_cents: int | None, **kw: str | bool | None
+) -> bool:
+    """Whether giving back `amount_cents` more takes the order's money given back over the limit
+    (None: no limit)."""
+    if limit_cents is None or order.refunded_cents + order.promised_cents + amount_cents <= limit_cents:
         return False  # what the totals count is never less than what was given back
-    return await given_back(s, order, **kw) + amount_cents > limit_cents
+    return await given_back(s, order, **kw) + amount_cents > limit_cents  # type: ignore[arg-type]
 
 
 async def append(

@@ -289,7 +289,9 @@ async def _confirm_in(s: AsyncSession, deps: Deps, change: OrderChange, actor: A
     if (
         order is not None
         and change.refund_cents
-        and await ledger.over_limit(s, order, change.refund_cents, deps.settings.refund_limit_cents)
+        and await ledger.over_limit(
+            s, order, change.refund_cents, deps.settings.change_approval_limit_cents, by_changes=True
+        )
     ):
         return await _to_approval(s, deps, change, order, actor)
     moved = await _move(s, deps, change.id, (C.AWAITING_CONFIRMATION,), C.APPLIED, decided_by=actor.ref)

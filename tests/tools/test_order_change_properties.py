@@ -131,8 +131,11 @@ def run_machine(database_url: str) -> None:
         def __init__(self) -> None:
             super().__init__()
             self.clock = FrozenClock(START)
-            # the unknown-order limit (tested on its own) would soon refuse every order of a hostile caller
-            s = Settings(_env_file=None, database_url=database_url, unknown_orders_per_hour=10_000)  # type: ignore[call-arg]
+            # the unknown-order limit (tested on its own) would soon refuse every order of a hostile caller;
+            # changes past $150 wait for staff, so approvals and denials are among the steps
+            s = Settings(  # type: ignore[call-arg]
+                _env_file=None, database_url=database_url, unknown_orders_per_hour=10_000, change_approval_limit=150
+            )
             self.deps = Deps(store=store, settings=s, clock=self.clock, gateway=StoreGateway(store, self.clock))
             self.toolbox = Toolbox(self.deps, TOOLS + ORDER_CHANGE_TOOLS)
             self.ctx: dict[str, CallContext] = {}

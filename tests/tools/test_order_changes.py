@@ -4,7 +4,9 @@ by item and of what remains."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -453,7 +455,7 @@ async def test_the_limit_counts_an_orders_refunds_in_all(deps: Deps, toolbox: To
     assert second.code is Code.LIMIT_EXCEEDED and second.data["status"] == "pending_approval"
 
 
-async def test_a_refund_that_passes_the_limit_by_confirmation_time_goes_to_staff(
+async def test_the_refund_limit_counts_refunds_of_goods_kept_not_returns(
     deps: Deps, toolbox: Toolbox, sarah: CallContext
 ) -> None:
     await toolbox.call("lookup_order", {"order_id": "ORD-8901"}, sarah)
@@ -469,13 +471,26 @@ async def test_a_refund_that_passes_the_limit_by_confirmation_time_goes_to_staff
             )
         )
     res = await refunds.confirm(deps, refund_id=asked.data["refund_id"], actor=sarah.actor)
-    assert res.code is Code.LIMIT_EXCEEDED and res.data["status"] == "pending_approval" and res.data["ticket"]
-    assert await rows(deps.store, "SELECT count(*) FROM payouts") == [(0,)]
+    assert res.code is Code.REFUND_PROCESSED  # the return's money comes back with its goods: not counted
+    again = await toolbox.call("process_refund", {"order_id": "ORD-8901", "amount": 60, "reason": "more"}, sarah)
+    assert again.code is Code.LIMIT_EXCEEDED  # the refunds of goods kept, $100 + $60, pass it together
+    assert await rows(deps.store, "SELECT count(*) FROM payouts") == [(1,)]
 
 
-async def test_a_change_whose_refund_passes_the_limit_waits_for_staff(
-    shop: Deps, tools: Toolbox, ada: CallContext
-) -> None:
+@pytest.fixture
+def careful(shop: Deps) -> Deps:
+    """A shop that has its order changes' refunds past $150 approved by staff (CHANGE_APPROVAL_LIMIT)."""
+    return dataclasses.replace(shop, settings=shop.settings.model_copy(update={"change_approval_limit": Decimal(150)}))
+
+
+async def test_changes_need_no_approval_by_default(shop: Deps, tools: Toolbox, ada: CallContext) -> None:
+    prepared = await ask(tools, ada, "cancel_pending_order", order_id="O-BIG", reason="no longer needed")
+    done = await confirmed(shop, ada, prepared)
+    assert done.code is Code.CHANGE_APPLIED and (await money(shop.store, "O-BIG"))["status"] == "cancelled"
+
+
+async def test_a_change_whose_refund_passes_the_limit_waits_for_staff(careful: Deps, ada: CallContext) -> None:
+    shop, tools = careful, Toolbox(careful, TOOLS + ORDER_CHANGE_TOOLS)
     prepared = await ask(tools, ada, "cancel_pending_order", order_id="O-BIG", reason="no longer needed")
     waiting = await confirmed(shop, ada, prepared)
     assert waiting.code is Code.LIMIT_EXCEEDED and waiting.data["status"] == "pending_approval"
@@ -491,9 +506,8 @@ async def test_a_change_whose_refund_passes_the_limit_waits_for_staff(
     assert (await order_changes.deny(shop, change_id=cid, staff=Actor.staff("U-1"))).code is Code.INVALID_STATE
 
 
-async def test_staff_deny_and_the_customers_no_leave_the_order_alone(
-    shop: Deps, tools: Toolbox, ada: CallContext
-) -> None:
+async def test_staff_deny_and_the_customers_no_leave_the_order_alone(careful: Deps, ada: CallContext) -> None:
+    shop, tools = careful, Toolbox(careful, TOOLS + ORDER_CHANGE_TOOLS)
     first = await confirmed(
         shop, ada, await ask(tools, ada, "cancel_pending_order", order_id="O-BIG", reason="no longer needed")
     )
