@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agent.events import Citation
 from storage import links
 from storage.models import HelpAnswer, Ticket
-from storage.states import TicketStatus
 from tools.codes import ToolResult
+from tools.tickets import visible_open
 
 TOOL = "search_help_center"
 ARTICLE_REF = re.compile(r"\b(article|artículo|artikel)\s+(?:#|no\.?\s*|nr\.?\s*)?(\d{1,9})\b", re.IGNORECASE)
@@ -98,8 +98,7 @@ async def record(s: AsyncSession, *, session_id: str, sources: TurnSources, cite
         return
     ticket_at = await s.scalar(
         select(Ticket.updated_at).where(
-            Ticket.session_id == session_id,
-            Ticket.status != TicketStatus.RESOLVED,
+            visible_open(session_id),
             Ticket.updated_at >= sources.started,
         )
     )

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.engine import Store, reading
 from storage.models import Order, OrderFormat, OrderItem, Refund, SessionOrder, Ticket
 from storage.order_formats import Formats, formats_from
-from storage.states import TicketStatus
 from storage.types import UTCDateTime
+from tools.tickets import visible_open
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +165,7 @@ def _facts_statement() -> Any:
         )
         .join(Order, Order.id == Refund.order_id)
         .where(Order.customer_id == cid),
-        _row("ticket", s=(Ticket.id,)).where(Ticket.session_id == sid, Ticket.status != TicketStatus.RESOLVED),
+        _row("ticket", s=(Ticket.id,)).where(visible_open(sid)),
         _row("looked", s=(SessionOrder.order_id,)).where(SessionOrder.session_id == sid),
         _row("shape", s=(OrderFormat.shape,)),
     )

@@ -62,7 +62,7 @@ from tools.sanitizer import (
     sanitize,
     strip_tool_text,
 )
-from tools.tickets import open_or_update
+from tools.tickets import SECURITY, open_or_update
 from tools.toolbox import TOOLS
 
 MAX_REPLY = 12_000  # characters of model text looked at; a model reply is a few hundred
@@ -312,7 +312,7 @@ async def apply_in(s: AsyncSession, deps: Deps, ctx: CallContext, verdict: Verdi
     is written)."""
     if verdict.priority is None:
         return None
-    grouped = await _security_ticket(s, ctx) if verdict.reason == "security" else None
+    grouped = await _security_ticket(s, ctx) if verdict.reason == SECURITY else None
     if grouped is not None:
         grouped.summary = f"{grouped.summary}\n{summary}"[-4000:]
         grouped.updated_at = deps.clock.now()
@@ -341,7 +341,7 @@ async def _security_ticket(s: AsyncSession, ctx: CallContext) -> Ticket | None:
             select(Ticket)
             .where(
                 Ticket.customer_id == ctx.actor.customer_id,
-                Ticket.reason == "security",
+                Ticket.reason == SECURITY,
                 Ticket.status != TicketStatus.RESOLVED,
             )
             .order_by(Ticket.id)

@@ -35,13 +35,13 @@ from desk.sessions import settle, text_message
 from storage import metrics
 from storage.engine import insert_all
 from storage.models import ChatSession, Customer, Message, OutboxMessage, Refund, Ticket
-from storage.states import RefundStatus, TicketStatus
+from storage.states import RefundStatus
 from storage.types import format_cents
 from tools import refunds, wording
 from tools.codes import Code, TicketQuotaExceeded, ToolResult
 from tools.context import Actor, CallContext, Deps
 from tools.get_refund_status import refund_status as refund_status_tool
-from tools.tickets import open_or_update
+from tools.tickets import open_or_update, visible_open
 
 ANSWERED = "answered"  # Done's outcome for a work item whose answer was stored before a crash
 # answers that are not part of the conversation: someone else's click, a replayed or stale one
@@ -300,9 +300,7 @@ async def _relay(deps: Deps, ctx: CallContext, session: ChatSession, text: str) 
     async with deps.store.write() as s:
         s.add(text_message(deps, session_id=session.id, role="user", text=text, customer_text=True))
         if session.channel != "slack" and deps.settings.support_staff_channel:
-            ticket = await s.scalar(
-                select(Ticket.id).where(Ticket.session_id == session.id, Ticket.status != TicketStatus.RESOLVED)
-            )
+            ticket = await s.scalar(select(Ticket.id).where(visible_open(session.id)))
             outbox.add(
                 s,
                 deps,

@@ -10,9 +10,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ChatSession, Customer, CustomerLink, InboxItem, Message, OutboxMessage, Refund, Ticket
-from storage.states import InboxStatus, RefundStatus, TicketStatus
+from storage.states import InboxStatus, RefundStatus
 from storage.types import estimate_tokens
 from tools.context import Actor, CallContext, Deps, new_id
+from tools.tickets import visible_open
 
 Session = ChatSession  # what faces hold of a session: they read it, the desk writes it
 
@@ -164,10 +165,7 @@ async def settle(
 # hidden ticket (another customer's order: "security") is staff's business and leaves the outcome as
 # an unknown order would, or the outcome, and the turns counted by it, would tell the difference.
 _SETTLE_FACTS = select(
-    select(Ticket.priority)
-    .where(Ticket.session_id == bindparam("sid"), Ticket.status != TicketStatus.RESOLVED, Ticket.reason != "security")
-    .limit(1)
-    .scalar_subquery(),
+    select(Ticket.priority).where(visible_open(bindparam("sid"))).limit(1).scalar_subquery(),
     select(Refund.id)
     .where(Refund.session_id == bindparam("sid"), Refund.status == RefundStatus.AWAITING_CONFIRMATION)
     .limit(1)

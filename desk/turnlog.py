@@ -21,9 +21,10 @@ from sqlalchemy import func, select, update
 from desk.errors import LeaseLost
 from desk.inbox import held
 from storage.models import ChatSession, InboxItem, Refund, Ticket, WebTurn, WebTurnEvent
-from storage.states import UNFINISHED_WEB_TURNS, InboxStatus, RefundStatus, TicketStatus, WebTurnStatus
+from storage.states import UNFINISHED_WEB_TURNS, InboxStatus, RefundStatus, WebTurnStatus
 from storage.types import format_cents
 from tools.context import Deps
+from tools.tickets import visible_open
 
 Turn = WebTurn  # what faces hold of a turn: they read it, the desk writes it
 
@@ -200,8 +201,7 @@ async def session_facts(deps: Deps, session_id: str) -> SessionFacts:
     customer's order) stays hidden until, say, they ask for a person."""
     async with deps.store.read() as s:
         session = await s.get(ChatSession, session_id)
-        open_ticket = Ticket.session_id == session_id, Ticket.status != TicketStatus.RESOLVED
-        ticket = (await s.scalars(select(Ticket).where(*open_ticket))).one_or_none()
+        ticket = (await s.scalars(select(Ticket).where(visible_open(session_id)))).one_or_none()
         refund = (
             await s.scalars(
                 select(Refund)
@@ -210,7 +210,7 @@ async def session_facts(deps: Deps, session_id: str) -> SessionFacts:
                 .limit(1)
             )
         ).one_or_none()
-        told = ticket is not None and (ticket.reason != "security" or await _told(s, session_id, ticket))
+        told = ticket is not None  # a hidden ticket is its own, never the session's visible one
     visible = ticket if told else None
     pending = None
     if refund is not None:
@@ -222,12 +222,3 @@ async def session_facts(deps: Deps, session_id: str) -> SessionFacts:
         pending=pending,
         with_person=bool(session and session.handed_off_by),
     )
-
-
-async def _told(s: Any, session_id: str, ticket: Ticket) -> bool:
-    rows = await s.scalars(
-        select(WebTurnEvent.data)
-        .join(WebTurn, WebTurn.id == WebTurnEvent.turn_id)
-        .where(WebTurn.session_id == session_id, WebTurnEvent.kind == "escalation")
-    )
-    return any(d.get("ticket") == ticket.public_ref for d in rows)

@@ -415,6 +415,9 @@ class Payout(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+OPEN_VISIBLE_TICKET = "status <> 'resolved' AND reason <> 'security'"
+
+
 class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (
@@ -422,13 +425,14 @@ class Ticket(Base):
         CheckConstraint(_in("priority", PRIORITIES), name="priority"),
         CheckConstraint("status <> 'claimed' OR claimed_by IS NOT NULL", name="claimed_by"),
         CheckConstraint("claimed_kind IS NULL OR claimed_kind IN ('staff', 'colleague')", name="claimed_kind"),
-        # a session has at most one unresolved ticket; escalating again updates it
+        # a session has at most one unresolved ticket its customer may see, escalating again updates
+        # it; a hidden security ticket (probes of other customers' orders) is its own, beside it
         Index(
             "uq_tickets_one_unresolved_per_session",
             "session_id",
             unique=True,
-            sqlite_where=text("status <> 'resolved'"),
-            postgresql_where=text("status <> 'resolved'"),
+            sqlite_where=text(OPEN_VISIBLE_TICKET),
+            postgresql_where=text(OPEN_VISIBLE_TICKET),
         ),
     )
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from tools.codes import Code, TicketQuotaExceeded, ToolResult
 from tools.context import CallContext, Deps, Tool
-from tools.tickets import open_or_update
+from tools.tickets import SECURITY, open_or_update
 
 QUOTA_NOTE = (
     "No ticket was opened: this visitor has reached the limit of new requests to our team for now. "
@@ -40,7 +40,7 @@ async def escalate_to_human(args: EscalateToHumanInput, ctx: CallContext, deps: 
                 deps,
                 session_id=ctx.session_id,
                 priority=args.priority,
-                reason=args.reason,
+                reason="security_concern" if args.reason == SECURITY else args.reason,  # "security" is the hidden kind
                 summary=args.summary,
                 customer_id=ctx.actor.customer_id,
                 quota=ctx.ticket_quota,

@@ -29,6 +29,7 @@ from storage.states import TICKETS, TicketStatus
 from tools.codes import Code, TicketQuotaExceeded, ToolResult
 from tools.context import Actor, Deps, TicketQuota, audit
 
+SECURITY = "security"  # a hidden ticket: another customer's order was probed; its own, beside the visible one
 BOT = "supportbot"  # the actor of escalations: the agent, a guard or a face, never a person's choice
 
 
@@ -107,8 +108,9 @@ async def open_or_update(
     for _ in range(3):
         current = None
         if session_id is not None:
-            open_one = Ticket.session_id == session_id, Ticket.status != TicketStatus.RESOLVED
-            current = (await s.scalars(select(Ticket).where(*open_one))).one_or_none()
+            hidden = Ticket.reason == SECURITY if reason == SECURITY else Ticket.reason != SECURITY
+            open_one = Ticket.session_id == session_id, Ticket.status != TicketStatus.RESOLVED, hidden
+            current = (await s.scalars(select(Ticket).where(*open_one).limit(1))).one_or_none()
         if current is not None:
             _raise(s, deps, current, priority=priority, reason=reason, summary=summary, facts=facts)
             await s.flush()
@@ -198,6 +200,11 @@ def _refusal(current: Ticket | None, actor: Actor) -> ToolResult:
     if current.status == TicketStatus.CLAIMED and current.claimed_by != actor.staff_id:
         return ToolResult(Code.ALREADY_CLAIMED, f"Already claimed by {current.claimed_by}.", describe(current))
     return ToolResult(Code.INVALID_STATE, f"The ticket is {current.status}.", describe(current))
+
+
+def visible_open(session_id: Any) -> Any:
+    """For a WHERE: the session's unresolved ticket its customer may know of (not a hidden one)."""
+    return and_(Ticket.session_id == session_id, Ticket.status != TicketStatus.RESOLVED, Ticket.reason != SECURITY)
 
 
 # the WHERE of each staff move: who may make it, and from which states (see storage.states.TICKETS)

@@ -708,6 +708,7 @@ TICKET_REASONS = {
     "fraud": "Fraud or chargeback concern",
     "human_request": "Customer asked for a person",
     "security": "Asked about another customer's order or account",
+    "security_concern": "A security concern the customer raised",
     "identity": "Identity could not be verified",
     "refund_approval": "Refund over the autonomous limit needs approval",
     "change_approval": "Order change whose refund passes the autonomous limit needs approval",

@@ -232,7 +232,8 @@ async def test_ownership_and_identity_mismatch_escalate_p1(deps: Deps, sarah: Ca
     assert await q(deps, "SELECT priority, reason FROM tickets") == [("P1", "security")]
     model = ScriptedModel([reply(tool_use("get_customer", email="james@example.com")), reply(text("Hmm."))])
     await run(Agent(model=model, toolbox=Toolbox(deps)), sarah, "I'm james@example.com")
-    assert await q(deps, "SELECT priority, reason FROM tickets") == [("P1", "security")]  # same ticket, updated
+    # the identity mismatch is its own, visible ticket: never folded into the hidden security one
+    assert await q(deps, "SELECT priority, reason FROM tickets ORDER BY id") == [("P1", "security"), ("P1", "identity")]
 
 
 async def test_two_failed_rounds_escalate_p3(deps: Deps, sarah: CallContext) -> None:

@@ -572,11 +572,15 @@ async def test_an_escalation_that_would_reveal_another_customers_order_is_not_sh
         async with bot.rt.store.read() as s:
             ticket = (await s.scalars(select(Ticket))).one()
         assert (ticket.reason, ticket.priority, ticket.status) == ("security", "P1", "open")
-        # once they are told of an escalation into that ticket, it shows
+        # asking for a person opens the visible ticket, its own: the security ticket stays hidden
         human = await api.chat("I want to talk to a human", headers=SARAH, session_id=probe["session_id"])
         assert human["reply"] == wording.ESCALATED_HUMAN
         assert human["state"]["escalated"] is True
-        assert human["state"]["ticket"] == {"ref": ticket.public_ref, "status": "open"}
+        async with bot.rt.store.read() as s:
+            both = {t.reason: t for t in (await s.scalars(select(Ticket))).all()}
+        assert set(both) == {"security", "human_request"}
+        assert both["security"].priority == "P1" and both["security"].summary == ticket.summary  # untouched
+        assert human["state"]["ticket"] == {"ref": both["human_request"].public_ref, "status": "open"}
     finally:
         await stop_bot(bot)
 
