@@ -113,8 +113,7 @@ async def run_realtext(
         try:
             await upgrade(store)
             await empty(store)
-            customers, orders = parse(corpus.import_document)
-            await import_records(store, customers, orders)
+            await import_records(store, parse(corpus.import_document))
             deps = make_deps(store, settings, FrozenClock(realtext_corpus.TODAY))
             for c in corpus.conversations:
                 await replay(deps, c, tally, labels)
