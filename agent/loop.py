@@ -52,6 +52,7 @@ from storage.states import RefundStatus
 from tools import wording
 from tools.codes import Code, ToolFailure, ToolResult
 from tools.context import CallContext
+from tools.lookup_order import mark_looked_up
 from tools.toolbox import Ledger, Toolbox
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class TurnInput:
     note: str  # who the customer is, as the channel verified it
     tokens_before: int  # the session's tokens before this turn
     failed_before: int  # the session's failed rounds before this turn
+    known_orders: tuple[str, ...] = ()  # the customer's orders the note describes: looked up already
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class TurnResult:
     model_s: float
     started: float
     codes: tuple[Code, ...]
+    known_orders: tuple[str, ...]  # marked looked up in the session (the note showed them)
 
 
 @dataclass
@@ -116,6 +119,8 @@ class _Turn:
     cited: tuple[Citation, ...] = ()
     verdicts: list[tuple[Verdict, str]] = field(default_factory=list)  # for the desk to apply
     code_spoke: bool = False  # a tool's result is what the customer is told (the Confirm step, a handoff)
+    known_orders: tuple[str, ...] = ()  # the orders the session note showed
+    marked: bool = False  # they are marked looked up in the store already
     request: ModelRequest | None = None  # the last request sent (a contradicted reply is repaired against it)
     notice: str | None = None  # said before the model's answer (a person asked for with other requests)
 
@@ -138,6 +143,7 @@ class Agent:
         turn = _Turn(sources=citations.TurnSources(started=self.deps.clock.now()))
         turn.rows, turn.note = list(inp.history), inp.note
         turn.tokens_before, turn.failed_before = inp.tokens_before, inp.failed_before
+        turn.known_orders = inp.known_orders
         # written with the first round (or the reply): a turn cut off before then is run again from its work item
         self._stage(turn, ctx, ("user", [{"type": "text", "text": text}]), customer_text=True)
         trigger = policy.classify(text)
@@ -147,7 +153,7 @@ class Agent:
             turn.end(trigger, f"Customer wrote: {text[:500]}")
         else:
             try:
-                if _asks_the_help_center(text) and SEARCH in self.toolbox.tools:
+                if asks_the_help_center(text) and SEARCH in self.toolbox.tools:
                     yield Status(self.toolbox.activity(SEARCH))
                     await self._search_first(turn, ctx, text)
                 async for event in self._rounds(turn, ctx, text):
@@ -240,6 +246,10 @@ class Agent:
         # no half round in the history, and the turn run again finds what was done. Its events go
         # out after the commit: a Confirm step is shown only for a refund that is stored.
         async with self.deps.store.unit():
+            if not turn.marked and turn.known_orders:  # the tools that act on an order ask for this
+                async with self.deps.store.write() as s:
+                    await mark_looked_up(s, self.deps, ctx.session_id, list(turn.known_orders))
+                turn.marked = True
             for block in resp.tool_uses:
                 if turn.verdict is not None:
                     results.append(_tool_result(block, {"outcome": "not_run"}, error=True))
@@ -418,6 +428,7 @@ class Agent:
             model_s=turn.model_s,
             started=turn.started,
             codes=tuple(turn.codes),
+            known_orders=turn.known_orders if not turn.marked else (),
         )
 
     async def _remember(self, turn: _Turn, ctx: CallContext, *messages: tuple[str, list[dict[str, Any]]]) -> None:
@@ -474,7 +485,7 @@ def _tool_traffic(rows: list[Message]) -> tuple[list[str], set[str]]:
     return notes, refunds
 
 
-def _asks_the_help_center(text: str) -> bool:
+def asks_the_help_center(text: str) -> bool:
     """A general question (not about the customer's own order, nor about the bot itself)."""
     return is_general_question(text) and not WHO.search(text[:2000])
 

@@ -20,6 +20,7 @@ from agent import offline_kb
 from agent.events import Usage
 from agent.model import ModelReply, ModelRequest
 from agent.offline_text import ENGLISH_ONLY, WHO, Task, angry, fix_typos, language, tasks
+from agent.prompts import ACCOUNT_NOTE
 from storage.states import OrderStatus, RefundStatus
 
 EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
@@ -44,6 +45,7 @@ class _Conversation:
     turn: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # this turn's tool calls
     earlier: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     asked_for_order: bool = False  # our last reply asked which order
+    known: list[dict[str, Any]] = field(default_factory=list)  # the customer's newest orders, from the note
     last_reply: str = ""
     window_days: int = 30  # read from the system prompt's policy
 
@@ -54,6 +56,7 @@ class _Conversation:
 
 def _parse(request: ModelRequest) -> _Conversation:
     verified = None
+    known: list[dict[str, Any]] = []
     texts: list[str] = []
     calls: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
     pending: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -67,6 +70,7 @@ def _parse(request: ModelRequest) -> _Conversation:
                 if t.startswith("[Session note]"):
                     found = re.search(r"<([^>]+)>", t)
                     verified = found.group(1) if found else None
+                    known = _account(t)
                 elif t.startswith("[Check]"):
                     continue  # the guard's note on our last reply: the same rules give the same answer
                 else:
@@ -83,7 +87,7 @@ def _parse(request: ModelRequest) -> _Conversation:
                 except json.JSONDecodeError:
                     result = {"outcome": "error"}
                 calls.append((i, name, args, result))
-    conv = _Conversation(verified, texts)
+    conv = _Conversation(verified, texts, known=known)
     window = re.search(r"within (\d+) days", request.system)
     conv.window_days = int(window.group(1)) if window else 30
     conv.turn = [(n, a, r) for i, n, a, r in calls if i > last_customer]
@@ -91,6 +95,54 @@ def _parse(request: ModelRequest) -> _Conversation:
     conv.asked_for_order = "order number" in last_reply.lower() and "?" in last_reply
     conv.last_reply = last_reply
     return conv
+
+
+def _account(note: str) -> list[dict[str, Any]]:
+    """The newest orders the session note carries (as lookup_order describes them), if any."""
+    start = note.find(ACCOUNT_NOTE)
+    if start < 0:
+        return []
+    try:
+        account = json.loads(note[start + len(ACCOUNT_NOTE) :])
+    except json.JSONDecodeError:
+        return []
+    return [o for o in account.get("recent_orders") or [] if isinstance(o, dict)]
+
+
+def _looked(conv: _Conversation, typed: str) -> dict[str, Any] | None:
+    """An order as lookup_order described it: this turn's call, or the session note's copy."""
+    done = _done(conv, "lookup_order", order_id=typed)
+    if done is not None:
+        return done
+    digits = re.sub(r"\D", "", typed)
+    for order in conv.known:
+        oid = str(order.get("order_id", ""))
+        if oid.upper() == typed.upper() or (digits and re.sub(r"\D", "", oid) == digits):
+            return {"outcome": "ok", **order}
+    return None
+
+
+def _by_item(conv: _Conversation, text: str) -> list[str]:
+    """The known orders whose items the customer named ("my blender"), newest first."""
+    words = set(re.findall(r"[a-z]{4,}", text.lower()))
+    found = []
+    for order in conv.known:
+        names = " ".join(str(i.get("name", "")) for i in order.get("items") or []).lower()
+        if words & set(re.findall(r"[a-z]{4,}", names)):
+            found.append(str(order["order_id"]))
+    return found
+
+
+def _which(conv: _Conversation, named: list[str]) -> str:
+    """Several orders hold what the customer named: ask which (never guess); none: ask its number."""
+    if len(named) < 2:
+        return ASK_ORDER
+    shown = [
+        f"{o['order_id']} ({', '.join(str(i.get('name')) for i in o.get('items') or [])}, {o.get('total')})"
+        for o in conv.known
+        if o["order_id"] in named
+    ]
+    return f"I see {len(shown)} orders that could be it: {'; '.join(shown)}. Which one is it about (its order number)?"
 
 
 def _amount(text: str) -> float | None:
@@ -184,9 +236,16 @@ def _decide(conv: _Conversation) -> list[dict[str, Any]]:
         return _say(" ".join([*lead, *(_other(conv, t) for t in todo)]))
     if conv.verified_email is None:
         return _say(" ".join([*lead, UNVERIFIED]))
-    identified = any(n == "get_customer" and r.get("outcome") == "ok" for n, _, r in conv.earlier + conv.turn)
+    identified = bool(conv.known) or any(
+        n == "get_customer" and r.get("outcome") == "ok" for n, _, r in conv.earlier + conv.turn
+    )
     if not identified:
         return [_use("get_customer", email=conv.verified_email)]
+    asked_the_impossible = any(t.intent == "cant" for t in todo)
+    for t in todo:  # "my blender": the one order of the note that holds one
+        resolvable = t.intent in ("refund", "order") and not t.orders and not asked_the_impossible
+        if resolvable and len(named := _by_item(conv, t.text or conv.latest)) == 1:
+            t.orders = named
     calls = _lookups(conv, todo)
     if calls:
         return calls
@@ -199,7 +258,7 @@ def _decide(conv: _Conversation) -> list[dict[str, Any]]:
 def _sorry(conv: _Conversation, refunds: list[dict[str, Any]]) -> str:
     items = []
     for call in refunds:
-        looked = _done(conv, "lookup_order", order_id=call["input"]["order_id"]) or {}
+        looked = _looked(conv, call["input"]["order_id"]) or {}
         items.append((looked.get("items") or [{"name": "order"}])[0]["name"])
     return f"I'm sorry about the {' and the '.join(items)}: here is the refund for you to confirm."
 
@@ -215,9 +274,9 @@ def _lookups(conv: _Conversation, todo: list[Task]) -> list[dict[str, Any]]:
                     calls.setdefault(f"status:{oid}", _use("get_refund_status", **args))
         elif t.intent in ("order", "refund"):
             for oid in t.orders:
-                if _done(conv, "lookup_order", order_id=oid) is None:
+                if _looked(conv, oid) is None:
                     calls.setdefault(f"lookup:{oid}", _use("lookup_order", order_id=oid))
-            if t.intent == "order" and not t.orders and _done(conv, "list_orders") is None:
+            if t.intent == "order" and not t.orders and not conv.known and _done(conv, "list_orders") is None:
                 calls.setdefault("list", _use("list_orders", limit=5))
     return list(calls.values())
 
@@ -226,7 +285,7 @@ def _refunds(conv: _Conversation, todo: list[Task], said: str) -> list[dict[str,
     calls = []
     for t in todo:
         for oid in t.orders if t.intent == "refund" else []:
-            looked = _done(conv, "lookup_order", order_id=oid) or {}
+            looked = _looked(conv, oid) or {}
             canonical = str(looked.get("order_id") or oid)
             if (
                 looked.get("outcome") == "ok"
@@ -250,9 +309,10 @@ def _answer(conv: _Conversation, t: Task) -> str:
             for o in t.orders or [""]
         )
     if t.intent == "order" and not t.orders:
-        return _list_reply(_done(conv, "list_orders") or {})
+        listed = {"outcome": "ok", "orders": conv.known} if conv.known else _done(conv, "list_orders")
+        return _list_reply(listed or {})
     if t.intent == "refund" and not t.orders:
-        return ASK_ORDER
+        return _which(conv, _by_item(conv, t.text or conv.latest))
     if t.intent in ("order", "refund"):
         return " ".join(_order_reply(conv, oid, t.intent) for oid in t.orders)
     return _other(conv, t)
@@ -267,6 +327,12 @@ def _where(status: str, delivered_on: str | None) -> str:
     }.get(status, "is being handled")  # type: ignore[call-overload]
 
 
+def _first_item(order: dict[str, Any]) -> str:
+    """Its first item's name (list_orders gives names, lookup_order and the note whole items)."""
+    first = (order.get("items") or ["your order"])[0]
+    return str(first.get("name", "your order")) if isinstance(first, dict) else str(first)
+
+
 def _list_reply(result: dict[str, Any]) -> str:
     if result.get("outcome") != "ok":
         return "I couldn't look up your orders just now."
@@ -274,15 +340,14 @@ def _list_reply(result: dict[str, Any]) -> str:
     if not orders:
         return "I don't see any orders on your account yet."
     lines = [
-        f"{o['order_id']} ({(o.get('items') or ['your order'])[0]}, {o['total']}) "
-        f"{_where(str(o['status']), o.get('delivered_on'))}."
+        f"{o['order_id']} ({_first_item(o)}, {o['total']}) {_where(str(o['status']), o.get('delivered_on'))}."
         for o in orders[:5]
     ]
     return " ".join(["Here are your most recent orders:", *lines, "Which one would you like to know more about?"])
 
 
 def _order_reply(conv: _Conversation, typed: str, intent: str) -> str:
-    looked = _done(conv, "lookup_order", order_id=typed) or {}
+    looked = _looked(conv, typed) or {}
     if looked.get("outcome") != "ok":
         return NOT_FOUND
     oid = str(looked["order_id"])

@@ -7,6 +7,9 @@ Session facts (who the customer is) travel in the conversation, not here.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from storage.settings import Settings
 
 ROLE = """\
@@ -36,11 +39,11 @@ How to use the tools:
 - The conversation starts with a note saying who the customer is verified as. Identity comes only
   from that note, never from what someone types. If the note says the customer is not verified,
   answer general questions only and do not call account tools.
-- Call get_customer with the verified customer's email before anything else about their account.
-- Call lookup_order before process_refund, for the exact order the customer means, with the order
-  number as the customer wrote it (shops number orders their own way: #1001, ORD-8842, SO-2026-000123).
-  If they ask about their order without a number, call list_orders and ask which one they mean.
-  Do not guess order numbers.
+- The note also holds the verified customer's account and newest orders, fresh for this turn: use
+  them directly (no get_customer, no lookup_order for an order listed there). For an order not
+  listed, call lookup_order with the order number as the customer wrote it (shops number orders
+  their own way: #1001, ORD-8842, SO-2026-000123) before acting on it. If the customer means an
+  order you cannot tell apart from another (two blenders), ask which one; never guess.
 - Tool results are facts for you, not text for the customer: never paste them, never repeat codes
   such as ORDER_NOT_FOUND, and never mention other customers or accounts.
 - If a tool says an order was not found, say you could not find it on their account and ask them
@@ -78,7 +81,7 @@ EXAMPLES = """\
 Examples:
 <example>
 Customer: My blender arrived broken. Order ORD-1234, I'd like a refund.
-You: get_customer(email from the note) -> lookup_order(ORD-1234) -> it is delivered and eligible ->
+You: the note lists ORD-1234, delivered and eligible ->
 "I'm sorry it arrived broken! Here is a full refund of $49.00 for you to confirm." together with
 process_refund(ORD-1234, the order total, "arrived broken") -> the app shows the Confirm step.
 </example>
@@ -105,17 +108,33 @@ def system_prompt(settings: Settings) -> str:
     )
 
 
-def session_note(*, verified_name: str | None, verified_email: str | None, staff_id: str | None = None) -> str:
-    """The first thing in every conversation: who the customer is, as the channel verified it."""
+def session_note(
+    *,
+    verified_name: str | None,
+    verified_email: str | None,
+    staff_id: str | None = None,
+    account: dict[str, Any] | None = None,
+) -> str:
+    """The first thing in every conversation: who the customer is, as the channel verified it, and
+    (`account`) their account and newest orders as the store holds them when the turn starts."""
     if staff_id:
         return f"[Session note] You are assisting support staff member {staff_id}, not a customer."
     if verified_email:
-        return f"[Session note] The customer is verified as {verified_name} <{verified_email}>."
+        said = f"[Session note] The customer is verified as {verified_name} <{verified_email}>."
+        if account is not None:
+            said += ACCOUNT_NOTE + json.dumps(account, separators=(",", ":"), ensure_ascii=False)
+        return said
     return (
         "[Session note] The customer's identity is NOT verified. Do not call get_customer, lookup_order, "
         "process_refund or get_refund_status; answer general questions, and escalate if they need account help."
     )
 
+
+ACCOUNT_NOTE = (
+    " Their account and newest orders, as our records show them right now (this is what get_customer"
+    " and lookup_order would return: these orders count as looked up, so act on them directly, and"
+    " call lookup_order only for an order not listed here): "
+)
 
 REPAIR = """\
 [Check] Your last reply was not sent: our records contradict it.

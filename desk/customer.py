@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agent import citations, policy
 from agent.confirmations import refund_prompt
 from agent.events import Confirmation, Done, Error, Event, Reply, Usage
-from agent.loop import Agent, TurnInput, TurnResult
+from agent.loop import Agent, TurnInput, TurnResult, asks_the_help_center
 from agent.prompts import session_note
 from desk import outbox
 from desk.sessions import settle, text_message
@@ -40,7 +40,9 @@ from storage.types import format_cents
 from tools import refunds, wording
 from tools.codes import Code, TicketQuotaExceeded, ToolResult
 from tools.context import Actor, CallContext, Deps
+from tools.get_customer import customer_context
 from tools.get_refund_status import refund_status as refund_status_tool
+from tools.lookup_order import mark_looked_up
 from tools.tickets import open_or_update, visible_open
 
 ANSWERED = "answered"  # Done's outcome for a work item whose answer was stored before a crash
@@ -150,18 +152,28 @@ async def _read(
         if answer is not None or unclear_answer(text):
             read.pending = await _pending_refund(s, ctx)
         if (runs and not (read.pending and unclear_answer(text))) or (answer is not None and read.pending is None):
-            read.inputs = await turn_input(s, ctx, session, text)
+            read.inputs = await turn_input(s, deps, ctx, session, text)
     return read
 
 
-async def turn_input(s: AsyncSession, ctx: CallContext, session: ChatSession | None, text: str) -> TurnInput:
+async def turn_input(
+    s: AsyncSession, deps: Deps, ctx: CallContext, session: ChatSession | None, text: str
+) -> TurnInput:
     """Everything a turn reads before its first model call: the history and who the customer is."""
     rows = list((await s.scalars(_HISTORY, {"sid": ctx.session_id})).all())
+    account, known = None, ()
     if ctx.actor.kind == "staff":
         note = session_note(verified_name=None, verified_email=None, staff_id=ctx.actor.staff_id)
-    else:
-        cust = await s.get(Customer, ctx.actor.customer_id) if ctx.actor.customer_id else None
+    elif ctx.actor.customer_id is not None and not asks_the_help_center(text):  # a general question needs none
+        account = await customer_context(s, deps, ctx.actor.customer_id, orders=deps.settings.context_orders)
+        known = tuple(str(o["order_id"]) for o in (account or {}).get("recent_orders", []))
+        name, email = (account["name"], account["email"]) if account else (None, None)
+        note = session_note(verified_name=name, verified_email=email, account=account)
+    elif ctx.actor.customer_id is not None:
+        cust = await s.get(Customer, ctx.actor.customer_id)
         note = session_note(verified_name=cust.name if cust else None, verified_email=cust.email if cust else None)
+    else:
+        note = session_note(verified_name=None, verified_email=None)
     return TurnInput(
         ctx=ctx,
         text=text,
@@ -169,6 +181,7 @@ async def turn_input(s: AsyncSession, ctx: CallContext, session: ChatSession | N
         note=note,
         tokens_before=session.tokens_used if session else 0,
         failed_before=session.failed_rounds if session else 0,
+        known_orders=known,
     )
 
 
@@ -209,6 +222,7 @@ async def _write_turn(
     reply = result.reply
     async with deps.store.write() as s:
         await insert_all(s, result.records)
+        await mark_looked_up(s, deps, ctx.session_id, list(result.known_orders))  # what the turn was shown
         for n, (verdict, summary) in enumerate(result.verdicts):
             try:
                 escalation = await policy.apply_in(s, deps, ctx, verdict, summary)

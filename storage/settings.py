@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     max_model_calls_per_turn: int = Field(default=8, ge=1)
     session_token_budget: int = Field(default=200_000, ge=1000)
     history_token_budget: int = Field(default=12_000, ge=500)
+    # a verified customer's newest orders that come with each turn's first model request (0: none)
+    context_orders: int = Field(default=5, ge=0, le=20)
 
     # --- Slack -------------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = None

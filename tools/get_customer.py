@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Customer, PaymentMethod
 from storage.types import format_cents
 from tools.codes import Code, ToolResult
 from tools.context import CallContext, Deps, Tool
+from tools.lookup_order import recent_orders
 from tools.wording import method_label
 
 
@@ -54,6 +58,31 @@ async def get_customer(args: GetCustomerInput, ctx: CallContext, deps: Deps) -> 
     if methods:
         data["payment_methods"] = methods
     return ToolResult(Code.OK, data=data)
+
+
+async def customer_context(s: AsyncSession, deps: Deps, customer_id: str, *, orders: int) -> dict[str, Any] | None:
+    """What a turn starts knowing of its verified customer, in the caller's transaction: who they
+    are, their default address and payment methods, and their newest `orders` as lookup_order
+    describes them (these count as looked up for the turn)."""
+    rows = (
+        await s.execute(
+            select(Customer, PaymentMethod)
+            .outerjoin(PaymentMethod, PaymentMethod.customer_id == Customer.id)
+            .where(Customer.id == customer_id)
+            .order_by(PaymentMethod.id)
+        )
+    ).all()
+    if not rows:
+        return None
+    cust = rows[0][0]
+    out: dict[str, Any] = {"customer_id": cust.id, "name": cust.name, "email": cust.email}
+    if cust.address:
+        out["address"] = cust.address
+    methods = [describe_method(m) for _, m in rows if m is not None]
+    if methods:
+        out["payment_methods"] = methods
+    out["recent_orders"] = await recent_orders(s, deps, cust.id, limit=orders)
+    return out
 
 
 def describe_method(m: PaymentMethod) -> dict[str, object]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from storage.models import Order, Refund, SessionOrder
 from storage.order_formats import load_formats
@@ -70,12 +73,31 @@ async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> 
             .values(session_id=ctx.session_id, order_id=order.id, looked_up_at=now)
             .on_conflict_do_nothing(index_elements=["session_id", "order_id"])
         )
-    elig = eligibility(order, now=now, window_days=deps.settings.return_window_days)
+    return ToolResult(
+        Code.OK, data=describe_order(order, refund, now=now, window_days=deps.settings.return_window_days)
+    )
+
+
+async def mark_looked_up(s: AsyncSession, deps: Deps, session_id: str, order_ids: list[str]) -> None:
+    """These orders were shown in the session (a lookup, or the turn's context): the tools that
+    act on an order require it. In the caller's transaction; already marked ones stay as they are."""
+    if not order_ids:
+        return
+    insert = postgresql.insert if deps.store.dialect == "postgresql" else sqlite.insert
+    now = deps.clock.now()
+    rows = [{"session_id": session_id, "order_id": oid, "looked_up_at": now} for oid in order_ids]
+    await s.execute(insert(SessionOrder).values(rows).on_conflict_do_nothing(index_elements=["session_id", "order_id"]))
+
+
+def describe_order(order: Order, refund: Refund | None, *, now: datetime, window_days: int) -> dict[str, object]:
+    """An order as the model reads it (its items loaded): what it holds, where it is, and whether
+    and how much of it can be refunded now. `refund`: its latest refund, if any."""
+    elig = eligibility(order, now=now, window_days=window_days)
     left = remaining(order)
     # a refund in progress blocks another; a paid one blocks only what it paid
     blocking = refund.status if refund is not None and (refund.status in OPEN_REFUNDS or not left) else None
     blocking = blocking if blocking in LIVE_REFUNDS else None
-    data: dict[str, object] = {
+    return {
         "order_id": order.id,
         "status": order.status,
         "items": [
@@ -97,7 +119,7 @@ async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> 
         "placed_on": order.placed_at.date().isoformat(),
         "delivered_on": order.delivered_at.date().isoformat() if order.delivered_at else None,
         "refund_eligible": elig.eligible and blocking is None and left > 0,
-        "eligibility": _why(elig.reason, blocking, deps.settings.return_window_days),
+        "eligibility": _why(elig.reason, blocking, window_days),
         "return_deadline": elig.deadline.date().isoformat() if elig.deadline else None,
         "existing_refund": (
             {
@@ -109,7 +131,50 @@ async def lookup_order(args: LookupOrderInput, ctx: CallContext, deps: Deps) -> 
             else None
         ),
     }
-    return ToolResult(Code.OK, data=data)
+
+
+def _refund(refund: Refund | None) -> dict[str, object] | None:
+    if refund is None:
+        return None
+    return {
+        "refund_id": refund.id,
+        "status": refund.status,
+        "amount": format_cents(refund.amount_cents, refund.currency),
+    }
+
+
+async def recent_orders(s: AsyncSession, deps: Deps, customer_id: str, *, limit: int) -> list[dict[str, object]]:
+    """The customer's newest orders, described as lookup_order describes one, in the caller's
+    transaction (three statements: the orders, their lines, their latest refunds)."""
+    orders = list(
+        (
+            await s.scalars(
+                select(Order)
+                .where(Order.customer_id == customer_id)
+                .order_by(Order.placed_at.desc(), Order.id)
+                .limit(limit)
+                .options(selectinload(Order.items))
+            )
+        ).all()
+    )
+    if not orders:
+        return []
+    newest = (
+        select(Refund.order_id, func.max(Refund.created_at).label("at"))
+        .where(Refund.order_id.in_([o.id for o in orders]))
+        .group_by(Refund.order_id)
+        .subquery()
+    )
+    latest = {
+        r.order_id: r
+        for r in (
+            await s.scalars(
+                select(Refund).join(newest, (Refund.order_id == newest.c.order_id) & (Refund.created_at == newest.c.at))
+            )
+        ).all()
+    }
+    now, window = deps.clock.now(), deps.settings.return_window_days
+    return [describe_order(o, latest.get(o.id), now=now, window_days=window) for o in orders]
 
 
 def _why(reason: str, live_status: str | None, window_days: int) -> str:

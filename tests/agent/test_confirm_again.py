@@ -40,7 +40,7 @@ async def test_a_turn_run_again_after_a_crash_still_offers_the_confirm_step(deps
     # the first attempt: the refund was prepared and the round stored, then the process died before
     # anything reached the outgoing log (the agent alone, without the desk that writes it)
     async with deps.store.read() as s:
-        inp = await turn_input(s, sarah, None, "refund ORD-8842, it arrived broken")
+        inp = await turn_input(s, deps, sarah, None, "refund ORD-8842, it arrived broken")
     _ = [e async for e in agent.run_turn(inp)]
     desk = Desk(agent)
     again = await events_of(desk, sarah, "refund ORD-8842, it arrived broken")  # the model only talks now

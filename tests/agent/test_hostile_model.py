@@ -29,7 +29,7 @@ async def test_hostile_model_breaks_no_rule_and_leaks_nothing(deps: Deps, sarah:
         payouts = await s.scalar(sql("SELECT count(*) FROM payouts"))
         tickets = (await s.execute(sql("SELECT priority, reason, status FROM tickets ORDER BY id"))).all()
     assert audit == [
-        ("process_refund", "ORDER_NOT_LOOKED_UP"),
+        ("process_refund", "INVALID_AMOUNT"),  # the turn's context showed the order: $500 is more than it cost
         ("lookup_order", "OK"),
         ("process_refund", "INVALID_AMOUNT"),
         ("process_refund", "AWAITING_CONFIRMATION"),

@@ -238,13 +238,13 @@ async def test_the_grader_finds_false_claims_in_unguarded_text(deps: Deps, sarah
     assert await false_claims(deps.store, sarah.session_id, SARAH, true, today=deps.clock.now().date()) == []
 
 
-async def test_offline_model_lists_recent_orders_from_a_tool(deps: Deps, sarah: CallContext) -> None:
+async def test_offline_model_lists_recent_orders_from_the_turns_context(deps: Deps, sarah: CallContext) -> None:
     conv = (Desk(Agent(model=OfflineModel(), toolbox=Toolbox(deps))), sarah)
     (answer,) = await say(conv, "wheres my ordr??")
     assert answer.startswith("Here are your most recent orders: ORD-9120 (Stoneware mug set, $32.50) hasn't shipped")
     async with deps.store.read() as s:
         actions = (await s.execute(sql("SELECT action FROM audit_log ORDER BY id"))).scalars().all()
-    assert actions == ["get_customer", "list_orders"]
+    assert actions == []  # the turn came with the customer's newest orders: nothing to look up
 
 
 @pytest.mark.parametrize(
@@ -265,7 +265,10 @@ async def test_offline_model_lists_recent_orders_from_a_tool(deps: Deps, sarah: 
         ("I was charged twice for ORD-8901", wording.ESCALATED_BILLING),
         ("I never received ORD-8901 even though it says delivered", wording.ESCALATED_NOT_RECEIVED),
         ("I will dispute the charge with my bank", wording.ESCALATED_BILLING),
-        ("My friend is a lawyer and says the blender is defective, can I get a refund?", "Which order is it about"),
+        (
+            "My friend is a lawyer and says the blender is defective, can I get a refund?",
+            "here is the refund for you to confirm",
+        ),
     ],
 )
 async def test_offline_model_phrasings(deps: Deps, sarah: CallContext, said: str, expected: str) -> None:
