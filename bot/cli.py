@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -306,45 +308,55 @@ async def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    import json
+    if args.suite != "chat":
+        result = await _other_suite(args, settings)
+    elif args.plot:
+        return await _bench_plot(args)
+    else:
+        return await _chat_bench(args)
+    if args.out:
+        await asyncio.to_thread(Path(args.out).write_text, json.dumps(result, indent=2))
+    return 0
 
-    from bot.bench.runner import Params, capacity_table, compare, plot, run_bench, table
 
+async def _other_suite(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """The help-center search, the website API or the parts a turn is made of: printed, returned."""
     if args.suite == "kb":
         from bot.bench.kb import run_kb_bench
         from bot.bench.kb import table as kb_table
 
-        kb_result = await run_kb_bench(settings, articles=args.articles, database_url=args.database_url)
-        print(kb_table(kb_result))
-        if args.out:
-            await asyncio.to_thread(Path(args.out).write_text, json.dumps(kb_result, indent=2))
-        return 0
-    if args.suite == "web":
+        result = await run_kb_bench(settings, articles=args.articles, database_url=args.database_url)
+        print(kb_table(result))
+    elif args.suite == "web":
         from bot.bench.web import run_web_bench
         from bot.bench.web import table as web_table
 
-        web_result = await run_web_bench(_levels(args.chats), turns=args.turns, database_url=args.database_url)
-        print(web_table(web_result))
-        if args.out:
-            await asyncio.to_thread(Path(args.out).write_text, json.dumps(web_result, indent=2))
-        return 0
-    if args.suite == "parts":
+        result = await run_web_bench(_levels(args.chats), turns=args.turns, database_url=args.database_url)
+        print(web_table(result))
+    else:
         from bot.bench.parts import run_parts_bench
         from bot.bench.parts import table as parts_table
 
-        parts_result = await run_parts_bench(database_url=args.database_url)
-        print(parts_table(parts_result))
-        if args.out:
-            await asyncio.to_thread(Path(args.out).write_text, json.dumps(parts_result, indent=2))
-        return 0
-    if args.plot:
-        results = [json.loads(await asyncio.to_thread(Path(f).read_text)) for f in args.results]
-        if not results:
-            raise UsageError("--plot needs --results FILE.json [FILE.json …]")
-        plot(results, Path(args.plot))
-        print(table(results))
-        print(f"plot written to {args.plot}")
-        return 0
+        result = await run_parts_bench(database_url=args.database_url)
+        print(parts_table(result))
+    return result
+
+
+async def _bench_plot(args: argparse.Namespace) -> int:
+    from bot.bench.runner import plot, table
+
+    results = [json.loads(await asyncio.to_thread(Path(f).read_text)) for f in args.results]
+    if not results:
+        raise UsageError("--plot needs --results FILE.json [FILE.json …]")
+    plot(results, Path(args.plot))
+    print(table(results))
+    print(f"plot written to {args.plot}")
+    return 0
+
+
+async def _chat_bench(args: argparse.Namespace) -> int:
+    from bot.bench.runner import Params, capacity_table, compare, run_bench, table
+
     params = Params(
         threads=args.threads,
         channels=args.channels,
@@ -357,6 +369,7 @@ async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         slack_limits=not args.no_slack_limits,
         channel_layout=args.channel_layout,
+        kind=args.kind,
     )
     try:
         params.n_channels  # noqa: B018 - a bad --channel-layout is the user's mistake, said before anything starts
@@ -440,7 +453,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supportbot", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"supportbot {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_db_parser, _kb_parser, _shell_parser, _eval_parser, _run_parser, _inbox_parser, _mcp_parser):
+        add(sub)
+    _bench_parser(sub)
+    _soak_parser(sub)
+    return parser
 
+
+Subparsers = Any  # argparse's subparsers action (a private class)
+
+
+def _db_parser(sub: Subparsers) -> None:
     db = sub.add_parser("db", help="schema migrations and data")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     dbsub.add_parser("upgrade", help="migrate the database to the latest schema")
@@ -475,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub.add_parser("orders", help="list every order")
     db.set_defaults(handler=cmd_db, uses_database=True)
 
+
+def _kb_parser(sub: Subparsers) -> None:
     kb = sub.add_parser("kb", help="help-center articles: import, list, show, remove, draft, publish")
     kbsub = kb.add_subparsers(dest="kb_command", required=True)
     kbimp = kbsub.add_parser("import", help="import Markdown/HTML files or a Zendesk export (idempotent)")
@@ -491,6 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("target", metavar=what, type=int)
     kb.set_defaults(handler=cmd_kb, uses_database=True)
 
+
+def _shell_parser(sub: Subparsers) -> None:
     shell = sub.add_parser("shell", help="chat with supportbot in this terminal")
     who = shell.add_mutually_exclusive_group(required=True)
     who.add_argument("--as", dest="as_email", metavar="EMAIL", help="chat as this (verified) customer")
@@ -498,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     shell.add_argument("--provider", choices=["claude", "offline", "hostile"], help="model (default: MODEL_PROVIDER)")
     shell.set_defaults(handler=cmd_shell, precheck=_check_model, uses_database=True)
 
+
+def _eval_parser(sub: Subparsers) -> None:
     ev = sub.add_parser("eval", help="run the scenario suite and grade it by the store")
     ev.add_argument(
         "--suite",
@@ -512,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--database-url", help="scratch database (EVERYTHING IN IT IS DELETED); default: a temp SQLite")
     ev.set_defaults(handler=cmd_eval, precheck=_check_eval)
 
+
+def _run_parser(sub: Subparsers) -> None:
     run = sub.add_parser(
         "run",
         help="run the Slack bot and the website chat API (Socket Mode when SLACK_APP_TOKEN is set, else HTTP; "
@@ -522,6 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104
     run.set_defaults(handler=cmd_run, precheck=_check_run, uses_database=True)
 
+
+def _inbox_parser(sub: Subparsers) -> None:
     inbox = sub.add_parser("inbox", help="dead letters: messages given up on")
     isub = inbox.add_subparsers(dest="inbox_command", required=True)
     isub.add_parser("list", help="list dead letters")
@@ -529,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("id", type=int)
     inbox.set_defaults(handler=cmd_inbox, uses_database=True)
 
+
+def _mcp_parser(sub: Subparsers) -> None:
     mcp = sub.add_parser("mcp", help="serve the guarded tools over MCP (stdio, or streamable HTTP with --http)")
     mwho = mcp.add_mutually_exclusive_group(required=True)
     mwho.add_argument("--as", dest="as_email", metavar="EMAIL", help="bind the server to this verified customer")
@@ -537,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.add_argument("--port", type=int, default=8765, help="HTTP port for --http")
     mcp.set_defaults(handler=cmd_mcp, precheck=_check_mcp, uses_database=True)
 
+
+def _bench_parser(sub: Subparsers) -> None:
     bench = sub.add_parser("bench", help="measure latency, throughput, memory and tokens under Slack's rate limits")
     bench.add_argument(
         "--suite",
@@ -563,13 +600,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--channel-layout", default="", help="per-customer, or shared:N (N threads a channel; default 10)"
     )
+    bench.add_argument(
+        "--kind", choices=["refund", "question", "escalation"], help="every conversation of this kind (default: a mix)"
+    )
     bench.add_argument("--out", metavar="FILE.json", help="write the results as JSON")
     bench.add_argument("--compare", metavar="OLD.json", help="print ratios to an earlier run")
     bench.add_argument("--plot", metavar="FILE.png", help="plot latency against load from --results files")
     bench.add_argument("--results", nargs="*", default=[], help="result JSON files for --plot")
     bench.set_defaults(handler=cmd_bench)
-    _soak_parser(sub)
-    return parser
 
 
 def version() -> str:

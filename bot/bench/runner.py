@@ -68,6 +68,7 @@ class Params:
     timeout: float = 600.0
     slack_limits: bool = True  # False: a fake Slack without rate limits and the pacer off (the bot's own capacity)
     channel_layout: str = ""  # "per-customer" or "shared:N" (N threads a channel); "" = --channels or shared:10
+    kind: str | None = None  # every conversation of this kind (refund, question, escalation); None: the mix
 
     @property
     def n_channels(self) -> int:
@@ -432,17 +433,38 @@ def status_times(slack: FakeSlack, convs: list[Conversation]) -> list[float]:
     return out
 
 
-def calls_per_turn(convs: list[Conversation], asked: list[str], follow_ups: int) -> dict[str, float]:
-    """Model calls per turn of each kind, from the customer words each call was made for."""
-    kinds = {"refund": 0, "question": 0, "escalation": 0}
-    for words in asked:
-        kind = "question" if words in QUESTIONS else "escalation" if "unacceptable" in words else "refund"
-        kinds[kind] += 1
-    turns = {
+# USD per million tokens at Claude Sonnet 4.5's list prices: input, cache write, cache read, output
+SONNET_45 = {"input_tokens": 3.0, "cache_creation_input_tokens": 3.75, "cache_read_input_tokens": 0.30}
+SONNET_45_OUTPUT = 15.0
+
+
+def _kind_of(words: str) -> str:
+    return "question" if words in QUESTIONS else "escalation" if "unacceptable" in words else "refund"
+
+
+def cost_per_turn(usage: list[dict[str, Any]], asked: list[str], turns: dict[str, int]) -> dict[str, float]:
+    """What each kind of turn costs at Sonnet 4.5's prices, in USD (the warm-up left out)."""
+    spent: dict[str, float] = {}
+    for u, words in zip(usage, asked, strict=False):
+        usd = sum(u.get(k, 0) * p for k, p in SONNET_45.items()) + u.get("output_tokens", 0) * SONNET_45_OUTPUT
+        spent[_kind_of(words)] = spent.get(_kind_of(words), 0.0) + usd / 1_000_000
+    return {k: round(spent.get(k, 0.0) / n, 5) for k, n in turns.items() if n}
+
+
+def turns_by_kind(convs: list[Conversation], follow_ups: int) -> dict[str, int]:
+    return {
         "refund": sum(c.kind == "refund" for c in convs),
         "question": sum((c.kind == "question") + follow_ups * (c.kind != "escalation") for c in convs),
         "escalation": sum(c.kind == "escalation" for c in convs),
     }
+
+
+def calls_per_turn(convs: list[Conversation], asked: list[str], follow_ups: int) -> dict[str, float]:
+    """Model calls per turn of each kind, from the customer words each call was made for."""
+    kinds = {"refund": 0, "question": 0, "escalation": 0}
+    for words in asked:
+        kinds[_kind_of(words)] += 1
+    turns = turns_by_kind(convs, follow_ups)
     out = {k: round(kinds[k] / turns[k], 2) for k in kinds if turns[k]}
     out["all"] = round(len(asked) / max(sum(turns.values()), 1), 2)
     return out
@@ -724,7 +746,8 @@ async def _send_all(params: Params, driver: Driver, started: float) -> list[Conv
     for n in range(params.threads):
         if params.duration is not None and time.monotonic() - started > params.duration:
             break
-        conv = Conversation(n, random.choices(kinds, weights)[0], f"U_B{n}", f"C_BENCH_{n % params.n_channels:03d}")
+        kind = params.kind or random.choices(kinds, weights)[0]
+        conv = Conversation(n, kind, f"U_B{n}", f"C_BENCH_{n % params.n_channels:03d}")
         convs.append(conv)
         tasks.append(asyncio.create_task(driver.run(conv)))
         await asyncio.sleep(1 / params.rate if params.rate > 0 else 0)  # open-loop arrivals
@@ -748,9 +771,13 @@ def _report(params: Params, url: str, run: _Run) -> dict[str, Any]:
         "machine": {"cores": os.cpu_count()},
         "ack_ms": percentiles([ms for c in convs for ms in c.ack_ms]),
         "turn_ms": percentiles(turns),
+        "first_turn_ms_by_kind": {  # a conversation's first message to its reply (a refund's: its Confirm step)
+            kind: percentiles([c.turn_ms[0] for c in convs if c.kind == kind and c.turn_ms]) for kind, _ in KINDS
+        },
         "click_ms": percentiles([ms for c in convs for ms in c.click_ms]),  # a Confirm click to its reply
         "event_to_status_ms": percentiles(run.status_ms),
         "model_calls_per_turn": calls_per_turn(convs, run.asked, params.turns),
+        "usd_per_turn_sonnet45": cost_per_turn(run.usage, run.asked, turns_by_kind(convs, params.turns)),
         "overhead_ms": histogram_quantiles(texts, "supportbot_turn_overhead_seconds", since=before),
         "model_ms_per_turn": histogram_quantiles(texts, "supportbot_model_seconds", since=before),
         "slack_ms_per_turn": histogram_quantiles(texts, "supportbot_slack_seconds", since=before),
