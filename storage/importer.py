@@ -295,26 +295,31 @@ def _rows(doc: Document, cat: Catalogue) -> dict[type[Any], list[dict[str, Any]]
         PaymentMethod: methods,
         Order: [_order_row(o) for o in doc.orders],
         OrderItem: [_line(o, n, it, cat) for o in doc.orders for n, it in enumerate(o.items, start=1)],
-        OrderPayment: [
-            {
-                "order_id": o.id,
-                "seq": n,
-                "kind": p.kind,
-                "amount_cents": to_cents(p.amount),
-                "method_id": p.method,
-                "change_id": None,
-                "refund_id": None,
-                "created_at": o.placed_at,
-            }
-            for o in doc.orders
-            for n, p in enumerate(o.history(), start=1)
-        ],
+        OrderPayment: _payments(doc),
         Fulfilment: [
             {"order_id": o.id, "seq": n, "tracking_ids": f.tracking_ids, "item_ids": f.item_ids}
             for o in doc.orders
             for n, f in enumerate(o.fulfilments, start=1)
         ],
     }
+
+
+def _payments(doc: Document) -> list[dict[str, Any]]:
+    """Each order's payment history, numbered from 1."""
+    return [
+        {
+            "order_id": o.id,
+            "seq": n,
+            "kind": p.kind,
+            "amount_cents": to_cents(p.amount),
+            "method_id": p.method,
+            "change_id": None,
+            "refund_id": None,
+            "created_at": o.placed_at,
+        }
+        for o in doc.orders
+        for n, p in enumerate(o.history(), start=1)
+    ]
 
 
 def _order_row(o: OrderIn) -> dict[str, Any]:
