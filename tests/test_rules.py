@@ -157,3 +157,13 @@ def test_each_package_has_one_error_tree() -> None:
         roots = [c for c in vars(base).values() if inspect.isclass(c) and issubclass(c, BaseException)]
         tree = {c for c in roots if c.__module__ == home}
         assert len({c for c in tree if not any(issubclass(c, other) for other in tree - {c})}) == 1, package
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    long = {
+        f"{_rel(p)}:{node.name}": node.end_lineno - node.lineno + 1
+        for p in _files("bot", "desk", "agent", "tools", "storage")
+        for node in ast.walk(ast.parse(p.read_text(), str(p)))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (node.end_lineno or 0) - node.lineno + 1 > 60
+    }
+    assert long == {}

@@ -133,6 +133,17 @@ async def draft_from_ticket(deps: Deps, *, ticket_id: int, staff: Actor) -> Tool
         sections=(Section("Question", "question", question), Section("Answer", "answer", answer)),
         origin=f"ticket {ticket_id}",
     )
+    article = await _store_draft(deps, doc, ticket_id=ticket_id, staff=staff)
+    redacted = [{"kind": kind, "text": text} for kind, text in [*taken, *more]]
+    return ToolResult(
+        Code.OK,
+        f"Saved as draft article {article.id}" + (f" ({len(redacted)} details taken out)." if redacted else "."),
+        {**describe(article), "created": True, "redacted": redacted},
+    )
+
+
+async def _store_draft(deps: Deps, doc: ArticleDoc, *, ticket_id: int, staff: Actor) -> Article:
+    """The draft and its (unpublished) passages, in one transaction, audited."""
     now = deps.clock.now()
     async with deps.store.write() as s:
         article = Article(
@@ -153,12 +164,7 @@ async def draft_from_ticket(deps: Deps, *, ticket_id: int, staff: Actor) -> Tool
         await s.flush()
         s.add_all(Passage(**row) for row in passage_rows(deps.store, article.id, doc, published=False))
         audit(s, deps, actor=staff, action="kb_draft", input={"ticket_id": ticket_id}, outcome=Code.OK)
-    redacted = [{"kind": kind, "text": text} for kind, text in [*taken, *more]]
-    return ToolResult(
-        Code.OK,
-        f"Saved as draft article {article.id}" + (f" ({len(redacted)} details taken out)." if redacted else "."),
-        {**describe(article), "created": True, "redacted": redacted},
-    )
+    return article
 
 
 async def _names(deps: Deps, customer_id: str | None) -> list[str]:
