@@ -12,16 +12,14 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from storage.errors import DatabaseUrlError
+
 SUPPORTED = (
     "supported: SQLite (sqlite+aiosqlite:///supportbot.db) and PostgreSQL "
     "(postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB)"
 )
 DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 PG_PORT = 5432
-
-
-class DatabaseUrlError(ValueError):
-    """A database URL supportbot cannot use; the message names what would work."""
 
 
 def check_url(url: str, *, name: str = "DATABASE_URL") -> URL:

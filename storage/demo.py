@@ -10,20 +10,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from storage.engine import Store
+from storage.errors import NotADemoDatabase
 from storage.importer import seed, seed_document
 from storage.models import Base, Customer, Order, Refund
 from storage.types import Clock
-
-
-class NotADemoDatabase(Exception):
-    """The database holds customers of its own; `db reset --demo` leaves it alone."""
-
-    def __init__(self, customers: list[str]) -> None:
-        self.customers = customers
-        super().__init__(
-            f"this database holds customers that are not the demo company's ({', '.join(customers)}), "
-            "so it was left unchanged; `db reset --demo` only resets demo databases"
-        )
 
 
 async def empty(store: Store) -> None:

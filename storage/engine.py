@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import inline_sqlite, metrics
 from storage.dburl import check_url, describe, host_port, sqlite_path
+from storage.errors import NestedWrite, StoreUnavailable
 from storage.settings import Settings
 
 _IMMEDIATE = "supportbot_begin_immediate"
@@ -217,10 +218,6 @@ class _Unit:
     stack: AsyncExitStack | None = None
     session: AsyncSession | None = None
     paused: bool = False
-
-
-class NestedWrite(RuntimeError):
-    """A write transaction was opened inside another one in the same task (it would deadlock)."""
 
 
 _WAITED_ON: contextvars.ContextVar[bool] = contextvars.ContextVar("store_waited_on", default=False)
@@ -451,10 +448,6 @@ async def insert_all(s: AsyncSession, rows: Sequence[Any]) -> None:
         groups.setdefault((mapper.local_table, frozenset(values)), []).append(values)
     for (table, _), batch in groups.items():
         await s.execute(insert(table), batch)
-
-
-class StoreUnavailable(Exception):
-    """The database cannot be used as configured: not reachable, refusing us, or not a database."""
 
 
 def sqlite_file_problem(path: Path) -> str | None:

@@ -17,22 +17,13 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from storage.errors import ImportError_
 from storage.states import DELIVERED_ORDERS, OrderStatus
 from storage.types import to_cents
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 SECTIONS = ("products", "customers", "orders")
 MAX_OPTIONS = 20
-
-
-class ImportError_(Exception):
-    """A file that cannot be imported; `problems` lists every record and field at fault."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        shown = "\n".join(f"  - {p}" for p in problems[:20])
-        more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"{len(problems)} problem(s) in the import file:\n{shown}{more}")
 
 
 def money(value: Decimal) -> Decimal:

@@ -28,6 +28,8 @@ from typing import Any, BinaryIO
 
 import ijson
 
+from storage.errors import Problem
+
 MAX_FILE_BYTES = 2_000_000
 MAX_EXPORT_BYTES = 256_000_000
 MAX_DEPTH = 32
@@ -35,10 +37,6 @@ MAX_FILES = 50_000
 MAX_HTML_DEPTH = 256
 PARSE_SECONDS = 10.0
 CHUNK = 1 << 16
-
-
-class Problem(ValueError):
-    """Something wrong with one file (or article), said in words its author can act on."""
 
 
 # --- which files ------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from sqlalchemy import delete, insert, select, update
 from storage import credentials, links
 from storage.analysis import language_of
 from storage.engine import Store
+from storage.errors import KbImportError
 from storage.kb_files import (
     MAX_FILE_BYTES,
     PARSE_SECONDS,
@@ -71,16 +72,6 @@ MARKDOWN_SUFFIXES = (".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
 FILE_SOURCES = ("markdown", "html")
 Progress = Callable[[int, int], None]
-
-
-class KbImportError(Exception):
-    """Files that cannot be imported; `problems` names every file (and article) at fault."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        shown = "\n".join(f"  - {p}" for p in problems[:20])
-        more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"{len(problems)} problem(s):\n{shown}{more}")
 
 
 @dataclass(frozen=True, slots=True)

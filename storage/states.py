@@ -33,15 +33,9 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from storage.errors import StateError
+
 S = TypeVar("S", bound=StrEnum)
-
-
-class StateError(Exception):
-    """A move the state machine does not allow."""
-
-    def __init__(self, machine: str, frm: str, to: str) -> None:
-        self.machine, self.frm, self.to = machine, frm, to
-        super().__init__(f"{machine}: {frm} -> {to} is not an allowed move")
 
 
 class RefundStatus(StrEnum):

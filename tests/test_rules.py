@@ -133,7 +133,13 @@ def test_every_move_of_a_machine_is_in_its_table() -> None:
     }
 
 
-ERROR_HOMES = {"agent": "agent.errors", "bot": "bot.errors", "desk": "desk.errors", "tools": "tools.codes"}
+ERROR_HOMES = {
+    "agent": "agent.errors",
+    "bot": "bot.errors",
+    "desk": "desk.errors",
+    "storage": "storage.errors",
+    "tools": "tools.codes",
+}
 
 
 def _exception_classes(package: str) -> dict[str, str]:
