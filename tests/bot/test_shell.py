@@ -58,7 +58,7 @@ def test_customer_refund_confirmed_by_typing_yes(tmp_path: Path, url: str) -> No
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "you are Sarah Chen" in out and "offline-rules" in out
-    assert "· Looking up your order…" in out  # tool activity shown, dimmed (plain when not a terminal)
+    assert "· Preparing your refund…" in out  # tool activity shown, dimmed (plain when not a terminal)
     # the shell's own words for the confirmation step: there is no button to press here
     assert "I can refund $89.99 for ProBlend 500 blender (order ORD-8842). Shall I go ahead? Reply yes" in out
     assert "press confirm" not in out.lower() and "button" not in out.lower()
