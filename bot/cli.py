@@ -376,6 +376,17 @@ async def _chat_bench(args: argparse.Namespace) -> int:
         result = await run_bench(params)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    if args.floor:  # the libraries' floor for this turn shape, measured in this process after the run
+        from bot.bench.parts import run_parts_bench
+        from bot.bench.runner import floor_of
+
+        parts = (await run_parts_bench(n=200, database_url=args.database_url))["cpu_ms_per_call"]
+        floor = floor_of(result["per_turn"], parts)
+        result["floor"] = {
+            "parts_cpu_ms": parts,
+            "cpu_ms": floor,
+            "ratio": round(result["per_turn"]["cpu_ms"] / floor, 2),
+        }
     print(table([result]))
     print(capacity_table([result]))
     check = result["correctness"]
@@ -602,6 +613,9 @@ def _bench_parser(sub: Subparsers) -> None:
     )
     bench.add_argument(
         "--kind", choices=["refund", "question", "escalation"], help="every conversation of this kind (default: a mix)"
+    )
+    bench.add_argument(
+        "--floor", action="store_true", help="also measure the libraries' floor for the run's turn shape (parts)"
     )
     bench.add_argument("--out", metavar="FILE.json", help="write the results as JSON")
     bench.add_argument("--compare", metavar="OLD.json", help="print ratios to an earlier run")

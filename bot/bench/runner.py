@@ -472,6 +472,21 @@ def calls_per_turn(convs: list[Conversation], asked: list[str], follow_ups: int)
     return out
 
 
+def floor_of(shape: dict[str, float], parts: dict[str, float]) -> float:
+    """The CPU ms a work item of this shape costs in the required libraries alone: its ack, its
+    model and Slack calls, its transactions and their statements, at the parts bench's prices."""
+    selects = max(0.0, shape["statements"] - shape["read_tx"] - shape["write_tx"])
+    return round(
+        parts["slack_ack"]
+        + shape["model_calls"] * parts["claude_call"]
+        + shape["slack_calls"] * parts["slack_post"]
+        + shape["read_tx"] * parts["read_tx_one_select"]
+        + shape["write_tx"] * parts["write_tx_one_update"]
+        + selects * parts["each_further_select"],
+        2,
+    )
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
@@ -689,6 +704,7 @@ class _Run:
     asked: list[str]  # each of those calls' newest customer words
     status_ms: list[float]  # a message event to its thread's status line
     limited: int
+    slack_calls: int  # Web API calls the measured conversations made
 
 
 async def run_bench(params: Params) -> dict[str, Any]:
@@ -721,7 +737,7 @@ async def _measure(params: Params, url: str, slack: FakeSlack, api: FakeMessages
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
             driver = Driver(params, slack, replicas, http)
             warm = await warm_up(driver, params)
-            warm_calls = len(api.usage)
+            warm_calls, warm_slack = len(api.usage), len(slack.calls)
             scraped_before = await scrape(http, replicas)
             started = time.monotonic()
             convs = await _send_all(params, driver, started)
@@ -737,7 +753,10 @@ async def _measure(params: Params, url: str, slack: FakeSlack, api: FakeMessages
     check = await correctness(url, slack, convs, replicas, warm=warm)
     usage, asked = api.usage[warm_calls:], api.asked[warm_calls:]
     status_ms = status_times(slack, convs)
-    return _Run(convs, wall, scraped_before, metrics_texts, rss, check, usage, asked, status_ms, slack.limited)
+    slack_calls = len(slack.calls) - warm_slack
+    return _Run(
+        convs, wall, scraped_before, metrics_texts, rss, check, usage, asked, status_ms, slack.limited, slack_calls
+    )
 
 
 async def _send_all(params: Params, driver: Driver, started: float) -> list[Conversation]:
@@ -784,7 +803,11 @@ def _report(params: Params, url: str, run: _Run) -> dict[str, Any]:
         "model_ms_per_turn": histogram_quantiles(texts, "supportbot_model_seconds", since=before),
         "slack_ms_per_turn": histogram_quantiles(texts, "supportbot_slack_seconds", since=before),
         "turns_per_s": round(len(turns) / run.wall, 2) if run.wall else 0.0,
-        "per_turn": per_turn(counter_totals(before), counter_totals(texts), items),
+        "per_turn": {
+            **per_turn(counter_totals(before), counter_totals(texts), items),
+            "model_calls": round(len(run.usage) / max(items, 1), 2),
+            "slack_calls": round(run.slack_calls / max(items, 1), 2),
+        },
         "wall_s": round(run.wall, 2),
         "peak_rss_mb": round(max(run.rss), 1) if run.rss else 0.0,
         "peak_rss_mb_per_replica": [round(r, 1) for r in run.rss],
